@@ -1,0 +1,3 @@
+from agentbus.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""The starlette application and the api role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentbus.api import routes
+from agentbus.api.errors import exception_handlers
+from agentbus.api.openapi import document
+from agentbus.api.state import ApiState
+from agentbus.bus import ControlStream, connect, ping
+from agentbus.config import Settings
+from agentbus.domain import App
+from agentbus.security import Keyring
+from agentbus.store import Store
+
+
+def create_app(settings: Settings, app: App, store: Store | None = None) -> Starlette:
+    store = store or Store.from_url(settings.database_url)
+    conn = connect(settings.redis_url)
+    state = ApiState(settings, app, store, ControlStream(conn, Keyring.parse(settings.secret)), lambda: ping(conn))
+    spec = document(app)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(spec)
+
+    web = Starlette(
+        routes=[
+            Route("/jobs", routes.submit_job, methods=["POST"]),
+            Route("/jobs", routes.list_jobs, methods=["GET"]),
+            Route("/jobs/{job_id}", routes.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/results", routes.get_results, methods=["GET"]),
+            Route("/jobs/{job_id}/cancel", routes.cancel_job, methods=["POST"]),
+            Route("/job-types", routes.job_types, methods=["GET"]),
+            Route("/healthz", routes.healthz, methods=["GET"]),
+            Route("/readyz", routes.readyz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+    )
+    web.state.agentbus = state
+    return web
+
+
+def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_options: Any) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(settings, app), host=host, port=port, log_level="warning", access_log=False,
+                **uvicorn_options)  # fmt: skip

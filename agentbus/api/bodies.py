@@ -1,0 +1,58 @@
+"""Request bodies: read within a size limit, parsed, validated with unknown fields refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from agentbus.domain.errors import InvalidInput, PayloadTooLarge, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitJob(Body):
+    type: str = Field(min_length=1, max_length=200, description="an agent or task name")
+    input: dict[str, Any] = Field(default_factory=dict, description="the job type's input")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: int = Field(default=0, ge=-10, le=10, description="higher runs first")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InvalidInput("the request needs a JSON body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+
+
+def parse(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object", [{"loc": ["body"], "msg": "expected an object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(x) for x in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        first = errors[0]
+        raise ValidationFailed(f"invalid body at {'.'.join(first['loc']) or 'body'}: {first['msg']}", errors) from None

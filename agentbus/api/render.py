@@ -1,0 +1,40 @@
+"""Turning records into the JSON the API answers with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agentbus.store import JobRecord
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def job(rec: JobRecord, progress: dict[str, int] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": rec.id,
+        "type": rec.type,
+        "status": rec.state.value,
+        "input": rec.input,
+        "priority": rec.priority,
+        "idempotency_key": rec.idempotency_key,
+        "parent_id": rec.parent_id,
+        "created_at": iso(rec.created_at),
+        "started_at": iso(rec.started_at),
+        "finished_at": iso(rec.finished_at),
+        "updated_at": iso(rec.updated_at),
+        "error": rec.error.to_dict() if rec.error else None,
+    }
+    if progress is not None:
+        out["progress"] = progress
+    return out
+
+
+def results(rec: JobRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": rec.id, "status": rec.state.value}
+    if rec.state.terminal:
+        out["result"] = rec.result
+        out["error"] = rec.error.to_dict() if rec.error else None
+    return out

@@ -1,0 +1,123 @@
+"""The HTTP routes. Store and Redis calls run in the thread pool; errors go to errors.py."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from agentbus.api import render
+from agentbus.api.bodies import SubmitJob, parse, read_json
+from agentbus.api.state import ApiState
+from agentbus.domain import ControlEvent, InvalidInput, JobState, Unavailable
+from agentbus.store import NewJob
+
+log = logging.getLogger("agentbus.api")
+
+
+def _state(request: Request) -> ApiState:
+    st: ApiState = request.app.state.agentbus
+    return st
+
+
+def _job_id(request: Request) -> str:
+    job_id = str(request.path_params["job_id"])
+    if not (0 < len(job_id) <= 120):
+        raise InvalidInput("a job id has 1 to 120 characters")
+    return job_id
+
+
+def _publish(st: ApiState, event: ControlEvent) -> None:
+    try:
+        st.stream.publish([event])
+    except Unavailable as exc:  # the job is in PostgreSQL: the reconciler will emit it
+        log.warning("could not publish %s for %s: %s", event.kind, event.job_ids, exc)
+
+
+async def submit_job(request: Request) -> JSONResponse:
+    st = _state(request)
+    body = parse(SubmitJob, await read_json(request, st.settings.max_body_bytes))
+    data = st.app.validate_input(body.type, body.input)
+    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority)
+    rec, created = await run_in_threadpool(st.store.create_job, new)
+    if created:
+        await run_in_threadpool(_publish, st, ControlEvent("job.submitted", (rec.id,)))
+    return JSONResponse(render.job(rec), status_code=201 if created else 200)
+
+
+async def get_job(request: Request) -> JSONResponse:
+    st = _state(request)
+    job_id = _job_id(request)
+    rec = await run_in_threadpool(st.store.get_job, job_id)
+    progress = await run_in_threadpool(st.store.progress, job_id)
+    return JSONResponse(render.job(rec, progress))
+
+
+async def get_results(request: Request) -> JSONResponse:
+    st = _state(request)
+    rec = await run_in_threadpool(st.store.get_job, _job_id(request))
+    return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise InvalidInput(f"limit must be a whole number from 1 to 200, got {raw!r}")
+    return int(raw)
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    st = _state(request)
+    q = request.query_params
+    unknown = set(q) - {"status", "type", "limit", "cursor"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))}")
+    states = [s for s in q.get("status", "").split(",") if s]
+    valid = {s.value for s in JobState}
+    bad = [s for s in states if s not in valid]
+    if bad:
+        raise InvalidInput(f"unknown status {bad[0]!r}; one of {', '.join(sorted(valid))}")
+    rows, cursor = await run_in_threadpool(
+        lambda: st.store.list_jobs(states=states, type=q.get("type"), limit=_limit(request), cursor=q.get("cursor"))
+    )
+    return JSONResponse({"jobs": [render.job(r) for r in rows], "next_cursor": cursor})
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    st = _state(request)
+    rec = await run_in_threadpool(st.store.cancel_job, _job_id(request))
+    await run_in_threadpool(_publish, st, ControlEvent("job.cancel", (rec.id,)))
+    return JSONResponse(render.job(rec))
+
+
+async def job_types(request: Request) -> JSONResponse:
+    app = _state(request).app
+    types: list[dict[str, Any]] = []
+    schemas = app.input_schemas()
+    for name, td in sorted(app.tasks.items()):
+        types.append({"name": name, "kind": "task", "device": td.options.device, "input_schema": schemas[name]})
+    for name in sorted(app.agents):
+        types.append({"name": name, "kind": "agent", "input_schema": schemas[name]})
+    return JSONResponse({"job_types": types})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    st = _state(request)
+    checks: dict[str, str] = {}
+    for name, probe in (("postgresql" if st.store.backend == "postgresql" else "sqlite", st.store.ping),
+                        ("redis", st.ping_redis)):  # fmt: skip
+        try:
+            await run_in_threadpool(probe)
+            checks[name] = "ok"
+        except Unavailable as exc:
+            checks[name] = exc.message
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503,
+                        headers=None if ok else {"Retry-After": "1"})  # fmt: skip

@@ -1,0 +1,20 @@
+"""What every request handler shares: settings, the App, the store and the stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentbus.bus import ControlStream
+from agentbus.config import Settings
+from agentbus.domain import App
+from agentbus.store import Store
+
+
+@dataclass(frozen=True)
+class ApiState:
+    settings: Settings
+    app: App
+    store: Store
+    stream: ControlStream
+    ping_redis: Callable[[], None]

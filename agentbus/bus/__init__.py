@@ -1,0 +1,21 @@
+"""Redis: the control stream, RQ queues and workers, the orchestrator lease, worker heartbeats."""
+
+from agentbus.bus.connection import connect, ping
+from agentbus.bus.fleet import Fleet
+from agentbus.bus.lease import Lease
+from agentbus.bus.queues import Dispatcher, queue_name
+from agentbus.bus.rqworker import AgentbusWorker, run_worker
+from agentbus.bus.stream import ControlStream, Entry
+
+__all__ = [
+    "AgentbusWorker",
+    "ControlStream",
+    "Dispatcher",
+    "Entry",
+    "Fleet",
+    "Lease",
+    "connect",
+    "ping",
+    "queue_name",
+    "run_worker",
+]

@@ -1,0 +1,43 @@
+"""Worker heartbeats: who is alive, what it serves, what it runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from agentbus.bus.connection import translate_errors
+
+PREFIX = "agentbus:worker:"
+
+
+class Fleet:
+    def __init__(self, conn: redis.Redis, ttl_s: float = 10.0) -> None:
+        self.conn = conn
+        self.ttl_ms = int(ttl_s * 1000)
+
+    @translate_errors
+    def heartbeat(self, worker_id: str, info: dict[str, Any]) -> None:
+        self.conn.set(PREFIX + worker_id, json.dumps({**info, "id": worker_id, "seen": time.time()}), px=self.ttl_ms)
+
+    @translate_errors
+    def forget(self, worker_id: str) -> None:
+        self.conn.delete(PREFIX + worker_id)
+
+    @translate_errors
+    def alive(self, worker_ids: Sequence[str]) -> dict[str, bool]:
+        ids = list(dict.fromkeys(worker_ids))
+        if not ids:
+            return {}
+        got = self.conn.mget([PREFIX + w for w in ids])
+        return {w: v is not None for w, v in zip(ids, got, strict=True)}
+
+    @translate_errors
+    def workers(self) -> list[dict[str, Any]]:
+        keys = list(self.conn.scan_iter(match=PREFIX + "*", count=500))
+        if not keys:
+            return []
+        return [json.loads(v) for v in self.conn.mget(keys) if v is not None]

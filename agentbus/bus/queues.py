@@ -1,0 +1,90 @@
+"""Task dispatch over RQ queues: one RQ job carries one signed ``Dispatch`` (a batch of calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+from rq import Queue
+from rq.command import send_command
+from rq.serializers import JSONSerializer
+
+from agentbus.bus.connection import translate_errors
+from agentbus.domain.messages import Dispatch
+from agentbus.security.signing import Keyring
+
+QUEUE_PREFIX = "agentbus."
+# The RQ job's function name. Workers never import it: they check it and run the signed payload.
+CHUNK_FUNC = "agentbus.bus.queues.execute_dispatch"
+CANCEL_COMMAND = "agentbus-cancel"
+
+
+def execute_dispatch(envelope: str) -> None:  # pragma: no cover - never called: see AgentbusWorker
+    raise RuntimeError("agentbus dispatches run only in an agentbus worker")
+
+
+def queue_name(name: str) -> str:
+    """RQ queue for a routing name: ``cpu`` → ``agentbus.cpu``."""
+    return name if name.startswith(QUEUE_PREFIX) else QUEUE_PREFIX + name
+
+
+class Dispatcher:
+    def __init__(self, conn: redis.Redis, keyring: Keyring, result_ttl: int = 60, failure_ttl: int = 86_400):
+        self.conn = conn
+        self.keyring = keyring
+        self.result_ttl = result_ttl
+        self.failure_ttl = failure_ttl
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        qn = queue_name(name)
+        q = self._queues.get(qn)
+        if q is None:
+            q = self._queues[qn] = Queue(qn, connection=self.conn, serializer=JSONSerializer)
+        return q
+
+    @translate_errors
+    def send(self, name: str, dispatches: Sequence[Dispatch], at_front: bool = False) -> None:
+        if not dispatches:
+            return
+        q = self.queue(name)
+        datas = [
+            Queue.prepare_data(
+                CHUNK_FUNC,
+                args=[self.keyring.seal(d.to_dict())],
+                job_id=d.dispatch_id,
+                timeout=-1,
+                result_ttl=self.result_ttl,
+                failure_ttl=self.failure_ttl,
+                description=f"{len(d.calls)} x {d.calls[0].name}" if d.calls else "empty",
+                at_front=at_front,
+            )
+            for d in dispatches
+        ]
+        with self.conn.pipeline() as pipe:
+            q.enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+
+    @translate_errors
+    def statuses(self, dispatch_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """RQ's status of each dispatch and the worker that took it; (None, None) when Redis lost it."""
+        ids = list(dict.fromkeys(dispatch_ids))
+        pipe = self.conn.pipeline(transaction=False)
+        for d in ids:
+            pipe.hmget(f"rq:job:{d}", ["status", "worker_name"])
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for d, (status, worker) in zip(ids, pipe.execute(), strict=True):
+            out[d] = (
+                status.decode() if isinstance(status, bytes) else None,
+                worker.decode() if isinstance(worker, bytes) and worker else None,
+            )
+        return out
+
+    @translate_errors
+    def cancel_call(self, worker_name: str, task_id: str) -> None:
+        """Ask a worker to stop a running call (RQ's command channel)."""
+        send_command(self.conn, worker_name, CANCEL_COMMAND, task_id=task_id)
+
+    @translate_errors
+    def lengths(self) -> dict[str, int]:
+        return {name: q.count for name, q in self._queues.items()}

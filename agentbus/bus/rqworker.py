@@ -1,0 +1,114 @@
+"""The RQ worker agentbus runs: RQ's SimpleWorker, executing only signed agentbus dispatches.
+
+RQ keeps doing what it does (queues, registries, worker registration, ``rq info``);
+the worker refuses any RQ job whose function is not agentbus's dispatch entry and
+never imports a function named in Redis: it verifies the signed payload and hands
+the ``Dispatch`` to the executor it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
+
+from agentbus.bus.queues import CANCEL_COMMAND, CHUNK_FUNC, queue_name
+from agentbus.domain.errors import MessageRejected
+from agentbus.domain.messages import Dispatch
+from agentbus.security.signing import Keyring
+
+log = logging.getLogger("agentbus.worker")
+
+Executor = Callable[[Dispatch], None]
+
+
+class _NoDeathPenalty(BaseDeathPenalty):
+    """Timeouts are enforced per call by the executor, not per RQ job."""
+
+    def setup_death_penalty(self) -> None:
+        pass
+
+    def cancel_death_penalty(self) -> None:
+        pass
+
+
+class DispatchJob(Job):
+    executor: Executor | None = None
+    keyring: Keyring | None = None
+
+    def _execute(self) -> Any:
+        if self.func_name != CHUNK_FUNC:
+            raise MessageRejected(f"refusing RQ job {self.id}: function {self.func_name!r} is not agentbus's")
+        if self.executor is None or self.keyring is None or len(self.args) != 1 or self.kwargs:
+            raise MessageRejected(f"refusing RQ job {self.id}: not an agentbus dispatch")
+        dispatch = Dispatch.from_dict(self.keyring.open(self.args[0]))
+        if dispatch.dispatch_id != self.id:
+            raise MessageRejected(f"refusing RQ job {self.id}: payload belongs to {dispatch.dispatch_id}")
+        self.executor(dispatch)
+        return None
+
+
+class AgentbusWorker(SimpleWorker):
+    death_penalty_class = _NoDeathPenalty
+    job_class = DispatchJob
+
+    def __init__(
+        self,
+        queues: list[str],
+        *,
+        connection: redis.Redis,
+        name: str,
+        executor: Executor,
+        keyring: Keyring,
+        on_cancel: Callable[[str], None],
+    ) -> None:
+        super().__init__(
+            [Queue(queue_name(q), connection=connection, serializer=JSONSerializer) for q in queues],
+            name=name,
+            connection=connection,
+            serializer=JSONSerializer,
+            job_class=DispatchJob,
+        )
+        self._executor = executor
+        self._keyring = keyring
+        self._on_cancel = on_cancel
+        self.rejected = 0
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if job.func_name != CHUNK_FUNC:
+            # Never perform it: a forged job naming os.system or a pickle payload stops here.
+            self.rejected += 1
+            log.warning("refused RQ job %s with function %r", job.id, job.func_name)
+        assert isinstance(job, DispatchJob)
+        job.executor = self._executor if job.func_name == CHUNK_FUNC else None
+        job.keyring = self._keyring
+        super().execute_job(job, queue)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if exc_info and isinstance(exc_info[1], MessageRejected):
+            self.rejected += 1
+            log.warning("dropped dispatch %s: %s", job.id, exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_payload(self, message: dict[str, Any]) -> None:
+        import json
+
+        try:
+            payload = json.loads(message["data"].decode())
+        except (ValueError, KeyError, AttributeError):
+            return
+        if payload.get("command") == CANCEL_COMMAND and isinstance(payload.get("task_id"), str):
+            self._on_cancel(payload["task_id"])
+            return
+        super().handle_payload(message)
+
+
+def run_worker(worker: AgentbusWorker, burst: bool = False) -> bool:
+    return bool(worker.work(burst=burst, with_scheduler=False, logging_level="WARNING"))

@@ -1,0 +1,207 @@
+"""The one command: ``agentbus run --role ...``, ``dev``, ``migrate`` and the HTTP client commands."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentbus.client import Client
+from agentbus.config import Settings
+from agentbus.domain import AgentbusError, App, ConfigError
+
+cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)  # fmt: skip
+jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
+cli.add_typer(jobs_cli, name="jobs")
+out = Console()
+err = Console(stderr=True)
+
+
+class Role(StrEnum):
+    api = "api"
+    orchestrator = "orchestrator"
+    worker_cpu = "worker-cpu"
+    worker_gpu = "worker-gpu"
+
+
+def load_app(spec: str) -> App:
+    """``module:attr`` → the App it names."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--app must look like module:attr, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} for --app: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ConfigError(f"{spec!r} is not an agentbus App")
+    return app
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+@cli.command()
+def run(
+    role: Annotated[Role, typer.Option(help="which service to run")],
+    app: Annotated[str | None, typer.Option(help="module:attr of your App [env AGENTBUS_APP]")] = None,
+    host: Annotated[str, typer.Option(help="api: address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="api: port")] = 8000,
+    queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues")] = None,
+    name: Annotated[str | None, typer.Option(help="workers, orchestrator: a stable name")] = None,
+    burst: Annotated[bool, typer.Option(help="workers: exit when the queues are empty")] = False,
+) -> None:
+    """Start one service."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = _settings(app=app)
+    the_app = load_app(settings.app)
+    if role == Role.api:
+        from agentbus.api import run_api
+
+        run_api(settings, the_app, host, port)
+    elif role == Role.orchestrator:
+        from agentbus.orchestrator import run_orchestrator
+
+        run_orchestrator(settings, the_app)
+    else:
+        from agentbus.worker import run_worker_role
+
+        default = "cpu" if role == Role.worker_cpu else "gpu"
+        qs = [q.strip() for q in (queues or default).split(",") if q.strip()]
+        run_worker_role(settings, the_app, role.value, qs, name=name, burst=burst)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the schema (idempotent)."""
+    from agentbus.store import Store
+
+    settings = _settings()
+    store = Store.from_url(settings.database_url)
+    applied = store.migrate()
+    store.close()
+    out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@cli.command()
+def dev(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    workers: Annotated[int, typer.Option(help="CPU worker processes")] = 2,
+    data_dir: Annotated[str, typer.Option(help="where the SQLite file and embedded Redis live")] = ".agentbus",
+    app: Annotated[str | None, typer.Option(help="module:attr of your App")] = None,
+) -> None:
+    """Run every role on this machine: SQLite + embedded Redis unless AGENTBUS_*_URL say otherwise."""
+    from agentbus.devmode import run_dev
+
+    raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app))
+
+
+def _client() -> Client:
+    return Client(_settings().api_url)
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
+@cli.command()
+def submit(
+    type: Annotated[str, typer.Argument(help="job type: an agent or task name")],
+    input: Annotated[str, typer.Option("--input", "-i", help="the input as a JSON object")] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option(help="submit at most once per key")] = None,
+    priority: Annotated[int, typer.Option(help="-10..10, higher runs first")] = 0,
+    wait: Annotated[bool, typer.Option(help="show progress and print the result")] = False,
+    timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds")] = 600.0,
+) -> None:
+    """Submit a job."""
+    try:
+        data = json.loads(input)
+    except ValueError as exc:
+        err.print(f"[red]--input is not JSON:[/] {exc}")
+        raise typer.Exit(2) from None
+    with _client() as c:
+        job = c.submit(type, data, idempotency_key=idempotency_key, priority=priority)
+        if not wait:
+            _print_json(job)
+            return
+        err.print(f"job [bold]{job['id']}[/] submitted")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err) as bar:  # fmt: skip
+            t = bar.add_task("tasks", total=None)
+
+            def show(j: dict[str, Any]) -> None:
+                p = j.get("progress", {})
+                bar.update(t, completed=p.get("done", 0), total=p.get("total") or None, description=j["status"])
+
+            result = c.wait(job["id"], timeout=timeout, on_progress=show)
+        _print_json(result)
+        if result["status"] != "succeeded":
+            raise typer.Exit(1)
+
+
+@cli.command("types")
+def job_types() -> None:
+    """List the job types the API knows, with their input schemas."""
+    with _client() as c:
+        table = Table("name", "kind", "input")
+        for t in c.job_types():
+            props = t["input_schema"].get("properties", {})
+            table.add_row(t["name"], t["kind"], ", ".join(f"{k}: {v.get('type', '?')}" for k, v in props.items()))
+        out.print(table)
+
+
+@jobs_cli.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="comma-separated states")] = None,
+    type: Annotated[str | None, typer.Option(help="job type")] = None,
+    limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+) -> None:
+    with _client() as c:
+        page = c.jobs(status=status, type=type, limit=limit, cursor=cursor)
+    table = Table("id", "type", "status", "created", "finished")
+    for j in page["jobs"]:
+        table.add_row(j["id"], j["type"], j["status"], j["created_at"], j["finished_at"] or "")
+    out.print(table)
+    if page["next_cursor"]:
+        out.print(f"next page: --cursor {page['next_cursor']}")
+
+
+@jobs_cli.command("show")
+def jobs_show(job_id: str) -> None:
+    with _client() as c:
+        _print_json(c.job(job_id))
+
+
+@jobs_cli.command("results")
+def jobs_results(job_id: str) -> None:
+    with _client() as c:
+        done, body = c.results(job_id)
+    _print_json(body)
+    if not done:
+        raise typer.Exit(3)
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    with _client() as c:
+        _print_json(c.cancel(job_id))
+
+
+def main() -> None:
+    try:
+        cli()
+    except AgentbusError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        sys.exit(2)

@@ -1,0 +1,102 @@
+"""A Python client of the HTTP API (what the CLI uses, and what users call)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from agentbus.domain.errors import (
+    AgentbusError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    ValidationFailed,
+)
+
+_BY_STATUS: dict[int, type[AgentbusError]] = {
+    400: InvalidInput, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 503: Unavailable,
+}  # fmt: skip
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
+                 api_key: str | None = None) -> None:  # fmt: skip
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the agentbus API at {self.http.base_url}: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                message = err["message"]
+            except (ValueError, KeyError, TypeError):
+                err, message = {}, resp.text or resp.reason_phrase
+            if resp.status_code == 422:
+                raise ValidationFailed(message, err.get("errors", []))
+            raise _BY_STATUS.get(resp.status_code, AgentbusError)(message, status=resp.status_code)
+        return resp
+
+    def submit(self, type: str, input: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
+               priority: int = 0) -> dict[str, Any]:  # fmt: skip
+        body: dict[str, Any] = {"type": type, "input": input or {}, "priority": priority}
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        job: dict[str, Any] = self._call("POST", "/jobs", json=body).json()
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._call("GET", f"/jobs/{job_id}").json()
+        return out
+
+    def results(self, job_id: str) -> tuple[bool, dict[str, Any]]:
+        """(finished, body): the result or error once finished."""
+        resp = self._call("GET", f"/jobs/{job_id}/results")
+        return resp.status_code == 200, resp.json()
+
+    def jobs(self, *, status: str | None = None, type: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> dict[str, Any]:  # fmt: skip
+        params = {k: v for k, v in {"status": status, "type": type, "limit": limit, "cursor": cursor}.items() if v}
+        out: dict[str, Any] = self._call("GET", "/jobs", params=params).json()
+        return out
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._call("POST", f"/jobs/{job_id}/cancel").json()
+        return out
+
+    def job_types(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._call("GET", "/job-types").json()["job_types"]
+        return out
+
+    def wait(self, job_id: str, timeout: float = 300.0, poll: float = 0.05,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Poll until the job finishes; returns its results body."""
+        deadline = time.monotonic() + timeout
+        delay = min(poll, 0.01)
+        while True:
+            if on_progress is not None:
+                on_progress(self.job(job_id))
+            done, body = self.results(job_id)
+            if done:
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            time.sleep(delay)
+            delay = min(poll * 4, delay * 1.5)

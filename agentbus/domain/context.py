@@ -1,0 +1,48 @@
+"""``Context``: what agents and tasks receive as their first argument."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agentbus.domain.errors import NotInAgent
+
+
+class Context:
+    """The base every context shares. Agent-only calls raise ``NotInAgent`` elsewhere."""
+
+    job_id: str
+
+    def _agent_only(self, what: str) -> NotInAgent:
+        return NotInAgent(f"ctx.{what} is only available inside an agent, not inside a task")
+
+    def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
+        raise self._agent_only("run")
+
+    def map(self, task: Any, items: Iterable[Any], *, unpack: bool = False, return_exceptions: bool = False) -> list[Any]:
+        raise self._agent_only("map")
+
+    def call_agent(self, agent: Any, **input: Any) -> Any:
+        raise self._agent_only("call_agent")
+
+    def sleep(self, seconds: float) -> None:
+        raise self._agent_only("sleep")
+
+    def now(self) -> float:
+        raise self._agent_only("now")
+
+    def uuid(self) -> str:
+        raise self._agent_only("uuid")
+
+
+class TaskContext(Context):
+    """What a task receives on a worker."""
+
+    def __init__(self, job_id: str, task_id: str, name: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.task_id = task_id
+        self.name = name
+        self.attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"

@@ -1,0 +1,111 @@
+"""The one exception tree of agentbus.
+
+::
+
+    AgentbusError
+     ├── InvalidInput             the caller sent something malformed (HTTP 400)
+     │    └── ValidationFailed    well-formed but fails the schema (422), with field paths
+     ├── PayloadTooLarge          over a configured size limit (413)
+     ├── NotFound                 no such job, job type, task (404)
+     ├── Conflict                 the request contradicts the current state (409)
+     │    ├── IdempotencyConflict a key reused with a different request
+     │    └── IllegalTransition   a state change the state machine forbids
+     ├── Unavailable              a dependency (PostgreSQL, Redis) does not answer (503)
+     ├── ConfigError              bad settings or an App that cannot be loaded
+     ├── MessageRejected          a bus message that is unsigned, tampered, expired or unknown
+     └── StepError                raised inside agents and tasks
+          ├── TaskFailed          a task failed for good; agents may catch it
+          ├── TaskTimeout         a task ran past its timeout
+          ├── TaskCancelled       the task or its job was cancelled
+          ├── NonDeterministicAgent  a replay diverged from the journal
+          └── NotInAgent          an agent-only call (ctx.run, ...) made inside a task
+
+Errors of dependencies (peewee, redis) are translated into this tree by the
+package that owns the dependency; the API maps the tree to HTTP statuses in one
+place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentbusError(Exception):
+    """Root of every error agentbus raises on purpose."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(AgentbusError):
+    pass
+
+
+class ValidationFailed(InvalidInput):
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, errors=errors or [])
+        self.errors = errors or []
+
+
+class PayloadTooLarge(AgentbusError):
+    pass
+
+
+class NotFound(AgentbusError):
+    pass
+
+
+class Conflict(AgentbusError):
+    pass
+
+
+class IdempotencyConflict(Conflict):
+    pass
+
+
+class IllegalTransition(Conflict):
+    pass
+
+
+class Unavailable(AgentbusError):
+    pass
+
+
+class ConfigError(AgentbusError):
+    pass
+
+
+class MessageRejected(AgentbusError):
+    pass
+
+
+class StepError(AgentbusError):
+    pass
+
+
+class TaskFailed(StepError):
+    """A task failed for good (its retries exhausted). Carries the task's own error."""
+
+    def __init__(self, task: str, error_type: str, error_message: str) -> None:
+        super().__init__(f"task {task!r} failed: {error_type}: {error_message}")
+        self.task = task
+        self.error_type = error_type
+        self.error_message = error_message
+
+
+class TaskTimeout(StepError):
+    pass
+
+
+class TaskCancelled(StepError):
+    pass
+
+
+class NonDeterministicAgent(StepError):
+    pass
+
+
+class NotInAgent(StepError):
+    pass

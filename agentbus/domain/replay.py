@@ -1,0 +1,280 @@
+"""The replay engine: pure, no I/O.
+
+An agent is a plain function. Every ``ctx.run / ctx.map / ctx.call_agent /
+ctx.sleep / ctx.now / ctx.uuid`` is a *step* with a sequence number. Replaying
+the agent against its journal returns, for a finished step, its journaled
+result; for a missing step, a command to schedule it, after which the agent is
+suspended. ``replay`` returns what the agent did this time: completed, failed,
+or suspended with new commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
+
+from agentbus.domain.app import AgentDef, App, TaskDef
+from agentbus.domain.context import Context
+from agentbus.domain.errors import (
+    NonDeterministicAgent,
+    TaskCancelled,
+    TaskFailed,
+)
+from agentbus.domain.states import TaskState
+
+StepKind = Literal["task", "agent", "sleep", "value"]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One journal entry as the store holds it."""
+
+    seq: int
+    kind: StepKind
+    name: str
+    state: TaskState
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleTask:
+    seq: int
+    task: TaskDef
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StartChild:
+    seq: int
+    agent: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    seq: int
+    fire_at: float
+
+
+@dataclass(frozen=True)
+class RecordValue:
+    seq: int
+    name: Literal["now", "uuid"]
+    value: Any
+
+
+Command = ScheduleTask | StartChild | StartTimer | RecordValue
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    status: Literal["completed", "failed", "suspended"]
+    commands: tuple[Command, ...] = ()
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+class _Suspend(BaseException):
+    """Unwinds the agent when it awaits a step that has not finished.
+
+    A BaseException so that an agent's ``except Exception`` cannot swallow it.
+    """
+
+
+def _raise_for(rec: StepRecord) -> NoReturn:
+    if rec.state == TaskState.CANCELLED:
+        raise TaskCancelled(f"{rec.kind} {rec.name!r} was cancelled")
+    err = rec.error or ErrorInfo("Error", "unknown error")
+    raise TaskFailed(rec.name, err.type, err.message)
+
+
+class AgentContext(Context):
+    """The context an agent runs with during one replay."""
+
+    def __init__(
+        self,
+        app: App,
+        job_id: str,
+        journal: Mapping[int, StepRecord],
+        clock: Callable[[], float],
+        new_uuid: Callable[[], str],
+    ) -> None:
+        self.app = app
+        self.job_id = job_id
+        self._journal = journal
+        self._clock = clock
+        self._new_uuid = new_uuid
+        self._seq = 0
+        self.commands: list[Command] = []
+
+    # -- the step machinery ------------------------------------------------------------------
+    def _step(self, kind: StepKind, name: str) -> tuple[int, StepRecord | None]:
+        seq = self._seq
+        self._seq += 1
+        rec = self._journal.get(seq)
+        if rec is not None and (rec.kind != kind or rec.name != name):
+            raise NonDeterministicAgent(
+                f"step {seq}: the journal holds {rec.kind} {rec.name!r} but this replay asked for "
+                f"{kind} {name!r}; agent code must be deterministic (use ctx.now() and ctx.uuid())"
+            )
+        return seq, rec
+
+    @property
+    def steps_taken(self) -> int:
+        return self._seq
+
+    def _task(self, task: Any) -> TaskDef:
+        if isinstance(task, TaskDef):
+            return task
+        if isinstance(task, str):
+            return self.app.task_def(task)
+        if isinstance(task, AgentDef):
+            raise TypeError(f"{task.name!r} is an agent: use ctx.call_agent, not ctx.run")
+        raise TypeError(f"ctx.run expects a task (decorated with @app.task), got {task!r}")
+
+    # -- the public calls -----------------------------------------------------------------------
+    def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
+        td = self._task(task)
+        seq, rec = self._step("task", td.name)
+        if rec is None:
+            self.commands.append(ScheduleTask(seq, td, td.bind(args, kwargs)))
+            raise _Suspend
+        if not rec.state.terminal:
+            raise _Suspend
+        if rec.state == TaskState.SUCCEEDED:
+            return rec.result
+        _raise_for(rec)
+
+    def map(
+        self, task: Any, items: Iterable[Any], *, unpack: bool = False, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run ``task`` once per item in parallel and wait for all (fan-out, fan-in).
+
+        Each item is the task's first argument; with ``unpack=True`` a dict item is passed as
+        keyword arguments and a list/tuple item as positional ones. A failed task raises its
+        ``TaskFailed`` once all have finished, unless ``return_exceptions`` puts it in the list.
+        """
+        td = self._task(task)
+        waiting = False
+        records: list[StepRecord] = []
+        for item in items:
+            seq, rec = self._step("task", td.name)
+            if rec is None:
+                if unpack and isinstance(item, dict):
+                    args = td.bind((), item)
+                elif unpack and isinstance(item, list | tuple):
+                    args = td.bind(tuple(item), {})
+                else:
+                    args = td.bind((item,), {})
+                self.commands.append(ScheduleTask(seq, td, args))
+                waiting = True
+            elif not rec.state.terminal:
+                waiting = True
+            else:
+                records.append(rec)
+        if waiting:
+            raise _Suspend
+        out: list[Any] = []
+        for rec in records:
+            if rec.state == TaskState.SUCCEEDED:
+                out.append(rec.result)
+                continue
+            try:
+                _raise_for(rec)
+            except (TaskFailed, TaskCancelled) as exc:
+                if not return_exceptions:
+                    raise
+                out.append(exc)
+        return out
+
+    def call_agent(self, agent: Any, **input: Any) -> Any:
+        name = agent.name if isinstance(agent, AgentDef) else str(agent)
+        if name not in self.app.agents:
+            raise TypeError(f"ctx.call_agent expects an agent, {name!r} is not one")
+        seq, rec = self._step("agent", name)
+        if rec is None:
+            self.commands.append(StartChild(seq, name, input))
+            raise _Suspend
+        if not rec.state.terminal:
+            raise _Suspend
+        if rec.state == TaskState.SUCCEEDED:
+            return rec.result
+        _raise_for(rec)
+
+    def sleep(self, seconds: float) -> None:
+        seq, rec = self._step("sleep", "sleep")
+        if rec is None:
+            self.commands.append(StartTimer(seq, self.now_unrecorded() + float(seconds)))
+            raise _Suspend
+        if not rec.state.terminal:
+            raise _Suspend
+
+    def now_unrecorded(self) -> float:
+        return self._clock()
+
+    def now(self) -> float:
+        seq, rec = self._step("value", "now")
+        if rec is not None:
+            return float(rec.result)
+        value = self._clock()
+        self.commands.append(RecordValue(seq, "now", value))
+        return value
+
+    def uuid(self) -> str:
+        seq, rec = self._step("value", "uuid")
+        if rec is not None:
+            return str(rec.result)
+        value = self._new_uuid()
+        self.commands.append(RecordValue(seq, "uuid", value))
+        return value
+
+
+def _single_task_agent(ctx: Context, task: TaskDef, input: dict[str, Any]) -> Any:
+    return ctx.run(task, **input)
+
+
+def replay(
+    app: App,
+    job_type: AgentDef | TaskDef,
+    input: dict[str, Any],
+    journal: Mapping[int, StepRecord],
+    *,
+    job_id: str,
+    clock: Callable[[], float],
+    new_uuid: Callable[[], str],
+) -> ReplayResult:
+    """Run the agent once against ``journal`` and say what it did."""
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid)
+    try:
+        if isinstance(job_type, TaskDef):
+            result = _single_task_agent(ctx, job_type, input)
+        else:
+            result = job_type.fn(ctx, **input)
+    except _Suspend:
+        return ReplayResult("suspended", tuple(ctx.commands))
+    except TaskFailed as exc:
+        error = ErrorInfo("TaskFailed", str(exc))
+        if isinstance(job_type, TaskDef):  # a single-task job reports the task's own error
+            error = ErrorInfo(exc.error_type, exc.error_message)
+        return ReplayResult("failed", tuple(ctx.commands), error=error)
+    except Exception as exc:
+        return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo(type(exc).__name__, str(exc)))
+    extra = sorted(s for s in journal if s >= ctx.steps_taken)
+    if extra:
+        err = NonDeterministicAgent(
+            f"the agent returned after {ctx.steps_taken} steps but the journal holds step {extra[0]}; "
+            "agent code must be deterministic"
+        )
+        return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo(type(err).__name__, str(err)))
+    return ReplayResult("completed", tuple(ctx.commands), result=result)

@@ -1,0 +1,102 @@
+"""The examples App that ships with agentbus, so that `agentbus dev` has something real to run.
+
+Run any role with ``--app agentbus.examples:app`` (the default).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agentbus.domain import App, Context, TaskContext, TaskFailed
+
+app = App("examples")
+
+
+@app.task
+def echo(ctx: Context, message: str) -> str:
+    """One task: returns its input."""
+    return message
+
+
+@app.task
+def noop(ctx: Context, i: int = 0) -> int:
+    return i
+
+
+@app.task
+def square(ctx: Context, x: int) -> int:
+    return x * x
+
+
+@app.task(retries=3, backoff=0.2)
+def flaky(ctx: TaskContext, failures: int = 2) -> dict[str, int]:
+    """Fails its first ``failures`` attempts, then succeeds: retries with backoff."""
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"attempt {ctx.attempt} fails on purpose")
+    return {"attempts": ctx.attempt}
+
+
+@app.task
+def always_fails(ctx: Context, reason: str = "no luck") -> None:
+    raise ValueError(reason)
+
+
+@app.task(timeout=600)
+def slow(ctx: Context, seconds: float = 30.0) -> float:
+    """A long task to cancel."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.05)
+    return seconds
+
+
+@app.agent
+def map_reduce(ctx: Context, n: int = 100) -> dict[str, int]:
+    """Fan-out/fan-in: square 0..n-1 in parallel tasks, sum the squares."""
+    squares = ctx.map(square, range(n))
+    return {"n": n, "sum": sum(squares)}
+
+
+@app.agent
+def noop_map(ctx: Context, n: int = 10_000) -> int:
+    """The benchmark's agent: n no-op tasks."""
+    return len(ctx.map(noop, range(n)))
+
+
+@app.agent
+def parent(ctx: Context, n: int = 10) -> dict[str, Any]:
+    """An agent calling a sub-agent."""
+    child = ctx.call_agent(map_reduce, n=n)
+    echoed = ctx.run(echo, f"child summed {child['sum']}")
+    return {"child": child, "echo": echoed}
+
+
+@app.agent
+def careful(ctx: Context, reason: str = "no luck") -> dict[str, str]:
+    """A task failure arrives in the agent as an exception it can catch."""
+    try:
+        ctx.run(always_fails, reason)
+    except TaskFailed as exc:
+        return {"caught": exc.error_type, "message": exc.error_message}
+    return {"caught": "nothing"}
+
+
+@app.agent
+def retrying(ctx: Context, failures: int = 2) -> dict[str, int]:
+    out: dict[str, int] = ctx.run(flaky, failures)
+    return out
+
+
+@app.agent
+def nap(ctx: Context, seconds: float = 1.0) -> dict[str, float]:
+    """A durable sleep: no worker is held while it waits."""
+    start = ctx.now()
+    ctx.sleep(seconds)
+    return {"slept": ctx.now() - start}
+
+
+@app.agent
+def long_haul(ctx: Context, tasks: int = 4, seconds: float = 30.0) -> list[float]:
+    """Several long tasks: cancel it while they run."""
+    return ctx.map(slow, [seconds] * tasks)

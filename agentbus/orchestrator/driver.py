@@ -1,0 +1,191 @@
+"""Advancing a job: replay its agent, record what it did, dispatch what it asks for."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.config import Settings
+from agentbus.domain import (
+    App,
+    ControlEvent,
+    Dispatch,
+    ErrorInfo,
+    JobState,
+    NotFound,
+    RecordValue,
+    ScheduleTask,
+    StartChild,
+    StartTimer,
+    TaskCall,
+    TaskState,
+    replay,
+)
+from agentbus.orchestrator.router import route
+from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
+
+log = logging.getLogger("agentbus.orchestrator")
+
+
+def new_dispatch_id() -> str:
+    return "d" + uuid.uuid4().hex
+
+
+class Driver:
+    def __init__(self, app: App, store: Store, dispatcher: Dispatcher, stream: ControlStream, fleet: Fleet,
+                 settings: Settings) -> None:  # fmt: skip
+        self.app = app
+        self.store = store
+        self.dispatcher = dispatcher
+        self.stream = stream
+        self.fleet = fleet
+        self.settings = settings
+        self._fleet_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+
+    # -- replay --------------------------------------------------------------------------------
+    def advance(self, job_id: str) -> None:
+        try:
+            job = self.store.get_job(job_id)
+        except NotFound:
+            log.warning("event for unknown job %s dropped", job_id)
+            return
+        if job.state.terminal:
+            if job.state == JobState.CANCELLED:
+                self.cancel(job_id)
+            return
+        if self.store.has_open_steps(job_id):
+            return
+        try:
+            job_type = self.app.job_type(job.type)
+        except NotFound as exc:
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
+            return
+        journal = self.store.load_journal(job_id)
+        res = replay(
+            self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex
+        )
+        steps, dispatches, children = self._plan(job_id, job.priority, res.commands)
+        outcome: JobState | None = None
+        result, error = res.result, res.error
+        if res.status == "completed":
+            try:
+                json.dumps(result)
+                outcome = JobState.SUCCEEDED
+            except (TypeError, ValueError) as exc:
+                outcome, result, error = JobState.FAILED, None, ErrorInfo("TypeError", f"result is not JSON: {exc}")
+        elif res.status == "failed":
+            outcome = JobState.FAILED
+        for child in children:
+            self.store.create_job(child)
+        if not self.store.record_replay(job_id, steps, outcome, result=result, error=error):
+            return
+        if children:
+            self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
+        for queue, (front, batch) in dispatches.items():
+            self.dispatcher.send(queue, batch, at_front=front)
+        if outcome is not None and job.parent_id is not None and job.parent_seq is not None:
+            self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
+
+    def _plan(
+        self, job_id: str, priority: int, commands: Sequence[Any]
+    ) -> tuple[list[NewStep], dict[str, tuple[bool, list[Dispatch]]], list[NewJob]]:
+        steps: list[NewStep] = []
+        children: list[NewJob] = []
+        by_queue: dict[str, list[ScheduleTask]] = defaultdict(list)
+        for cmd in commands:
+            if isinstance(cmd, ScheduleTask):
+                by_queue[self._route(cmd).queue].append(cmd)
+            elif isinstance(cmd, StartChild):
+                steps.append(NewStep(job_id, cmd.seq, "agent", cmd.agent, TaskState.RUNNING, args=cmd.input))
+                children.append(
+                    NewJob(cmd.agent, cmd.input, priority=priority, parent_id=job_id, parent_seq=cmd.seq,
+                           id=step_id(job_id, cmd.seq))
+                )  # fmt: skip
+            elif isinstance(cmd, StartTimer):
+                steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
+            elif isinstance(cmd, RecordValue):
+                steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
+        dispatches: dict[str, tuple[bool, list[Dispatch]]] = {}
+        for queue, cmds in by_queue.items():
+            size = cmds[0].task.options.chunk or self._chunk_size(len(cmds))
+            batch: list[Dispatch] = []
+            for i in range(0, len(cmds), size):
+                did = new_dispatch_id()
+                calls = []
+                for c in cmds[i : i + size]:
+                    o = c.task.options
+                    steps.append(
+                        NewStep(job_id, c.seq, "task", c.task.name, TaskState.QUEUED, args=c.args, retries=o.retries,
+                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did)
+                    )  # fmt: skip
+                    calls.append(
+                        TaskCall(step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff)
+                    )
+                batch.append(Dispatch(did, tuple(calls)))
+            dispatches[queue] = (priority > 0, batch)
+        return steps, dispatches, children
+
+    def _chunk_size(self, n: int) -> int:
+        # Spread a fan-out over ~16 messages so every worker gets a share, batch it past that.
+        return max(1, min(self.settings.dispatch_chunk, math.ceil(n / 16)))
+
+    def _route(self, cmd: ScheduleTask) -> Any:
+        now = time.monotonic()
+        if now - self._fleet_cache[0] > 1.0:
+            self._fleet_cache = (now, self.fleet.workers())
+        return route(cmd.task.options, self._fleet_cache[1])
+
+    # -- endings ---------------------------------------------------------------------------------
+    def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
+                error: ErrorInfo | None) -> None:  # fmt: skip
+        if self.store.record_replay(job_id, [], state, result=result, error=error) and parent_id and parent_seq is not None:
+            self._settle_parent(parent_id, parent_seq, state, result, error)
+
+    def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+        step_state = {
+            JobState.SUCCEEDED: TaskState.SUCCEEDED,
+            JobState.FAILED: TaskState.FAILED,
+            JobState.CANCELLED: TaskState.CANCELLED,
+        }[state]
+        if self.store.settle_child_step(parent_id, seq, step_state, result, error):
+            self.advance(parent_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job's open steps, stop its running calls, cancel its children."""
+        for row in self.store.cancel_open_steps(job_id):
+            if row.worker:
+                self.dispatcher.cancel_call(row.worker, row.id)
+        for child in self.store.children(job_id):
+            try:
+                self.store.cancel_job(child)
+            except Exception:  # already finished: nothing to cancel
+                continue
+            self.cancel(child)
+
+    # -- re-dispatch (retries, lost messages, lost workers) -------------------------------------
+    def redispatch(self, rows: Sequence[StepRow], from_states: Sequence[TaskState], *, new_attempt: bool) -> int:
+        by_queue: dict[str, list[StepRow]] = defaultdict(list)
+        for r in rows:
+            by_queue[r.queue or "cpu"].append(r)
+        sent = 0
+        for queue, group in by_queue.items():
+            size = self._chunk_size(len(group))
+            batch = []
+            for i in range(0, len(group), size):
+                did = new_dispatch_id()
+                moved = self.store.requeue([r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt)
+                if moved:
+                    batch.append(Dispatch(did, tuple(
+                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
+                        for r in moved
+                    )))  # fmt: skip
+                    sent += len(moved)
+            self.dispatcher.send(queue, batch)
+        return sent

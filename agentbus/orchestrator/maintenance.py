@@ -1,0 +1,101 @@
+"""Timers, the reconciler and the reaper: what makes the bus lose nothing.
+
+* timers: retries whose backoff has passed go back to their queue; ``ctx.sleep`` steps fire.
+* reconciler (outbox): jobs whose ``job.submitted`` or ``job.advance`` message was lost,
+  and queued tasks whose RQ message is gone (a FLUSHALL, a crashed dispatch) are re-emitted.
+* reaper: running tasks of a worker that stopped heartbeating go back to a queue under a new
+  attempt (a late result of the old attempt is discarded), and calls that overran their
+  timeout are failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+from agentbus.config import Settings
+from agentbus.domain import ErrorInfo, JobState, TaskState
+from agentbus.orchestrator.driver import Driver
+from agentbus.store import TaskOutcome
+
+log = logging.getLogger("agentbus.orchestrator")
+
+_RQ_DONE = {"finished", "failed", "stopped", "canceled"}
+
+
+class Maintenance:
+    def __init__(self, driver: Driver, settings: Settings) -> None:
+        self.driver = driver
+        self.store = driver.store
+        self.settings = settings
+        self._missing_since: dict[str, float] = {}
+
+    def timers(self) -> None:
+        now = time.time()
+        due = self.store.tasks_in_state(TaskState.RETRYING, due_before=now)
+        if due:
+            self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
+        for job_id in self.store.fire_timers(now):
+            self.driver.advance(job_id)
+
+    def reconcile(self) -> None:
+        cutoff = time.time() - self.settings.reconcile_after_s
+        for job_id in self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff):
+            self.driver.advance(job_id)
+        self.store.sweep_orphans()
+        stale = self.store.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
+        if not stale:
+            return
+        statuses = self.driver.dispatcher.statuses([r.dispatch_id or "" for r in stale])
+        lost_workers = {w for (st, w) in statuses.values() if st == "started" and w}
+        alive = self.driver.fleet.alive(sorted(lost_workers))
+        lost = []
+        for r in stale:
+            status, worker = statuses.get(r.dispatch_id or "", (None, None))
+            if status is None or status in _RQ_DONE or (status == "started" and not alive.get(worker or "", False)):
+                lost.append(r)
+        if lost:
+            n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
+            log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
+
+    def reap(self) -> None:
+        now = time.time()
+        running = self.store.tasks_in_state(TaskState.RUNNING, limit=20_000)
+        by_worker = defaultdict(list)
+        for r in running:
+            by_worker[r.worker or ""].append(r)
+        alive = self.driver.fleet.alive([w for w in by_worker if w])
+        lost = []
+        for worker, rows in by_worker.items():
+            if alive.get(worker, False):
+                self._missing_since.pop(worker, None)
+                continue
+            first = self._missing_since.setdefault(worker, now)
+            # Missing twice, a heartbeat interval apart: not just a flushed key being rewritten.
+            if now - first >= 2 * self.settings.heartbeat_interval_s:
+                lost.extend(rows)
+        for worker in [w for w in self._missing_since if w not in by_worker]:
+            del self._missing_since[worker]
+        if lost:
+            n = self.driver.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
+            log.warning("recovered %d tasks from lost workers", n)
+        self._enforce_timeouts(now)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for w in self.driver.fleet.workers():
+            cur = w.get("current")
+            if not cur:
+                continue
+            overrun = now - float(cur["started"]) - float(cur["timeout"])
+            if overrun < self.settings.timeout_grace_s:
+                continue
+            attempt, retries = int(cur["attempt"]), int(cur["retries"])
+            err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {cur['timeout']}s")
+            if attempt <= retries:
+                out = TaskOutcome(cur["task_id"], attempt, TaskState.RETRYING, error=err, not_before=now)
+            else:
+                out = TaskOutcome(cur["task_id"], attempt, TaskState.FAILED, error=err)
+            if self.store.record_outcomes([out]):
+                self.driver.dispatcher.cancel_call(w["id"], cur["task_id"])
+                self.driver.advance(cur["task_id"].rsplit("-", 1)[0])

@@ -1,0 +1,135 @@
+"""The orchestrator role: active-passive, one consumer of the control stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import redis
+
+from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease
+from agentbus.config import Settings
+from agentbus.domain import App, Unavailable
+from agentbus.orchestrator.driver import Driver
+from agentbus.orchestrator.maintenance import Maintenance
+from agentbus.security import Keyring
+from agentbus.store import Store
+
+log = logging.getLogger("agentbus.orchestrator")
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, app: App, store: Store, conn: redis.Redis, name: str | None = None):
+        self.settings = settings
+        self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        keyring = Keyring.parse(settings.secret)
+        self.stream = ControlStream(conn, keyring)
+        self.fleet = Fleet(conn, settings.worker_ttl_s)
+        self.driver = Driver(app, store, Dispatcher(conn, keyring), self.stream, self.fleet, settings)
+        self.maintenance = Maintenance(self.driver, settings)
+        self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
+        self.active = threading.Event()
+        self.stop = threading.Event()
+
+    # -- lease ---------------------------------------------------------------------------------
+    def _keep_lease(self) -> None:
+        period = self.settings.lease_ttl_s / 4
+        while not self.stop.wait(period):
+            if not self.active.is_set():
+                continue
+            try:
+                held = self.lease.renew()
+            except Unavailable as exc:
+                log.warning("cannot renew the lease: %s", exc)
+                held = False
+            if not held:
+                log.warning("%s lost the lease; standing by", self.id)
+                self.active.clear()
+
+    def _try_take_over(self) -> bool:
+        try:
+            if not self.lease.acquire():
+                return False
+        except Unavailable:
+            return False
+        log.warning("%s is the active orchestrator", self.id)
+        self.active.set()
+        self.stream.ensure_group()
+        # Entries read by a dead predecessor and never acknowledged are ours now.
+        self._handle(self.stream.claim_stale(self.id, min_idle_ms=0))
+        self.maintenance.reconcile()
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _handle(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        cancels: dict[str, None] = {}
+        others: dict[str, None] = {}
+        for e in entries:
+            target = cancels if e.event.kind == "job.cancel" else others
+            for job_id in e.event.job_ids:
+                target[job_id] = None
+        for job_id in cancels:
+            self.driver.cancel(job_id)
+        for job_id in others:
+            try:
+                self.driver.advance(job_id)
+            except Unavailable:
+                raise
+            except Exception:
+                log.exception("advancing job %s failed; the reconciler will retry", job_id)
+        self.stream.ack([e.id for e in entries])
+
+    def run(self) -> None:
+        renewer = threading.Thread(target=self._keep_lease, name="lease", daemon=True)
+        renewer.start()
+        next_timers = next_reconcile = 0.0
+        while not self.stop.is_set():
+            try:
+                if not self.active.is_set():
+                    if not self._try_take_over():
+                        self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
+                    continue
+                self._handle(self.stream.read(self.id, count=1000, block_ms=100))
+                now = time.monotonic()
+                if now >= next_timers:
+                    self.maintenance.timers()
+                    next_timers = now + self.settings.timer_interval_s
+                if now >= next_reconcile:
+                    self.maintenance.reconcile()
+                    self.maintenance.reap()
+                    next_reconcile = now + self.settings.reconcile_interval_s
+            except Unavailable as exc:
+                log.warning("dependency unavailable: %s; retrying", exc)
+                self.stop.wait(1.0)
+            except Exception:
+                log.exception("orchestrator loop error")
+                self.stop.wait(1.0)
+        if self.active.is_set():
+            try:
+                self.lease.release()
+            except Unavailable:
+                pass
+
+
+def run_orchestrator(settings: Settings, app: App) -> None:
+    import signal
+
+    from agentbus.bus import connect
+
+    store = Store.from_url(settings.database_url)
+    orch = Orchestrator(settings, app, store, connect(settings.redis_url))
+
+    def _stop(signum: int, frame: object) -> None:
+        orch.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.warning("orchestrator %s started (standby until it holds the lease)", orch.id)
+    orch.run()
+    store.close()

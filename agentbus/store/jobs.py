@@ -1,0 +1,180 @@
+"""Queries on jobs."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+
+import peewee
+
+from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from agentbus.domain.replay import ErrorInfo
+from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
+from agentbus.store.db import translate_errors
+from agentbus.store.models import Job, Step
+from agentbus.store.records import JobRecord, NewJob, dumps, loads
+
+
+def job_record(row: Job) -> JobRecord:
+    error = ErrorInfo(row.error_type, row.error_message or "") if row.error_type else None
+    return JobRecord(
+        id=row.id,
+        type=row.type,
+        state=JobState(row.state),
+        input=loads(row.input),
+        result=loads(row.result),
+        error=error,
+        idempotency_key=row.idempotency_key,
+        priority=row.priority,
+        parent_id=row.parent_id,
+        parent_seq=row.parent_seq,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _encode_cursor(created_at: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{job_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, job_id = raw.partition("|")
+        return float(created), job_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(f"invalid cursor {cursor!r}") from None
+
+
+class JobQueries:
+    db: peewee.Database
+
+    @translate_errors
+    def create_job(self, new: NewJob) -> tuple[JobRecord, bool]:
+        """Insert a job; with an idempotency key already used, return that job instead.
+
+        Returns the job and whether it was created now. The same key with another
+        type or input is an ``IdempotencyConflict``.
+        """
+        now = time.time()
+        job_id = new.id or uuid.uuid4().hex
+        row = {
+            "id": job_id,
+            "type": new.type,
+            "state": JobState.SUBMITTED.value,
+            "input": dumps(new.input),
+            "idempotency_key": new.idempotency_key,
+            "priority": new.priority,
+            "parent_id": new.parent_id,
+            "parent_seq": new.parent_seq,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.db.atomic():
+            Job.insert(row).on_conflict_ignore().execute()
+        if new.idempotency_key is None:
+            return self.get_job(job_id), True
+        existing = Job.get_or_none(Job.idempotency_key == new.idempotency_key)
+        if existing is None:  # pragma: no cover - the insert or the other writer made it
+            raise Conflict("idempotency key race, retry the request")
+        created = existing.id == job_id
+        if not created and (existing.type != new.type or loads(existing.input) != new.input):
+            raise IdempotencyConflict(
+                f"idempotency key {new.idempotency_key!r} was used for another request (job {existing.id})"
+            )
+        return job_record(existing), created
+
+    @translate_errors
+    def get_job(self, job_id: str) -> JobRecord:
+        row = Job.get_or_none(Job.id == job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job_record(row)
+
+    @translate_errors
+    def list_jobs(
+        self, *, states: list[str] | None = None, type: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        q = Job.select().order_by(Job.created_at.desc(), Job.id.desc())
+        if states:
+            q = q.where(Job.state.in_(states))
+        if type:
+            q = q.where(Job.type == type)
+        if cursor:
+            created, job_id = _decode_cursor(cursor)
+            q = q.where((Job.created_at < created) | ((Job.created_at == created) & (Job.id < job_id)))
+        rows = list(q.limit(limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        return [job_record(r) for r in rows], nxt
+
+    @translate_errors
+    def progress(self, job_id: str) -> dict[str, int]:
+        """Task counts of a job: done (terminal) and total."""
+        q = (
+            Step.select(Step.state, peewee.fn.COUNT(Step.id).alias("n"))
+            .where((Step.job_id == job_id) & (Step.kind == "task"))
+            .group_by(Step.state)
+            .tuples()
+        )
+        counts = dict(q)
+        total = sum(counts.values())
+        done = sum(n for s, n in counts.items() if s in TASK_TERMINAL)
+        return {"done": done, "total": total, **{s: n for s, n in sorted(counts.items())}}
+
+    @translate_errors
+    def move_job(self, job_id: str, new: JobState, **fields: Any) -> bool:
+        """Compare-and-set: move the job to ``new`` only from a state that may lead there."""
+        now = time.time()
+        values: dict[Any, Any] = {Job.state: new.value, Job.updated_at: now}
+        if new == JobState.RUNNING:
+            values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
+        if new in JOB_TERMINAL:
+            values[Job.finished_at] = now
+        for k, v in fields.items():
+            values[getattr(Job, k)] = v
+        sources = [s.value for s in sources_of_job(new)]
+        n = Job.update(values).where((Job.id == job_id) & (Job.state.in_(sources))).execute()
+        return bool(n)
+
+    @translate_errors
+    def cancel_job(self, job_id: str) -> JobRecord:
+        """Mark a job cancelled. Cancelling a finished job is a Conflict."""
+        job = self.get_job(job_id)
+        if job.state in JOB_TERMINAL:
+            if job.state == JobState.CANCELLED:
+                return job
+            raise Conflict(f"job {job_id} has already {job.state}")
+        if not self.move_job(job_id, JobState.CANCELLED, error_type="Cancelled", error_message="cancelled"):
+            job = self.get_job(job_id)
+            if job.state != JobState.CANCELLED:
+                raise Conflict(f"job {job_id} has already {job.state}")
+        return self.get_job(job_id)
+
+    @translate_errors
+    def jobs_older_than(self, states: list[JobState], before: float, limit: int = 500) -> list[str]:
+        q = (
+            Job.select(Job.id)
+            .where(Job.state.in_([s.value for s in states]) & (Job.updated_at < before))
+            .limit(limit)
+            .tuples()
+        )
+        return [r[0] for r in q]
+
+    @translate_errors
+    def touch_jobs(self, job_ids: list[str]) -> None:
+        if job_ids:
+            Job.update(updated_at=time.time()).where(Job.id.in_(job_ids)).execute()
+
+    @translate_errors
+    def children(self, job_id: str) -> list[str]:
+        return [r[0] for r in Job.select(Job.id).where(Job.parent_id == job_id).tuples()]
+
+    @translate_errors
+    def ping(self) -> None:
+        self.db.execute_sql("SELECT 1")

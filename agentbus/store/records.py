@@ -1,0 +1,105 @@
+"""What the store returns: plain frozen dataclasses, never peewee rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agentbus.domain.replay import ErrorInfo
+from agentbus.domain.states import JobState, TaskState
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    type: str
+    state: JobState
+    input: dict[str, Any]
+    result: Any
+    error: ErrorInfo | None
+    idempotency_key: str | None
+    priority: int
+    parent_id: str | None
+    parent_seq: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class NewJob:
+    type: str
+    input: dict[str, Any]
+    idempotency_key: str | None = None
+    priority: int = 0
+    parent_id: str | None = None
+    parent_seq: int | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """A step the orchestrator records after a replay."""
+
+    job_id: str
+    seq: int
+    kind: str
+    name: str
+    state: TaskState
+    args: dict[str, Any] | None = None
+    result: Any = None
+    retries: int = 0
+    timeout: float | None = None
+    backoff: float = 0.5
+    queue: str | None = None
+    dispatch_id: str | None = None
+    not_before: float | None = None
+
+    @property
+    def id(self) -> str:
+        return step_id(self.job_id, self.seq)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A task step as the dispatcher and reaper see it."""
+
+    id: str
+    job_id: str
+    name: str
+    state: TaskState
+    args: dict[str, Any]
+    attempt: int
+    retries: int
+    timeout: float
+    backoff: float
+    queue: str | None
+    dispatch_id: str | None
+    worker: str | None
+    started_at: float | None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a worker reports for one call: the next state and its payload."""
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    result: Any = None
+    error: ErrorInfo | None = None
+    not_before: float | None = None
+
+
+def step_id(job_id: str, seq: int) -> str:
+    return f"{job_id}-{seq}"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,311 @@
+"""Queries on steps (the journal). The hot paths use one statement per batch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import peewee
+from psycopg2.extras import execute_values
+
+from agentbus.domain.replay import ErrorInfo, StepRecord
+from agentbus.domain.states import TASK_TERMINAL, JobState, TaskState
+from agentbus.store.db import is_postgres, translate_errors
+from agentbus.store.models import Job, Step
+from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
+
+_OPEN = [s.value for s in TaskState if s not in TASK_TERMINAL]
+_INSERT_CHUNK = 2000
+
+
+def _step_row(r: Step) -> StepRow:
+    return StepRow(
+        id=r.id,
+        job_id=r.job_id,
+        name=r.name,
+        state=TaskState(r.state),
+        args=loads(r.args) or {},
+        attempt=r.attempt,
+        retries=r.retries,
+        timeout=r.timeout or 300.0,
+        backoff=r.backoff,
+        queue=r.queue,
+        dispatch_id=r.dispatch_id,
+        worker=r.worker,
+        started_at=r.started_at,
+    )
+
+
+class StepQueries:
+    db: peewee.Database
+
+    def _pg(self) -> bool:
+        return is_postgres(self.db)
+
+    @translate_errors
+    def load_journal(self, job_id: str) -> dict[int, StepRecord]:
+        q = (
+            Step.select(Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type, Step.error_message)
+            .where(Step.job_id == job_id)
+            .tuples()
+        )
+        journal: dict[int, StepRecord] = {}
+        for seq, kind, name, state, result, etype, emsg in q:
+            err = ErrorInfo(etype, emsg or "") if etype else None
+            journal[seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
+        return journal
+
+    @translate_errors
+    def has_open_steps(self, job_id: str) -> bool:
+        q = Step.select(Step.id).where((Step.job_id == job_id) & (Step.state.in_(_OPEN))).limit(1)
+        return q.exists()
+
+    @translate_errors
+    def record_replay(
+        self,
+        job_id: str,
+        steps: Sequence[NewStep],
+        outcome: JobState | None,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        from_submitted: bool = False,
+    ) -> bool:
+        """In one transaction: insert the replay's new steps and move the job.
+
+        ``outcome`` is the job's final state, or None while it goes on. Steps already
+        there are left as they are (a replay that ran twice records once). Returns
+        False when the job was no longer open (cancelled meanwhile): nothing is written.
+        """
+        now = time.time()
+        with self.db.atomic():
+            open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+            values: dict[Any, Any] = {Job.updated_at: now}
+            if outcome is None:
+                values[Job.state] = JobState.RUNNING.value
+                values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
+            else:
+                values.update({Job.state: outcome.value, Job.finished_at: now})
+                values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
+                if result is not None:
+                    values[Job.result] = dumps(result)
+                if error is not None:
+                    values[Job.error_type] = error.type
+                    values[Job.error_message] = error.message
+            n = Job.update(values).where((Job.id == job_id) & Job.state.in_(open_states)).execute()
+            if not n:
+                return False
+            self._insert_steps(steps, now)
+        return True
+
+    def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:
+        rows = [
+            (
+                s.id, s.job_id, s.seq, s.kind, s.name,
+                None if s.args is None else dumps(s.args),
+                s.state.value, None if s.result is None else dumps(s.result),
+                1, s.retries, s.timeout, s.backoff, s.queue, s.dispatch_id, s.not_before,
+                now, now if s.state == TaskState.QUEUED else None, now,
+                now if s.state in TASK_TERMINAL else None,
+            )
+            for s in steps
+        ]  # fmt: skip
+        cols = (
+            "id, job_id, seq, kind, name, args, state, result, attempt, retries, timeout, backoff, "
+            "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at"
+        )
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[i : i + _INSERT_CHUNK]
+            if self._pg():
+                cur = self.db.cursor()
+                execute_values(
+                    cur,
+                    f"INSERT INTO ab_steps ({cols}) VALUES %s ON CONFLICT (id) DO NOTHING",
+                    chunk,
+                    page_size=_INSERT_CHUNK,
+                )
+            else:
+                marks = ", ".join("?" * len(chunk[0]))
+                self.db.cursor().executemany(
+                    f"INSERT OR IGNORE INTO ab_steps ({cols}) VALUES ({marks})", chunk
+                )
+
+    @translate_errors
+    def mark_running(self, calls: Iterable[tuple[str, int]], worker: str) -> set[str]:
+        """queued → running for the calls whose attempt still matches; returns their ids."""
+        calls = list(calls)
+        now = time.time()
+        with self.db.atomic():
+            if self._pg():
+                cur = self.db.cursor()
+                sql = cur.mogrify(
+                    "UPDATE ab_steps AS s SET state = 'running', worker = %s, started_at = %s, updated_at = %s ",
+                    (worker, now, now),
+                ).decode()
+                got = execute_values(
+                    cur,
+                    sql + "FROM (VALUES %s) AS v(id, attempt) "
+                    "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'queued' "
+                    "AND NOT EXISTS (SELECT 1 FROM ab_jobs j WHERE j.id = s.job_id AND j.state = 'cancelled') "
+                    "RETURNING s.id",
+                    calls,
+                    fetch=True,
+                    page_size=max(1, len(calls)),
+                )
+                return {r[0] for r in got}
+            started: set[str] = set()
+            cur = self.db.cursor()
+            for task_id, attempt in calls:
+                cur.execute(
+                    "UPDATE ab_steps SET state = 'running', worker = ?, started_at = ?, updated_at = ? "
+                    "WHERE id = ? AND attempt = ? AND state = 'queued' AND NOT EXISTS "
+                    "(SELECT 1 FROM ab_jobs j WHERE j.id = ab_steps.job_id AND j.state = 'cancelled')",
+                    (worker, now, now, task_id, attempt),
+                )
+                if cur.rowcount:
+                    started.add(task_id)
+            return started
+
+    @translate_errors
+    def record_outcomes(self, outcomes: Sequence[TaskOutcome], worker: str | None = None) -> list[str]:
+        """running → the reported state, for calls whose attempt still matches.
+
+        A late report from a superseded attempt matches nothing and is dropped.
+        Returns the ids of the jobs whose steps moved.
+        """
+        now = time.time()
+        rows = [
+            (
+                o.task_id, o.attempt, o.state.value,
+                None if o.result is None and o.state != TaskState.SUCCEEDED else dumps(o.result),
+                o.error.type if o.error else None, o.error.message if o.error else None,
+                o.not_before, now if o.state in TASK_TERMINAL else None,
+            )
+            for o in outcomes
+        ]  # fmt: skip
+        if not rows:
+            return []
+        with self.db.atomic():
+            if self._pg():
+                cur = self.db.cursor()
+                got = execute_values(
+                    cur,
+                    "UPDATE ab_steps AS s SET state = v.state, result = v.result, error_type = v.etype, "
+                    "error_message = v.emsg, not_before = v.nb, finished_at = v.fin, "
+                    f"updated_at = {now!r} "
+                    "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, nb, fin) "
+                    "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'running' RETURNING s.job_id",
+                    rows,
+                    template="(%s, %s::int, %s, %s, %s, %s, %s::double precision, %s::double precision)",
+                    fetch=True,
+                    page_size=len(rows),
+                )
+                return sorted({r[0] for r in got})
+            jobs: set[str] = set()
+            cur = self.db.cursor()
+            for tid, attempt, state, result, etype, emsg, nb, fin in rows:
+                cur.execute(
+                    "UPDATE ab_steps SET state = ?, result = ?, error_type = ?, error_message = ?, "
+                    "not_before = ?, finished_at = ?, updated_at = ? "
+                    "WHERE id = ? AND attempt = ? AND state = 'running'",
+                    (state, result, etype, emsg, nb, fin, now, tid, attempt),
+                )
+                if cur.rowcount:
+                    jobs.add(tid.rsplit("-", 1)[0])
+            return sorted(jobs)
+
+    @translate_errors
+    def requeue(
+        self, task_ids: Sequence[str], from_states: Sequence[TaskState], dispatch_id: str, *, new_attempt: bool
+    ) -> list[StepRow]:
+        """Move tasks back to queued under a new dispatch; returns the rows as they now are."""
+        if not task_ids:
+            return []
+        now = time.time()
+        values: dict[Any, Any] = {
+            Step.state: TaskState.QUEUED.value,
+            Step.dispatch_id: dispatch_id,
+            Step.queued_at: now,
+            Step.updated_at: now,
+            Step.worker: None,
+        }
+        if new_attempt:
+            values[Step.attempt] = Step.attempt + 1
+        with self.db.atomic():
+            Step.update(values).where(
+                Step.id.in_(list(task_ids)) & Step.state.in_([s.value for s in from_states])
+            ).execute()
+            rows = Step.select().where(Step.id.in_(list(task_ids)) & (Step.dispatch_id == dispatch_id))
+            return [_step_row(r) for r in rows]
+
+    @translate_errors
+    def tasks_in_state(
+        self, state: TaskState, *, due_before: float | None = None, older_than: float | None = None, limit: int = 1000
+    ) -> list[StepRow]:
+        q = Step.select().where((Step.state == state.value) & (Step.kind == "task"))
+        if due_before is not None:
+            q = q.where(Step.not_before <= due_before)
+        if older_than is not None:
+            q = q.where(Step.updated_at < older_than)
+        return [_step_row(r) for r in q.limit(limit)]
+
+    @translate_errors
+    def fire_timers(self, now: float, limit: int = 1000) -> list[str]:
+        """Sleep steps whose time has come succeed; returns their jobs."""
+        with self.db.atomic():
+            due = list(
+                Step.select(Step.id, Step.job_id)
+                .where((Step.kind == "sleep") & (Step.state == TaskState.PENDING.value) & (Step.not_before <= now))
+                .limit(limit)
+                .tuples()
+            )
+            if not due:
+                return []
+            Step.update(state=TaskState.SUCCEEDED.value, finished_at=now, updated_at=now).where(
+                Step.id.in_([d[0] for d in due]) & (Step.state == TaskState.PENDING.value)
+            ).execute()
+        return sorted({d[1] for d in due})
+
+    @translate_errors
+    def cancel_open_steps(self, job_id: str) -> list[StepRow]:
+        """Cancel every step of a job not yet running; returns the running ones to stop."""
+        now = time.time()
+        with self.db.atomic():
+            Step.update(state=TaskState.CANCELLED.value, finished_at=now, updated_at=now).where(
+                (Step.job_id == job_id)
+                & Step.state.in_([TaskState.PENDING.value, TaskState.QUEUED.value, TaskState.RETRYING.value])
+            ).execute()
+            running = Step.select().where((Step.job_id == job_id) & (Step.state == TaskState.RUNNING.value))
+            return [_step_row(r) for r in running]
+
+    @translate_errors
+    def settle_child_step(self, parent_id: str, seq: int, state: TaskState, result: Any, error: ErrorInfo | None) -> bool:
+        now = time.time()
+        n = (
+            Step.update(
+                state=state.value,
+                result=None if result is None else dumps(result),
+                error_type=error.type if error else None,
+                error_message=error.message if error else None,
+                finished_at=now,
+                updated_at=now,
+            )
+            .where((Step.id == step_id(parent_id, seq)) & Step.state.in_(_OPEN))
+            .execute()
+        )
+        return bool(n)
+
+    @translate_errors
+    def sweep_orphans(self) -> int:
+        """Cancel open steps of jobs that have finished (a lost cancel message, a failed agent)."""
+        now = time.time()
+        finished = Job.select(Job.id).where(Job.state.in_([s.value for s in JobState if s.terminal]))
+        return int(
+            Step.update(state=TaskState.CANCELLED.value, finished_at=now, updated_at=now)
+            .where(
+                Step.state.in_([TaskState.PENDING.value, TaskState.QUEUED.value, TaskState.RETRYING.value])
+                & Step.job_id.in_(finished)
+            )
+            .execute()
+        )
