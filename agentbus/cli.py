@@ -73,7 +73,7 @@ def run(
     elif role == Role.orchestrator:
         from agentbus.orchestrator import run_orchestrator
 
-        run_orchestrator(settings, the_app)
+        run_orchestrator(settings, the_app, name=name)
     else:
         from agentbus.worker import run_worker_role
 

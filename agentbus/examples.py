@@ -51,6 +51,19 @@ def slow(ctx: Context, seconds: float = 30.0) -> float:
     return seconds
 
 
+@app.task
+def pause(ctx: Context, x: int, seconds: float = 0.005) -> int:
+    """Takes a little time, so that a job is still running when something breaks."""
+    time.sleep(seconds)
+    return x
+
+
+@app.agent
+def paced_map(ctx: Context, n: int = 1000, seconds: float = 0.005) -> dict[str, int]:
+    values = ctx.map(pause, [{"x": i, "seconds": seconds} for i in range(n)], unpack=True)
+    return {"n": len(values), "sum": sum(values)}
+
+
 @app.agent
 def map_reduce(ctx: Context, n: int = 100) -> dict[str, int]:
     """Fan-out/fan-in: square 0..n-1 in parallel tasks, sum the squares."""

@@ -117,6 +117,8 @@ class AgentContext(Context):
         self._new_uuid = new_uuid
         self._seq = 0
         self.commands: list[Command] = []
+        self.divergence: NonDeterministicAgent | None = None
+        """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
 
     # -- the step machinery ------------------------------------------------------------------
     def _step(self, kind: StepKind, name: str) -> tuple[int, StepRecord | None]:
@@ -124,10 +126,11 @@ class AgentContext(Context):
         self._seq += 1
         rec = self._journal.get(seq)
         if rec is not None and (rec.kind != kind or rec.name != name):
-            raise NonDeterministicAgent(
+            self.divergence = self.divergence or NonDeterministicAgent(
                 f"step {seq}: the journal holds {rec.kind} {rec.name!r} but this replay asked for "
                 f"{kind} {name!r}; agent code must be deterministic (use ctx.now() and ctx.uuid())"
             )
+            raise self.divergence
         return seq, rec
 
     @property
@@ -256,6 +259,16 @@ def replay(
 ) -> ReplayResult:
     """Run the agent once against ``journal`` and say what it did."""
     ctx = AgentContext(app, job_id, journal, clock, new_uuid)
+    res = _run(ctx, job_type, input, journal)
+    if ctx.divergence is not None:
+        err = ctx.divergence
+        return ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
+    return res
+
+
+def _run(
+    ctx: AgentContext, job_type: AgentDef | TaskDef, input: dict[str, Any], journal: Mapping[int, StepRecord]
+) -> ReplayResult:
     try:
         if isinstance(job_type, TaskDef):
             result = _single_task_agent(ctx, job_type, input)

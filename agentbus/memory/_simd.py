@@ -22,7 +22,15 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "tile_gather_1x1", "tile_gather_8x1", "tile_rows_1x1", "tile_rows_2x4", "tile_rows_8x1"]
+__all__ = [
+    "LANES",
+    "tile_gather_1x1",
+    "tile_gather_2x4",
+    "tile_gather_8x1",
+    "tile_rows_1x1",
+    "tile_rows_2x4",
+    "tile_rows_8x1",
+]
 
 LANES = 16
 _I8 = ir.IntType(8)
@@ -128,3 +136,4 @@ tile_rows_1x1: Callable[..., None] = _make_tile(1, 1, gather=False)
 tile_rows_2x4: Callable[..., None] = _make_tile(2, 4, gather=False)
 tile_gather_8x1: Callable[..., None] = _make_tile(8, 1, gather=True)
 tile_gather_1x1: Callable[..., None] = _make_tile(1, 1, gather=True)
+tile_gather_2x4: Callable[..., None] = _make_tile(2, 4, gather=True)

@@ -117,13 +117,13 @@ class Orchestrator:
                 pass
 
 
-def run_orchestrator(settings: Settings, app: App) -> None:
+def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> None:
     import signal
 
     from agentbus.bus import connect
 
     store = Store.from_url(settings.database_url)
-    orch = Orchestrator(settings, app, store, connect(settings.redis_url))
+    orch = Orchestrator(settings, app, store, connect(settings.redis_url), name=name)
 
     def _stop(signum: int, frame: object) -> None:
         orch.stop.set()
