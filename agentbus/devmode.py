@@ -69,22 +69,23 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
                       "'{\"n\": 100}' --wait")  # fmt: skip
         console.print("Ctrl-C stops everything.")
         while not stopping:
-            dead = [c for c in children if c.poll() is not None]
+            dead = [p for p in children if p.poll() is not None]
             if dead:
-                console.print(f"[red]a role exited ({dead[0].args[3:6]}, code {dead[0].returncode}); stopping[/]")
+                role = " ".join(str(a) for a in list(dead[0].args)[3:6])  # type: ignore[arg-type]
+                console.print(f"[red]a role exited ({role}, code {dead[0].returncode}); stopping[/]")
                 break
             time.sleep(0.2)
     finally:
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signal.SIGTERM)
+        for p in children:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for c in children:
+        for p in children:
             try:
-                c.wait(max(0.1, deadline - time.monotonic()))
+                p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                c.kill()
-                c.wait()
+                p.kill()
+                p.wait()
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
         console.print("stopped")

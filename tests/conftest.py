@@ -32,7 +32,11 @@ def _unavailable(what: str, exc: Exception) -> None:
 def _pg_admin() -> psycopg2.extensions.connection:
     u = urlparse(PG_ADMIN_URL)
     conn = psycopg2.connect(
-        host=u.hostname, port=u.port or 5432, user=u.username, password=u.password, dbname=u.path.lstrip("/") or "postgres",
+        host=u.hostname,
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        dbname=u.path.lstrip("/") or "postgres",
         connect_timeout=5,
     )
     conn.autocommit = True

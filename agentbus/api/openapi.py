@@ -19,8 +19,14 @@ def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "malformed request", 404: "not found", 409: "conflict", 413: "body too large",
-            422: "input fails the schema", 503: "a dependency is unavailable"}  # fmt: skip
+    text = {
+        400: "malformed request",
+        404: "not found",
+        409: "conflict",
+        413: "body too large",
+        422: "input fails the schema",
+        503: "a dependency is unavailable",
+    }
     return {str(c): _resp(text[c], _ERROR) for c in codes}
 
 
@@ -32,99 +38,174 @@ def document(app: App) -> dict[str, Any]:
         schemas.update(defs)
         key = f"Input_{name}"
         schemas[key] = schema
-        variants.append({
-            "type": "object",
-            "title": f"SubmitJob_{name}",
-            "required": ["type"],
-            "additionalProperties": False,
-            "properties": {
-                "type": {"type": "string", "enum": [name]},
-                "input": {"$ref": f"#/components/schemas/{key}"},
-                "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
-                "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
-            },
-        })  # fmt: skip
+        variants.append(
+            {
+                "type": "object",
+                "title": f"SubmitJob_{name}",
+                "required": ["type"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"type": "string", "enum": [name]},
+                    "input": {"$ref": f"#/components/schemas/{key}"},
+                    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
+                },
+            }
+        )
     body_schema = SubmitJob.model_json_schema()
     schemas["SubmitJob"] = {"oneOf": variants} if variants else body_schema
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 120}}
     job_ref = {"$ref": "#/components/schemas/Job"}
-    schemas.update({
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["status", "type", "message"], "properties": {
-                "status": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
-                "errors": {"type": "array", "items": {"type": "object"}}}}},
-        },
-        "Job": {
-            "type": "object",
-            "required": ["id", "type", "status", "input", "created_at"],
-            "properties": {
-                "id": {"type": "string"}, "type": {"type": "string"},
-                "status": {"type": "string", "enum": [s.value for s in JobState]},
-                "input": {"type": "object"}, "priority": {"type": "integer"},
-                "idempotency_key": {"type": ["string", "null"]}, "parent_id": {"type": ["string", "null"]},
-                "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
-                "finished_at": {"type": ["string", "null"]}, "updated_at": {"type": "string"},
-                "error": {"type": ["object", "null"]},
-                "progress": {"type": "object", "additionalProperties": {"type": "integer"}},
+    schemas.update(
+        {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["status", "type", "message"],
+                        "properties": {
+                            "status": {"type": "integer"},
+                            "type": {"type": "string"},
+                            "message": {"type": "string"},
+                            "errors": {"type": "array", "items": {"type": "object"}},
+                        },
+                    }
+                },
             },
-        },
-        "Results": {
-            "type": "object",
-            "required": ["id", "status"],
-            "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "result": {},
-                           "error": {"type": ["object", "null"]}},
-        },
-    })  # fmt: skip
+            "Job": {
+                "type": "object",
+                "required": ["id", "type", "status", "input", "created_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"type": "string"},
+                    "status": {"type": "string", "enum": [s.value for s in JobState]},
+                    "input": {"type": "object"},
+                    "priority": {"type": "integer"},
+                    "idempotency_key": {"type": ["string", "null"]},
+                    "parent_id": {"type": ["string", "null"]},
+                    "created_at": {"type": "string"},
+                    "started_at": {"type": ["string", "null"]},
+                    "finished_at": {"type": ["string", "null"]},
+                    "updated_at": {"type": "string"},
+                    "error": {"type": ["object", "null"]},
+                    "progress": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+            "Results": {
+                "type": "object",
+                "required": ["id", "status"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"type": "string"},
+                    "result": {},
+                    "error": {"type": ["object", "null"]},
+                },
+            },
+        }
+    )
     paths: dict[str, Any] = {
         "/jobs": {
             "post": {
                 "summary": "Submit a job",
                 "operationId": "submit_job",
-                "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitJob"}}}},
-                "responses": {"201": _resp("created", job_ref), "200": _resp("the job of this idempotency key", job_ref),
-                              **_errors(400, 404, 409, 413, 422, 503)},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitJob"}}},
+                },
+                "responses": {
+                    "201": _resp("created", job_ref),
+                    "200": _resp("the job of this idempotency key", job_ref),
+                    **_errors(400, 404, 409, 413, 422, 503),
+                },
             },
             "get": {
                 "summary": "List jobs, newest first",
                 "operationId": "list_jobs",
                 "parameters": [
-                    {"name": "status", "in": "query", "schema": {"type": "string"},
-                     "description": "comma-separated states"},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "comma-separated states",
+                    },
                     {"name": "type", "in": "query", "schema": {"type": "string"}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": {"200": _resp("a page of jobs", {"type": "object", "properties": {
-                    "jobs": {"type": "array", "items": job_ref}, "next_cursor": {"type": ["string", "null"]}}}),
-                    **_errors(400, 503)},
+                "responses": {
+                    "200": _resp(
+                        "a page of jobs",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "jobs": {"type": "array", "items": job_ref},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                    ),
+                    **_errors(400, 503),
+                },
             },
         },
-        "/jobs/{job_id}": {"get": {"summary": "A job with its progress", "operationId": "get_job",
-                                   "parameters": [job_id],
-                                   "responses": {"200": _resp("the job", job_ref), **_errors(400, 404, 503)}}},
-        "/jobs/{job_id}/results": {"get": {
-            "summary": "The result (or error) of a finished job", "operationId": "get_results",
-            "parameters": [job_id],
-            "responses": {"200": _resp("finished", {"$ref": "#/components/schemas/Results"}),
-                          "202": _resp("not finished yet", {"$ref": "#/components/schemas/Results"}),
-                          **_errors(400, 404, 503)}}},
-        "/jobs/{job_id}/cancel": {"post": {
-            "summary": "Cancel a job: pending tasks are cancelled, running ones stopped",
-            "operationId": "cancel_job", "parameters": [job_id],
-            "responses": {"200": _resp("cancelled", job_ref), **_errors(400, 404, 409, 503)}}},
-        "/job-types": {"get": {"summary": "Registered agents and tasks with their input schemas",
-                               "operationId": "job_types", "responses": {"200": _resp("job types", {"type": "object"})}}},
-        "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
-                             "responses": {"200": _resp("alive", {"type": "object"})}}},
-        "/readyz": {"get": {"summary": "Readiness: PostgreSQL and Redis answer", "operationId": "readyz",
-                            "responses": {"200": _resp("ready", {"type": "object"}),
-                                          "503": _resp("not ready", {"type": "object"})}}},
-        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-                                  "responses": {"200": _resp("OpenAPI 3.1", {"type": "object"})}}},
-    }  # fmt: skip
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "A job with its progress",
+                "operationId": "get_job",
+                "parameters": [job_id],
+                "responses": {"200": _resp("the job", job_ref), **_errors(400, 404, 503)},
+            }
+        },
+        "/jobs/{job_id}/results": {
+            "get": {
+                "summary": "The result (or error) of a finished job",
+                "operationId": "get_results",
+                "parameters": [job_id],
+                "responses": {
+                    "200": _resp("finished", {"$ref": "#/components/schemas/Results"}),
+                    "202": _resp("not finished yet", {"$ref": "#/components/schemas/Results"}),
+                    **_errors(400, 404, 503),
+                },
+            }
+        },
+        "/jobs/{job_id}/cancel": {
+            "post": {
+                "summary": "Cancel a job: pending tasks are cancelled, running ones stopped",
+                "operationId": "cancel_job",
+                "parameters": [job_id],
+                "responses": {"200": _resp("cancelled", job_ref), **_errors(400, 404, 409, 503)},
+            }
+        },
+        "/job-types": {
+            "get": {
+                "summary": "Registered agents and tasks with their input schemas",
+                "operationId": "job_types",
+                "responses": {"200": _resp("job types", {"type": "object"})},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "healthz",
+                "responses": {"200": _resp("alive", {"type": "object"})},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: PostgreSQL and Redis answer",
+                "operationId": "readyz",
+                "responses": {"200": _resp("ready", {"type": "object"}), "503": _resp("not ready", {"type": "object"})},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": _resp("OpenAPI 3.1", {"type": "object"})},
+            }
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "agentbus", "version": __version__},

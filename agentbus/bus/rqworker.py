@@ -8,12 +8,14 @@ the ``Dispatch`` to the executor it was given.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
@@ -38,13 +40,22 @@ class _NoDeathPenalty(BaseDeathPenalty):
         pass
 
 
+def _func_name(job: Job) -> str | None:
+    """The RQ job's function name, or None when its payload is not JSON (a pickle, garbage)."""
+    try:
+        return job.func_name
+    except DeserializationError:
+        return None
+
+
 class DispatchJob(Job):
     executor: Executor | None = None
     keyring: Keyring | None = None
 
     def _execute(self) -> Any:
-        if self.func_name != CHUNK_FUNC:
-            raise MessageRejected(f"refusing RQ job {self.id}: function {self.func_name!r} is not agentbus's")
+        func_name = _func_name(self)
+        if func_name != CHUNK_FUNC:
+            raise MessageRejected(f"refusing RQ job {self.id}: function {func_name!r} is not agentbus's")
         if self.executor is None or self.keyring is None or len(self.args) != 1 or self.kwargs:
             raise MessageRejected(f"refusing RQ job {self.id}: not an agentbus dispatch")
         dispatch = Dispatch.from_dict(self.keyring.open(self.args[0]))
@@ -81,12 +92,10 @@ class AgentbusWorker(SimpleWorker):
         self.rejected = 0
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if job.func_name != CHUNK_FUNC:
-            # Never perform it: a forged job naming os.system or a pickle payload stops here.
-            self.rejected += 1
-            log.warning("refused RQ job %s with function %r", job.id, job.func_name)
+        # A forged job naming os.system or a pickle payload gets no executor; DispatchJob refuses it
+        # and handle_exception counts it once.
         assert isinstance(job, DispatchJob)
-        job.executor = self._executor if job.func_name == CHUNK_FUNC else None
+        job.executor = self._executor if _func_name(job) == CHUNK_FUNC else None
         job.keyring = self._keyring
         super().execute_job(job, queue)
 
@@ -98,8 +107,6 @@ class AgentbusWorker(SimpleWorker):
         super().handle_exception(job, *exc_info)
 
     def handle_payload(self, message: dict[str, Any]) -> None:
-        import json
-
         try:
             payload = json.loads(message["data"].decode())
         except (ValueError, KeyError, AttributeError):
@@ -107,7 +114,7 @@ class AgentbusWorker(SimpleWorker):
         if payload.get("command") == CANCEL_COMMAND and isinstance(payload.get("task_id"), str):
             self._on_cancel(payload["task_id"])
             return
-        super().handle_payload(message)
+        super().handle_payload(message)  # type: ignore[no-untyped-call]
 
 
 def run_worker(worker: AgentbusWorker, burst: bool = False) -> bool:

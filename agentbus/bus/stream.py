@@ -76,7 +76,7 @@ class ControlStream:
             return []
         if not resp:
             return []
-        entries, bad = self._decode(resp[0][1])
+        entries, bad = self._decode(resp[0][1])  # type: ignore[index,arg-type]
         if bad:
             self.ack(bad)
         return entries
@@ -91,7 +91,7 @@ class ControlStream:
                 raise
             self.ensure_group()
             return []
-        entries, bad = self._decode(resp[1])
+        entries, bad = self._decode(resp[1])  # type: ignore[index,arg-type]
         if bad:
             self.ack(bad)
         return entries

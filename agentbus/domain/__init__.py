@@ -1,6 +1,6 @@
 """The pure core: states, the programming model, the replay engine, messages, errors."""
 
-from agentbus.domain.app import App, AgentDef, TaskDef, TaskOptions
+from agentbus.domain.app import AgentDef, App, TaskDef, TaskOptions
 from agentbus.domain.context import Context, TaskContext
 from agentbus.domain.errors import (
     AgentbusError,

@@ -170,4 +170,5 @@ class App:
         return schema.validate(self.job_type(type_name).model, data)
 
     def input_schemas(self) -> dict[str, dict[str, Any]]:
-        return {n: schema.json_schema(d.model) for n, d in sorted({**self.tasks, **self.agents}.items())}
+        types: dict[str, JobType] = {**self.tasks, **self.agents}
+        return {n: schema.json_schema(d.model) for n, d in sorted(types.items())}

@@ -19,7 +19,9 @@ class Context:
     def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
         raise self._agent_only("run")
 
-    def map(self, task: Any, items: Iterable[Any], *, unpack: bool = False, return_exceptions: bool = False) -> list[Any]:
+    def map(
+        self, task: Any, items: Iterable[Any], *, unpack: bool = False, return_exceptions: bool = False
+    ) -> list[Any]:
         raise self._agent_only("map")
 
     def call_agent(self, agent: Any, **input: Any) -> Any:

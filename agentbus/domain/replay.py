@@ -11,7 +11,7 @@ or suspended with new commands.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef

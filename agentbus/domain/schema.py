@@ -39,9 +39,7 @@ def input_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
 def validate(model: type[BaseModel], data: Any) -> dict[str, Any]:
     """Validate ``data`` and return it as JSON-ready values, or raise ValidationFailed."""
     if not isinstance(data, dict):
-        raise ValidationFailed(
-            "input must be a JSON object", [{"loc": ["input"], "msg": "expected an object"}]
-        )
+        raise ValidationFailed("input must be a JSON object", [{"loc": ["input"], "msg": "expected an object"}])
     try:
         value = model.model_validate(data)
     except ValidationError as exc:

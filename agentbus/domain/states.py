@@ -39,9 +39,7 @@ TASK_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANC
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.SUBMITTED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset(
-        {JobState.WAITING_HUMAN, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
-    ),
+    JobState.RUNNING: frozenset({JobState.WAITING_HUMAN, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
     JobState.WAITING_HUMAN: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),

@@ -126,7 +126,9 @@ class Driver:
                                 timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did)
                     )  # fmt: skip
                     calls.append(
-                        TaskCall(step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff)
+                        TaskCall(
+                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff
+                        )
                     )
                 batch.append(Dispatch(did, tuple(calls)))
             dispatches[queue] = (priority > 0, batch)
@@ -145,7 +147,11 @@ class Driver:
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
                 error: ErrorInfo | None) -> None:  # fmt: skip
-        if self.store.record_replay(job_id, [], state, result=result, error=error) and parent_id and parent_seq is not None:
+        if (
+            self.store.record_replay(job_id, [], state, result=result, error=error)
+            and parent_id
+            and parent_seq is not None
+        ):
             self._settle_parent(parent_id, parent_seq, state, result, error)
 
     def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:
@@ -180,7 +186,9 @@ class Driver:
             batch = []
             for i in range(0, len(group), size):
                 did = new_dispatch_id()
-                moved = self.store.requeue([r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt)
+                moved = self.store.requeue(
+                    [r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt
+                )
                 if moved:
                     batch.append(Dispatch(did, tuple(
                         TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)

@@ -127,9 +127,7 @@ class StepQueries:
                 )
             else:
                 marks = ", ".join("?" * len(chunk[0]))
-                self.db.cursor().executemany(
-                    f"INSERT OR IGNORE INTO ab_steps ({cols}) VALUES ({marks})", chunk
-                )
+                self.db.cursor().executemany(f"INSERT OR IGNORE INTO ab_steps ({cols}) VALUES ({marks})", chunk)
 
     @translate_errors
     def mark_running(self, calls: Iterable[tuple[str, int]], worker: str) -> set[str]:
@@ -280,7 +278,9 @@ class StepQueries:
             return [_step_row(r) for r in running]
 
     @translate_errors
-    def settle_child_step(self, parent_id: str, seq: int, state: TaskState, result: Any, error: ErrorInfo | None) -> bool:
+    def settle_child_step(
+        self, parent_id: str, seq: int, state: TaskState, result: Any, error: ErrorInfo | None
+    ) -> bool:
         now = time.time()
         n = (
             Step.update(

@@ -125,7 +125,9 @@ class Executor:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             json.dumps(result)
         except TaskCancelled as exc:
-            return TaskOutcome(call.task_id, call.attempt, TaskState.CANCELLED, error=ErrorInfo("TaskCancelled", str(exc)))
+            return TaskOutcome(
+                call.task_id, call.attempt, TaskState.CANCELLED, error=ErrorInfo("TaskCancelled", str(exc))
+            )
         except Exception as exc:  # the task's own failure, a timeout or an unserializable result
             return self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
         finally:
@@ -137,5 +139,7 @@ class Executor:
         self.stats.failed += 1
         if call.attempt <= call.retries:
             delay = min(MAX_BACKOFF_S, call.backoff * 2 ** (call.attempt - 1))
-            return TaskOutcome(call.task_id, call.attempt, TaskState.RETRYING, error=error, not_before=time.time() + delay)
+            return TaskOutcome(
+                call.task_id, call.attempt, TaskState.RETRYING, error=error, not_before=time.time() + delay
+            )
         return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)

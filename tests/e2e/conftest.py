@@ -49,15 +49,22 @@ class Cluster:
     def __init__(self, pg_url: str, redis_url: str, logs: Path) -> None:
         self.logs = logs
         self.port = free_port()
-        self.env = {**os.environ, **FAST, "AGENTBUS_DATABASE_URL": pg_url, "AGENTBUS_REDIS_URL": redis_url,
-                    "AGENTBUS_API_URL": f"http://127.0.0.1:{self.port}", "AGENTBUS_APP": "agentbus.examples:app"}
+        self.env = {
+            **os.environ,
+            **FAST,
+            "AGENTBUS_DATABASE_URL": pg_url,
+            "AGENTBUS_REDIS_URL": redis_url,
+            "AGENTBUS_API_URL": f"http://127.0.0.1:{self.port}",
+            "AGENTBUS_APP": "agentbus.examples:app",
+        }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.client = Client(self.env["AGENTBUS_API_URL"], timeout=10)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "agentbus", "run", *args], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentbus", "run", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs[name] = proc
         return proc
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import redis
-
 import pytest
+import redis
+from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 from agentbus.domain import TaskState
 from agentbus.store import Store
-
-from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +16,7 @@ def _steps(pg_url: str, job_id: str) -> list[tuple[str, str, int, str | None]]:
     from agentbus.store.models import Step
 
     store = Store.from_url(pg_url)
-    rows = [
-        (r.id, r.state, r.attempt, r.worker)
-        for r in Step.select().where(Step.job_id == job_id).order_by(Step.seq)
-    ]
+    rows = [(r.id, r.state, r.attempt, r.worker) for r in Step.select().where(Step.job_id == job_id).order_by(Step.seq)]
     store.close()
     return rows
 
@@ -31,14 +26,15 @@ def test_sigkilled_worker_task_runs_again_on_another_worker(cluster: Cluster, pg
     cluster.worker("doomed")
     cluster.api()
     job = cluster.client.submit("long_haul", {"tasks": 1, "seconds": 2})
-    wait_until(lambda: _steps(pg_url, job["id"]) and _steps(pg_url, job["id"])[0][1] == "running", 30,
-               "the task to start")
+    wait_until(
+        lambda: _steps(pg_url, job["id"]) and _steps(pg_url, job["id"])[0][1] == "running", 30, "the task to start"
+    )
     assert _steps(pg_url, job["id"])[0][3] == "doomed"
     cluster.kill("doomed")
     cluster.worker("rescuer")
     body = cluster.wait(job["id"], timeout=90)
     assert body == {"id": job["id"], "status": "succeeded", "result": [2.0], "error": None}
-    (_, state, attempt, worker), = _steps(pg_url, job["id"])
+    ((_, state, attempt, worker),) = _steps(pg_url, job["id"])
     assert (state, attempt, worker) == (TaskState.SUCCEEDED, 2, "rescuer")
 
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 from agentbus.domain import NotFound
 from agentbus.store import Store
-
-from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.e2e
 

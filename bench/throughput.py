@@ -1,0 +1,182 @@
+"""Throughput and latency of agentbus, raw RQ and Celery on this machine, in one run.
+
+    python -m bench.throughput [--tasks 10000] [--workers 2] [--latency-jobs 200] [--write-docs]
+
+(a) a map agent over N no-op tasks, end to end (submit → result) with the API, one
+orchestrator and W CPU workers as processes on local PostgreSQL and Redis;
+(b) raw RQ with W SimpleWorker processes and (c) Celery (solo pool) with W worker
+processes, on the same N no-ops; (d) one-task job latency, submit → result available,
+over sequential jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import psycopg2
+import redis
+
+from bench._docs import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    u = urlparse(admin_url)
+    conn = psycopg2.connect(host=u.hostname, port=u.port or 5432, user=u.username, password=u.password,
+                            dbname=u.path.lstrip("/") or "postgres")  # fmt: skip
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return u._replace(path=f"/{name}").geturl()
+
+
+class Roles:
+    def __init__(self, env: dict[str, str], port: int, workers: int, logs: Path) -> None:
+        self.env, self.port, self.procs = env, port, []
+        logs.mkdir(parents=True, exist_ok=True)
+        base = [sys.executable, "-m", "agentbus"]
+        subprocess.run([*base, "migrate"], env=env, check=True, capture_output=True)
+        cmds = {"api": [*base, "run", "--role", "api", "--port", str(port)],
+                "orchestrator": [*base, "run", "--role", "orchestrator"]}  # fmt: skip
+        for i in range(workers):
+            cmds[f"worker{i}"] = [*base, "run", "--role", "worker-cpu", "--name", f"bench-w{i}"]
+        for name, cmd in cmds.items():
+            log = open(logs / f"{name}.log", "wb")  # noqa: SIM115
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the API did not come up")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def run_job(
+    http: httpx.Client, type_: str, input_: dict[str, Any], poll: float, timeout: float = 600
+) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    r = http.post("/jobs", json={"type": type_, "input": input_})
+    r.raise_for_status()
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        r = http.get(f"/jobs/{job_id}/results")
+        if r.status_code == 200:
+            elapsed = time.perf_counter() - t0
+            body = r.json()
+            if body["status"] != "succeeded":
+                raise RuntimeError(f"{type_} job ended {body}")
+            return elapsed, body["result"]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{type_} job did not finish in {timeout}s")
+        time.sleep(poll)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--latency-jobs", type=int, default=200)
+    ap.add_argument(
+        "--pg-admin-url", default=os.environ.get("AGENTBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+
+    redis.Redis.from_url(args.redis_url).flushdb()
+    db_url = fresh_database(args.pg_admin_url, "agentbus_bench")
+    env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
+           "AGENTBUS_APP": "agentbus.examples:app"}  # fmt: skip
+    rows: list[tuple[str, str]] = []
+    roles = Roles(env, args.port, args.workers, ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=30) as http:
+            run_job(http, "map_reduce", {"n": 50}, 0.01)  # warm up every role
+            elapsed, result = run_job(http, "noop_map", {"n": args.tasks}, 0.02)
+            assert result == args.tasks
+            ours = args.tasks / elapsed
+            rows.append((f"(a) agentbus: map agent over {args.tasks:,} no-op tasks, end to end",
+                         f"{ours:,.0f} tasks/s ({elapsed:.2f} s)"))  # fmt: skip
+            lat = [run_job(http, "echo", {"message": "x"}, 0.0005)[0] * 1000 for _ in range(args.latency_jobs)]
+            rows.append(
+                (
+                    f"(d) agentbus: one-task job latency, submit → result, {args.latency_jobs} jobs",
+                    f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, mean {statistics.mean(lat):.1f} ms",
+                )
+            )
+    finally:
+        roles.stop()
+
+    if not args.skip_baselines:
+        from bench._baselines import measure_celery, measure_rq
+
+        for label, fn in (
+            ("(b) raw RQ, SimpleWorker", measure_rq),
+            ("(c) Celery, Redis broker, solo pool", measure_celery),
+        ):
+            redis.Redis.from_url(args.redis_url).flushdb()
+            try:
+                r = fn(args.redis_url, n_tasks=args.tasks, n_workers=args.workers)
+                rows.append(
+                    (f"{label}: {args.tasks:,} no-op tasks", f"{r['tasks_per_s']:,.0f} tasks/s ({r['seconds']:.2f} s)")
+                )
+                rows.append((f"agentbus ÷ {label.split(',')[0][4:]}", f"{ours / r['tasks_per_s']:.2f}x"))
+            except Exception as exc:  # a baseline that cannot run is reported, not hidden
+                rows.append((label, f"not measured: {exc}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)} | result")
+    print("-" * width + "-+-" + "-" * 40)
+    for k, v in rows:
+        print(f"{k.ljust(width)} | {v}")
+    if args.write_docs:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        cmd = (
+            f"python -m bench.throughput --tasks {args.tasks} --workers {args.workers} "
+            f"--latency-jobs {args.latency_jobs}"
+        )
+        path = write_section(
+            "Throughput and latency",
+            f"`{cmd}` on {machine}; PostgreSQL, Redis and every "
+            f"role local ({args.workers} CPU workers), {time.strftime('%Y-%m-%d')}.\n\n{table}",
+        )
+        print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
