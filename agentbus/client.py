@@ -39,6 +39,8 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if kwargs.get("timeout", 0) is None:
+            del kwargs["timeout"]
         try:
             resp = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -66,9 +68,10 @@ class Client:
         out: dict[str, Any] = self._call("GET", f"/jobs/{job_id}").json()
         return out
 
-    def results(self, job_id: str) -> tuple[bool, dict[str, Any]]:
-        """(finished, body): the result or error once finished."""
-        resp = self._call("GET", f"/jobs/{job_id}/results")
+    def results(self, job_id: str, wait: float = 0) -> tuple[bool, dict[str, Any]]:
+        """(finished, body): the result or error once finished; ``wait`` long-polls up to that many seconds."""
+        params = {"wait": wait} if wait else None
+        resp = self._call("GET", f"/jobs/{job_id}/results", params=params, timeout=wait + 10 if wait else None)
         return resp.status_code == 200, resp.json()
 
     def jobs(self, *, status: str | None = None, type: str | None = None, limit: int = 50,
@@ -85,18 +88,22 @@ class Client:
         out: list[dict[str, Any]] = self._call("GET", "/job-types").json()["job_types"]
         return out
 
-    def wait(self, job_id: str, timeout: float = 300.0, poll: float = 0.05,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
-        """Poll until the job finishes; returns its results body."""
+    def wait(
+        self,
+        job_id: str,
+        timeout: float = 300.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        progress_every: float = 0.5,
+    ) -> dict[str, Any]:
+        """Long-poll until the job finishes; returns its results body."""
         deadline = time.monotonic() + timeout
-        delay = min(poll, 0.01)
         while True:
             if on_progress is not None:
                 on_progress(self.job(job_id))
-            done, body = self.results(job_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            step = min(remaining, progress_every if on_progress is not None else 30.0)
+            done, body = self.results(job_id, wait=max(0.01, step))
             if done:
                 return body
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
-            time.sleep(delay)
-            delay = min(poll * 4, delay * 1.5)

@@ -13,7 +13,7 @@ from agentbus.api import routes
 from agentbus.api.errors import exception_handlers
 from agentbus.api.openapi import document
 from agentbus.api.state import ApiState
-from agentbus.bus import ControlStream, connect, ping
+from agentbus.bus import ControlStream, JobNotifier, connect, ping
 from agentbus.config import Settings
 from agentbus.domain import App
 from agentbus.security import Keyring
@@ -23,7 +23,8 @@ from agentbus.store import Store
 def create_app(settings: Settings, app: App, store: Store | None = None) -> Starlette:
     store = store or Store.from_url(settings.database_url)
     conn = connect(settings.redis_url)
-    state = ApiState(settings, app, store, ControlStream(conn, Keyring.parse(settings.secret)), lambda: ping(conn))
+    stream = ControlStream(conn, Keyring.parse(settings.secret))
+    state = ApiState(settings, app, store, stream, lambda: ping(conn), JobNotifier(conn))
     spec = document(app)
 
     async def openapi(request: Request) -> JSONResponse:

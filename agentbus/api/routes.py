@@ -56,9 +56,34 @@ async def get_job(request: Request) -> JSONResponse:
     return JSONResponse(render.job(rec, progress))
 
 
+MAX_WAIT_S = 60.0
+
+
+def _wait_param(request: Request) -> float:
+    raw = request.query_params.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT_S:
+        raise InvalidInput(f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {raw!r}")
+    return wait
+
+
 async def get_results(request: Request) -> JSONResponse:
+    """The result; with ``?wait=S`` the request waits up to S seconds for the job to finish."""
     st = _state(request)
-    rec = await run_in_threadpool(st.store.get_job, _job_id(request))
+    job_id = _job_id(request)
+    wait = _wait_param(request)
+    rec = await run_in_threadpool(st.store.get_job, job_id)
+    if wait > 0 and not rec.state.terminal:
+
+        def done() -> bool:
+            nonlocal rec
+            rec = st.store.get_job(job_id)
+            return rec.state.terminal
+
+        await run_in_threadpool(st.notifier.wait, job_id, wait, done)
     return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
 
 
@@ -90,6 +115,10 @@ async def cancel_job(request: Request) -> JSONResponse:
     st = _state(request)
     rec = await run_in_threadpool(st.store.cancel_job, _job_id(request))
     await run_in_threadpool(_publish, st, ControlEvent("job.cancel", (rec.id,)))
+    try:
+        await run_in_threadpool(st.notifier.finished, [rec.id])
+    except Unavailable:
+        pass
     return JSONResponse(render.job(rec))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentbus.bus import ControlStream
+from agentbus.bus import ControlStream, JobNotifier
 from agentbus.config import Settings
 from agentbus.domain import App
 from agentbus.store import Store
@@ -18,3 +18,4 @@ class ApiState:
     store: Store
     stream: ControlStream
     ping_redis: Callable[[], None]
+    notifier: JobNotifier

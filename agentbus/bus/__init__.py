@@ -3,6 +3,7 @@
 from agentbus.bus.connection import connect, ping
 from agentbus.bus.fleet import Fleet
 from agentbus.bus.lease import Lease
+from agentbus.bus.notify import JobNotifier
 from agentbus.bus.queues import Dispatcher, queue_name
 from agentbus.bus.rqworker import AgentbusWorker, run_worker
 from agentbus.bus.stream import ControlStream, Entry
@@ -13,6 +14,7 @@ __all__ = [
     "Dispatcher",
     "Entry",
     "Fleet",
+    "JobNotifier",
     "Lease",
     "connect",
     "ping",

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier
 from agentbus.config import Settings
 from agentbus.domain import (
     App,
@@ -47,20 +47,21 @@ class Driver:
         self.stream = stream
         self.fleet = fleet
         self.settings = settings
+        self.notifier = JobNotifier(dispatcher.conn)
         self._fleet_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
     # -- replay --------------------------------------------------------------------------------
     def advance(self, job_id: str) -> None:
         try:
-            job = self.store.get_job(job_id)
+            job, waiting = self.store.job_to_advance(job_id)
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
         if job.state.terminal:
-            if job.state == JobState.CANCELLED:
+            if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
-        if self.store.has_open_steps(job_id):
+        if waiting:
             return
         try:
             job_type = self.app.job_type(job.type)
@@ -90,8 +91,10 @@ class Driver:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, (front, batch) in dispatches.items():
             self.dispatcher.send(queue, batch, at_front=front)
-        if outcome is not None and job.parent_id is not None and job.parent_seq is not None:
-            self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
+        if outcome is not None:
+            self.notifier.finished([job_id])
+            if job.parent_id is not None and job.parent_seq is not None:
+                self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any]

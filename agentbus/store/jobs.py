@@ -12,7 +12,7 @@ import peewee
 from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
-from agentbus.store.db import translate_errors
+from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.models import Job, Step
 from agentbus.store.records import JobRecord, NewJob, dumps, loads
 
@@ -34,6 +34,34 @@ def job_record(row: Job) -> JobRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         updated_at=row.updated_at,
+    )
+
+
+_JOB_FIELDS = (
+    "id", "type", "state", "input", "result", "error_type", "error_message", "idempotency_key", "priority",
+    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at",
+)  # fmt: skip
+_JOB_COLUMNS = ", ".join(_JOB_FIELDS)
+
+
+def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
+    (jid, type_, state, input_, result, etype, emsg, key, priority, parent, pseq, created, started, finished,
+     updated) = t[:15]  # fmt: skip
+    return JobRecord(
+        id=jid,
+        type=type_,
+        state=JobState(state),
+        input=loads(input_),
+        result=loads(result),
+        error=ErrorInfo(etype, emsg or "") if etype else None,
+        idempotency_key=key,
+        priority=priority,
+        parent_id=parent,
+        parent_seq=pseq,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        updated_at=updated,
     )
 
 
@@ -76,6 +104,8 @@ class JobQueries:
         }
         with self.db.atomic():
             Job.insert(row).on_conflict_ignore().execute()
+        if new.idempotency_key is None and new.id is None:  # a fresh id: the row is what we wrote
+            return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
         if new.idempotency_key is None:
             return self.get_job(job_id), True
         existing = Job.get_or_none(Job.idempotency_key == new.idempotency_key)
@@ -88,12 +118,32 @@ class JobQueries:
             )
         return job_record(existing), created
 
+    def _job_sql(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """A hand-written read on the hot path (peewee's query building costs more than the query)."""
+        sql = f"SELECT {_JOB_COLUMNS}{where}"
+        if not is_postgres(self.db):
+            sql = sql.replace("%s", "?")
+        cur = self.db.execute_sql(sql, params)
+        return list(cur.fetchall())
+
     @translate_errors
     def get_job(self, job_id: str) -> JobRecord:
-        row = Job.get_or_none(Job.id == job_id)
-        if row is None:
+        rows = self._job_sql(" FROM ab_jobs WHERE id = %s", (job_id,))
+        if not rows:
             raise NotFound(f"no job {job_id!r}")
-        return job_record(row)
+        return _job_from_tuple(rows[0])
+
+    @translate_errors
+    def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]:
+        """The job, and whether any of its steps is still open — one round trip."""
+        rows = self._job_sql(
+            ", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN "
+            "('pending', 'queued', 'running', 'retrying')) FROM ab_jobs WHERE id = %s",
+            (job_id,),
+        )
+        if not rows:
+            raise NotFound(f"no job {job_id!r}")
+        return _job_from_tuple(rows[0]), bool(rows[0][-1])
 
     @translate_errors
     def list_jobs(
