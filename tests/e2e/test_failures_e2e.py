@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import redis
-from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 from agentbus.domain import TaskState
 from agentbus.store import Store
+
+from _cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 

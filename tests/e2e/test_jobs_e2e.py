@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Cluster, wait_until  # type: ignore[import-not-found]
 
 from agentbus.domain import NotFound
 from agentbus.store import Store
+
+from _cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +109,16 @@ def test_store_records_each_task_once(running: Cluster, pg_url: str) -> None:
     store.close()
     assert sorted(journal) == list(range(20))
     assert [journal[i].result for i in range(20)] == [i * i for i in range(20)]
+
+
+def test_task_past_its_timeout_fails_with_task_timeout(running: Cluster) -> None:
+    job = running.client.submit("stubborn", {"seconds": 30})
+    body = running.wait(job["id"], timeout=30)
+    assert body["status"] == "failed"
+    assert body["error"]["type"] == "TaskTimeout"
+
+
+def test_results_long_poll_returns_when_the_job_finishes(running: Cluster) -> None:
+    job = running.client.submit("long_haul", {"tasks": 1, "seconds": 1})
+    done, body = running.client.results(job["id"], wait=20)
+    assert done and body["result"] == [1.0]
