@@ -14,68 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
-import psycopg2
 import redis
 
 from bench._docs import write_section
+from bench._roles import Roles, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    u = urlparse(admin_url)
-    conn = psycopg2.connect(host=u.hostname, port=u.port or 5432, user=u.username, password=u.password,
-                            dbname=u.path.lstrip("/") or "postgres")  # fmt: skip
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return u._replace(path=f"/{name}").geturl()
-
-
-class Roles:
-    def __init__(self, env: dict[str, str], port: int, workers: int, logs: Path) -> None:
-        self.env, self.port, self.procs = env, port, []
-        logs.mkdir(parents=True, exist_ok=True)
-        base = [sys.executable, "-m", "agentbus"]
-        subprocess.run([*base, "migrate"], env=env, check=True, capture_output=True)
-        cmds = {"api": [*base, "run", "--role", "api", "--port", str(port)],
-                "orchestrator": [*base, "run", "--role", "orchestrator"]}  # fmt: skip
-        for i in range(workers):
-            cmds[f"worker{i}"] = [*base, "run", "--role", "worker-cpu", "--name", f"bench-w{i}"]
-        for name, cmd in cmds.items():
-            log = open(logs / f"{name}.log", "wb")  # noqa: SIM115
-            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the API did not come up")
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def run_job(
@@ -124,8 +75,12 @@ def main() -> None:
     env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
            "AGENTBUS_APP": "agentbus.examples:app"}  # fmt: skip
     rows: list[tuple[str, str]] = []
-    roles = Roles(env, args.port, args.workers, ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
+    roles = Roles(env, ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
     try:
+        roles.start("orchestrator", "--role", "orchestrator")
+        for i in range(args.workers):
+            roles.start(f"worker{i}", "--role", "worker-cpu", "--name", f"bench-w{i}")
+        roles.api(args.port)
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as http:
             run_job(http, "map_reduce", {"n": 50}, 0.01)  # warm up every role
             elapsed, result = run_job(http, "noop_map", {"n": args.tasks}, 0)

@@ -227,6 +227,7 @@ class StepQueries:
             Step.queued_at: now,
             Step.updated_at: now,
             Step.worker: None,
+            Step.started_at: None,
         }
         if new_attempt:
             values[Step.attempt] = Step.attempt + 1
