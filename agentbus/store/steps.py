@@ -300,13 +300,12 @@ class StepQueries:
     @translate_errors
     def sweep_orphans(self) -> int:
         """Cancel open steps of jobs that have finished (a lost cancel message, a failed agent)."""
-        now = time.time()
-        finished = Job.select(Job.id).where(Job.state.in_([s.value for s in JobState if s.terminal]))
-        return int(
-            Step.update(state=TaskState.CANCELLED.value, finished_at=now, updated_at=now)
-            .where(
-                Step.state.in_([TaskState.PENDING.value, TaskState.QUEUED.value, TaskState.RETRYING.value])
-                & Step.job_id.in_(finished)
-            )
-            .execute()
+        sql = (
+            "UPDATE ab_steps SET state = 'cancelled', finished_at = %s, updated_at = %s "
+            "WHERE state IN ('pending', 'queued', 'retrying') AND EXISTS (SELECT 1 FROM ab_jobs j "
+            "WHERE j.id = ab_steps.job_id AND j.state IN ('succeeded', 'failed', 'cancelled'))"
         )
+        now = time.time()
+        with self.db.atomic():
+            cur = self.db.execute_sql(sql if self._pg() else sql.replace("%s", "?"), (now, now))
+            return int(cur.rowcount)
