@@ -64,6 +64,13 @@ def paced_map(ctx: Context, n: int = 1000, seconds: float = 0.005) -> dict[str, 
     return {"n": len(values), "sum": sum(values)}
 
 
+@app.task(timeout=1.0)
+def stubborn(ctx: Context, seconds: float = 30.0) -> float:
+    """Runs past its one-second timeout."""
+    time.sleep(seconds)
+    return seconds
+
+
 @app.agent
 def map_reduce(ctx: Context, n: int = 100) -> dict[str, int]:
     """Fan-out/fan-in: square 0..n-1 in parallel tasks, sum the squares."""
