@@ -48,6 +48,9 @@ class Settings:
     # workers
     heartbeat_interval_s: float = 2.0
     worker_ttl_s: float = 10.0
+    # webhooks
+    webhook_allow_private: bool = False
+    webhook_secret: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -68,6 +71,8 @@ class Settings:
             timeout_grace_s=_float(env, "AGENTBUS_TIMEOUT_GRACE", d.timeout_grace_s),
             heartbeat_interval_s=_float(env, "AGENTBUS_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             worker_ttl_s=_float(env, "AGENTBUS_WORKER_TTL", d.worker_ttl_s),
+            webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
+            webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.max_body_bytes < 1024:

@@ -19,7 +19,7 @@ import redis
 
 PG_ADMIN_URL = os.environ.get("AGENTBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AGENTBUS_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TEMPLATE = "agentbus_test_template"
+TEMPLATE = f"agentbus_test_template_{os.getpid()}"  # one per pytest session: sessions may overlap
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -63,6 +63,8 @@ def pg_template() -> Iterator[str]:
     store.migrate()
     store.close()
     yield TEMPLATE
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
     admin.close()
 
 

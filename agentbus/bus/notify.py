@@ -30,7 +30,7 @@ class JobNotifier:
         Pub/sub is only a hint: ``is_done`` (a read of the record) decides, and is asked again
         every second in case a notice was lost.
         """
-        pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.conn.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(CHANNEL + job_id)
             deadline = time.monotonic() + timeout

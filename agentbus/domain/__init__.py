@@ -21,8 +21,10 @@ from agentbus.domain.errors import (
     Unavailable,
     ValidationFailed,
 )
+from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.messages import ControlEvent, Dispatch, TaskCall
 from agentbus.domain.replay import (
+    AskHuman,
     ErrorInfo,
     RecordValue,
     ReplayResult,
@@ -38,12 +40,14 @@ __all__ = [
     "AgentDef",
     "AgentbusError",
     "App",
+    "AskHuman",
     "ConfigError",
     "Conflict",
     "Context",
     "ControlEvent",
     "Dispatch",
     "ErrorInfo",
+    "HumanRequest",
     "IdempotencyConflict",
     "IllegalTransition",
     "InvalidInput",

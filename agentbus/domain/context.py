@@ -30,6 +30,21 @@ class Context:
     def sleep(self, seconds: float) -> None:
         raise self._agent_only("sleep")
 
+    def ask_human(
+        self,
+        prompt: str,
+        data: Any = None,
+        schema: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        on_timeout: str = "reject",
+        assignees: list[Any] | None = None,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        raise self._agent_only("ask_human")
+
+    def ask_all(self, questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise self._agent_only("ask_all")
+
     def now(self) -> float:
         raise self._agent_only("now")
 

@@ -1,7 +1,7 @@
 """The replay engine: pure, no I/O.
 
 An agent is a plain function. Every ``ctx.run / ctx.map / ctx.call_agent /
-ctx.sleep / ctx.now / ctx.uuid`` is a *step* with a sequence number. Replaying
+ctx.sleep / ctx.now / ctx.uuid / ctx.ask_human / ctx.ask_all`` is a *step* with a sequence number. Replaying
 the agent against its journal returns, for a finished step, its journaled
 result; for a missing step, a command to schedule it, after which the agent is
 suspended. ``replay`` returns what the agent did this time: completed, failed,
@@ -21,9 +21,10 @@ from agentbus.domain.errors import (
     TaskCancelled,
     TaskFailed,
 )
+from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.states import TaskState
 
-StepKind = Literal["task", "agent", "sleep", "value"]
+StepKind = Literal["task", "agent", "sleep", "value", "human"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,13 @@ class RecordValue:
     value: Any
 
 
-Command = ScheduleTask | StartChild | StartTimer | RecordValue
+@dataclass(frozen=True)
+class AskHuman:
+    seq: int
+    request: HumanRequest
+
+
+Command = ScheduleTask | StartChild | StartTimer | RecordValue | AskHuman
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,49 @@ class AgentContext(Context):
             raise _Suspend
         if not rec.state.terminal:
             raise _Suspend
+
+    def ask_human(
+        self,
+        prompt: str,
+        data: Any = None,
+        schema: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        on_timeout: str = "reject",
+        assignees: list[Any] | None = None,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask a person and wait (durably: no worker or orchestrator is held meanwhile).
+
+        Returns ``{approved, input, comment, by, at, timed_out}``. With ``on_timeout="fail"``
+        an expired question raises ``TaskFailed`` (error type ``ApprovalExpired``).
+        """
+        request = HumanRequest.build(prompt, data, schema, timeout, on_timeout, assignees, webhook)
+        return self._ask([request])[0]
+
+    def ask_all(self, questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several questions at once (each a dict of ask_human's arguments); waits for every answer."""
+        return self._ask([HumanRequest.build(**q) for q in questions])
+
+    def _ask(self, requests: list[HumanRequest]) -> list[dict[str, Any]]:
+        waiting = False
+        records: list[StepRecord] = []
+        for request in requests:
+            seq, rec = self._step("human", "ask_human")
+            if rec is None:
+                self.commands.append(AskHuman(seq, request))
+                waiting = True
+            elif not rec.state.terminal:
+                waiting = True
+            else:
+                records.append(rec)
+        if waiting:
+            raise _Suspend
+        out: list[dict[str, Any]] = []
+        for rec in records:
+            if rec.state != TaskState.SUCCEEDED:
+                _raise_for(rec)
+            out.append(rec.result)
+        return out
 
     def now_unrecorded(self) -> float:
         return self._clock()

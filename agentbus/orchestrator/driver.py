@@ -15,6 +15,7 @@ from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier
 from agentbus.config import Settings
 from agentbus.domain import (
     App,
+    AskHuman,
     ControlEvent,
     Dispatch,
     ErrorInfo,
@@ -73,6 +74,7 @@ class Driver:
             self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex
         )
         steps, dispatches, children = self._plan(job_id, job.priority, res.commands)
+        asks = [(c.seq, c.request) for c in res.commands if isinstance(c, AskHuman)]
         outcome: JobState | None = None
         result, error = res.result, res.error
         if res.status == "completed":
@@ -85,7 +87,7 @@ class Driver:
             outcome = JobState.FAILED
         for child in children:
             self.store.create_job(child)
-        if not self.store.record_replay(job_id, steps, outcome, result=result, error=error):
+        if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
         if children:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
@@ -113,6 +115,10 @@ class Driver:
                 )  # fmt: skip
             elif isinstance(cmd, StartTimer):
                 steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
+            elif isinstance(cmd, AskHuman):
+                steps.append(
+                    NewStep(job_id, cmd.seq, "human", "ask_human", TaskState.PENDING, args=cmd.request.to_dict())
+                )
             elif isinstance(cmd, RecordValue):
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         dispatches: dict[str, tuple[bool, list[Dispatch]]] = {}
@@ -167,7 +173,8 @@ class Driver:
             self.advance(parent_id)
 
     def cancel(self, job_id: str) -> None:
-        """Cancel a job's open steps, stop its running calls, cancel its children."""
+        """Cancel a job's open steps and approvals, stop its running calls, cancel its children."""
+        self.store.cancel_approvals(job_id)
         for row in self.store.cancel_open_steps(job_id):
             if row.worker:
                 self.dispatcher.cancel_call(row.worker, row.id)

@@ -1,6 +1,8 @@
 """Timers, the reconciler and the reaper: what makes the bus lose nothing.
 
-* timers: retries whose backoff has passed go back to their queue; ``ctx.sleep`` steps fire.
+* timers: retries whose backoff has passed go back to their queue; ``ctx.sleep`` steps fire;
+  approvals past their deadline get their ``on_timeout`` policy (stored in PostgreSQL, so a
+  deadline fires once across restarts and failovers).
 * reconciler (outbox): jobs whose ``job.submitted`` or ``job.advance`` message was lost,
   and queued tasks whose RQ message is gone (a FLUSHALL, a crashed dispatch) are re-emitted.
 * reaper: running tasks of a worker that stopped heartbeating go back to a queue under a new
@@ -37,6 +39,8 @@ class Maintenance:
         if due:
             self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
         for job_id in self.store.fire_timers(now):
+            self.driver.advance(job_id)
+        for job_id in self.store.expire_due(now):
             self.driver.advance(job_id)
 
     def reconcile(self) -> None:

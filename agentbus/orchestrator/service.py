@@ -16,6 +16,7 @@ from agentbus.config import Settings
 from agentbus.domain import App, Unavailable
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
+from agentbus.orchestrator.webhooks import WebhookSender
 from agentbus.security import Keyring
 from agentbus.store import Store
 
@@ -34,6 +35,20 @@ class Orchestrator:
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()
         self.stop = threading.Event()
+        secret = (settings.webhook_secret or settings.secret).encode()
+        self.webhooks = WebhookSender(store, secret, settings.webhook_allow_private)
+
+    def _send_webhooks(self) -> None:
+        """A thread of its own: a slow receiver never holds up the control loop."""
+        while not self.stop.wait(0.5):
+            if not self.active.is_set():
+                continue
+            try:
+                self.webhooks.deliver_due()
+            except Unavailable as exc:
+                log.warning("webhook delivery paused: %s", exc)
+            except Exception:
+                log.exception("webhook delivery failed")
 
     # -- lease ---------------------------------------------------------------------------------
     def _keep_lease(self) -> None:
@@ -86,8 +101,8 @@ class Orchestrator:
         self.stream.ack([e.id for e in entries])
 
     def run(self) -> None:
-        renewer = threading.Thread(target=self._keep_lease, name="lease", daemon=True)
-        renewer.start()
+        threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        threading.Thread(target=self._send_webhooks, name="webhooks", daemon=True).start()
         next_timers = next_reconcile = 0.0
         while not self.stop.is_set():
             try:

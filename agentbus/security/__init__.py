@@ -1,5 +1,6 @@
-"""Security primitives: message signing (API keys and rate limits come later)."""
+"""Security primitives: message signing, webhook destinations and signatures."""
 
+from agentbus.security import webhooks
 from agentbus.security.signing import Keyring
 
-__all__ = ["Keyring"]
+__all__ = ["Keyring", "webhooks"]

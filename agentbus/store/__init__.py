@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import peewee
 
+from agentbus.store.approvals import ApprovalQueries, approval_payload
 from agentbus.store.db import is_postgres, migrate, open_database
 from agentbus.store.jobs import JobQueries
 from agentbus.store.models import MODELS
-from agentbus.store.records import JobRecord, NewJob, NewStep, StepRow, TaskOutcome, step_id
+from agentbus.store.records import (
+    ApprovalRecord,
+    JobRecord,
+    NewJob,
+    NewStep,
+    StepRow,
+    TaskOutcome,
+    WebhookRow,
+    step_id,
+)
 from agentbus.store.steps import StepQueries
 
 
-class Store(JobQueries, StepQueries):
+class Store(JobQueries, StepQueries, ApprovalQueries):
     """Every query agentbus makes, over one peewee database."""
 
     def __init__(self, db: peewee.Database) -> None:
@@ -37,4 +47,15 @@ class Store(JobQueries, StepQueries):
             close_all()
 
 
-__all__ = ["JobRecord", "NewJob", "NewStep", "StepRow", "Store", "TaskOutcome", "step_id"]
+__all__ = [
+    "ApprovalRecord",
+    "JobRecord",
+    "NewJob",
+    "NewStep",
+    "StepRow",
+    "Store",
+    "TaskOutcome",
+    "WebhookRow",
+    "approval_payload",
+    "step_id",
+]

@@ -103,3 +103,41 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    job_id: str
+    seq: int
+    prompt: str
+    data: Any
+    schema: dict[str, Any] | None
+    status: str
+    assignees: list[list[str]]
+    level: int
+    timeout: float | None
+    on_timeout: str
+    deadline: float | None
+    webhook: str | None
+    decision: str | None
+    input: Any
+    comment: str | None
+    answered_by: str | None
+    answered_at: float | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def current_assignees(self) -> list[str]:
+        return self.assignees[self.level] if self.level < len(self.assignees) else []
+
+
+@dataclass(frozen=True)
+class WebhookRow:
+    id: str
+    approval_id: str
+    url: str
+    event: str
+    payload: str
+    attempts: int

@@ -9,6 +9,7 @@ from typing import Any
 import peewee
 from psycopg2.extras import execute_values
 
+from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import TASK_TERMINAL, JobState, TaskState
 from agentbus.store.db import is_postgres, translate_errors
@@ -70,11 +71,12 @@ class StepQueries:
         *,
         result: Any = None,
         error: ErrorInfo | None = None,
-        from_submitted: bool = False,
+        asks: Sequence[tuple[int, HumanRequest]] = (),
     ) -> bool:
         """In one transaction: insert the replay's new steps and move the job.
 
-        ``outcome`` is the job's final state, or None while it goes on. Steps already
+        ``outcome`` is the job's final state, or None while it goes on (``waiting_human`` when
+        the replay asked people questions: ``asks`` become approvals). Steps already
         there are left as they are (a replay that ran twice records once). Returns
         False when the job was no longer open (cancelled meanwhile): nothing is written.
         """
@@ -83,7 +85,7 @@ class StepQueries:
             open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
             values: dict[Any, Any] = {Job.updated_at: now}
             if outcome is None:
-                values[Job.state] = JobState.RUNNING.value
+                values[Job.state] = (JobState.WAITING_HUMAN if asks else JobState.RUNNING).value
                 values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
             else:
                 values.update({Job.state: outcome.value, Job.finished_at: now})
@@ -97,6 +99,8 @@ class StepQueries:
             if not n:
                 return False
             self._insert_steps(steps, now)
+            if asks:
+                self._insert_approvals(job_id, asks, now)  # type: ignore[attr-defined]
         return True
 
     def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:

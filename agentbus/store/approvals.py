@@ -1,0 +1,225 @@
+"""Approvals: questions to people, their answers, and their deadlines."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+
+from agentbus.domain.errors import Conflict, NotFound
+from agentbus.domain.hitl import HumanRequest, answer
+from agentbus.domain.states import JobState, TaskState
+from agentbus.store.db import translate_errors
+from agentbus.store.jobs import _decode_cursor, _encode_cursor
+from agentbus.store.models import Approval, Job, Step, WebhookDelivery
+from agentbus.store.records import ApprovalRecord, WebhookRow, dumps, loads, step_id
+
+
+def _record(r: Approval) -> ApprovalRecord:
+    return ApprovalRecord(
+        id=r.id, job_id=r.job_id, seq=r.seq, prompt=r.prompt, data=loads(r.data), schema=loads(r.schema),
+        status=r.status, assignees=loads(r.assignees), level=r.level, timeout=r.timeout, on_timeout=r.on_timeout,
+        deadline=r.deadline, webhook=r.webhook, decision=r.decision, input=loads(r.input), comment=r.comment,
+        answered_by=r.answered_by, answered_at=r.answered_at, created_at=r.created_at, updated_at=r.updated_at,
+    )  # fmt: skip
+
+
+def _members(groups: list[list[str]], level: int) -> str:
+    return "," + ",".join(groups[level]) + "," if level < len(groups) else ""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
+    return {
+        "event": event, "approval_id": rec.id, "job_id": rec.job_id, "status": rec.status, "prompt": rec.prompt,
+        "assignees": rec.current_assignees, "decision": rec.decision, "by": rec.answered_by,
+    }  # fmt: skip
+
+
+class ApprovalQueries:
+    db: peewee.Database
+
+    def _insert_approvals(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
+        for seq, req in asks:
+            groups = [list(g) for g in req.assignees]
+            row = {
+                "id": step_id(job_id, seq), "job_id": job_id, "seq": seq, "prompt": req.prompt,
+                "data": dumps(req.data), "schema": None if req.schema is None else dumps(req.schema),
+                "status": "pending", "assignees": dumps(groups), "level": 0, "current_assignees": _members(groups, 0),
+                "timeout": req.timeout, "on_timeout": req.on_timeout,
+                "deadline": None if req.timeout is None else now + req.timeout, "webhook": req.webhook,
+                "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            if Approval.insert(row).on_conflict_ignore().execute() and req.webhook:
+                self._queue_webhook(_record(Approval.get_by_id(row["id"])), "approval.created", now)
+
+    def _queue_webhook(self, rec: ApprovalRecord, event: str, now: float) -> None:
+        if not rec.webhook:
+            return
+        WebhookDelivery.insert(
+            id=uuid.uuid4().hex, approval_id=rec.id, url=rec.webhook, event=event,
+            payload=dumps(approval_payload(rec, event)), status="pending", attempts=0, next_at=now,
+            created_at=now, updated_at=now,
+        ).execute()  # fmt: skip
+
+    def _resume_if_answered(self, job_id: str, now: float) -> None:
+        """waiting_human → running once none of the job's approvals is pending."""
+        pending = Approval.select(Approval.id).where((Approval.job_id == job_id) & (Approval.status == "pending"))
+        if not pending.exists():
+            Job.update(state=JobState.RUNNING.value, updated_at=now).where(
+                (Job.id == job_id) & (Job.state == JobState.WAITING_HUMAN.value)
+            ).execute()
+
+    @translate_errors
+    def get_approval(self, approval_id: str) -> ApprovalRecord:
+        row = Approval.get_or_none(Approval.id == approval_id)
+        if row is None:
+            raise NotFound(f"no approval {approval_id!r}")
+        return _record(row)
+
+    @translate_errors
+    def list_approvals(
+        self, *, status: str | None = None, job_id: str | None = None, assignee: str | None = None,
+        limit: int = 50, cursor: str | None = None,
+    ) -> tuple[list[ApprovalRecord], str | None]:  # fmt: skip
+        q = Approval.select().order_by(Approval.created_at.desc(), Approval.id.desc())
+        if status:
+            q = q.where(Approval.status == status)
+        if job_id:
+            q = q.where(Approval.job_id == job_id)
+        if assignee:
+            q = q.where(Approval.current_assignees.contains(f",{assignee},"))
+        if cursor:
+            created, aid = _decode_cursor(cursor)
+            q = q.where((Approval.created_at < created) | ((Approval.created_at == created) & (Approval.id < aid)))
+        rows = list(q.limit(limit + 1))
+        nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+        return [_record(r) for r in rows[:limit]], nxt
+
+    @translate_errors
+    def answer_approval(
+        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str
+    ) -> ApprovalRecord:
+        """Exactly one answer wins; any other (or an answer to a closed approval) is a Conflict."""
+        now = time.time()
+        with self.db.atomic():
+            n = (
+                Approval.update(
+                    status="approved" if approved else "rejected",
+                    decision="approve" if approved else "reject",
+                    input=dumps(input),
+                    comment=comment,
+                    answered_by=by,
+                    answered_at=now,
+                    updated_at=now,
+                )
+                .where((Approval.id == approval_id) & (Approval.status == "pending"))
+                .execute()
+            )
+            if not n:
+                current = self.get_approval(approval_id)
+                raise Conflict(f"approval {approval_id} is already {current.status}")
+            result = answer(approved, input, comment, by, _iso(now))
+            Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now).where(
+                (Step.id == approval_id) & (Step.state == TaskState.PENDING.value)
+            ).execute()
+            rec = self.get_approval(approval_id)
+            self._resume_if_answered(rec.job_id, now)
+            self._queue_webhook(rec, "approval.answered", now)
+        return rec
+
+    @translate_errors
+    def expire_due(self, now: float, limit: int = 200) -> list[str]:
+        """Apply the timeout policy of every pending approval past its deadline; returns jobs to advance.
+
+        Each change is a compare-and-set on (status, level), so a deadline fires once even
+        when two orchestrators race or one restarts.
+        """
+        due = list(
+            Approval.select()
+            .where((Approval.status == "pending") & (Approval.deadline <= now))
+            .order_by(Approval.deadline)
+            .limit(limit)
+        )
+        jobs: list[str] = []
+        for row in due:
+            rec = _record(row)
+            with self.db.atomic():
+                if self._expire_one(rec, now):
+                    jobs.append(rec.job_id)
+        return sorted(set(jobs))
+
+    def _expire_one(self, rec: ApprovalRecord, now: float) -> bool:
+        guard = (Approval.id == rec.id) & (Approval.status == "pending") & (Approval.level == rec.level)
+        policy = rec.on_timeout
+        if policy == "escalate" and rec.level + 1 < len(rec.assignees):
+            n = Approval.update(
+                level=rec.level + 1, current_assignees=_members(rec.assignees, rec.level + 1),
+                deadline=now + (rec.timeout or 0), updated_at=now,
+            ).where(guard).execute()  # fmt: skip
+            if n:
+                self._queue_webhook(self.get_approval(rec.id), "approval.escalated", now)
+            return False
+        if not Approval.update(status="expired", updated_at=now).where(guard).execute():
+            return False
+        waited = f"no answer within {rec.timeout:g}s" if rec.timeout else "no answer"
+        step = Step.update(finished_at=now, updated_at=now)
+        if policy == "fail":
+            step = Step.update(
+                state=TaskState.FAILED.value, error_type="ApprovalExpired", error_message=waited,
+                finished_at=now, updated_at=now,
+            )  # fmt: skip
+        else:
+            result = answer(policy == "approve", None, waited, "timeout", _iso(now), timed_out=True)
+            step = Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now)
+        step.where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
+        self._resume_if_answered(rec.job_id, now)
+        self._queue_webhook(self.get_approval(rec.id), "approval.expired", now)
+        return True
+
+    @translate_errors
+    def cancel_approvals(self, job_id: str) -> int:
+        now = time.time()
+        with self.db.atomic():
+            rows = list(Approval.select().where((Approval.job_id == job_id) & (Approval.status == "pending")))
+            n = int(
+                Approval.update(status="cancelled", updated_at=now)
+                .where((Approval.job_id == job_id) & (Approval.status == "pending"))
+                .execute()
+            )
+            for r in rows:
+                self._queue_webhook(self.get_approval(r.id), "approval.cancelled", now)
+        return n
+
+    @translate_errors
+    def due_webhooks(self, now: float, limit: int = 50) -> list[WebhookRow]:
+        q = (
+            WebhookDelivery.select()
+            .where((WebhookDelivery.status == "pending") & (WebhookDelivery.next_at <= now))
+            .order_by(WebhookDelivery.next_at)
+            .limit(limit)
+        )
+        return [WebhookRow(r.id, r.approval_id, r.url, r.event, r.payload, r.attempts) for r in q]
+
+    @translate_errors
+    def webhook_attempted(self, delivery_id: str, status: str, next_at: float, error: str | None) -> None:
+        WebhookDelivery.update(
+            status=status, attempts=WebhookDelivery.attempts + 1, next_at=next_at, last_error=error,
+            updated_at=time.time(),
+        ).where(WebhookDelivery.id == delivery_id).execute()  # fmt: skip
+
+    @translate_errors
+    def webhook_deliveries(self, approval_id: str) -> list[dict[str, Any]]:
+        q = (
+            WebhookDelivery.select()
+            .where(WebhookDelivery.approval_id == approval_id)
+            .order_by(WebhookDelivery.created_at)
+        )
+        return [{"event": r.event, "status": r.status, "attempts": r.attempts, "last_error": r.last_error} for r in q]

@@ -1,0 +1,331 @@
+"""The bus on a real Redis: control stream, lease, dispatch over RQ, heartbeats, the RQ worker."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, Lease, queue_name, run_worker
+from agentbus.bus.queues import CHUNK_FUNC
+from agentbus.bus.stream import GROUP, STREAM
+from agentbus.domain import ControlEvent, Dispatch, TaskCall, Unavailable
+from agentbus.security import Keyring
+
+RING = Keyring.parse("k1:bus-test-secret-0123456789")
+OTHER_RING = Keyring.parse("k1:not-the-cluster-secret-000")
+
+
+def until(check: Callable[[], bool], within: float = 5.0) -> bool:
+    """Poll ``check`` until it holds; a bound against hanging, not a timing assertion."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def event(*job_ids: str, kind: str = "job.advance") -> ControlEvent:
+    return ControlEvent(kind, job_ids)  # type: ignore[arg-type]
+
+
+def dispatch(did: str, *names: str) -> Dispatch:
+    calls = tuple(
+        TaskCall(f"job-{did}-{i}", f"job-{did}", name, {"message": f"m{i}"}, 1, 0, 30.0, 0.5)
+        for i, name in enumerate(names or ("echo",))
+    )
+    return Dispatch(did, calls)
+
+
+def pending_ids(conn: redis.Redis) -> list[bytes]:
+    return [p["message_id"] for p in conn.xpending_range(STREAM, GROUP, "-", "+", 100)]
+
+
+# -- the control stream -------------------------------------------------------------------------
+
+
+def test_publish_read_ack(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    stream.ensure_group()
+    stream.ensure_group()  # twice is fine
+    stream.publish([event("a"), event("b", "c", kind="job.submitted")])
+    entries = stream.read("orch-1", block_ms=10)
+    assert [e.event for e in entries] == [event("a"), event("b", "c", kind="job.submitted")]
+    assert pending_ids(redis_conn) == [e.id for e in entries]
+    assert stream.read("orch-1", block_ms=10) == []  # delivered once
+    stream.ack([e.id for e in entries])
+    assert pending_ids(redis_conn) == []
+    assert stream.rejected == 0
+
+
+def test_entries_are_signed_json(redis_conn: redis.Redis) -> None:
+    ControlStream(redis_conn, RING).publish([event("a")])
+    ((_, fields),) = redis_conn.xrange(STREAM)
+    assert RING.open(fields[b"m"]) == {"kind": "job.advance", "job_ids": ["a"]}
+
+
+def test_unsigned_or_tampered_entries_are_dropped_and_counted(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    stream.ensure_group()
+    good = RING.seal({"kind": "job.cancel", "job_ids": ["x"]})
+    tampered = json.loads(good)
+    tampered["body"] = json.dumps({"kind": "job.cancel", "job_ids": ["someone-else"]})
+    redis_conn.xadd(STREAM, {"m": json.dumps({"kind": "job.cancel", "job_ids": ["x"]})})  # unsigned
+    redis_conn.xadd(STREAM, {"m": json.dumps(tampered)})
+    redis_conn.xadd(STREAM, {"m": OTHER_RING.seal({"kind": "job.cancel", "job_ids": ["x"]})})  # wrong key
+    redis_conn.xadd(STREAM, {"m": RING.seal({"kind": "rm -rf", "job_ids": ["x"]})})  # signed but malformed
+    redis_conn.xadd(STREAM, {"other": "field"})
+    redis_conn.xadd(STREAM, {"m": good})
+    entries = stream.read("orch-1", block_ms=10)
+    assert [e.event for e in entries] == [event("x", kind="job.cancel")]
+    assert stream.rejected == 5
+    assert pending_ids(redis_conn) == [entries[0].id]  # the dropped ones are acknowledged
+
+
+def test_read_recovers_after_redis_loses_the_stream(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    stream.ensure_group()
+    stream.publish([event("before")])
+    assert [e.event for e in stream.read("orch-1", block_ms=10)] == [event("before")]
+    redis_conn.flushdb()
+    assert stream.read("orch-1", block_ms=10) == []  # re-creates the group
+    stream.publish([event("after")])
+    assert [e.event for e in stream.read("orch-1", block_ms=10)] == [event("after")]
+
+
+def test_read_before_any_group_exists_creates_it(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    assert stream.read("orch-1", block_ms=10) == []
+    stream.publish([event("a")])
+    assert [e.event for e in stream.read("orch-1", block_ms=10)] == [event("a")]
+
+
+def test_claim_stale_hands_unacked_entries_of_a_dead_consumer_to_another(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    stream.ensure_group()
+    stream.publish([event("a"), event("b")])
+    taken = stream.read("dead", block_ms=10)
+    assert len(taken) == 2
+    assert stream.claim_stale("alive", min_idle_ms=3_600_000) == []  # not idle long enough
+    claimed = stream.claim_stale("alive", min_idle_ms=0)
+    assert [e.event for e in claimed] == [event("a"), event("b")]
+    owners = {p["consumer"] for p in redis_conn.xpending_range(STREAM, GROUP, "-", "+", 100)}
+    assert owners == {b"alive"}
+    stream.ack([e.id for e in claimed])
+    assert stream.claim_stale("alive", min_idle_ms=0) == []
+
+
+def test_claim_stale_after_a_flush_recreates_the_group(redis_conn: redis.Redis) -> None:
+    stream = ControlStream(redis_conn, RING)
+    redis_conn.flushdb()
+    assert stream.claim_stale("alive", min_idle_ms=0) == []
+    stream.publish([event("a")])
+    assert [e.event for e in stream.read("alive", block_ms=10)] == [event("a")]
+
+
+def test_stream_on_a_closed_port_is_unavailable() -> None:
+    conn = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(Unavailable):
+        ControlStream(conn, RING).publish([event("a")])
+    with pytest.raises(Unavailable):
+        ControlStream(conn, RING).read("c", block_ms=10)
+
+
+# -- the lease ----------------------------------------------------------------------------------
+
+
+def test_only_one_owner_holds_the_lease(redis_conn: redis.Redis) -> None:
+    a = Lease(redis_conn, "orchestrator", "a", ttl_ms=60_000)
+    b = Lease(redis_conn, "orchestrator", "b", ttl_ms=60_000)
+    assert a.acquire()
+    assert not b.acquire()
+    assert a.holder() == b.holder() == "a"
+    assert a.renew()
+    assert not b.renew()
+    assert a.acquire()  # the holder acquiring again keeps it
+    assert a.holder() == "a"
+
+
+def test_lease_passes_to_the_other_owner_after_expiry(redis_conn: redis.Redis) -> None:
+    a = Lease(redis_conn, "orchestrator", "a", ttl_ms=300)
+    b = Lease(redis_conn, "orchestrator", "b", ttl_ms=300)
+    assert a.acquire()
+    assert not b.acquire()
+    assert until(b.acquire)
+    assert b.holder() == "b"
+    assert not a.renew()
+
+
+def test_released_lease_is_free(redis_conn: redis.Redis) -> None:
+    a = Lease(redis_conn, "orchestrator", "a", ttl_ms=60_000)
+    b = Lease(redis_conn, "orchestrator", "b", ttl_ms=60_000)
+    assert a.acquire()
+    b.release()  # not the holder: nothing happens
+    assert a.holder() == "a"
+    a.release()
+    assert a.holder() is None
+    assert b.acquire()
+
+
+def test_holder_retakes_the_lease_after_a_flush(redis_conn: redis.Redis) -> None:
+    a = Lease(redis_conn, "orchestrator", "a", ttl_ms=60_000)
+    assert a.acquire()
+    redis_conn.flushdb()
+    assert a.renew()
+    assert a.holder() == "a"
+
+
+# -- dispatch over RQ ---------------------------------------------------------------------------
+
+
+def test_send_creates_rq_jobs_with_signed_json_payloads(redis_conn: redis.Redis) -> None:
+    dispatcher = Dispatcher(redis_conn, RING)
+    d1, d2 = dispatch("d1", "echo", "echo"), dispatch("d2", "square")
+    dispatcher.send("cpu", [d1, d2])
+    dispatcher.send("cpu", [])
+
+    queue = Queue(queue_name("cpu"), connection=redis_conn, serializer=JSONSerializer)
+    assert queue.name == "agentbus.cpu"
+    assert queue.job_ids == ["d1", "d2"]
+    assert dispatcher.lengths() == {"agentbus.cpu": 2}
+
+    for d in (d1, d2):
+        raw = redis_conn.hget(f"rq:job:{d.dispatch_id}", "data")
+        assert raw is not None
+        decoded = json.loads(zlib.decompress(raw))  # JSON on the wire, never pickle
+        assert decoded[0] == CHUNK_FUNC
+        job = Job.fetch(d.dispatch_id, connection=redis_conn, serializer=JSONSerializer)
+        assert job.func_name == CHUNK_FUNC
+        (envelope,) = job.args
+        assert Dispatch.from_dict(RING.open(envelope)) == d
+
+
+def test_send_at_front_jumps_the_queue(redis_conn: redis.Redis) -> None:
+    dispatcher = Dispatcher(redis_conn, RING)
+    dispatcher.send("gpu", [dispatch("late")])
+    dispatcher.send("gpu", [dispatch("urgent")], at_front=True)
+    assert Queue("agentbus.gpu", connection=redis_conn).job_ids == ["urgent", "late"]
+
+
+def test_statuses_follow_rq_and_report_lost_dispatches(redis_conn: redis.Redis) -> None:
+    dispatcher = Dispatcher(redis_conn, RING)
+    dispatcher.send("cpu", [dispatch("d1")])
+    assert dispatcher.statuses(["d1", "d1", "never-sent"]) == {"d1": ("queued", None), "never-sent": (None, None)}
+    redis_conn.flushdb()
+    assert dispatcher.statuses(["d1"]) == {"d1": (None, None)}
+
+
+def test_queue_name_prefixes_once() -> None:
+    assert queue_name("cpu") == "agentbus.cpu"
+    assert queue_name("agentbus.cpu") == "agentbus.cpu"
+
+
+# -- heartbeats ---------------------------------------------------------------------------------
+
+
+def test_fleet_heartbeat_alive_and_workers(redis_conn: redis.Redis) -> None:
+    fleet = Fleet(redis_conn, ttl_s=60)
+    fleet.heartbeat("w1", {"role": "worker-cpu", "queues": ["cpu"]})
+    fleet.heartbeat("w2", {"role": "worker-gpu", "queues": ["gpu"], "gpu": {"model": "H100"}})
+    assert fleet.alive(["w1", "w2", "w3", "w1"]) == {"w1": True, "w2": True, "w3": False}
+    assert fleet.alive([]) == {}
+    workers = sorted(fleet.workers(), key=lambda w: w["id"])
+    assert [(w["id"], w["role"]) for w in workers] == [("w1", "worker-cpu"), ("w2", "worker-gpu")]
+    assert workers[1]["gpu"] == {"model": "H100"}
+    assert all(isinstance(w["seen"], float) for w in workers)
+    fleet.forget("w1")
+    assert fleet.alive(["w1"]) == {"w1": False}
+    assert [w["id"] for w in fleet.workers()] == ["w2"]
+
+
+def test_fleet_forgets_a_worker_that_stops_beating(redis_conn: redis.Redis) -> None:
+    fleet = Fleet(redis_conn, ttl_s=0.2)
+    fleet.heartbeat("w1", {"role": "worker-cpu"})
+    assert fleet.alive(["w1"]) == {"w1": True}
+    assert until(lambda: not fleet.alive(["w1"])["w1"])
+    assert fleet.workers() == []
+
+
+def test_fleet_with_no_workers(redis_conn: redis.Redis) -> None:
+    assert Fleet(redis_conn).workers() == []
+
+
+# -- the RQ worker ------------------------------------------------------------------------------
+
+
+def make_worker(conn: redis.Redis, executed: list[Dispatch], queues: list[str] | None = None) -> AgentbusWorker:
+    return AgentbusWorker(
+        queues or ["cpu"],
+        connection=conn,
+        name=f"test-worker-{time.monotonic_ns()}",
+        executor=executed.append,
+        keyring=RING,
+        on_cancel=lambda task_id: None,
+    )
+
+
+def test_worker_executes_a_signed_dispatch(redis_conn: redis.Redis) -> None:
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-ok", "echo", "square")])
+    executed: list[Dispatch] = []
+    worker = make_worker(redis_conn, executed)
+    run_worker(worker, burst=True)
+    assert executed == [dispatch("d-ok", "echo", "square")]
+    assert worker.rejected == 0
+    assert Queue("agentbus.cpu", connection=redis_conn).count == 0
+
+
+def test_worker_refuses_forged_and_tampered_jobs(redis_conn: redis.Redis, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    queue = Queue("agentbus.cpu", connection=redis_conn, serializer=JSONSerializer)
+    # 1. a forged RQ job naming a function of its choice
+    queue.enqueue("os.system", f"touch {canary}")
+    # 2. agentbus's entry point with a tampered payload
+    good = RING.seal(dispatch("d-tampered").to_dict())
+    env = json.loads(good)
+    env["body"] = json.dumps(dispatch("d-tampered", "always_fails").to_dict())
+    queue.enqueue(CHUNK_FUNC, json.dumps(env), job_id="d-tampered")
+    # 3. agentbus's entry point with an unsigned payload
+    queue.enqueue(CHUNK_FUNC, json.dumps(dispatch("d-unsigned").to_dict()), job_id="d-unsigned")
+    # 4. a payload signed with another key
+    queue.enqueue(CHUNK_FUNC, OTHER_RING.seal(dispatch("d-foreign").to_dict()), job_id="d-foreign")
+    # 5. a genuine payload replayed under another RQ job id
+    queue.enqueue(CHUNK_FUNC, RING.seal(dispatch("d-original").to_dict()), job_id="d-replayed")
+    # 6. and one genuine dispatch, sent last
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-genuine")])
+
+    executed: list[Dispatch] = []
+    worker = make_worker(redis_conn, executed)
+    run_worker(worker, burst=True)
+
+    assert not canary.exists()
+    assert executed == [dispatch("d-genuine")]
+    assert worker.rejected == 5
+    assert queue.count == 0
+
+
+def test_worker_counts_each_refused_job_once(redis_conn: redis.Redis, tmp_path: Path) -> None:
+    queue = Queue("agentbus.cpu", connection=redis_conn, serializer=JSONSerializer)
+    queue.enqueue("os.system", f"touch {tmp_path / 'canary'}")
+    queue.enqueue(CHUNK_FUNC, "not an envelope", job_id="d-bad")
+    worker = make_worker(redis_conn, [])
+    run_worker(worker, burst=True)
+    assert worker.rejected == 2
+
+
+def test_worker_survives_a_pickled_job(redis_conn: redis.Redis, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    Queue("agentbus.cpu", connection=redis_conn).enqueue("os.system", f"touch {canary}")  # RQ's default: pickle
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-after")])
+    executed: list[Dispatch] = []
+    run_worker(make_worker(redis_conn, executed), burst=True)
+    assert not canary.exists()
+    assert executed == [dispatch("d-after")]
