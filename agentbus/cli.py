@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -22,6 +23,8 @@ cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no
                   pretty_exceptions_enable=False)  # fmt: skip
 jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 cli.add_typer(jobs_cli, name="jobs")
+approvals_cli = typer.Typer(help="Questions agents put to people: list, show, approve, reject.", no_args_is_help=True)
+cli.add_typer(approvals_cli, name="approvals")
 out = Console()
 err = Console(stderr=True)
 
@@ -136,18 +139,36 @@ def submit(
             _print_json(job)
             return
         err.print(f"job [bold]{job['id']}[/] submitted")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as bar:  # fmt: skip
-            t = bar.add_task("tasks", total=None)
-
-            def show(j: dict[str, Any]) -> None:
-                p = j.get("progress", {})
-                bar.update(t, completed=p.get("done", 0), total=p.get("total") or None, description=j["status"])
-
-            result = c.wait(job["id"], timeout=timeout, on_progress=show)
+        result = _follow(c, job["id"], timeout)
         _print_json(result)
         if result["status"] != "succeeded":
             raise typer.Exit(1)
+
+
+def _follow(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
+    """Follow the job's event stream with a progress bar; return its results."""
+    states: dict[str, str] = {}
+    asked: set[str] = set()
+    terminal = {"succeeded", "failed", "cancelled"}
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as bar:  # fmt: skip
+        t = bar.add_task("submitted", total=None)
+        for _, event, data in c.events(job_id):
+            if event == "task":
+                states[data["id"]] = data["state"]
+            elif event == "job":
+                bar.update(t, description=data["status"])
+            elif event == "approval" and data["status"] == "pending" and data["id"] not in asked:
+                asked.add(data["id"])
+                who = ", ".join(data["assignees"]) or "anyone"
+                bar.console.print(f"[yellow]waiting for a person[/] ({who}): {data['prompt']}\n"
+                                  f"  agentbus approvals approve {data['id']}   (or: reject)")  # fmt: skip
+            done = sum(1 for v in states.values() if v in terminal)
+            bar.update(t, completed=done, total=len(states) or None)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+    return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
 
 
 @cli.command("types")
@@ -197,6 +218,56 @@ def jobs_results(job_id: str) -> None:
 def jobs_cancel(job_id: str) -> None:
     with _client() as c:
         _print_json(c.cancel(job_id))
+
+
+@approvals_cli.command("list")
+def approvals_list(
+    status: Annotated[str | None, typer.Option(help="pending, approved, rejected, expired, cancelled")] = "pending",
+    job: Annotated[str | None, typer.Option(help="only this job's")] = None,
+    assignee: Annotated[str | None, typer.Option(help="only those assigned to this name")] = None,
+    limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
+) -> None:
+    with _client() as c:
+        page = c.approvals(status=status, job=job, assignee=assignee, limit=limit)
+    table = Table("id", "status", "prompt", "assignees", "deadline")
+    for a in page["approvals"]:
+        table.add_row(a["id"], a["status"], a["prompt"], ", ".join(a["assignees"]), a["deadline"] or "")
+    out.print(table)
+
+
+@approvals_cli.command("show")
+def approvals_show(approval_id: str) -> None:
+    with _client() as c:
+        _print_json(c.approval(approval_id))
+
+
+def _answer(approval_id: str, decision: str, input: str | None, comment: str | None, by: str | None) -> None:
+    try:
+        value = None if input is None else json.loads(input)
+    except ValueError as exc:
+        err.print(f"[red]--input is not JSON:[/] {exc}")
+        raise typer.Exit(2) from None
+    with _client() as c:
+        _print_json(c.answer(approval_id, decision, input=value, comment=comment, by=by))
+
+
+@approvals_cli.command("approve")
+def approvals_approve(
+    approval_id: str,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="JSON the agent asked for")] = None,
+    comment: Annotated[str | None, typer.Option(help="a note for the agent")] = None,
+    by: Annotated[str | None, typer.Option(help="who answers")] = None,
+) -> None:
+    _answer(approval_id, "approve", input, comment, by)
+
+
+@approvals_cli.command("reject")
+def approvals_reject(
+    approval_id: str,
+    comment: Annotated[str | None, typer.Option(help="why, or what to change")] = None,
+    by: Annotated[str | None, typer.Option(help="who answers")] = None,
+) -> None:
+    _answer(approval_id, "reject", None, comment, by)
 
 
 def main() -> None:

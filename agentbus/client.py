@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -45,6 +46,10 @@ class Client:
             resp = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the agentbus API at {self.http.base_url}: {exc}") from None
+        self._raise_for(resp)
+        return resp
+
+    def _raise_for(self, resp: httpx.Response) -> None:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
@@ -54,7 +59,6 @@ class Client:
             if resp.status_code == 422:
                 raise ValidationFailed(message, err.get("errors", []))
             raise _BY_STATUS.get(resp.status_code, AgentbusError)(message, status=resp.status_code)
-        return resp
 
     def submit(self, type: str, input: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
                priority: int = 0) -> dict[str, Any]:  # fmt: skip
@@ -107,3 +111,48 @@ class Client:
             done, body = self.results(job_id, wait=max(0.01, step))
             if done:
                 return body
+
+    # -- human in the loop ---------------------------------------------------------------------
+    def approvals(self, *, status: str | None = None, job: str | None = None, assignee: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> dict[str, Any]:  # fmt: skip
+        params = {"status": status, "job": job, "assignee": assignee, "limit": limit, "cursor": cursor}
+        out: dict[str, Any] = self._call("GET", "/approvals", params={k: v for k, v in params.items() if v}).json()
+        return out
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._call("GET", f"/approvals/{approval_id}").json()
+        return out
+
+    def answer(self, approval_id: str, decision: str, *, input: Any = None, comment: str | None = None,
+               by: str | None = None) -> dict[str, Any]:  # fmt: skip
+        body: dict[str, Any] = {"decision": decision}
+        for k, v in (("input", input), ("comment", comment), ("by", by)):
+            if v is not None:
+                body[k] = v
+        out: dict[str, Any] = self._call("POST", f"/approvals/{approval_id}", json=body).json()
+        return out
+
+    def events(self, job_id: str, last_event_id: str | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """The job's server-sent events as (id, event, data), until the job has finished."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        try:
+            with self.http.stream("GET", f"/jobs/{job_id}/events", headers=headers, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise_for(resp)
+                event_id, event, data = "", "message", ""
+                for line in resp.iter_lines():
+                    if line == "":
+                        if data:
+                            yield event_id, event, json.loads(data)
+                            if event == "end":
+                                return
+                        event_id, event, data = event_id, "message", ""
+                    elif line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data += line[6:]
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the agentbus API at {self.http.base_url}: {exc}") from None

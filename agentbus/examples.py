@@ -120,3 +120,62 @@ def nap(ctx: Context, seconds: float = 1.0) -> dict[str, float]:
 def long_haul(ctx: Context, tasks: int = 4, seconds: float = 30.0) -> list[float]:
     """Several long tasks: cancel it while they run."""
     return ctx.map(slow, [seconds] * tasks)
+
+
+# -- human in the loop ---------------------------------------------------------------------------
+
+REVIEW_SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string", "minLength": 1}, "priority": {"type": "integer", "minimum": 1}},
+    "required": ["title"],
+    "additionalProperties": False,
+}
+
+
+@app.task
+def draft(ctx: Context, topic: str, revision: int = 0, notes: str | None = None) -> str:
+    text = f"Draft {revision + 1} about {topic}"
+    return f"{text} (revised: {notes})" if notes else text
+
+
+@app.task
+def publish(ctx: Context, text: str, title: str) -> dict[str, str]:
+    return {"published": title, "text": text}
+
+
+@app.agent
+def editorial(ctx: Context, topic: str, max_rounds: int = 3, reviewers: list[str] | None = None) -> dict[str, Any]:
+    """Draft, ask for approval, then publish — or revise with the reviewer's comment and ask again."""
+    notes = None
+    for revision in range(max_rounds):
+        text = ctx.run(draft, topic, revision, notes)
+        answer = ctx.ask_human(
+            f"Publish this draft about {topic}?", data={"text": text, "revision": revision},
+            schema=REVIEW_SCHEMA, assignees=reviewers or ["editors"],
+        )  # fmt: skip
+        if answer["approved"]:
+            return {"outcome": "published", "rounds": revision + 1, **ctx.run(publish, text, answer["input"]["title"])}
+        notes = answer["comment"]
+    return {"outcome": "abandoned", "rounds": max_rounds}
+
+
+@app.agent
+def deadline(ctx: Context, on_timeout: str = "reject", timeout: float = 2.0) -> dict[str, Any]:
+    """Asks with a two-second deadline; what happens then is ``on_timeout``'s policy."""
+    groups: list[Any] = ["first-line", "second-line"]
+    answer = ctx.ask_human("Approve within the deadline?", timeout=timeout, on_timeout=on_timeout, assignees=groups)
+    return {"approved": answer["approved"], "timed_out": answer["timed_out"], "by": answer["by"]}
+
+
+@app.agent
+def panel(ctx: Context, reviewers: list[str]) -> dict[str, Any]:
+    """Parallel approvals: one question per reviewer, continue when all have answered."""
+    answers = ctx.ask_all([{"prompt": f"{r}: approve?", "assignees": [r]} for r in reviewers])
+    return {"approvals": sum(1 for a in answers if a["approved"]), "by": sorted(a["by"] for a in answers)}
+
+
+@app.agent
+def hooked(ctx: Context, url: str, timeout: float = 4.0) -> dict[str, Any]:
+    """An approval that notifies a webhook when it is created, answered or expires."""
+    answer = ctx.ask_human("Approve (a webhook is told)?", timeout=timeout, on_timeout="approve", webhook=url)
+    return {"approved": answer["approved"], "timed_out": answer["timed_out"], "by": answer["by"]}

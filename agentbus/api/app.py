@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentbus.api import routes
+from agentbus.api import approvals, events, routes
 from agentbus.api.errors import exception_handlers
 from agentbus.api.openapi import document
 from agentbus.api.state import ApiState
@@ -37,6 +37,10 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/jobs/{job_id}", routes.get_job, methods=["GET"]),
             Route("/jobs/{job_id}/results", routes.get_results, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", routes.cancel_job, methods=["POST"]),
+            Route("/jobs/{job_id}/events", events.job_events, methods=["GET"]),
+            Route("/approvals", approvals.list_approvals, methods=["GET"]),
+            Route("/approvals/{approval_id}", approvals.get_approval, methods=["GET"]),
+            Route("/approvals/{approval_id}", approvals.answer_approval, methods=["POST"]),
             Route("/job-types", routes.job_types, methods=["GET"]),
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentbus import __version__
+from agentbus.api.approvals import AnswerApproval
 from agentbus.api.bodies import SubmitJob
 from agentbus.domain import App, JobState
+from agentbus.domain.hitl import APPROVAL_STATES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -56,6 +58,23 @@ def document(app: App) -> dict[str, Any]:
     schemas["SubmitJob"] = {"oneOf": variants} if variants else body_schema
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 120}}
     job_ref = {"$ref": "#/components/schemas/Job"}
+    approval_ref = {"$ref": "#/components/schemas/Approval"}
+    approval_id = {
+        "name": "approval_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 160}
+    }  # fmt: skip
+    schemas["AnswerApproval"] = AnswerApproval.model_json_schema()
+    schemas["Approval"] = {
+        "type": "object",
+        "required": ["id", "job_id", "status", "prompt"],
+        "properties": {
+            "id": {"type": "string"}, "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": list(APPROVAL_STATES)}, "prompt": {"type": "string"},
+            "data": {}, "schema": {"type": ["object", "null"]},
+            "assignees": {"type": "array", "items": {"type": "string"}}, "level": {"type": "integer"},
+            "deadline": {"type": ["string", "null"]}, "decision": {"type": ["string", "null"]}, "input": {},
+            "comment": {"type": ["string", "null"]}, "answered_by": {"type": ["string", "null"]},
+        },
+    }  # fmt: skip
     schemas.update(
         {
             "Error": {
@@ -161,7 +180,15 @@ def document(app: App) -> dict[str, Any]:
             "get": {
                 "summary": "The result (or error) of a finished job",
                 "operationId": "get_results",
-                "parameters": [job_id],
+                "parameters": [
+                    job_id,
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                        "description": "long-poll: wait up to this many seconds for the job to finish",
+                    },
+                ],
                 "responses": {
                     "200": _resp("finished", {"$ref": "#/components/schemas/Results"}),
                     "202": _resp("not finished yet", {"$ref": "#/components/schemas/Results"}),
@@ -176,6 +203,64 @@ def document(app: App) -> dict[str, Any]:
                 "parameters": [job_id],
                 "responses": {"200": _resp("cancelled", job_ref), **_errors(400, 404, 409, 503)},
             }
+        },
+        "/jobs/{job_id}/events": {
+            "get": {
+                "summary": "Job, task and approval state changes as server-sent events (Last-Event-ID resumes)",
+                "operationId": "job_events",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {
+                        "description": "an event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(400, 404, 503),
+                },
+            }
+        },
+        "/approvals": {
+            "get": {
+                "summary": "Questions agents asked people, newest first",
+                "operationId": "list_approvals",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(APPROVAL_STATES)}},
+                    {"name": "job", "in": "query", "schema": {"type": "string"}},
+                    {"name": "assignee", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _resp(
+                        "a page of approvals",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "approvals": {"type": "array", "items": approval_ref},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                    ),
+                    **_errors(400, 503),
+                },
+            }
+        },
+        "/approvals/{approval_id}": {
+            "get": {
+                "summary": "One approval",
+                "operationId": "get_approval",
+                "parameters": [approval_id],
+                "responses": {"200": _resp("the approval", approval_ref), **_errors(400, 404, 503)},
+            },
+            "post": {
+                "summary": "Approve or reject; exactly one answer wins, the others get 409",
+                "operationId": "answer_approval",
+                "parameters": [approval_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnswerApproval"}}},
+                },
+                "responses": {"200": _resp("answered", approval_ref), **_errors(400, 404, 409, 413, 422, 503)},
+            },
         },
         "/job-types": {
             "get": {

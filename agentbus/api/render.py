@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from agentbus.store import JobRecord
+from agentbus.store import ApprovalRecord, JobRecord
 
 
 def iso(ts: float | None) -> str | None:
@@ -38,3 +38,27 @@ def results(rec: JobRecord) -> dict[str, Any]:
         out["result"] = rec.result
         out["error"] = rec.error.to_dict() if rec.error else None
     return out
+
+
+def approval(rec: ApprovalRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "job_id": rec.job_id,
+        "status": rec.status,
+        "prompt": rec.prompt,
+        "data": rec.data,
+        "schema": rec.schema,
+        "assignees": rec.current_assignees,
+        "assignee_groups": rec.assignees,
+        "level": rec.level,
+        "timeout": rec.timeout,
+        "on_timeout": rec.on_timeout,
+        "deadline": iso(rec.deadline),
+        "decision": rec.decision,
+        "input": rec.input,
+        "comment": rec.comment,
+        "answered_by": rec.answered_by,
+        "answered_at": iso(rec.answered_at),
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+    }

@@ -14,8 +14,8 @@ from agentbus.domain.errors import Conflict, NotFound
 from agentbus.domain.hitl import HumanRequest, answer
 from agentbus.domain.states import JobState, TaskState
 from agentbus.store.db import translate_errors
-from agentbus.store.jobs import _decode_cursor, _encode_cursor
-from agentbus.store.models import Approval, Job, Step, WebhookDelivery
+from agentbus.store.jobs import _decode_cursor, _encode_cursor, log_event
+from agentbus.store.models import Approval, Job, JobEvent, Step, WebhookDelivery
 from agentbus.store.records import ApprovalRecord, WebhookRow, dumps, loads, step_id
 
 
@@ -38,8 +38,8 @@ def _iso(ts: float) -> str:
 
 def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
     return {
-        "event": event, "approval_id": rec.id, "job_id": rec.job_id, "status": rec.status, "prompt": rec.prompt,
-        "assignees": rec.current_assignees, "decision": rec.decision, "by": rec.answered_by,
+        "event": event, "approval_id": rec.id, "job_id": rec.job_id, "status": rec.status, "level": rec.level,
+        "prompt": rec.prompt, "assignees": rec.current_assignees, "decision": rec.decision, "by": rec.answered_by,
     }  # fmt: skip
 
 
@@ -57,10 +57,12 @@ class ApprovalQueries:
                 "deadline": None if req.timeout is None else now + req.timeout, "webhook": req.webhook,
                 "created_at": now, "updated_at": now,
             }  # fmt: skip
-            if Approval.insert(row).on_conflict_ignore().execute() and req.webhook:
-                self._queue_webhook(_record(Approval.get_by_id(row["id"])), "approval.created", now)
+            if Approval.insert(row).on_conflict_ignore().execute() is not None:
+                self._approval_changed(_record(Approval.get_by_id(row["id"])), "approval.created", now)
 
-    def _queue_webhook(self, rec: ApprovalRecord, event: str, now: float) -> None:
+    def _approval_changed(self, rec: ApprovalRecord, event: str, now: float) -> None:
+        """Log the change in the job's event log and queue the approval's webhook, if it has one."""
+        log_event(rec.job_id, "approval", approval_payload(rec, event), now)
         if not rec.webhook:
             return
         WebhookDelivery.insert(
@@ -73,9 +75,13 @@ class ApprovalQueries:
         """waiting_human → running once none of the job's approvals is pending."""
         pending = Approval.select(Approval.id).where((Approval.job_id == job_id) & (Approval.status == "pending"))
         if not pending.exists():
-            Job.update(state=JobState.RUNNING.value, updated_at=now).where(
-                (Job.id == job_id) & (Job.state == JobState.WAITING_HUMAN.value)
-            ).execute()
+            n = (
+                Job.update(state=JobState.RUNNING.value, updated_at=now)
+                .where((Job.id == job_id) & (Job.state == JobState.WAITING_HUMAN.value))
+                .execute()
+            )
+            if n:
+                log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
 
     @translate_errors
     def get_approval(self, approval_id: str) -> ApprovalRecord:
@@ -132,7 +138,7 @@ class ApprovalQueries:
             ).execute()
             rec = self.get_approval(approval_id)
             self._resume_if_answered(rec.job_id, now)
-            self._queue_webhook(rec, "approval.answered", now)
+            self._approval_changed(rec, "approval.answered", now)
         return rec
 
     @translate_errors
@@ -165,7 +171,7 @@ class ApprovalQueries:
                 deadline=now + (rec.timeout or 0), updated_at=now,
             ).where(guard).execute()  # fmt: skip
             if n:
-                self._queue_webhook(self.get_approval(rec.id), "approval.escalated", now)
+                self._approval_changed(self.get_approval(rec.id), "approval.escalated", now)
             return False
         if not Approval.update(status="expired", updated_at=now).where(guard).execute():
             return False
@@ -181,7 +187,7 @@ class ApprovalQueries:
             step = Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now)
         step.where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
         self._resume_if_answered(rec.job_id, now)
-        self._queue_webhook(self.get_approval(rec.id), "approval.expired", now)
+        self._approval_changed(self.get_approval(rec.id), "approval.expired", now)
         return True
 
     @translate_errors
@@ -195,7 +201,7 @@ class ApprovalQueries:
                 .execute()
             )
             for r in rows:
-                self._queue_webhook(self.get_approval(r.id), "approval.cancelled", now)
+                self._approval_changed(self.get_approval(r.id), "approval.cancelled", now)
         return n
 
     @translate_errors
@@ -223,3 +229,13 @@ class ApprovalQueries:
             .order_by(WebhookDelivery.created_at)
         )
         return [{"event": r.event, "status": r.status, "attempts": r.attempts, "last_error": r.last_error} for r in q]
+
+    @translate_errors
+    def job_events_since(self, job_id: str, since: float) -> list[tuple[int, float, str, dict[str, Any]]]:
+        q = (
+            JobEvent.select(JobEvent.id, JobEvent.at, JobEvent.kind, JobEvent.data)
+            .where((JobEvent.job_id == job_id) & (JobEvent.at >= since))
+            .order_by(JobEvent.at, JobEvent.id)
+            .tuples()
+        )
+        return [(i, at, kind, loads(data)) for i, at, kind, data in q]

@@ -13,7 +13,7 @@ from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, 
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
 from agentbus.store.db import is_postgres, translate_errors
-from agentbus.store.models import Job, Step
+from agentbus.store.models import Job, JobEvent, Step
 from agentbus.store.records import JobRecord, NewJob, dumps, loads
 
 
@@ -65,6 +65,11 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     )
 
 
+def log_event(job_id: str, kind: str, data: dict[str, Any], now: float) -> None:
+    """Append to the job's event log (inside the caller's transaction)."""
+    JobEvent.insert(job_id=job_id, at=now, kind=kind, data=dumps(data)).execute()
+
+
 def _encode_cursor(created_at: float, job_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at!r}|{job_id}".encode()).decode().rstrip("=")
 
@@ -103,7 +108,8 @@ class JobQueries:
             "updated_at": now,
         }
         with self.db.atomic():
-            Job.insert(row).on_conflict_ignore().execute()
+            if Job.insert(row).on_conflict_ignore().execute() is not None:
+                log_event(job_id, "job", {"status": JobState.SUBMITTED.value}, now)
         if new.idempotency_key is None and new.id is None:  # a fresh id: the row is what we wrote
             return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
         if new.idempotency_key is None:
@@ -189,7 +195,10 @@ class JobQueries:
         for k, v in fields.items():
             values[getattr(Job, k)] = v
         sources = [s.value for s in sources_of_job(new)]
-        n = Job.update(values).where((Job.id == job_id) & (Job.state.in_(sources))).execute()
+        with self.db.atomic():
+            n = Job.update(values).where((Job.id == job_id) & (Job.state.in_(sources))).execute()
+            if n:
+                log_event(job_id, "job", {"status": new.value}, now)
         return bool(n)
 
     @translate_errors

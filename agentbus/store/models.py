@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peewee import CharField, DoubleField, IntegerField, Model, TextField
+from peewee import AutoField, CharField, DoubleField, IntegerField, Model, TextField
 
 
 class BaseModel(Model):
@@ -119,4 +119,18 @@ class WebhookDelivery(BaseModel):
         indexes = ((("status", "next_at"), False),)
 
 
-MODELS.extend([Approval, WebhookDelivery])
+class JobEvent(BaseModel):
+    """A job's and its approvals' state changes, in order: what GET /jobs/{id}/events streams."""
+
+    id = AutoField()
+    job_id = CharField(max_length=120)
+    at = DoubleField()
+    kind = CharField(max_length=20)
+    data = TextField()
+
+    class Meta:
+        table_name = "ab_job_events"
+        indexes = ((("job_id", "at"), False),)
+
+
+MODELS.extend([Approval, WebhookDelivery, JobEvent])

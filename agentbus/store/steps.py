@@ -13,6 +13,7 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import TASK_TERMINAL, JobState, TaskState
 from agentbus.store.db import is_postgres, translate_errors
+from agentbus.store.jobs import log_event
 from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
 
@@ -98,6 +99,7 @@ class StepQueries:
             n = Job.update(values).where((Job.id == job_id) & Job.state.in_(open_states)).execute()
             if not n:
                 return False
+            log_event(job_id, "job", {"status": values[Job.state]}, now)
             self._insert_steps(steps, now)
             if asks:
                 self._insert_approvals(job_id, asks, now)  # type: ignore[attr-defined]
@@ -313,3 +315,17 @@ class StepQueries:
         with self.db.atomic():
             cur = self.db.execute_sql(sql if self._pg() else sql.replace("%s", "?"), (now, now))
             return int(cur.rowcount)
+
+    @translate_errors
+    def steps_changed_since(self, job_id: str, since: float) -> list[dict[str, Any]]:
+        """Steps of a job updated at or after ``since`` (the event stream's source)."""
+        q = (
+            Step.select(
+                Step.id, Step.seq, Step.kind, Step.name, Step.state, Step.attempt, Step.error_type, Step.updated_at
+            )
+            .where((Step.job_id == job_id) & (Step.updated_at >= since) & (Step.kind != "value"))
+            .order_by(Step.updated_at)
+            .tuples()
+        )
+        keys = ("id", "seq", "kind", "name", "state", "attempt", "error_type", "updated_at")
+        return [dict(zip(keys, row, strict=True)) for row in q]  # type: ignore[call-overload]

@@ -1,0 +1,87 @@
+"""Approvals: the questions agents put to people, and the answers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from agentbus.api import render
+from agentbus.api.bodies import Body, parse, read_json
+from agentbus.api.routes import _limit, _publish, _state
+from agentbus.domain import ControlEvent, InvalidInput, ValidationFailed
+from agentbus.domain.hitl import APPROVAL_STATES
+from agentbus.store import ApprovalRecord
+
+
+class AnswerApproval(Body):
+    decision: Literal["approve", "reject"]
+    input: Any = None
+    comment: str | None = Field(default=None, max_length=10_000)
+    by: str | None = Field(default=None, min_length=1, max_length=200, description="who answers")
+
+
+def _approval_id(request: Request) -> str:
+    approval_id = str(request.path_params["approval_id"])
+    if not (0 < len(approval_id) <= 160):
+        raise InvalidInput("an approval id has 1 to 160 characters")
+    return approval_id
+
+
+def check_input(rec: ApprovalRecord, value: Any, decision: str) -> None:
+    """Validate an answer's input against the schema the agent asked for (422 with the field path)."""
+    if rec.schema is None or (decision == "reject" and value is None):
+        return
+    try:
+        validator = jsonschema.Draft202012Validator(rec.schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    except jsonschema.SchemaError as exc:  # the agent's own schema is broken: say so, do not 500
+        raise ValidationFailed(f"the approval's schema is invalid: {exc.message}") from None
+    if errors:
+        detail = [{"loc": ["input", *[str(p) for p in e.absolute_path]], "msg": e.message} for e in errors]
+        where = ".".join(detail[0]["loc"])
+        raise ValidationFailed(f"invalid input at {where}: {errors[0].message}", detail)
+
+
+async def list_approvals(request: Request) -> JSONResponse:
+    st = _state(request)
+    q = request.query_params
+    unknown = set(q) - {"status", "job", "assignee", "limit", "cursor"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))}")
+    status = q.get("status")
+    if status and status not in APPROVAL_STATES:
+        raise InvalidInput(f"unknown status {status!r}; one of {', '.join(APPROVAL_STATES)}")
+    limit = _limit(request)
+    rows, cursor = await run_in_threadpool(
+        lambda: st.store.list_approvals(
+            status=status, job_id=q.get("job"), assignee=q.get("assignee"), limit=limit, cursor=q.get("cursor")
+        )
+    )
+    return JSONResponse({"approvals": [render.approval(r) for r in rows], "next_cursor": cursor})
+
+
+async def get_approval(request: Request) -> JSONResponse:
+    st = _state(request)
+    rec = await run_in_threadpool(st.store.get_approval, _approval_id(request))
+    return JSONResponse(render.approval(rec))
+
+
+async def answer_approval(request: Request) -> JSONResponse:
+    """Approve or reject. Exactly one answer wins; a second, or an answer to a closed one, is a 409."""
+    st = _state(request)
+    approval_id = _approval_id(request)
+    body = parse(AnswerApproval, await read_json(request, st.settings.max_body_bytes))
+    rec = await run_in_threadpool(st.store.get_approval, approval_id)
+    if rec.status == "pending":
+        check_input(rec, body.input, body.decision)
+    answered = await run_in_threadpool(
+        st.store.answer_approval, approval_id, body.decision == "approve", body.input, body.comment,
+        body.by or "anonymous",
+    )  # fmt: skip
+    await run_in_threadpool(_publish, st, ControlEvent("job.advance", (answered.job_id,)))
+    return JSONResponse(render.approval(answered))
