@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from enum import StrEnum
@@ -61,28 +62,51 @@ def run(
     app: Annotated[str | None, typer.Option(help="module:attr of your App [env AGENTBUS_APP]")] = None,
     host: Annotated[str, typer.Option(help="api: address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="api: port")] = 8000,
-    queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues")] = None,
+    queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues to serve")] = None,
     name: Annotated[str | None, typer.Option(help="workers, orchestrator: a stable name")] = None,
     burst: Annotated[bool, typer.Option(help="workers: exit when the queues are empty")] = False,
+    gpus: Annotated[str | None, typer.Option(help="worker-gpu: one process per GPU index, e.g. 0,1")] = None,
+    simulate_gpu: Annotated[
+        bool, typer.Option(help="worker-gpu: run GPU tasks under numba's CUDA simulator (no GPU needed)")
+    ] = False,
+    gpu_memory: Annotated[str, typer.Option(help="worker-gpu --simulate-gpu: the simulated device's memory")] = "16GB",
+    name_suffix: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start one service."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(app=app)
+    if role == Role.worker_gpu and simulate_gpu:
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported, here or in the App
     the_app = load_app(settings.app)
     if role == Role.api:
         from agentbus.api import run_api
 
         run_api(settings, the_app, host, port)
-    elif role == Role.orchestrator:
+        return
+    if role == Role.orchestrator:
         from agentbus.orchestrator import run_orchestrator
 
         run_orchestrator(settings, the_app, name=name)
-    else:
-        from agentbus.worker import run_worker_role
+        return
+    from agentbus.worker import run_worker_role
 
-        default = "cpu" if role == Role.worker_cpu else "gpu"
-        qs = [q.strip() for q in (queues or default).split(",") if q.strip()]
-        run_worker_role(settings, the_app, role.value, qs, name=name, burst=burst)
+    listed = [q.strip() for q in (queues or "").split(",") if q.strip()]
+    if name and name_suffix:
+        name = f"{name}-{name_suffix}"
+    if role == Role.worker_cpu:
+        run_worker_role(settings, the_app, role.value, listed or ["cpu"], name=name, burst=burst)
+        return
+    from agentbus.domain.app import parse_bytes
+    from agentbus.worker import gpu
+
+    if gpus:
+        argv = [a for a in sys.argv[1:]]
+        i = argv.index("--gpus") if "--gpus" in argv else -1
+        argv = argv[:i] + argv[i + 2 :] if i >= 0 else [a for a in argv if not a.startswith("--gpus=")]
+        raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv))
+    device = gpu.detect(parse_bytes(gpu_memory))
+    run_worker_role(settings, the_app, role.value, listed or gpu.targets_for(device), name=name, burst=burst,
+                    device=device)  # fmt: skip
 
 
 @cli.command()
@@ -169,6 +193,23 @@ def _follow(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
+
+
+@cli.command("workers")
+def workers() -> None:
+    """The fleet: every worker, its device, what it runs."""
+    with _client() as c:
+        rows = c.workers()
+    table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
+    for w in rows:
+        d = w.get("device") or {}
+        device = "cpu" if d.get("kind") != "gpu" else f"{d.get('name')} ({int(d.get('memory_total', 0)) / 2**30:g} GB)"
+        cur = w.get("current") or {}
+        table.add_row(
+            str(w.get("id")), w["status"], str(w.get("role")), device, ", ".join(w.get("targets", [])),
+            f"{cur.get('name')} {cur.get('task_id')}" if cur else "", str(w.get("done", "")), str(w.get("failed", "")),
+        )  # fmt: skip
+    out.print(table)
 
 
 @cli.command("types")

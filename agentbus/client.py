@@ -88,6 +88,10 @@ class Client:
         out: dict[str, Any] = self._call("POST", f"/jobs/{job_id}/cancel").json()
         return out
 
+    def workers(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._call("GET", "/workers").json()["workers"]
+        return out
+
     def job_types(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = self._call("GET", "/job-types").json()["job_types"]
         return out

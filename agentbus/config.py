@@ -48,6 +48,7 @@ class Settings:
     # workers
     heartbeat_interval_s: float = 2.0
     worker_ttl_s: float = 10.0
+    shutdown_grace_s: float = 30.0
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
@@ -71,6 +72,7 @@ class Settings:
             timeout_grace_s=_float(env, "AGENTBUS_TIMEOUT_GRACE", d.timeout_grace_s),
             heartbeat_interval_s=_float(env, "AGENTBUS_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             worker_ttl_s=_float(env, "AGENTBUS_WORKER_TTL", d.worker_ttl_s),
+            shutdown_grace_s=_float(env, "AGENTBUS_SHUTDOWN_GRACE", d.shutdown_grace_s),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
         )

@@ -179,3 +179,58 @@ def hooked(ctx: Context, url: str, timeout: float = 4.0) -> dict[str, Any]:
     """An approval that notifies a webhook when it is created, answered or expires."""
     answer = ctx.ask_human("Approve (a webhook is told)?", timeout=timeout, on_timeout="approve", webhook=url)
     return {"approved": answer["approved"], "timed_out": answer["timed_out"], "by": answer["by"]}
+
+
+# -- GPU -------------------------------------------------------------------------------------------
+
+
+@app.task(device="gpu", fallback="cpu")
+def similarity(ctx: TaskContext, a: list[list[float]], b: list[list[float]]) -> dict[str, Any]:
+    """Batched cosine similarity: a numba.cuda kernel on a GPU worker, its numba CPU twin elsewhere."""
+    from agentbus.memory.gpu import cosine_similarity
+
+    matrix = cosine_similarity(a, b, gpu=ctx.device == "gpu")
+    return {"device": ctx.device, "matrix": [[round(float(x), 6) for x in row] for row in matrix]}
+
+
+@app.task(device="gpu")
+def gpu_only(ctx: TaskContext, x: int) -> dict[str, Any]:
+    """Waits for a GPU worker: no fallback."""
+    return {"device": ctx.device, "x": x}
+
+
+@app.task(device="gpu", gpu_memory="24GB", fallback="cpu")
+def big_model(ctx: TaskContext, x: int) -> dict[str, Any]:
+    """Needs a 24 GB device; on smaller ones it falls back to the CPU."""
+    return {"device": ctx.device, "x": x}
+
+
+@app.task(device="any")
+def anywhere(ctx: TaskContext, x: int) -> dict[str, Any]:
+    return {"device": ctx.device, "x": x}
+
+
+@app.task(concurrency_key="model:{model}", max_concurrency=2)
+def infer(ctx: TaskContext, model: str, i: int, seconds: float = 0.2) -> dict[str, Any]:
+    """At most two calls per model run at once across the fleet; each reports when it ran."""
+    start = time.time()
+    time.sleep(seconds)
+    return {"i": i, "start": start, "end": time.time()}
+
+
+@app.agent
+def batch_infer(ctx: Context, model: str = "m1", n: int = 8, seconds: float = 0.2) -> list[dict[str, Any]]:
+    return ctx.map(infer, [{"model": model, "i": i, "seconds": seconds} for i in range(n)], unpack=True)
+
+
+@app.agent
+def stamp(ctx: Context, label: str, n: int = 3, seconds: float = 0.05) -> list[dict[str, Any]]:
+    """n short calls that record when they ran (for priority tests)."""
+    return ctx.map(timed, [{"label": label, "i": i, "seconds": seconds} for i in range(n)], unpack=True)
+
+
+@app.task
+def timed(ctx: TaskContext, label: str, i: int, seconds: float = 0.05) -> dict[str, Any]:
+    start = time.time()
+    time.sleep(seconds)
+    return {"label": label, "i": i, "start": start, "end": time.time()}

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentbus.api import approvals, events, routes
+from agentbus.api import approvals, events, fleet, routes
 from agentbus.api.errors import exception_handlers
 from agentbus.api.openapi import document
 from agentbus.api.state import ApiState
-from agentbus.bus import ControlStream, JobNotifier, connect, ping
+from agentbus.bus import ControlStream, Fleet, JobNotifier, connect, ping
 from agentbus.config import Settings
 from agentbus.domain import App
 from agentbus.security import Keyring
@@ -24,7 +24,9 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     store = store or Store.from_url(settings.database_url)
     conn = connect(settings.redis_url)
     stream = ControlStream(conn, Keyring.parse(settings.secret))
-    state = ApiState(settings, app, store, stream, lambda: ping(conn), JobNotifier(conn))
+    state = ApiState(
+        settings, app, store, stream, lambda: ping(conn), JobNotifier(conn), Fleet(conn, settings.worker_ttl_s)
+    )
     spec = document(app)
 
     async def openapi(request: Request) -> JSONResponse:
@@ -41,6 +43,8 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/approvals", approvals.list_approvals, methods=["GET"]),
             Route("/approvals/{approval_id}", approvals.get_approval, methods=["GET"]),
             Route("/approvals/{approval_id}", approvals.answer_approval, methods=["POST"]),
+            Route("/jobs/{job_id}/tasks", routes.job_tasks, methods=["GET"]),
+            Route("/workers", fleet.list_workers, methods=["GET"]),
             Route("/job-types", routes.job_types, methods=["GET"]),
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),

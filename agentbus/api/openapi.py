@@ -262,6 +262,25 @@ def document(app: App) -> dict[str, Any]:
                 "responses": {"200": _resp("answered", approval_ref), **_errors(400, 404, 409, 413, 422, 503)},
             },
         },
+        "/jobs/{job_id}/tasks": {
+            "get": {
+                "summary": "A job's tasks with their queue and routing reason, a page at a time",
+                "operationId": "job_tasks",
+                "parameters": [
+                    job_id,
+                    {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                ],
+                "responses": {"200": _resp("a page of tasks", {"type": "object"}), **_errors(400, 404, 503)},
+            }
+        },
+        "/workers": {
+            "get": {
+                "summary": "The fleet: live, draining and lately lost workers with their devices",
+                "operationId": "list_workers",
+                "responses": {"200": _resp("workers", {"type": "object"}), **_errors(503)},
+            }
+        },
         "/job-types": {
             "get": {
                 "summary": "Registered agents and tasks with their input schemas",

@@ -48,12 +48,35 @@ async def submit_job(request: Request) -> JSONResponse:
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 
 
+TASKS_SHOWN = 100
+
+
 async def get_job(request: Request) -> JSONResponse:
+    """The job, its progress, and its first tasks with where each was routed and why."""
     st = _state(request)
     job_id = _job_id(request)
     rec = await run_in_threadpool(st.store.get_job, job_id)
     progress = await run_in_threadpool(st.store.progress, job_id)
-    return JSONResponse(render.job(rec, progress))
+    tasks = await run_in_threadpool(st.store.task_rows, job_id, TASKS_SHOWN + 1)
+    body = render.job(rec, progress)
+    body["tasks"] = tasks[:TASKS_SHOWN]
+    body["more_tasks"] = len(tasks) > TASKS_SHOWN
+    return JSONResponse(body)
+
+
+async def job_tasks(request: Request) -> JSONResponse:
+    """All of a job's tasks, a page at a time (``after`` = the last seq seen)."""
+    st = _state(request)
+    job_id = _job_id(request)
+    raw = request.query_params.get("after", "-1")
+    try:
+        after = int(raw)
+    except ValueError:
+        raise InvalidInput(f"after must be a whole number (a task's seq), got {raw!r}") from None
+    limit = _limit(request)
+    await run_in_threadpool(st.store.get_job, job_id)
+    rows = await run_in_threadpool(st.store.task_rows, job_id, limit, after)
+    return JSONResponse({"tasks": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None})
 
 
 MAX_WAIT_S = 60.0

@@ -12,6 +12,8 @@ import redis
 from agentbus.bus.connection import translate_errors
 
 PREFIX = "agentbus:worker:"
+LOST = "agentbus:worker-lost:"
+LOST_TTL_MS = 3_600_000
 
 
 class Fleet:
@@ -38,6 +40,18 @@ class Fleet:
     @translate_errors
     def workers(self) -> list[dict[str, Any]]:
         keys = list(self.conn.scan_iter(match=PREFIX + "*", count=500))
+        if not keys:
+            return []
+        return [json.loads(v) for v in self.conn.mget(keys) if v is not None]
+
+    @translate_errors
+    def mark_lost(self, worker_id: str, info: dict[str, Any]) -> None:
+        """Remember, for an hour, a worker that went silent (GET /workers shows it as lost)."""
+        self.conn.set(LOST + worker_id, json.dumps({**info, "lost_at": time.time()}), px=LOST_TTL_MS)
+
+    @translate_errors
+    def lost(self) -> list[dict[str, Any]]:
+        keys = list(self.conn.scan_iter(match=LOST + "*", count=500))
         if not keys:
             return []
         return [json.loads(v) for v in self.conn.mget(keys) if v is not None]

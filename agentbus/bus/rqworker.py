@@ -27,7 +27,7 @@ from agentbus.security.signing import Keyring
 
 log = logging.getLogger("agentbus.worker")
 
-Executor = Callable[[Dispatch], None]
+Executor = Callable[[Dispatch, str], None]
 
 
 class _NoDeathPenalty(BaseDeathPenalty):
@@ -61,7 +61,7 @@ class DispatchJob(Job):
         dispatch = Dispatch.from_dict(self.keyring.open(self.args[0]))
         if dispatch.dispatch_id != self.id:
             raise MessageRejected(f"refusing RQ job {self.id}: payload belongs to {dispatch.dispatch_id}")
-        self.executor(dispatch)
+        self.executor(dispatch, self.origin)
         return None
 
 
@@ -78,6 +78,8 @@ class AgentbusWorker(SimpleWorker):
         executor: Executor,
         keyring: Keyring,
         on_cancel: Callable[[str], None],
+        on_stop: Callable[[], None] | None = None,
+        on_force_stop: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
             [Queue(queue_name(q), connection=connection, serializer=JSONSerializer) for q in queues],
@@ -89,7 +91,21 @@ class AgentbusWorker(SimpleWorker):
         self._executor = executor
         self._keyring = keyring
         self._on_cancel = on_cancel
+        self._on_stop = on_stop
+        self._on_force_stop = on_force_stop
         self.rejected = 0
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: finish the current call, take no new one (RQ's warm shutdown)."""
+        if self._on_stop is not None:
+            self._on_stop()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """A second signal: stop the current call at once (it is handed back), then exit."""
+        if self._on_force_stop is not None:
+            self._on_force_stop()
+        super().request_force_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         # A forged job naming os.system or a pickle payload gets no executor; DispatchJob refuses it

@@ -27,6 +27,38 @@ class TaskOptions:
     """Base of the exponential backoff between attempts, in seconds."""
     chunk: int | None = None
     """How many of this task's calls one queue message may carry (None: the orchestrator decides)."""
+    gpu_memory: int = 0
+    """Bytes of GPU memory a device must have to run this task (``gpu_memory="8GB"``)."""
+    concurrency_key: str | None = None
+    """Calls sharing this key (a template over the arguments, ``"model:{model}"``) are capped fleet-wide."""
+    max_concurrency: int | None = None
+
+    def concurrency_for(self, args: dict[str, Any]) -> str | None:
+        if self.max_concurrency is None:
+            return None
+        template = self.concurrency_key or ""
+        try:
+            return template.format(**args) if template else "default"
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"concurrency_key {template!r} cannot be filled from the arguments: {exc}") from None
+
+
+_UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_bytes(value: str | int | None) -> int:
+    """``"8GB"`` → 8 GiB in bytes (binary units, as GPU memory is sold); an int is bytes already."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number) :]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise ConfigError(f"cannot read {value!r} as a size: use e.g. 512MB, 8GB") from None
 
 
 @dataclass(frozen=True)
@@ -94,6 +126,9 @@ class App:
         queue: str | None = None,
         backoff: float = 0.5,
         chunk: int | None = None,
+        gpu_memory: str | int | None = None,
+        concurrency_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Callable[..., Any]], TaskDef]: ...
 
     def task(
@@ -108,6 +143,9 @@ class App:
         queue: str | None = None,
         backoff: float = 0.5,
         chunk: int | None = None,
+        gpu_memory: str | int | None = None,
+        concurrency_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
         if device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, not {device!r}")
@@ -115,7 +153,16 @@ class App:
             raise ConfigError(f"fallback must be 'cpu' or None, not {fallback!r}")
         if retries < 0 or timeout <= 0 or backoff < 0 or (chunk is not None and chunk < 1):
             raise ConfigError("retries and backoff must be >= 0, timeout > 0, chunk >= 1")
-        options = TaskOptions(device, fallback, retries, float(timeout), queue, float(backoff), chunk)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigError("max_concurrency must be at least 1")
+        if concurrency_key is not None and max_concurrency is None:
+            raise ConfigError("concurrency_key needs max_concurrency")
+        if max_concurrency is not None:
+            chunk = 1  # one call a message, so a free slot is filled by exactly one call
+        options = TaskOptions(
+            device, fallback, retries, float(timeout), queue, float(backoff), chunk, parse_bytes(gpu_memory),
+            concurrency_key, max_concurrency,
+        )  # fmt: skip
 
         def register(f: Callable[..., Any]) -> TaskDef:
             task_name = name or f.__name__

@@ -55,11 +55,13 @@ class Context:
 class TaskContext(Context):
     """What a task receives on a worker."""
 
-    def __init__(self, job_id: str, task_id: str, name: str, attempt: int) -> None:
+    def __init__(self, job_id: str, task_id: str, name: str, attempt: int, device: str = "cpu") -> None:
         self.job_id = job_id
         self.task_id = task_id
         self.name = name
         self.attempt = attempt
+        self.device = device
+        """Where this call runs: ``"gpu"`` on a GPU worker, else ``"cpu"`` (e.g. after a fallback)."""
 
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"

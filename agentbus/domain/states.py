@@ -49,7 +49,9 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 # A task that lost its worker (or its Redis message) goes back to queued with a new attempt.
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset({TaskState.QUEUED, TaskState.SUCCEEDED, TaskState.CANCELLED}),
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.QUEUED, TaskState.CANCELLED}),
+    # queued → pending: a lost queue message re-routed when no worker can take it now
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.QUEUED, TaskState.PENDING, TaskState.CANCELLED}),
+    # running → pending: the call of a lost worker, routed again (its GPU may be gone too)
     TaskState.RUNNING: frozenset(
         {
             TaskState.SUCCEEDED,
@@ -57,9 +59,11 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
             TaskState.CANCELLED,
             TaskState.RETRYING,
             TaskState.QUEUED,
+            TaskState.PENDING,
         }
     ),
-    TaskState.RETRYING: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+    # retrying → pending: a retry that must wait for a concurrency slot or a GPU worker
+    TaskState.RETRYING: frozenset({TaskState.QUEUED, TaskState.PENDING, TaskState.CANCELLED}),
     TaskState.SUCCEEDED: frozenset(),
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),

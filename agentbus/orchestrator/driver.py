@@ -16,6 +16,7 @@ from agentbus.config import Settings
 from agentbus.domain import (
     App,
     AskHuman,
+    ConfigError,
     ControlEvent,
     Dispatch,
     ErrorInfo,
@@ -26,10 +27,11 @@ from agentbus.domain import (
     StartChild,
     StartTimer,
     TaskCall,
+    TaskOptions,
     TaskState,
     replay,
 )
-from agentbus.orchestrator.router import route
+from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 
 log = logging.getLogger("agentbus.orchestrator")
@@ -73,7 +75,13 @@ class Driver:
         res = replay(
             self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex
         )
-        steps, dispatches, children = self._plan(job_id, job.priority, res.commands)
+        try:
+            steps, dispatches, children = self._plan(job_id, job.priority, res.commands)
+        except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
+            self._finish(
+                job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("ConfigError", str(exc))
+            )
+            return
         asks = [(c.seq, c.request) for c in res.commands if isinstance(c, AskHuman)]
         outcome: JobState | None = None
         result, error = res.result, res.error
@@ -91,8 +99,10 @@ class Driver:
             return
         if children:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
-        for queue, (front, batch) in dispatches.items():
-            self.dispatcher.send(queue, batch, at_front=front)
+        for queue, batch in dispatches.items():
+            self.dispatcher.send(queue, batch)
+        if any(st.state == TaskState.PENDING and st.kind == "task" for st in steps):
+            self.dispatch_pending()
         if outcome is not None:
             self.notifier.finished([job_id])
             if job.parent_id is not None and job.parent_seq is not None:
@@ -100,13 +110,24 @@ class Driver:
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any]
-    ) -> tuple[list[NewStep], dict[str, tuple[bool, list[Dispatch]]], list[NewJob]]:
+    ) -> tuple[list[NewStep], dict[str, list[Dispatch]], list[NewJob]]:
         steps: list[NewStep] = []
         children: list[NewJob] = []
-        by_queue: dict[str, list[ScheduleTask]] = defaultdict(list)
+        by_queue: dict[str, list[tuple[ScheduleTask, str]]] = defaultdict(list)
         for cmd in commands:
             if isinstance(cmd, ScheduleTask):
-                by_queue[self._route(cmd).queue].append(cmd)
+                o = cmd.task.options
+                key = o.concurrency_for(cmd.args)
+                r = self._route(o, priority)
+                if r.queue is None or key is not None:
+                    reason = r.reason if r.queue is None else "waiting for a concurrency slot"
+                    steps.append(
+                        NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
+                                retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
+                                priority=priority, concurrency_key=key, route_reason=reason)
+                    )  # fmt: skip
+                else:
+                    by_queue[r.queue].append((cmd, r.reason))
             elif isinstance(cmd, StartChild):
                 steps.append(NewStep(job_id, cmd.seq, "agent", cmd.agent, TaskState.RUNNING, args=cmd.input))
                 children.append(
@@ -121,18 +142,19 @@ class Driver:
                 )
             elif isinstance(cmd, RecordValue):
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
-        dispatches: dict[str, tuple[bool, list[Dispatch]]] = {}
-        for queue, cmds in by_queue.items():
-            size = cmds[0].task.options.chunk or self._chunk_size(len(cmds))
+        dispatches: dict[str, list[Dispatch]] = {}
+        for queue, items in by_queue.items():
+            size = items[0][0].task.options.chunk or self._chunk_size(len(items))
             batch: list[Dispatch] = []
-            for i in range(0, len(cmds), size):
+            for i in range(0, len(items), size):
                 did = new_dispatch_id()
                 calls = []
-                for c in cmds[i : i + size]:
+                for c, reason in items[i : i + size]:
                     o = c.task.options
                     steps.append(
                         NewStep(job_id, c.seq, "task", c.task.name, TaskState.QUEUED, args=c.args, retries=o.retries,
-                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did)
+                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did,
+                                priority=priority, route_reason=reason)
                     )  # fmt: skip
                     calls.append(
                         TaskCall(
@@ -140,18 +162,21 @@ class Driver:
                         )
                     )
                 batch.append(Dispatch(did, tuple(calls)))
-            dispatches[queue] = (priority > 0, batch)
+            dispatches[queue] = batch
         return steps, dispatches, children
 
     def _chunk_size(self, n: int) -> int:
         # Spread a fan-out over ~16 messages so every worker gets a share, batch it past that.
         return max(1, min(self.settings.dispatch_chunk, math.ceil(n / 16)))
 
-    def _route(self, cmd: ScheduleTask) -> Any:
+    def _workers(self, fresh: bool = False) -> list[dict[str, Any]]:
         now = time.monotonic()
-        if now - self._fleet_cache[0] > 1.0:
+        if fresh or now - self._fleet_cache[0] > 1.0:
             self._fleet_cache = (now, self.fleet.workers())
-        return route(cmd.task.options, self._fleet_cache[1])
+        return self._fleet_cache[1]
+
+    def _route(self, options: TaskOptions, priority: int, fresh: bool = False) -> Route:
+        return route(options, self._workers(fresh), priority)
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
@@ -185,20 +210,42 @@ class Driver:
                 continue
             self.cancel(child)
 
-    # -- re-dispatch (retries, lost messages, lost workers) -------------------------------------
+    # -- re-dispatch (retries, lost messages, lost workers) and pending tasks ---------------------
     def redispatch(self, rows: Sequence[StepRow], from_states: Sequence[TaskState], *, new_attempt: bool) -> int:
-        by_queue: dict[str, list[StepRow]] = defaultdict(list)
+        """Send tasks again, routed afresh: one that cannot go anywhere now, or that needs a
+        concurrency slot, waits as pending instead."""
+        by_queue: dict[tuple[str, str], list[StepRow]] = defaultdict(list)
+        parked: dict[str, list[str]] = defaultdict(list)
         for r in rows:
-            by_queue[r.queue or "cpu"].append(r)
+            td = self.app.tasks.get(r.name)
+            if td is None:
+                by_queue[(r.queue or "cpu", r.route_reason or "")].append(r)
+                continue
+            rt = self._route(td.options, r.priority)
+            if rt.queue is None or r.concurrency_key is not None:
+                parked[rt.reason if rt.queue is None else "waiting for a concurrency slot"].append(r.id)
+            else:
+                by_queue[(rt.queue, rt.reason)].append(r)
+        for reason, ids in parked.items():
+            self.store.park(ids, from_states, reason, new_attempt=new_attempt)
+        sent = self._send_rows(by_queue, from_states, new_attempt=new_attempt)
+        if parked:
+            self.dispatch_pending()
+        return sent
+
+    def _send_rows(
+        self, by_queue: dict[tuple[str, str], list[StepRow]], from_states: Sequence[TaskState], *, new_attempt: bool
+    ) -> int:
         sent = 0
-        for queue, group in by_queue.items():
+        for (queue, reason), group in by_queue.items():
             size = self._chunk_size(len(group))
             batch = []
             for i in range(0, len(group), size):
                 did = new_dispatch_id()
                 moved = self.store.requeue(
-                    [r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt
-                )
+                    [r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt, queue=queue,
+                    reason=reason or None,
+                )  # fmt: skip
                 if moved:
                     batch.append(Dispatch(did, tuple(
                         TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
@@ -207,3 +254,33 @@ class Driver:
                     sent += len(moved)
             self.dispatcher.send(queue, batch)
         return sent
+
+    def dispatch_pending(self) -> int:
+        """Dispatch pending tasks that can go now: a GPU worker appeared, a concurrency slot freed."""
+        rows = self.store.pending_tasks()
+        if not rows:
+            return 0
+        used = self.store.slots_used(sorted({r.concurrency_key for r in rows if r.concurrency_key}))
+        by_queue: dict[tuple[str, str], list[StepRow]] = defaultdict(list)
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for r in rows:
+            td = self.app.tasks.get(r.name)
+            if td is None:
+                continue
+            rt = self._route(td.options, r.priority)
+            if rt.queue is None:
+                if r.route_reason != rt.reason:
+                    reasons[rt.reason].append(r.id)
+                continue
+            key, cap = r.concurrency_key, td.options.max_concurrency
+            if key is not None and cap is not None:
+                if used.get(key, 0) >= cap:
+                    reason = f"waiting for a concurrency slot ({key!r}: {cap} of {cap} in use)"
+                    if r.route_reason != reason:
+                        reasons[reason].append(r.id)
+                    continue
+                used[key] = used.get(key, 0) + 1
+            by_queue[(rt.queue, rt.reason)].append(r)
+        for reason, ids in reasons.items():
+            self.store.set_route_reason(ids, reason)
+        return self._send_rows(by_queue, [TaskState.PENDING], new_attempt=False)

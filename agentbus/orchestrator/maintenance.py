@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
@@ -32,6 +33,7 @@ class Maintenance:
         self.store = driver.store
         self.settings = settings
         self._missing_since: dict[str, float] = {}
+        self._known: dict[str, dict[str, Any]] = {}
 
     def timers(self) -> None:
         now = time.time()
@@ -42,6 +44,7 @@ class Maintenance:
             self.driver.advance(job_id)
         for job_id in self.store.expire_due(now):
             self.driver.advance(job_id)
+        self.driver.dispatch_pending()
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s
@@ -63,7 +66,17 @@ class Maintenance:
             n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
             log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
 
+    def _watch_fleet(self) -> None:
+        """A worker seen last time and gone now is marked lost (its calls are the reaper's)."""
+        live = {w["id"]: w for w in self.driver.fleet.workers() if "id" in w}
+        for worker_id, info in self._known.items():
+            if worker_id not in live and not info.get("draining"):
+                self.driver.fleet.mark_lost(worker_id, info)
+                log.warning("worker %s went silent: marked lost", worker_id)
+        self._known = live
+
     def reap(self) -> None:
+        self._watch_fleet()
         now = time.time()
         running = self.store.tasks_in_state(TaskState.RUNNING, limit=20_000)
         by_worker = defaultdict(list)

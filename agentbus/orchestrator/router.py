@@ -1,30 +1,50 @@
-"""Which queue a task goes to, and why."""
+"""Which queue a task goes to, and why — from its options and the live fleet."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from agentbus.bus.routing import GIB, gpu_target, with_level
 from agentbus.domain.app import TaskOptions
 
 
 @dataclass(frozen=True)
 class Route:
-    queue: str
+    queue: str | None
+    """The RQ queue (with its priority level), or None: wait as pending."""
     reason: str
 
 
-def route(options: TaskOptions, workers: list[dict[str, Any]]) -> Route:
-    """Pick the queue for a task from its options and the live fleet."""
+def _gpu(worker: dict[str, Any]) -> dict[str, Any] | None:
+    device = worker.get("device") or {}
+    return device if device.get("kind") == "gpu" else None
+
+
+def route(options: TaskOptions, workers: list[dict[str, Any]], priority: int = 0) -> Route:
+    """The routing policy (docs/workers.md):
+
+    * ``device="cpu"``: the CPU queue;
+    * ``device="gpu"``: the GPU queue (of the task's memory tier) when a live GPU worker with
+      enough memory exists; else the CPU queue if ``fallback="cpu"``; else wait;
+    * ``device="any"``: an idle GPU worker's queue if there is one, else the CPU queue.
+    """
     if options.queue:
-        return Route(options.queue, f"queue {options.queue!r} named by the task")
-    gpu_live = any("gpu" in w.get("queues", []) for w in workers)
+        return Route(with_level(options.queue, priority), f"queue {options.queue!r} named by the task")
     if options.device == "cpu":
-        return Route("cpu", "cpu task")
+        return Route(with_level("cpu", priority), "cpu task")
+    need = options.gpu_memory
+    fit = [w for w in workers if (d := _gpu(w)) is not None and int(d.get("memory_total", 0)) >= need]
+    want = f"a GPU worker with {need / GIB:g} GB" if need else "a GPU worker"
+    target = with_level(gpu_target(need), priority)
+    cpu = with_level("cpu", priority)
     if options.device == "any":
-        return Route("gpu", "gpu worker live") if gpu_live else Route("cpu", "no gpu worker live")
-    if gpu_live:
-        return Route("gpu", "gpu worker live")
+        idle = [w for w in fit if not w.get("current")]
+        if idle:
+            return Route(target, f"device any: {len(idle)} idle GPU worker(s) live")
+        return Route(cpu, f"device any: no idle {want}, CPU")
+    if fit:
+        return Route(target, f"{len(fit)} live GPU worker(s) can take it")
     if options.fallback == "cpu":
-        return Route("cpu", "no gpu worker live: fallback to cpu")
-    return Route("gpu", "waiting for a GPU worker")
+        return Route(cpu, f"no live {want}: fallback to CPU")
+    return Route(None, f"waiting for {want}")

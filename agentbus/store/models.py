@@ -58,6 +58,9 @@ class Step(BaseModel):
     started_at = DoubleField(null=True)
     finished_at = DoubleField(null=True)
     updated_at = DoubleField()
+    priority = IntegerField(default=0)
+    concurrency_key = CharField(max_length=200, null=True)
+    route_reason = TextField(null=True)
 
     class Meta:
         table_name = "ab_steps"

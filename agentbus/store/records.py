@@ -56,6 +56,9 @@ class NewStep:
     queue: str | None = None
     dispatch_id: str | None = None
     not_before: float | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    route_reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -79,6 +82,9 @@ class StepRow:
     dispatch_id: str | None
     worker: str | None
     started_at: float | None
+    priority: int = 0
+    concurrency_key: str | None = None
+    route_reason: str | None = None
 
 
 @dataclass(frozen=True)

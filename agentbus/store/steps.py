@@ -36,6 +36,9 @@ def _step_row(r: Step) -> StepRow:
         dispatch_id=r.dispatch_id,
         worker=r.worker,
         started_at=r.started_at,
+        priority=r.priority,
+        concurrency_key=r.concurrency_key,
+        route_reason=r.route_reason,
     )
 
 
@@ -113,13 +116,14 @@ class StepQueries:
                 s.state.value, None if s.result is None else dumps(s.result),
                 1, s.retries, s.timeout, s.backoff, s.queue, s.dispatch_id, s.not_before,
                 now, now if s.state == TaskState.QUEUED else None, now,
-                now if s.state in TASK_TERMINAL else None,
+                now if s.state in TASK_TERMINAL else None, s.priority, s.concurrency_key, s.route_reason,
             )
             for s in steps
         ]  # fmt: skip
         cols = (
             "id, job_id, seq, kind, name, args, state, result, attempt, retries, timeout, backoff, "
-            "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at"
+            "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at, priority, "
+            "concurrency_key, route_reason"
         )
         for i in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[i : i + _INSERT_CHUNK]
@@ -221,7 +225,14 @@ class StepQueries:
 
     @translate_errors
     def requeue(
-        self, task_ids: Sequence[str], from_states: Sequence[TaskState], dispatch_id: str, *, new_attempt: bool
+        self,
+        task_ids: Sequence[str],
+        from_states: Sequence[TaskState],
+        dispatch_id: str,
+        *,
+        new_attempt: bool,
+        queue: str | None = None,
+        reason: str | None = None,
     ) -> list[StepRow]:
         """Move tasks back to queued under a new dispatch; returns the rows as they now are."""
         if not task_ids:
@@ -237,6 +248,10 @@ class StepQueries:
         }
         if new_attempt:
             values[Step.attempt] = Step.attempt + 1
+        if queue is not None:
+            values[Step.queue] = queue
+        if reason is not None:
+            values[Step.route_reason] = reason
         with self.db.atomic():
             Step.update(values).where(
                 Step.id.in_(list(task_ids)) & Step.state.in_([s.value for s in from_states])
@@ -328,4 +343,86 @@ class StepQueries:
             .tuples()
         )
         keys = ("id", "seq", "kind", "name", "state", "attempt", "error_type", "updated_at")
+        return [dict(zip(keys, row, strict=True)) for row in q]  # type: ignore[call-overload]
+
+    @translate_errors
+    def park(self, task_ids: Sequence[str], from_states: Sequence[TaskState], reason: str, *, new_attempt: bool) -> int:
+        """Move tasks to pending (waiting for a GPU worker or a concurrency slot), with the reason."""
+        if not task_ids:
+            return 0
+        now = time.time()
+        values: dict[Any, Any] = {
+            Step.state: TaskState.PENDING.value, Step.route_reason: reason, Step.updated_at: now,
+            Step.worker: None, Step.started_at: None, Step.dispatch_id: None,
+        }  # fmt: skip
+        if new_attempt:
+            values[Step.attempt] = Step.attempt + 1
+        q = Step.update(values).where(Step.id.in_(list(task_ids)) & Step.state.in_([s.value for s in from_states]))
+        return int(q.execute())
+
+    @translate_errors
+    def pending_tasks(self, limit: int = 1000) -> list[StepRow]:
+        q = (
+            Step.select()
+            .where((Step.state == TaskState.PENDING.value) & (Step.kind == "task"))
+            .order_by(Step.priority.desc(), Step.created_at, Step.seq)
+            .limit(limit)
+        )
+        return [_step_row(r) for r in q]
+
+    @translate_errors
+    def slots_used(self, keys: Sequence[str]) -> dict[str, int]:
+        """Calls holding a concurrency slot (queued or running), by key."""
+        if not keys:
+            return {}
+        q = (
+            Step.select(Step.concurrency_key, peewee.fn.COUNT(Step.id))
+            .where(
+                Step.concurrency_key.in_(list(keys)) & Step.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value])
+            )
+            .group_by(Step.concurrency_key)
+            .tuples()
+        )
+        used = {k: 0 for k in keys}
+        used.update(dict(q))
+        return used
+
+    @translate_errors
+    def set_route_reason(self, task_ids: Sequence[str], reason: str) -> None:
+        if task_ids:
+            Step.update(route_reason=reason).where(Step.id.in_(list(task_ids))).execute()
+
+    @translate_errors
+    def task_rows(self, job_id: str, limit: int = 100, after_seq: int = -1) -> list[dict[str, Any]]:
+        """A job's tasks with where they went and why (for GET /jobs/{id} and /jobs/{id}/tasks)."""
+        q = (
+            Step.select(
+                Step.id,
+                Step.seq,
+                Step.name,
+                Step.state,
+                Step.attempt,
+                Step.queue,
+                Step.route_reason,
+                Step.worker,
+                Step.error_type,
+                Step.error_message,
+            )
+            .where((Step.job_id == job_id) & (Step.kind == "task") & (Step.seq > after_seq))
+            .order_by(Step.seq)
+            .limit(limit)
+            .tuples()
+        )
+        keys = (
+            "id",
+            "seq",
+            "name",
+            "state",
+            "attempt",
+            "queue",
+            "route_reason",
+            "worker",
+            "error_type",
+            "error_message",
+        )
         return [dict(zip(keys, row, strict=True)) for row in q]  # type: ignore[call-overload]

@@ -31,6 +31,12 @@ FLUSH_EVERY_S = 0.02
 FLUSH_EVERY_N = 256
 
 
+class Interrupted(BaseException):
+    """The worker is shutting down: the call is handed back to a queue, not failed.
+
+    A BaseException so that a task's ``except Exception`` does not swallow it."""
+
+
 @dataclass
 class _Current:
     call: TaskCall
@@ -49,12 +55,24 @@ class Executor:
     """Runs calls in this process. Timeouts (SIGALRM) and cancellation (SIGUSR1) interrupt
     the task's own code only: the signal handlers raise while a task function runs."""
 
-    def __init__(self, app: App, store: Store, publish: Callable[[list[ControlEvent]], None], worker_id: str):
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        publish: Callable[[list[ControlEvent]], None],
+        worker_id: str,
+        hand_back: Callable[[str, list[TaskCall]], None],
+        device: str = "cpu",
+    ):
         self.app = app
         self.store = store
         self.publish = publish
         self.worker_id = worker_id
+        self.hand_back = hand_back
+        self.device = device
         self.stats = Stats()
+        self.stopping = False
+        self._interrupt = False
         self._current: _Current | None = None
         self._in_task = False
         self._main = threading.main_thread().ident
@@ -68,8 +86,23 @@ class Executor:
             raise TaskTimeout(f"task ran past its timeout of {self._current.call.timeout}s")
 
     def _on_cancel_signal(self, signum: int, frame: object) -> None:
+        if self._in_task and self._interrupt:
+            raise Interrupted()
         if self._in_task and self._current is not None and self._current.cancelled:
             raise TaskCancelled("task cancelled")
+
+    @property
+    def busy(self) -> bool:
+        return self._in_task
+
+    def interrupt(self) -> None:
+        """Stop the running call now (shutdown): it goes back to a queue under a new attempt."""
+        self.stopping = True
+        self._interrupt = True
+        if self._in_task and self._main is not None:
+            if threading.get_ident() == self._main:
+                raise Interrupted()
+            signal.pthread_kill(self._main, signal.SIGUSR1)
 
     def request_cancel(self, task_id: str) -> None:
         """Called from RQ's pubsub thread when the orchestrator cancels a running call."""
@@ -86,19 +119,29 @@ class Executor:
         return {"task_id": c.task_id, "name": c.name, "attempt": c.attempt, "retries": c.retries,
                 "timeout": c.timeout, "started": cur.started}  # fmt: skip
 
-    def __call__(self, dispatch: Dispatch) -> None:
+    def __call__(self, dispatch: Dispatch, origin: str) -> None:
         started = self.store.mark_running([(c.task_id, c.attempt) for c in dispatch.calls], self.worker_id)
         pending: list[TaskOutcome] = []
+        leftovers: list[TaskCall] = []
         last_flush = time.monotonic()
         for call in dispatch.calls:
             if call.task_id not in started:
                 continue  # cancelled, superseded by a newer attempt, or run elsewhere already
-            pending.append(self._run(call))
+            if self.stopping:
+                leftovers.append(call)  # shutting down: take no new call
+                continue
+            outcome = self._run(call)
+            if outcome is None:
+                leftovers.append(call)
+                continue
+            pending.append(outcome)
             now = time.monotonic()
             if len(pending) >= FLUSH_EVERY_N or now - last_flush >= FLUSH_EVERY_S:
                 self._flush(pending)
                 pending, last_flush = [], now
         self._flush(pending)
+        if leftovers:
+            self.hand_back(origin, leftovers)
 
     def _flush(self, outcomes: list[TaskOutcome]) -> None:
         if not outcomes:
@@ -107,13 +150,13 @@ class Executor:
         if jobs:
             self.publish([ControlEvent("job.advance", tuple(jobs))])
 
-    def _run(self, call: TaskCall) -> TaskOutcome:
+    def _run(self, call: TaskCall) -> TaskOutcome | None:
         td = self.app.tasks.get(call.name)
         if td is None:
             self.stats.failed += 1
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=err)
-        ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt)
+        ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device)
         self._current = _Current(call, time.time())
         try:
             signal.setitimer(signal.ITIMER_REAL, call.timeout)
@@ -124,6 +167,8 @@ class Executor:
                 self._in_task = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
             json.dumps(result)
+        except Interrupted:
+            return None
         except TaskCancelled as exc:
             return TaskOutcome(
                 call.task_id, call.attempt, TaskState.CANCELLED, error=ErrorInfo("TaskCancelled", str(exc))

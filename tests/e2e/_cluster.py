@@ -83,6 +83,16 @@ class Cluster:
     def worker(self, name: str, queues: str = "cpu") -> subprocess.Popen[bytes]:
         return self.start(name, "--role", "worker-cpu", "--name", name, "--queues", queues)
 
+    def gpu_worker(self, name: str, memory: str = "16GB") -> subprocess.Popen[bytes]:
+        """A worker-gpu under numba's CUDA simulator, reporting ``memory`` of device memory."""
+        proc = self.start(name, "--role", "worker-gpu", "--simulate-gpu", "--gpu-memory", memory, "--name", name)
+        wait_until(lambda: any(w["id"] == name for w in self.client.workers()) if "api" in self.procs else True,
+                   60, f"{name} to heartbeat")  # fmt: skip
+        return proc
+
+    def live(self, name: str) -> bool:
+        return any(w["id"] == name and w["status"] == "live" for w in self.client.workers())
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)
         proc.send_signal(sig)

@@ -11,7 +11,7 @@ from _cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 
-USER_APP = '''
+USER_APP = """
 from agentbus import App, Context
 
 app = App("mine")
@@ -23,7 +23,7 @@ def shout(ctx: Context, word: str) -> str:
 @app.agent
 def chorus(ctx: Context, words: list[str]) -> str:
     return " ".join(ctx.map(shout, words))
-'''
+"""
 
 
 def test_every_role_runs_the_users_app(cluster: Cluster, tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def make_worker(conn: redis.Redis, executed: list[Dispatch], queues: list[str] |
         queues or ["cpu"],
         connection=conn,
         name=f"test-worker-{time.monotonic_ns()}",
-        executor=executed.append,
+        executor=lambda dispatch, origin: executed.append(dispatch),
         keyring=RING,
         on_cancel=lambda task_id: None,
     )

@@ -50,6 +50,10 @@ TASK_LEGAL = {
     # a lost message or a lost worker: back to queued with a new dispatch
     (T.QUEUED, T.QUEUED),
     (T.RUNNING, T.QUEUED),
+    # routed again and nothing can take it now (no GPU worker, no concurrency slot): wait as pending
+    (T.QUEUED, T.PENDING),
+    (T.RUNNING, T.PENDING),
+    (T.RETRYING, T.PENDING),
 }
 
 
@@ -111,9 +115,9 @@ def test_terminal_states_lead_nowhere() -> None:
         assert not any(can_move_task(ts, n) for n in TaskState)
 
 
-def test_a_job_never_returns_to_submitted_and_a_task_never_to_pending() -> None:
+def test_a_job_never_returns_to_submitted_and_a_task_returns_to_pending_only_to_be_routed_again() -> None:
     assert sources_of_job(J.SUBMITTED) == ()
-    assert sources_of_task(T.PENDING) == ()
+    assert set(sources_of_task(T.PENDING)) == {T.QUEUED, T.RUNNING, T.RETRYING}
 
 
 def test_states_are_their_wire_strings() -> None:
