@@ -326,8 +326,7 @@ def measure_celery(
         ready = time.monotonic()
         ids = [str(uuid.uuid4()) for _ in range(n_tasks)]
         pending = [
-            [f"{CELERY_RESULT_PREFIX}{task_id}" for task_id in ids[i : i + CHUNK]]
-            for i in range(0, n_tasks, CHUNK)
+            [f"{CELERY_RESULT_PREFIX}{task_id}" for task_id in ids[i : i + CHUNK]] for i in range(0, n_tasks, CHUNK)
         ]
         # Fill the real queue while the workers only listen on the idle one.
         t_send = time.perf_counter()
@@ -391,9 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name, measure in (("rq", measure_rq), ("celery", measure_celery)):
         if args.only in (None, name):
-            result = measure(
-                args.redis_url, args.tasks, args.workers, timeout=args.timeout, flush_db=args.flush
-            )
+            result = measure(args.redis_url, args.tasks, args.workers, timeout=args.timeout, flush_db=args.flush)
             print(json.dumps(result), flush=True)
     return 0
 
