@@ -24,6 +24,9 @@ cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no
                   pretty_exceptions_enable=False)  # fmt: skip
 jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 cli.add_typer(jobs_cli, name="jobs")
+keys_cli = typer.Typer(help="API keys (talks to the database directly: run where AGENTBUS_DATABASE_URL points).",
+                       no_args_is_help=True)  # fmt: skip
+cli.add_typer(keys_cli, name="keys")
 approvals_cli = typer.Typer(help="Questions agents put to people: list, show, approve, reject.", no_args_is_help=True)
 cli.add_typer(approvals_cli, name="approvals")
 out = Console()
@@ -135,7 +138,8 @@ def dev(
 
 
 def _client() -> Client:
-    return Client(_settings().api_url)
+    settings = _settings()
+    return Client(settings.api_url, api_key=settings.api_key or None)
 
 
 def _print_json(value: Any) -> None:
@@ -309,6 +313,55 @@ def approvals_reject(
     by: Annotated[str | None, typer.Option(help="who answers")] = None,
 ) -> None:
     _answer(approval_id, "reject", None, comment, by)
+
+
+def _store() -> Any:
+    from agentbus.store import Store
+
+    return Store.from_url(_settings().database_url)
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for")],
+    scopes: Annotated[
+        str, typer.Option(help="comma-separated: jobs:read,jobs:write,approvals:write,memory:read,memory:write,admin")
+    ] = "jobs:read,jobs:write,approvals:write,memory:read,memory:write",
+    expires: Annotated[str | None, typer.Option(help="lifetime, e.g. 30d, 12h")] = None,
+    name: Annotated[str | None, typer.Option(help="a label")] = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from agentbus.security import keys
+
+    store = _store()
+    token, rec = store.create_key(
+        keys.check_tenant(tenant), keys.parse_scopes(scopes), keys.parse_duration(expires) if expires else None, name
+    )
+    store.close()
+    err.print(f"key {rec.id} for tenant [bold]{rec.tenant}[/] ({', '.join(rec.scopes)}); shown once:")
+    print(token)
+
+
+@keys_cli.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None) -> None:
+    store = _store()
+    rows = store.list_keys(tenant)
+    store.close()
+    table = Table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
+    for k in rows:
+        expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)) if k.expires_at else ""
+        table.add_row(
+            k.id, k.prefix, k.tenant, ",".join(k.scopes), k.name or "", expires, "yes" if k.revoked_at else ""
+        )
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    store = _store()
+    rec = store.revoke_key(key_id)
+    store.close()
+    out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
 
 
 def main() -> None:

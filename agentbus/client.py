@@ -12,15 +12,19 @@ import httpx
 from agentbus.domain.errors import (
     AgentbusError,
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
     Unavailable,
     ValidationFailed,
 )
 
 _BY_STATUS: dict[int, type[AgentbusError]] = {
-    400: InvalidInput, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 503: Unavailable,
+    400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge,
+    503: Unavailable,
 }  # fmt: skip
 
 
@@ -58,6 +62,8 @@ class Client:
                 err, message = {}, resp.text or resp.reason_phrase
             if resp.status_code == 422:
                 raise ValidationFailed(message, err.get("errors", []))
+            if resp.status_code == 429:
+                raise RateLimited(message, float(resp.headers.get("Retry-After", "1")))
             raise _BY_STATUS.get(resp.status_code, AgentbusError)(message, status=resp.status_code)
 
     def submit(self, type: str, input: dict[str, Any] | None = None, *, idempotency_key: str | None = None,

@@ -37,6 +37,7 @@ class Settings:
     secret: str = DEV_SECRET
     app: str = "agentbus.examples:app"
     api_url: str = "http://127.0.0.1:8000"
+    api_key: str = ""
     max_body_bytes: int = 1_048_576
     # orchestrator
     lease_ttl_s: float = 10.0
@@ -49,6 +50,21 @@ class Settings:
     heartbeat_interval_s: float = 2.0
     worker_ttl_s: float = 10.0
     shutdown_grace_s: float = 30.0
+    # messages: how long a signed message stays valid (and its nonce is remembered against replays)
+    stream_max_age_s: float = 3600.0
+    dispatch_max_age_s: float = 86400.0
+    # limits
+    rate_read: str = "100/s:200"
+    rate_write: str = "50/s:100"
+    tenant_rate_factor: float = 4.0
+    authfail_rate: str = "1/s:10"
+    max_running_jobs: int = 10_000
+    max_tasks_per_job: int = 100_000
+    max_result_bytes: int = 1_048_576
+    max_json_depth: int = 32
+    max_array_length: int = 10_000
+    breaker_fail_max: int = 3
+    breaker_reset_s: float = 5.0
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
@@ -63,6 +79,7 @@ class Settings:
             secret=env.get("AGENTBUS_SECRET", d.secret),
             app=env.get("AGENTBUS_APP", d.app),
             api_url=env.get("AGENTBUS_API_URL", d.api_url),
+            api_key=env.get("AGENTBUS_API_KEY", d.api_key),
             max_body_bytes=_int(env, "AGENTBUS_MAX_BODY_BYTES", d.max_body_bytes),
             lease_ttl_s=_float(env, "AGENTBUS_LEASE_TTL", d.lease_ttl_s),
             reconcile_interval_s=_float(env, "AGENTBUS_RECONCILE_INTERVAL", d.reconcile_interval_s),
@@ -73,10 +90,25 @@ class Settings:
             heartbeat_interval_s=_float(env, "AGENTBUS_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             worker_ttl_s=_float(env, "AGENTBUS_WORKER_TTL", d.worker_ttl_s),
             shutdown_grace_s=_float(env, "AGENTBUS_SHUTDOWN_GRACE", d.shutdown_grace_s),
+            stream_max_age_s=_float(env, "AGENTBUS_STREAM_MAX_AGE", d.stream_max_age_s),
+            dispatch_max_age_s=_float(env, "AGENTBUS_DISPATCH_MAX_AGE", d.dispatch_max_age_s),
+            rate_read=env.get("AGENTBUS_RATE_READ", d.rate_read),
+            rate_write=env.get("AGENTBUS_RATE_WRITE", d.rate_write),
+            tenant_rate_factor=_float(env, "AGENTBUS_TENANT_RATE_FACTOR", d.tenant_rate_factor),
+            authfail_rate=env.get("AGENTBUS_AUTHFAIL_RATE", d.authfail_rate),
+            max_running_jobs=_int(env, "AGENTBUS_MAX_RUNNING_JOBS", d.max_running_jobs),
+            max_tasks_per_job=_int(env, "AGENTBUS_MAX_TASKS_PER_JOB", d.max_tasks_per_job),
+            max_result_bytes=_int(env, "AGENTBUS_MAX_RESULT_BYTES", d.max_result_bytes),
+            max_json_depth=_int(env, "AGENTBUS_MAX_JSON_DEPTH", d.max_json_depth),
+            max_array_length=_int(env, "AGENTBUS_MAX_ARRAY_LENGTH", d.max_array_length),
+            breaker_fail_max=_int(env, "AGENTBUS_BREAKER_FAIL_MAX", d.breaker_fail_max),
+            breaker_reset_s=_float(env, "AGENTBUS_BREAKER_RESET", d.breaker_reset_s),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        if s.secret == DEV_SECRET and env.get("AGENTBUS_ENV", "dev") == "production":
+            raise ConfigError("AGENTBUS_SECRET is the development default: set a secret of your own in production")
         if s.max_body_bytes < 1024:
             raise ConfigError("AGENTBUS_MAX_BODY_BYTES must be at least 1024")
         if s.dispatch_chunk < 1:
@@ -84,4 +116,14 @@ class Settings:
         return s
 
 
-__all__ = ["DEV_SECRET", "Settings"]
+def keyrings(settings: Settings) -> tuple[Any, Any]:
+    """The keyring for control-stream messages and the one for queue dispatches (longer-lived)."""
+    from agentbus.security import Keyring
+
+    return (
+        Keyring.parse(settings.secret, settings.stream_max_age_s),
+        Keyring.parse(settings.secret, settings.dispatch_max_age_s),
+    )
+
+
+__all__ = ["DEV_SECRET", "Settings", "keyrings"]

@@ -14,7 +14,7 @@ from rich.console import Console
 from agentbus.client import Client
 from agentbus.config import DEV_SECRET, Settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # no wrapping: the key and commands stay copyable
 
 
 def _embedded_redis(data_dir: Path) -> tuple[object, str]:
@@ -41,6 +41,13 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
     if subprocess.run([*base, "migrate"], env=env).returncode != 0:
         console.print("[red]migration failed[/]")
         return 1
+    from agentbus.store import Store
+
+    store = Store.from_url(env["AGENTBUS_DATABASE_URL"])
+    key, _ = store.create_key("dev", ("jobs:read", "jobs:write", "approvals:write", "memory:read", "memory:write",
+                                      "admin"), expires_in=7 * 86400, name="agentbus dev")  # fmt: skip
+    store.close()
+    env["AGENTBUS_API_KEY"] = key
     commands = [
         [*base, "run", "--role", "api", "--port", str(port)],
         [*base, "run", "--role", "orchestrator"],
@@ -56,7 +63,7 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        with Client(settings.api_url, timeout=2) as c:
+        with Client(settings.api_url, timeout=2, api_key=key) as c:
             for _ in range(200):
                 try:
                     c.http.get("/healthz")
@@ -65,8 +72,9 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
                     time.sleep(0.1)
         console.print(f"[green]agentbus dev[/] is up: API at [bold]{settings.api_url}[/] "
                       f"(database {env['AGENTBUS_DATABASE_URL']}, redis {env['AGENTBUS_REDIS_URL']})")  # fmt: skip
-        console.print(f"try:  AGENTBUS_API_URL={settings.api_url} agentbus submit map_reduce --input "
-                      "'{\"n\": 100}' --wait")  # fmt: skip
+        console.print(f"API key (tenant dev, all scopes, 7 days): [bold]{key}[/]")
+        console.print(f"try:  export AGENTBUS_API_URL={settings.api_url} AGENTBUS_API_KEY={key}\n"
+                      "      agentbus submit map_reduce --input '{\"n\": 100}' --wait")  # fmt: skip
         console.print("Ctrl-C stops everything.")
         while not stopping:
             dead = [p for p in children if p.poll() is not None]

@@ -39,6 +39,13 @@ class Roles:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         logs.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "agentbus", "migrate"], env=env, check=True, capture_output=True)
+        from agentbus.security import keys
+        from agentbus.store import Store
+
+        store = Store.from_url(env["AGENTBUS_DATABASE_URL"])
+        self.key, _ = store.create_key("bench", keys.SCOPES)
+        store.close()
+        self.headers = {"Authorization": f"Bearer {self.key}"}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process

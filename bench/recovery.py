@@ -64,7 +64,7 @@ def main() -> None:
         roles.start("orch-b", "--role", "orchestrator", "--name", "orch-b")
         roles.start("worker-a", "--role", "worker-cpu", "--name", "worker-a")
         roles.api(args.port)
-        client = Client(f"http://127.0.0.1:{args.port}")
+        client = Client(f"http://127.0.0.1:{args.port}", api_key=roles.key)
 
         job = client.submit("long_haul", {"tasks": 1, "seconds": 3})
         until(lambda: (s := step(db_url, job["id"])) is not None and s[0] == "running")

@@ -5,28 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agentbus.api import approvals, events, fleet, routes
+from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
+from agentbus.api.guard import Guarded
 from agentbus.api.openapi import document
 from agentbus.api.state import ApiState
 from agentbus.bus import ControlStream, Fleet, JobNotifier, connect, ping
-from agentbus.config import Settings
+from agentbus.bus.ratelimit import RateLimiter
+from agentbus.config import Settings, keyrings
 from agentbus.domain import App
-from agentbus.security import Keyring
 from agentbus.store import Store
 
 
 def create_app(settings: Settings, app: App, store: Store | None = None) -> Starlette:
-    store = store or Store.from_url(settings.database_url)
     conn = connect(settings.redis_url)
-    stream = ControlStream(conn, Keyring.parse(settings.secret))
-    state = ApiState(
-        settings, app, store, stream, lambda: ping(conn), JobNotifier(conn), Fleet(conn, settings.worker_ttl_s)
-    )
+    # Every PostgreSQL and Redis call of the API goes through a circuit breaker (api/guard.py).
+    db: Any = Guarded(store or Store.from_url(settings.database_url), "PostgreSQL", settings.breaker_fail_max,
+                      settings.breaker_reset_s)  # fmt: skip
+    redis_breaker = (settings.breaker_fail_max, settings.breaker_reset_s)
+    stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0]), "Redis", *redis_breaker)
+    notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
+    workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
+    limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
+    state = ApiState(settings, app, db, stream, lambda: ping(conn), notifier, workers)
     spec = document(app)
 
     async def openapi(request: Request) -> JSONResponse:
@@ -51,6 +58,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        middleware=[Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings)],
     )
     web.state.agentbus = state
     return web

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentbus.api import render
-from agentbus.api.bodies import Body, parse, read_json
-from agentbus.api.routes import _limit, _publish, _state
+from agentbus.api.bodies import Body, parse
+from agentbus.api.routes import _limit, _publish, _state, json_body, tenant_of
 from agentbus.domain import ControlEvent, InvalidInput, ValidationFailed
 from agentbus.domain.hitl import APPROVAL_STATES
 from agentbus.store import ApprovalRecord
@@ -54,12 +54,17 @@ async def list_approvals(request: Request) -> JSONResponse:
     if unknown:
         raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))}")
     status = q.get("status")
-    if status and status not in APPROVAL_STATES:
+    if status is not None and status not in APPROVAL_STATES:
         raise InvalidInput(f"unknown status {status!r}; one of {', '.join(APPROVAL_STATES)}")
-    limit = _limit(request)
+    limit, tenant = _limit(request), tenant_of(request)
     rows, cursor = await run_in_threadpool(
         lambda: st.store.list_approvals(
-            status=status, job_id=q.get("job"), assignee=q.get("assignee"), limit=limit, cursor=q.get("cursor")
+            status=status,
+            job_id=q.get("job"),
+            assignee=q.get("assignee"),
+            limit=limit,
+            cursor=q.get("cursor"),
+            tenant=tenant,
         )
     )
     return JSONResponse({"approvals": [render.approval(r) for r in rows], "next_cursor": cursor})
@@ -67,7 +72,7 @@ async def list_approvals(request: Request) -> JSONResponse:
 
 async def get_approval(request: Request) -> JSONResponse:
     st = _state(request)
-    rec = await run_in_threadpool(st.store.get_approval, _approval_id(request))
+    rec = await run_in_threadpool(st.store.get_approval, _approval_id(request), tenant_of(request))
     return JSONResponse(render.approval(rec))
 
 
@@ -75,13 +80,14 @@ async def answer_approval(request: Request) -> JSONResponse:
     """Approve or reject. Exactly one answer wins; a second, or an answer to a closed one, is a 409."""
     st = _state(request)
     approval_id = _approval_id(request)
-    body = parse(AnswerApproval, await read_json(request, st.settings.max_body_bytes))
-    rec = await run_in_threadpool(st.store.get_approval, approval_id)
+    body = parse(AnswerApproval, await json_body(request))
+    tenant = tenant_of(request)
+    rec = await run_in_threadpool(st.store.get_approval, approval_id, tenant)
     if rec.status == "pending":
         check_input(rec, body.input, body.decision)
     answered = await run_in_threadpool(
         st.store.answer_approval, approval_id, body.decision == "approve", body.input, body.comment,
-        body.by or "anonymous",
+        body.by or f"key:{request.state.key_id}", tenant,
     )  # fmt: skip
     await run_in_threadpool(_publish, st, ControlEvent("job.advance", (answered.job_id,)))
     return JSONResponse(render.approval(answered))

@@ -14,7 +14,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SubmitJob(Body):
@@ -24,7 +24,21 @@ class SubmitJob(Body):
     priority: int = Field(default=0, ge=-10, le=10, description="higher runs first")
 
 
-async def read_json(request: Request, limit: int) -> Any:
+def check_shape(value: Any, max_depth: int, max_array: int, depth: int = 0) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` or with an array longer than ``max_array``."""
+    if depth > max_depth:
+        raise PayloadTooLarge(f"JSON nested deeper than {max_depth} levels")
+    if isinstance(value, list):
+        if len(value) > max_array:
+            raise PayloadTooLarge(f"a JSON array of {len(value)} items is over the limit of {max_array}")
+        for item in value:
+            check_shape(item, max_depth, max_array, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            check_shape(item, max_depth, max_array, depth + 1)
+
+
+async def read_json(request: Request, limit: int, max_depth: int = 32, max_array: int = 10_000) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
@@ -39,9 +53,13 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw:
         raise InvalidInput("the request needs a JSON body")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+    except RecursionError:
+        raise PayloadTooLarge(f"JSON nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
+    check_shape(value, max_depth, max_array)
+    return value
 
 
 def parse(model: type[M], data: Any) -> M:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -11,9 +12,12 @@ from starlette.responses import JSONResponse, Response
 from agentbus.domain.errors import (
     AgentbusError,
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
     Unavailable,
     ValidationFailed,
 )
@@ -24,6 +28,9 @@ STATUS: list[tuple[type[AgentbusError], int]] = [
     (ValidationFailed, 422),
     (InvalidInput, 400),
     (PayloadTooLarge, 413),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
     (NotFound, 404),
     (Conflict, 409),
     (Unavailable, 503),
@@ -40,7 +47,13 @@ async def agentbus_error(request: Request, exc: Exception) -> Response:
     extra: dict[str, object] = {}
     if isinstance(exc, ValidationFailed):
         extra["errors"] = exc.errors
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers: dict[str, str] | None = None
+    if status == 503:
+        headers = {"Retry-After": "1"}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="agentbus"'}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after))), **exc.headers}
     if status == 500:
         log.error("unmapped error on %s %s: %r", request.method, request.url.path, exc)
     return JSONResponse(error_body(status, type(exc).__name__, exc.message, **extra), status, headers=headers)

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from agentbus.api.routes import _job_id, _state
+from agentbus.api.routes import _job_id, _state, tenant_of
 from agentbus.domain import InvalidInput
 from agentbus.store import Store
 
@@ -62,7 +62,7 @@ async def job_events(request: Request) -> StreamingResponse:
     st = _state(request)
     job_id = _job_id(request)
     since = _since(request)
-    await run_in_threadpool(st.store.get_job, job_id)  # 404 before the stream starts
+    await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
         sent: set[str] = set()

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from agentbus.api import render
 from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
-from agentbus.domain import ControlEvent, InvalidInput, JobState, Unavailable
+from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
 from agentbus.store import NewJob
 
 log = logging.getLogger("agentbus.api")
@@ -21,6 +21,18 @@ log = logging.getLogger("agentbus.api")
 def _state(request: Request) -> ApiState:
     st: ApiState = request.app.state.agentbus
     return st
+
+
+def tenant_of(request: Request) -> str:
+    """The caller's tenant, set by the auth middleware; every query is scoped by it."""
+    tenant: str = request.state.tenant
+    return tenant
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON, within the size, depth and array-length limits."""
+    cfg = _state(request).settings
+    return await read_json(request, cfg.max_body_bytes, cfg.max_json_depth, cfg.max_array_length)
 
 
 def _job_id(request: Request) -> str:
@@ -39,9 +51,13 @@ def _publish(st: ApiState, event: ControlEvent) -> None:
 
 async def submit_job(request: Request) -> JSONResponse:
     st = _state(request)
-    body = parse(SubmitJob, await read_json(request, st.settings.max_body_bytes))
+    body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
-    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority)
+    tenant = tenant_of(request)
+    running = await run_in_threadpool(st.store.running_jobs, tenant)
+    if running >= st.settings.max_running_jobs:
+        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
+    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
     rec, created = await run_in_threadpool(st.store.create_job, new)
     if created:
         await run_in_threadpool(_publish, st, ControlEvent("job.submitted", (rec.id,)))
@@ -55,7 +71,7 @@ async def get_job(request: Request) -> JSONResponse:
     """The job, its progress, and its first tasks with where each was routed and why."""
     st = _state(request)
     job_id = _job_id(request)
-    rec = await run_in_threadpool(st.store.get_job, job_id)
+    rec = await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))
     progress = await run_in_threadpool(st.store.progress, job_id)
     tasks = await run_in_threadpool(st.store.task_rows, job_id, TASKS_SHOWN + 1)
     body = render.job(rec, progress)
@@ -74,7 +90,7 @@ async def job_tasks(request: Request) -> JSONResponse:
     except ValueError:
         raise InvalidInput(f"after must be a whole number (a task's seq), got {raw!r}") from None
     limit = _limit(request)
-    await run_in_threadpool(st.store.get_job, job_id)
+    await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))
     rows = await run_in_threadpool(st.store.task_rows, job_id, limit, after)
     return JSONResponse({"tasks": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None})
 
@@ -98,12 +114,13 @@ async def get_results(request: Request) -> JSONResponse:
     st = _state(request)
     job_id = _job_id(request)
     wait = _wait_param(request)
-    rec = await run_in_threadpool(st.store.get_job, job_id)
+    tenant = tenant_of(request)
+    rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
     if wait > 0 and not rec.state.terminal:
 
         def done() -> bool:
             nonlocal rec
-            rec = st.store.get_job(job_id)
+            rec = st.store.get_job(job_id, tenant)
             return rec.state.terminal
 
         await run_in_threadpool(st.notifier.wait, job_id, wait, done)
@@ -128,15 +145,18 @@ async def list_jobs(request: Request) -> JSONResponse:
     bad = [s for s in states if s not in valid]
     if bad:
         raise InvalidInput(f"unknown status {bad[0]!r}; one of {', '.join(sorted(valid))}")
+    limit, tenant = _limit(request), tenant_of(request)
     rows, cursor = await run_in_threadpool(
-        lambda: st.store.list_jobs(states=states, type=q.get("type"), limit=_limit(request), cursor=q.get("cursor"))
+        lambda: st.store.list_jobs(
+            states=states, type=q.get("type"), limit=limit, cursor=q.get("cursor"), tenant=tenant
+        )
     )
     return JSONResponse({"jobs": [render.job(r) for r in rows], "next_cursor": cursor})
 
 
 async def cancel_job(request: Request) -> JSONResponse:
     st = _state(request)
-    rec = await run_in_threadpool(st.store.cancel_job, _job_id(request))
+    rec = await run_in_threadpool(st.store.cancel_job, _job_id(request), tenant_of(request))
     await run_in_threadpool(_publish, st, ControlEvent("job.cancel", (rec.id,)))
     try:
         await run_in_threadpool(st.notifier.finished, [rec.id])

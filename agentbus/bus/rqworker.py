@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
 from agentbus.bus.queues import CANCEL_COMMAND, CHUNK_FUNC, queue_name
+from agentbus.bus.replay import ReplayGuard
 from agentbus.domain.errors import MessageRejected
 from agentbus.domain.messages import Dispatch
 from agentbus.security.signing import Keyring
@@ -51,6 +53,7 @@ def _func_name(job: Job) -> str | None:
 class DispatchJob(Job):
     executor: Executor | None = None
     keyring: Keyring | None = None
+    guard: ReplayGuard | None = None
 
     def _execute(self) -> Any:
         func_name = _func_name(self)
@@ -58,9 +61,12 @@ class DispatchJob(Job):
             raise MessageRejected(f"refusing RQ job {self.id}: function {func_name!r} is not agentbus's")
         if self.executor is None or self.keyring is None or len(self.args) != 1 or self.kwargs:
             raise MessageRejected(f"refusing RQ job {self.id}: not an agentbus dispatch")
-        dispatch = Dispatch.from_dict(self.keyring.open(self.args[0]))
+        nonce, body = self.keyring.open_with_nonce(self.args[0])
+        dispatch = Dispatch.from_dict(body)
         if dispatch.dispatch_id != self.id:
             raise MessageRejected(f"refusing RQ job {self.id}: payload belongs to {dispatch.dispatch_id}")
+        if self.guard is not None and not self.guard.first_sight([(nonce, uuid.uuid4().hex)])[0]:
+            raise MessageRejected(f"refusing RQ job {self.id}: a replay of a dispatch that already ran")
         self.executor(dispatch, self.origin)
         return None
 
@@ -93,6 +99,7 @@ class AgentbusWorker(SimpleWorker):
         self._on_cancel = on_cancel
         self._on_stop = on_stop
         self._on_force_stop = on_force_stop
+        self._guard = ReplayGuard(connection, keyring.max_age)
         self.rejected = 0
 
     def request_stop(self, signum: int, frame: Any) -> None:
@@ -113,6 +120,7 @@ class AgentbusWorker(SimpleWorker):
         assert isinstance(job, DispatchJob)
         job.executor = self._executor if _func_name(job) == CHUNK_FUNC else None
         job.keyring = self._keyring
+        job.guard = self._guard
         super().execute_job(job, queue)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:

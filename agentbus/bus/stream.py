@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import redis
 
 from agentbus.bus.connection import translate_errors
+from agentbus.bus.replay import ReplayGuard
 from agentbus.domain.errors import MessageRejected
 from agentbus.domain.messages import ControlEvent
 from agentbus.security.signing import Keyring
@@ -31,6 +32,7 @@ class ControlStream:
         self.keyring = keyring
         self.maxlen = maxlen
         self.rejected = 0
+        self.guard = ReplayGuard(conn, keyring.max_age)
 
     @translate_errors
     def publish(self, events: Sequence[ControlEvent]) -> None:
@@ -49,20 +51,31 @@ class ControlStream:
 
     def _decode(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry], list[bytes]]:
         entries: list[Entry] = []
+        nonces: list[tuple[str, str]] = []
         bad: list[bytes] = []
         for entry_id, fields in raw:
             if not fields:  # deleted meanwhile (trimmed)
                 bad.append(entry_id)
                 continue
             try:
-                ev = ControlEvent.from_dict(self.keyring.open(fields.get(b"m", b"")))
+                nonce, body = self.keyring.open_with_nonce(fields.get(b"m", b""))
+                ev = ControlEvent.from_dict(body)
             except MessageRejected as exc:
                 self.rejected += 1
                 log.warning("dropped control message %s: %s", entry_id.decode(), exc)
                 bad.append(entry_id)
                 continue
             entries.append(Entry(entry_id, ev))
-        return entries, bad
+            nonces.append((nonce, entry_id.decode()))
+        kept: list[Entry] = []
+        for entry, first in zip(entries, self.guard.first_sight(nonces), strict=True):
+            if first:
+                kept.append(entry)
+            else:
+                self.rejected += 1
+                log.warning("dropped replayed control message %s", entry.id.decode())
+                bad.append(entry.id)
+        return kept, bad
 
     @translate_errors
     def read(self, consumer: str, count: int = 1000, block_ms: int = 200) -> list[Entry]:

@@ -6,6 +6,9 @@
      ├── InvalidInput             the caller sent something malformed (HTTP 400)
      │    └── ValidationFailed    well-formed but fails the schema (422), with field paths
      ├── PayloadTooLarge          over a configured size limit (413)
+     ├── Unauthorized             no, a malformed, unknown, revoked or expired API key (401)
+     ├── Forbidden                the key lacks the scope the route needs (403)
+     ├── RateLimited              over a rate limit or a tenant cap (429), with when to retry
      ├── NotFound                 no such job, job type, task (404)
      ├── Conflict                 the request contradicts the current state (409)
      │    ├── IdempotencyConflict a key reused with a different request
@@ -51,6 +54,21 @@ class ValidationFailed(InvalidInput):
 
 class PayloadTooLarge(AgentbusError):
     pass
+
+
+class Unauthorized(AgentbusError):
+    pass
+
+
+class Forbidden(AgentbusError):
+    pass
+
+
+class RateLimited(AgentbusError):
+    def __init__(self, message: str, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class NotFound(AgentbusError):

@@ -12,7 +12,7 @@ from agentbus.domain.errors import ValidationFailed
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:

@@ -75,8 +75,14 @@ class Driver:
         res = replay(
             self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex
         )
+        cap = self.settings.max_tasks_per_job
+        scheduled = sum(1 for c in res.commands if isinstance(c, ScheduleTask))
+        if scheduled and len(journal) + scheduled > cap:
+            msg = f"the job asked for {len(journal) + scheduled} steps, over the limit of {cap}"
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("TooManyTasks", msg))
+            return
         try:
-            steps, dispatches, children = self._plan(job_id, job.priority, res.commands)
+            steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
             self._finish(
                 job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("ConfigError", str(exc))
@@ -109,7 +115,7 @@ class Driver:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
 
     def _plan(
-        self, job_id: str, priority: int, commands: Sequence[Any]
+        self, job_id: str, priority: int, commands: Sequence[Any], tenant: str = "default"
     ) -> tuple[list[NewStep], dict[str, list[Dispatch]], list[NewJob]]:
         steps: list[NewStep] = []
         children: list[NewJob] = []
@@ -132,7 +138,7 @@ class Driver:
                 steps.append(NewStep(job_id, cmd.seq, "agent", cmd.agent, TaskState.RUNNING, args=cmd.input))
                 children.append(
                     NewJob(cmd.agent, cmd.input, priority=priority, parent_id=job_id, parent_seq=cmd.seq,
-                           id=step_id(job_id, cmd.seq))
+                           id=step_id(job_id, cmd.seq), tenant=tenant)
                 )  # fmt: skip
             elif isinstance(cmd, StartTimer):
                 steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))

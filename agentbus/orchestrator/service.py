@@ -8,29 +8,27 @@ import socket
 import threading
 import time
 import uuid
-
-import redis
+from typing import Any
 
 from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease
-from agentbus.config import Settings
+from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.security import Keyring
 from agentbus.store import Store
 
 log = logging.getLogger("agentbus.orchestrator")
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, app: App, store: Store, conn: redis.Redis, name: str | None = None):
+    def __init__(self, settings: Settings, app: App, store: Store, conn: Any, name: str | None = None):
         self.settings = settings
         self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        keyring = Keyring.parse(settings.secret)
-        self.stream = ControlStream(conn, keyring)
+        stream_ring, dispatch_ring = keyrings(settings)
+        self.stream = ControlStream(conn, stream_ring)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        self.driver = Driver(app, store, Dispatcher(conn, keyring), self.stream, self.fleet, settings)
+        self.driver = Driver(app, store, Dispatcher(conn, dispatch_ring), self.stream, self.fleet, settings)
         self.maintenance = Maintenance(self.driver, settings)
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()

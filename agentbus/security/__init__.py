@@ -1,6 +1,6 @@
-"""Security primitives: message signing, webhook destinations and signatures."""
+"""Security primitives: API keys, message signing, webhook destinations and signatures."""
 
-from agentbus.security import webhooks
+from agentbus.security import keys, webhooks
 from agentbus.security.signing import Keyring
 
-__all__ = ["Keyring", "webhooks"]
+__all__ = ["Keyring", "keys", "webhooks"]

@@ -1,8 +1,9 @@
 """HMAC-SHA256 envelopes for every message that crosses Redis.
 
-An envelope is JSON: ``{"kid": key id, "ts": unix time, "body": "<json>", "sig": hex}``.
-The signature covers ``kid.ts.body``. Several keys may verify at once (rotation); the
-first one signs.
+An envelope is JSON:
+``{"kid": key id, "ts": unix time, "n": nonce, "body": "<json>", "sig": hex}``.
+The signature covers ``kid.ts.n.body``; the nonce lets a receiver recognise a replayed
+message. Several keys may verify at once (rotation); the first one signs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,28 +39,33 @@ class Keyring:
             raise ConfigError("AGENTBUS_SECRET is empty")
         return cls(tuple(keys), max_age)
 
-    def _mac(self, key: bytes, kid: str, ts: str, body: str) -> str:
-        return hmac.new(key, f"{kid}.{ts}.{body}".encode(), hashlib.sha256).hexdigest()
+    def _mac(self, key: bytes, kid: str, ts: str, nonce: str, body: str) -> str:
+        return hmac.new(key, f"{kid}.{ts}.{nonce}.{body}".encode(), hashlib.sha256).hexdigest()
 
     def seal(self, payload: Any, now: float | None = None) -> str:
         kid, key = self.keys[0]
         body = json.dumps(payload, separators=(",", ":"))
         ts = repr(time.time() if now is None else now)
-        return json.dumps({"kid": kid, "ts": ts, "body": body, "sig": self._mac(key, kid, ts, body)})
+        nonce = secrets.token_hex(12)
+        return json.dumps({"kid": kid, "ts": ts, "n": nonce, "body": body, "sig": self._mac(key, kid, ts, nonce, body)})
 
     def open(self, raw: str | bytes, now: float | None = None) -> Any:
         """Verify an envelope, then parse its body. Raises MessageRejected."""
+        return self.open_with_nonce(raw, now)[1]
+
+    def open_with_nonce(self, raw: str | bytes, now: float | None = None) -> tuple[str, Any]:
+        """Verify an envelope; return its nonce and its parsed body. Raises MessageRejected."""
         try:
             env = json.loads(raw)
-            kid, ts, body, sig = env["kid"], env["ts"], env["body"], env["sig"]
+            kid, ts, nonce, body, sig = env["kid"], env["ts"], env["n"], env["body"], env["sig"]
         except (ValueError, TypeError, KeyError):
             raise MessageRejected("not a signed agentbus envelope") from None
-        if not all(isinstance(x, str) for x in (kid, ts, body, sig)):
+        if not all(isinstance(x, str) for x in (kid, ts, nonce, body, sig)):
             raise MessageRejected("not a signed agentbus envelope")
         key = dict(self.keys).get(kid)
         if key is None:
             raise MessageRejected(f"unknown key id {kid!r}")
-        if not hmac.compare_digest(self._mac(key, kid, ts, body), sig):
+        if not hmac.compare_digest(self._mac(key, kid, ts, nonce, body), sig):
             raise MessageRejected("bad signature")
         try:
             sent = float(ts)
@@ -67,4 +74,4 @@ class Keyring:
         age = (time.time() if now is None else now) - sent
         if age > self.max_age:
             raise MessageRejected(f"expired message ({age:.0f}s old)")
-        return json.loads(body)
+        return nonce, json.loads(body)

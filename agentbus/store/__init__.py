@@ -7,6 +7,7 @@ import peewee
 from agentbus.store.approvals import ApprovalQueries, approval_payload
 from agentbus.store.db import is_postgres, migrate, open_database
 from agentbus.store.jobs import JobQueries
+from agentbus.store.keys import KeyQueries, KeyRecord
 from agentbus.store.models import MODELS
 from agentbus.store.records import (
     ApprovalRecord,
@@ -21,7 +22,7 @@ from agentbus.store.records import (
 from agentbus.store.steps import StepQueries
 
 
-class Store(JobQueries, StepQueries, ApprovalQueries):
+class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries):
     """Every query agentbus makes, over one peewee database."""
 
     def __init__(self, db: peewee.Database) -> None:
@@ -50,6 +51,7 @@ class Store(JobQueries, StepQueries, ApprovalQueries):
 __all__ = [
     "ApprovalRecord",
     "JobRecord",
+    "KeyRecord",
     "NewJob",
     "NewStep",
     "StepRow",

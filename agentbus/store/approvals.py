@@ -25,6 +25,7 @@ def _record(r: Approval) -> ApprovalRecord:
         status=r.status, assignees=loads(r.assignees), level=r.level, timeout=r.timeout, on_timeout=r.on_timeout,
         deadline=r.deadline, webhook=r.webhook, decision=r.decision, input=loads(r.input), comment=r.comment,
         answered_by=r.answered_by, answered_at=r.answered_at, created_at=r.created_at, updated_at=r.updated_at,
+        tenant=r.tenant,
     )  # fmt: skip
 
 
@@ -47,6 +48,7 @@ class ApprovalQueries:
     db: peewee.Database
 
     def _insert_approvals(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
+        tenant = Job.select(Job.tenant).where(Job.id == job_id).scalar() or "default"
         for seq, req in asks:
             groups = [list(g) for g in req.assignees]
             row = {
@@ -55,7 +57,7 @@ class ApprovalQueries:
                 "status": "pending", "assignees": dumps(groups), "level": 0, "current_assignees": _members(groups, 0),
                 "timeout": req.timeout, "on_timeout": req.on_timeout,
                 "deadline": None if req.timeout is None else now + req.timeout, "webhook": req.webhook,
-                "created_at": now, "updated_at": now,
+                "created_at": now, "updated_at": now, "tenant": tenant,
             }  # fmt: skip
             if Approval.insert(row).on_conflict_ignore().execute() is not None:
                 self._approval_changed(_record(Approval.get_by_id(row["id"])), "approval.created", now)
@@ -84,18 +86,20 @@ class ApprovalQueries:
                 log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
 
     @translate_errors
-    def get_approval(self, approval_id: str) -> ApprovalRecord:
+    def get_approval(self, approval_id: str, tenant: str | None = None) -> ApprovalRecord:
         row = Approval.get_or_none(Approval.id == approval_id)
-        if row is None:
+        if row is None or (tenant is not None and row.tenant != tenant):
             raise NotFound(f"no approval {approval_id!r}")
         return _record(row)
 
     @translate_errors
     def list_approvals(
         self, *, status: str | None = None, job_id: str | None = None, assignee: str | None = None,
-        limit: int = 50, cursor: str | None = None,
+        limit: int = 50, cursor: str | None = None, tenant: str | None = None,
     ) -> tuple[list[ApprovalRecord], str | None]:  # fmt: skip
         q = Approval.select().order_by(Approval.created_at.desc(), Approval.id.desc())
+        if tenant is not None:
+            q = q.where(Approval.tenant == tenant)
         if status:
             q = q.where(Approval.status == status)
         if job_id:
@@ -111,9 +115,10 @@ class ApprovalQueries:
 
     @translate_errors
     def answer_approval(
-        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str
+        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str, tenant: str | None = None
     ) -> ApprovalRecord:
         """Exactly one answer wins; any other (or an answer to a closed approval) is a Conflict."""
+        self.get_approval(approval_id, tenant)  # another tenant's approval is a 404
         now = time.time()
         with self.db.atomic():
             n = (

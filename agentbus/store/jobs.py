@@ -34,19 +34,20 @@ def job_record(row: Job) -> JobRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         updated_at=row.updated_at,
+        tenant=row.tenant,
     )
 
 
 _JOB_FIELDS = (
     "id", "type", "state", "input", "result", "error_type", "error_message", "idempotency_key", "priority",
-    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at",
+    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at", "tenant",
 )  # fmt: skip
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
 
 def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     (jid, type_, state, input_, result, etype, emsg, key, priority, parent, pseq, created, started, finished,
-     updated) = t[:15]  # fmt: skip
+     updated, tenant) = t[:16]  # fmt: skip
     return JobRecord(
         id=jid,
         type=type_,
@@ -62,6 +63,7 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         started_at=started,
         finished_at=finished,
         updated_at=updated,
+        tenant=tenant,
     )
 
 
@@ -106,6 +108,7 @@ class JobQueries:
             "parent_seq": new.parent_seq,
             "created_at": now,
             "updated_at": now,
+            "tenant": new.tenant,
         }
         with self.db.atomic():
             if Job.insert(row).on_conflict_ignore().execute() is not None:
@@ -114,7 +117,7 @@ class JobQueries:
             return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
         if new.idempotency_key is None:
             return self.get_job(job_id), True
-        existing = Job.get_or_none(Job.idempotency_key == new.idempotency_key)
+        existing = Job.get_or_none((Job.tenant == new.tenant) & (Job.idempotency_key == new.idempotency_key))
         if existing is None:  # pragma: no cover - the insert or the other writer made it
             raise Conflict("idempotency key race, retry the request")
         created = existing.id == job_id
@@ -133,9 +136,10 @@ class JobQueries:
         return list(cur.fetchall())
 
     @translate_errors
-    def get_job(self, job_id: str) -> JobRecord:
+    def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """The job; with ``tenant``, another tenant's job is NotFound (never a hint that it exists)."""
         rows = self._job_sql(" FROM ab_jobs WHERE id = %s", (job_id,))
-        if not rows:
+        if not rows or (tenant is not None and rows[0][15] != tenant):
             raise NotFound(f"no job {job_id!r}")
         return _job_from_tuple(rows[0])
 
@@ -153,9 +157,17 @@ class JobQueries:
 
     @translate_errors
     def list_jobs(
-        self, *, states: list[str] | None = None, type: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        states: list[str] | None = None,
+        type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        tenant: str | None = None,
     ) -> tuple[list[JobRecord], str | None]:
         q = Job.select().order_by(Job.created_at.desc(), Job.id.desc())
+        if tenant is not None:
+            q = q.where(Job.tenant == tenant)
         if states:
             q = q.where(Job.state.in_(states))
         if type:
@@ -202,9 +214,9 @@ class JobQueries:
         return bool(n)
 
     @translate_errors
-    def cancel_job(self, job_id: str) -> JobRecord:
+    def cancel_job(self, job_id: str, tenant: str | None = None) -> JobRecord:
         """Mark a job cancelled. Cancelling a finished job is a Conflict."""
-        job = self.get_job(job_id)
+        job = self.get_job(job_id, tenant)
         if job.state in JOB_TERMINAL:
             if job.state == JobState.CANCELLED:
                 return job
@@ -229,6 +241,12 @@ class JobQueries:
     def touch_jobs(self, job_ids: list[str]) -> None:
         if job_ids:
             Job.update(updated_at=time.time()).where(Job.id.in_(job_ids)).execute()
+
+    @translate_errors
+    def running_jobs(self, tenant: str) -> int:
+        """How many of a tenant's jobs are open (for the per-tenant cap)."""
+        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        return int(Job.select().where((Job.tenant == tenant) & Job.state.in_(open_states)).count())
 
     @translate_errors
     def children(self, job_id: str) -> list[str]:

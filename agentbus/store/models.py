@@ -18,7 +18,7 @@ class Job(BaseModel):
     result = TextField(null=True)
     error_type = CharField(max_length=200, null=True)
     error_message = TextField(null=True)
-    idempotency_key = CharField(max_length=200, null=True, unique=True)
+    idempotency_key = CharField(max_length=200, null=True)
     priority = IntegerField(default=0)
     parent_id = CharField(max_length=120, null=True)
     parent_seq = IntegerField(null=True)
@@ -26,10 +26,15 @@ class Job(BaseModel):
     started_at = DoubleField(null=True)
     finished_at = DoubleField(null=True)
     updated_at = DoubleField()
+    tenant = CharField(max_length=100, default="default")
 
     class Meta:
         table_name = "ab_jobs"
-        indexes = ((("created_at", "id"), False), (("state", "updated_at"), False))
+        indexes = (
+            (("created_at", "id"), False),
+            (("state", "updated_at"), False),
+            (("tenant", "idempotency_key"), True),
+        )
 
 
 class Step(BaseModel):
@@ -98,6 +103,7 @@ class Approval(BaseModel):
     answered_at = DoubleField(null=True)
     created_at = DoubleField()
     updated_at = DoubleField()
+    tenant = CharField(max_length=100, default="default")
 
     class Meta:
         table_name = "ab_approvals"
@@ -136,4 +142,22 @@ class JobEvent(BaseModel):
         indexes = ((("job_id", "at"), False),)
 
 
-MODELS.extend([Approval, WebhookDelivery, JobEvent])
+class ApiKey(BaseModel):
+    """An API key: only the SHA-256 of its secret is kept, with a display prefix."""
+
+    id = CharField(primary_key=True, max_length=32)
+    tenant = CharField(max_length=100)
+    name = CharField(max_length=200, null=True)
+    prefix = CharField(max_length=40)
+    secret_hash = CharField(max_length=64)
+    scopes = TextField()
+    created_at = DoubleField()
+    expires_at = DoubleField(null=True)
+    revoked_at = DoubleField(null=True)
+    last_used_at = DoubleField(null=True)
+
+    class Meta:
+        table_name = "ab_api_keys"
+
+
+MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey])

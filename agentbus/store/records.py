@@ -26,6 +26,7 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    tenant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class NewJob:
     parent_id: str | None = None
     parent_seq: int | None = None
     id: str | None = None
+    tenant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class ApprovalRecord:
     answered_at: float | None
     created_at: float
     updated_at: float
+    tenant: str = "default"
 
     @property
     def current_assignees(self) -> list[str]:

@@ -31,6 +31,10 @@ FLUSH_EVERY_S = 0.02
 FLUSH_EVERY_N = 256
 
 
+class ResultTooLarge(Exception):
+    pass
+
+
 class Interrupted(BaseException):
     """The worker is shutting down: the call is handed back to a queue, not failed.
 
@@ -63,6 +67,7 @@ class Executor:
         worker_id: str,
         hand_back: Callable[[str, list[TaskCall]], None],
         device: str = "cpu",
+        max_result_bytes: int = 1_048_576,
     ):
         self.app = app
         self.store = store
@@ -70,6 +75,7 @@ class Executor:
         self.worker_id = worker_id
         self.hand_back = hand_back
         self.device = device
+        self.max_result_bytes = max_result_bytes
         self.stats = Stats()
         self.stopping = False
         self._interrupt = False
@@ -166,7 +172,9 @@ class Executor:
             finally:
                 self._in_task = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            json.dumps(result)
+            size = len(json.dumps(result))
+            if size > self.max_result_bytes:
+                raise ResultTooLarge(f"the result is {size} bytes, over the limit of {self.max_result_bytes}")
         except Interrupted:
             return None
         except TaskCancelled as exc:

@@ -11,9 +11,8 @@ from typing import Any
 
 from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, connect, run_worker
 from agentbus.bus.routing import listen_order
-from agentbus.config import Settings
+from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
-from agentbus.security import Keyring
 from agentbus.store import Store
 from agentbus.worker.execute import Executor
 
@@ -32,9 +31,9 @@ def run_worker_role(
     """Serve ``targets`` (``cpu``, ``gpu``, ``gpu.8gb``, ...) at every priority level."""
     worker_id = name or f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     conn = connect(settings.redis_url)
-    keyring = Keyring.parse(settings.secret)
+    stream_ring, keyring = keyrings(settings)
     store = Store.from_url(settings.database_url, max_connections=4)
-    stream = ControlStream(conn, keyring)
+    stream = ControlStream(conn, stream_ring)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
     queues = listen_order(targets)
@@ -50,7 +49,10 @@ def run_worker_role(
             ))])  # fmt: skip
             log.warning("handed %d calls back to %s", len(moved), origin)
 
-    executor = Executor(app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu")
+    executor = Executor(
+        app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
+        settings.max_result_bytes,
+    )  # fmt: skip
     executor.install_signals()
 
     def on_stop() -> None:
@@ -74,7 +76,7 @@ def run_worker_role(
                     worker_id,
                     {"role": role, "queues": queues, "targets": targets, "device": device, "host": socket.gethostname(),
                      "pid": os.getpid(), "current": executor.current(), "done": executor.stats.done,
-                     "failed": executor.stats.failed, "draining": executor.stopping},
+                     "failed": executor.stats.failed, "draining": executor.stopping, "rejected": worker.rejected},
                 )  # fmt: skip
             except Unavailable as exc:
                 log.warning("heartbeat failed: %s", exc)

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from agentbus.client import Client
+from agentbus.security import keys
+from agentbus.store import Store
 
 FAST = {
     "AGENTBUS_RECONCILE_INTERVAL": "0.5",
@@ -57,7 +59,18 @@ class Cluster:
             "AGENTBUS_APP": "agentbus.examples:app",
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.client = Client(self.env["AGENTBUS_API_URL"], timeout=10)
+        self.key = self.new_key("default")
+        self.env["AGENTBUS_API_KEY"] = self.key
+        self.client = Client(self.env["AGENTBUS_API_URL"], timeout=10, api_key=self.key)
+
+    def new_key(self, tenant: str, scopes: tuple[str, ...] = keys.SCOPES, expires_in: float | None = None) -> str:
+        store = Store.from_url(self.env["AGENTBUS_DATABASE_URL"])
+        token, _ = store.create_key(tenant, scopes, expires_in)
+        store.close()
+        return token
+
+    def client_for(self, key: str | None) -> Client:
+        return Client(self.env["AGENTBUS_API_URL"], timeout=10, api_key=key)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process

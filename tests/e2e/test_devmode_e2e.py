@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,14 @@ def test_dev_runs_every_role_without_system_services_and_stops_cleanly(tmp_path:
         wait_until(ready, 60, "agentbus dev to answer")
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) >= 3  # api, orchestrator, worker (and the embedded redis-server)
-        with Client(f"http://127.0.0.1:{port}") as client:
+
+        def printed_key() -> re.Match[str] | None:
+            return re.search(
+                r"ab_[0-9a-f]{12}_[A-Za-z0-9_-]{32,64}", (tmp_path / "dev.log").read_text(errors="replace")
+            )
+
+        key = wait_until(printed_key, 30, "agentbus dev to print a development API key")
+        with Client(f"http://127.0.0.1:{port}", api_key=key.group(0)) as client:
             job = client.submit("map_reduce", {"n": 10})
             assert client.wait(job["id"], timeout=60)["result"] == {"n": 10, "sum": 285}
         assert (tmp_path / "state" / "agentbus.db").exists()

@@ -78,7 +78,10 @@ def test_a_second_answer_and_concurrent_answers_get_409(running: Cluster) -> Non
 
     def race(i: int) -> None:
         barrier.wait()
-        codes.append(httpx.post(url, json={"decision": "approve", "by": f"racer-{i}"}, timeout=30).status_code)
+        auth = {"Authorization": f"Bearer {running.key}"}
+        codes.append(
+            httpx.post(url, json={"decision": "approve", "by": f"racer-{i}"}, headers=auth, timeout=30).status_code
+        )
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
     for t in threads:

@@ -18,7 +18,7 @@ from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.examples import app as examples
-from agentbus.security import Keyring
+from agentbus.security import Keyring, keys
 from agentbus.store import NewStep, Store
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
@@ -28,11 +28,19 @@ def _no_server_errors(response: httpx.Response) -> None:
     assert response.status_code != 500, f"{response.request.method} {response.request.url} answered 500"
 
 
+def make_key(database_url: str, tenant: str = "default", scopes: tuple[str, ...] = keys.SCOPES) -> str:
+    store = Store.from_url(database_url)
+    token, _ = store.create_key(tenant, scopes)
+    store.close()
+    return token
+
+
 @contextmanager
 def _client(settings: Settings) -> Iterator[TestClient]:
     web = create_app(settings, examples)
+    headers = {"Authorization": f"Bearer {make_key(settings.database_url)}"}
     try:
-        with TestClient(web) as client:
+        with TestClient(web, headers=headers) as client:
             client.event_hooks["response"].append(_no_server_errors)
             yield client
     finally:

@@ -60,4 +60,4 @@ def test_subpackage_declares_all(name: str) -> None:
 def test_config_declares_all() -> None:
     from agentbus import config
 
-    assert set(config.__all__) == {"DEV_SECRET", "Settings"}
+    assert set(config.__all__) == {"DEV_SECRET", "Settings", "keyrings"}

@@ -22,9 +22,18 @@ def test_seal_open_round_trip() -> None:
 
 def test_envelope_is_json_with_key_id_and_signature() -> None:
     env = json.loads(Keyring.parse(f"main:{SECRET}").seal([1, 2]))
-    assert set(env) == {"kid", "ts", "body", "sig"}
+    assert set(env) == {"kid", "ts", "n", "body", "sig"}
     assert env["kid"] == "main"
     assert json.loads(env["body"]) == [1, 2]
+
+
+def test_every_envelope_has_its_own_signed_nonce() -> None:
+    ring = Keyring.parse(f"main:{SECRET}")
+    first, second = ring.seal("same"), ring.seal("same")
+    assert json.loads(first)["n"] != json.loads(second)["n"]
+    assert ring.open_with_nonce(first)[0] == json.loads(first)["n"]
+    with pytest.raises(MessageRejected):
+        ring.open(_tamper(first, n=json.loads(second)["n"]))
 
 
 def _tamper(raw: str, **changes: str) -> str:

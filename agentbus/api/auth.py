@@ -1,0 +1,158 @@
+"""Authentication, scopes and rate limits: an ASGI middleware in front of every route.
+
+Every route but the health checks needs ``Authorization: Bearer ab_<id>_<secret>``. A missing,
+malformed, unknown, revoked or expired key is a 401; a key without the route's scope is a
+403. Failed attempts are rate-limited per client address. Accepted requests are charged to
+their key's and their tenant's buckets (GCRA in Redis, one script): over either, a 429 with
+``Retry-After``. The tenant lands in ``request.state.tenant`` for the routes to scope by.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentbus.api.errors import agentbus_error
+from agentbus.bus.ratelimit import Rate, Verdict
+from agentbus.config import Settings
+from agentbus.domain import AgentbusError, Forbidden, RateLimited, Unauthorized, Unavailable
+from agentbus.security import keys
+from agentbus.store import KeyRecord
+
+log = logging.getLogger("agentbus.api")
+
+PUBLIC = frozenset({"/healthz", "/readyz"})
+KEY_CACHE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant: str
+    scopes: tuple[str, ...]
+
+    def allows(self, scope: str | None) -> bool:
+        return scope is None or scope in self.scopes or "admin" in self.scopes
+
+
+def required_scope(method: str, path: str) -> str | None:
+    if path == "/openapi.json":
+        return None
+    if path.startswith("/workers"):
+        return "admin"
+    if path.startswith("/memory"):
+        return "memory:read" if method == "GET" or path == "/memory/search" else "memory:write"
+    if path.startswith("/approvals"):
+        return "jobs:read" if method == "GET" else "approvals:write"
+    return "jobs:read" if method in ("GET", "HEAD") else "jobs:write"
+
+
+def _rate_headers(v: Verdict) -> dict[str, str]:
+    return {"RateLimit-Limit": str(v.limit), "RateLimit-Remaining": str(v.remaining),
+            "RateLimit-Reset": str(max(0, round(v.reset_s)))}  # fmt: skip
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, store: Any, limiter: Any, settings: Settings) -> None:
+        self.app = app
+        self.store = store
+        self.limiter = limiter
+        self.read = Rate.parse(settings.rate_read)
+        self.write = Rate.parse(settings.rate_write)
+        self.factor = settings.tenant_rate_factor
+        self.authfail = Rate.parse(settings.authfail_rate)
+        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._blocked: dict[str, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal, verdict = await run_in_threadpool(self._admit, scope)
+        except AgentbusError as exc:
+            response = await agentbus_error(Request(scope), exc)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        scope["state"]["tenant"] = principal.tenant
+        scope["state"]["key_id"] = principal.key_id
+        extra = [(k.lower().encode(), v.encode()) for k, v in _rate_headers(verdict).items()] if verdict else []
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and extra:
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    # -- in a worker thread ---------------------------------------------------------------------
+    def _admit(self, scope: Scope) -> tuple[Principal, Verdict | None]:
+        client = (scope.get("client") or ("unknown", 0))[0]
+        blocked_until = self._blocked.get(client, 0.0)
+        if blocked_until > time.monotonic():
+            raise RateLimited("too many failed authentication attempts", blocked_until - time.monotonic())
+        try:
+            principal = self._authenticate(Headers(scope=scope).get("authorization"))
+        except Unauthorized:
+            self._count_failure(client)
+            raise
+        needed = required_scope(scope["method"], scope["path"])
+        if not principal.allows(needed):
+            raise Forbidden(f"this API key lacks the {needed!r} scope")
+        rate = self.read if needed is None or needed.endswith(":read") else self.write
+        tenant_rate = Rate(rate.per_second * self.factor, int(rate.burst * self.factor))
+        kind = "r" if rate is self.read else "w"
+        try:
+            verdict = self.limiter.hit([(f"key:{principal.key_id}:{kind}", rate),
+                                        (f"tenant:{principal.tenant}:{kind}", tenant_rate)])  # fmt: skip
+        except Unavailable as exc:  # fail open: PostgreSQL is the record, keep accepting work
+            log.warning("rate limiting skipped: %s", exc)
+            return principal, None
+        if not verdict.allowed:
+            raise RateLimited("rate limit exceeded", verdict.retry_after_s, _rate_headers(verdict))
+        return principal, verdict
+
+    def _count_failure(self, client: str) -> None:
+        try:
+            v = self.limiter.hit([(f"authfail:{client}", self.authfail)])
+        except Unavailable:
+            return
+        if not v.allowed:
+            self._blocked[client] = time.monotonic() + v.retry_after_s
+            raise RateLimited("too many failed authentication attempts", v.retry_after_s)
+
+    def _authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("missing API key: send Authorization: Bearer ab_<id>_<secret>")
+        scheme, _, token = header.partition(" ")
+        parsed = keys.parse(token.strip()) if scheme.lower() == "bearer" else None
+        if parsed is None:
+            raise Unauthorized("malformed Authorization header: expected Bearer ab_<id>_<secret>")
+        key_id, secret = parsed
+        rec = self._key(key_id)
+        if rec is None or not keys.matches(secret, rec.secret_hash):
+            raise Unauthorized("unknown API key")
+        now = time.time()
+        if rec.revoked_at is not None:
+            raise Unauthorized("this API key has been revoked")
+        if rec.expires_at is not None and rec.expires_at <= now:
+            raise Unauthorized("this API key has expired")
+        return Principal(rec.id, rec.tenant, rec.scopes)
+
+    def _key(self, key_id: str) -> KeyRecord | None:
+        cached = self._keys.get(key_id)
+        if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_S:
+            return cached[1]
+        rec: KeyRecord | None = self.store.find_key(key_id)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[key_id] = (time.monotonic(), rec)
+        return rec

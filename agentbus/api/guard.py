@@ -1,0 +1,58 @@
+"""Circuit breakers around PostgreSQL and Redis: while one is down, fail fast with a 503."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pybreaker
+
+from agentbus.domain import Unavailable
+
+
+class Guarded:
+    """A proxy that runs every method of ``target`` through a circuit breaker.
+
+    Only ``Unavailable`` (a lost or refused connection) counts as a failure; after
+    ``fail_max`` in a row the breaker opens and calls fail at once with ``Unavailable`` —
+    carrying how long until it tries again — instead of waiting on a dead connection. After
+    ``reset_s`` one call is let through; if it succeeds the breaker closes.
+    """
+
+    def __init__(self, target: Any, name: str, fail_max: int, reset_s: float) -> None:
+        self._target = target
+        self._name = name
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max,
+            reset_timeout=reset_s,
+            exclude=[lambda e: not isinstance(e, Unavailable)],
+            throw_new_error_on_trip=False,
+            name=name,
+        )
+        self._opened_at = 0.0
+
+    def retry_after(self) -> float:
+        return max(0.1, self.breaker.reset_timeout - (time.monotonic() - self._opened_at))
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.breaker.call(fn, *args, **kwargs)
+        except pybreaker.CircuitBreakerError:
+            raise Unavailable(f"{self._name} is unavailable (circuit open); retry shortly") from None
+        except Unavailable:
+            if self.breaker.current_state == pybreaker.STATE_OPEN:
+                self._opened_at = time.monotonic()
+            raise
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._target, attr)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return self.call(value, *args, **kwargs)
+
+        return guarded
