@@ -65,6 +65,10 @@ class Settings:
     max_array_length: int = 10_000
     breaker_fail_max: int = 3
     breaker_reset_s: float = 5.0
+    # memory
+    embedder: str = "hash"
+    memory_max_batch: int = 1000
+    max_memory_items: int = 1_000_000
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
@@ -103,6 +107,9 @@ class Settings:
             max_array_length=_int(env, "AGENTBUS_MAX_ARRAY_LENGTH", d.max_array_length),
             breaker_fail_max=_int(env, "AGENTBUS_BREAKER_FAIL_MAX", d.breaker_fail_max),
             breaker_reset_s=_float(env, "AGENTBUS_BREAKER_RESET", d.breaker_reset_s),
+            embedder=env.get("AGENTBUS_EMBEDDER", d.embedder),
+            memory_max_batch=_int(env, "AGENTBUS_MEMORY_MAX_BATCH", d.memory_max_batch),
+            max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
         )

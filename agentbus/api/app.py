@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentbus.api import approvals, events, fleet, routes
+from agentbus.api import approvals, events, fleet, memory, routes
 from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded
@@ -20,6 +20,7 @@ from agentbus.bus import ControlStream, Fleet, JobNotifier, connect, ping
 from agentbus.bus.ratelimit import RateLimiter
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App
+from agentbus.services import MemoryService
 from agentbus.store import Store
 
 
@@ -52,6 +53,13 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/approvals/{approval_id}", approvals.answer_approval, methods=["POST"]),
             Route("/jobs/{job_id}/tasks", routes.job_tasks, methods=["GET"]),
             Route("/workers", fleet.list_workers, methods=["GET"]),
+            Route("/memory/store", memory.store, methods=["POST"]),
+            Route("/memory/search", memory.search_get, methods=["GET"]),
+            Route("/memory/search", memory.search_post, methods=["POST"]),
+            Route("/memory/namespaces", memory.list_namespaces, methods=["GET"]),
+            Route("/memory/{namespace}/{item_id}", memory.get_item, methods=["GET"]),
+            Route("/memory/{namespace}/{item_id}", memory.delete_item, methods=["DELETE"]),
+            Route("/memory/{namespace}", memory.delete_namespace, methods=["DELETE"]),
             Route("/job-types", routes.job_types, methods=["GET"]),
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),
@@ -61,6 +69,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
         middleware=[Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings)],
     )
     web.state.agentbus = state
+    web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     return web
 
 

@@ -124,9 +124,10 @@ class AgentbusWorker(SimpleWorker):
         super().execute_job(job, queue)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        if exc_info and isinstance(exc_info[1], MessageRejected):
+        if exc_info and isinstance(exc_info[1], MessageRejected | DeserializationError):
+            # a forged or foreign message (a pickle payload cannot even be read as JSON)
             self.rejected += 1
-            log.warning("dropped dispatch %s: %s", job.id, exc_info[1])
+            log.warning("dropped dispatch %s: %s", job.id, exc_info[1] or type(exc_info[1]).__name__)
             return
         super().handle_exception(job, *exc_info)
 

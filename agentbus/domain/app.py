@@ -102,9 +102,12 @@ class App:
     """A registry of agents and tasks. Every role loads the same App (``--app module:attr``)."""
 
     def __init__(self, name: str = "agentbus") -> None:
+        from agentbus.domain import builtins
+
         self.name = name
         self.tasks: dict[str, TaskDef] = {}
         self.agents: dict[str, AgentDef] = {}
+        builtins.register(self)
 
     def _check_name(self, name: str) -> None:
         if name in self.tasks or name in self.agents:
@@ -194,6 +197,8 @@ class App:
     def include(self, other: App) -> None:
         """Register every task and agent of ``other`` here too."""
         for t in other.tasks.values():
+            if t.name in self.tasks and t.name.startswith("memory."):
+                continue  # the built-ins every App has
             self._check_name(t.name)
             self.tasks[t.name] = t
         for a in other.agents.values():

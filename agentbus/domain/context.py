@@ -12,6 +12,8 @@ class Context:
     """The base every context shares. Agent-only calls raise ``NotInAgent`` elsewhere."""
 
     job_id: str
+    memory: Any
+    """Agent memory: ``store(namespace, texts=...)``, ``search(namespace, q=...)``, ``knn_batch(...)``."""
 
     def _agent_only(self, what: str) -> NotInAgent:
         return NotInAgent(f"ctx.{what} is only available inside an agent, not inside a task")
@@ -55,8 +57,11 @@ class Context:
 class TaskContext(Context):
     """What a task receives on a worker."""
 
-    def __init__(self, job_id: str, task_id: str, name: str, attempt: int, device: str = "cpu") -> None:
+    def __init__(
+        self, job_id: str, task_id: str, name: str, attempt: int, device: str = "cpu", memory: Any = None
+    ) -> None:
         self.job_id = job_id
+        self.memory = memory
         self.task_id = task_id
         self.name = name
         self.attempt = attempt

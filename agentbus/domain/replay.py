@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef
+from agentbus.domain.builtins import AgentMemory
 from agentbus.domain.context import Context
 from agentbus.domain.errors import (
     NonDeterministicAgent,
@@ -124,6 +125,7 @@ class AgentContext(Context):
         self._new_uuid = new_uuid
         self._seq = 0
         self.commands: list[Command] = []
+        self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
         """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
 

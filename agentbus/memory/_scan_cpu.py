@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from agentbus.memory._simd import (
+    f32_to_f16_bits,
     tile_gather_1x1,
     tile_gather_2x4,
     tile_gather_8x1,
@@ -22,7 +23,7 @@ from agentbus.memory._simd import (
     tile_rows_8x1,
 )
 
-__all__ = ["heap_offer", "quantize_rows", "scan_f32", "scan_i8_batch", "scan_i8_single"]
+__all__ = ["heap_offer", "quantize_queries", "quantize_rows", "scan_f32", "scan_i8_batch", "scan_i8_single"]
 
 _OPTS = {"nogil": True, "cache": True, "fastmath": True}
 
@@ -63,26 +64,51 @@ def heap_offer(hs: np.ndarray, hi: np.ndarray, size: int, s: float, idx: int) ->
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def quantize_rows(x: np.ndarray, codes: np.ndarray, scales: np.ndarray) -> None:
-    """Symmetric per-row int8 quantisation: ``x[r] ~= codes[r] * scales[r]``; pad columns get 0."""
+def quantize_rows(x: np.ndarray, codes: np.ndarray, scales: np.ndarray, half: np.ndarray) -> None:
+    """Stored rows: per-row symmetric int8 ``c`` in [-127, 127] with ``x[r] ~= c * scales[r]``, kept as
+    ``uint8`` ``c + 128``.  Pad columns hold 128 (a code of 0).  When ``half`` has rows, it also gets
+    the float16 bit patterns of ``x`` (the re-rank copy), in the same parallel pass."""
     d = x.shape[1]
+    with_half = half.shape[0] > 0
     for r in prange(x.shape[0]):
+        if with_half:
+            for i in range(d):
+                half[r, i] = f32_to_f16_bits(x[r, i])
         amax = np.float32(0.0)
         for i in range(d):
             a = abs(x[r, i])
             if a > amax:
                 amax = a
-        if amax == 0.0:
-            scales[r] = 0.0
-            codes[r, :] = 0
-            continue
-        inv = np.float32(127.0) / amax
+        inv = np.float32(127.0) / amax if amax > 0.0 else np.float32(0.0)
         for i in range(d):
-            v = np.rint(x[r, i] * inv)
-            codes[r, i] = np.int8(min(127.0, max(-127.0, v)))
+            v = min(np.float32(127.0), max(np.float32(-127.0), np.rint(x[r, i] * inv)))
+            codes[r, i] = np.uint8(np.int32(v) + 128)
         for i in range(d, codes.shape[1]):
-            codes[r, i] = 0
+            codes[r, i] = 128
         scales[r] = amax / np.float32(127.0)
+
+
+@njit(**_OPTS)  # type: ignore[misc]
+def quantize_queries(x: np.ndarray, codes: np.ndarray, corr: np.ndarray) -> None:
+    """Queries: per-row symmetric int8 in [-63, 63] (so uint8 x int8 pair sums fit in int16).
+
+    ``corr[j] = 128 * sum(codes[j])`` undoes the +128 of the stored rows: the signed dot product is
+    ``tile(row, q) - corr[j]``.  The query scale is left out: it does not change the ranking.
+    """
+    d = x.shape[1]
+    for j in range(x.shape[0]):
+        amax = np.float32(0.0)
+        for i in range(d):
+            amax = max(amax, abs(x[j, i]))
+        inv = np.float32(63.0) / amax if amax > 0.0 else np.float32(0.0)
+        total = np.int64(0)
+        for i in range(d):
+            c = np.int32(min(np.float32(63.0), max(np.float32(-63.0), np.rint(x[j, i] * inv))))
+            codes[j, i] = np.int8(c)
+            total += c
+        for i in range(d, codes.shape[1]):
+            codes[j, i] = 0
+        corr[j] = 128 * total
 
 
 @njit(inline="always", **_OPTS)  # type: ignore[misc]
@@ -94,9 +120,19 @@ def _bounds(total: int, nch: int, c: int, align: int) -> tuple[int, int]:
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def scan_i8_single(codes: np.ndarray, scales: np.ndarray, n: int, qcode: np.ndarray, mask: np.ndarray,
-                   rows: np.ndarray, heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray) -> None:
-    """One query (``qcode`` is ``(1, dpad)`` int8): approximate scores ``codes . q * scale``, 8 rows a tile."""
+def scan_i8_single(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    n: int,
+    qcode: np.ndarray,
+    corr: int,
+    mask: np.ndarray,
+    rows: np.ndarray,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
+    heap_n: np.ndarray,
+) -> None:
+    """One query (``qcode`` ``(1, dpad)``): approximate scores ``(codes . q - corr) * scale``, 8 rows a tile."""
     nch = heap_s.shape[0]
     dense = rows.shape[0] == 0
     has_mask = dense and mask.shape[0] > 0
@@ -134,7 +170,7 @@ def scan_i8_single(codes: np.ndarray, scales: np.ndarray, n: int, qcode: np.ndar
                 r = p + t if dense else rows[p + t]
                 if has_mask and mask[r] == 0:
                     continue
-                s = buf[t] * scales[r]
+                s = (buf[t] - corr) * scales[r]
                 if s > thr:
                     size = heap_offer(hs, hi, size, s, r)
                     if size == cap:
@@ -144,8 +180,19 @@ def scan_i8_single(codes: np.ndarray, scales: np.ndarray, n: int, qcode: np.ndar
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def scan_i8_batch(codes: np.ndarray, scales: np.ndarray, n: int, qcodes: np.ndarray, nq: int, mask: np.ndarray,
-                  rows: np.ndarray, heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray) -> None:
+def scan_i8_batch(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    n: int,
+    qcodes: np.ndarray,
+    corr: np.ndarray,
+    nq: int,
+    mask: np.ndarray,
+    rows: np.ndarray,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
+    heap_n: np.ndarray,
+) -> None:
     """Many queries (``qcodes`` is ``(nq4, dpad)``, nq4 a multiple of 4): 2 rows x 4 queries a tile.
 
     Each pair of rows is read from memory once for all queries, so a batch costs compute, not bandwidth.
@@ -156,7 +203,7 @@ def scan_i8_batch(codes: np.ndarray, scales: np.ndarray, n: int, qcodes: np.ndar
     has_mask = dense and mask.shape[0] > 0
     total = n if dense else rows.shape[0]
     for c in prange(nch):
-        buf = np.empty(8, np.int32)
+        dots = np.zeros((2, nq4), np.int32)  # this pair of rows against every query
         one = np.empty(8, np.int32)
         cap = heap_s.shape[2]
         thr = np.full(nq, -np.inf, np.float32)
@@ -172,33 +219,35 @@ def scan_i8_batch(codes: np.ndarray, scales: np.ndarray, n: int, qcodes: np.ndar
             if not ok0 and not ok1:
                 p += width
                 continue
-            sc0 = scales[r0]
-            sc1 = scales[r1]
             for j in range(0, nq4, 4):
                 if width == 2:
                     if dense:
-                        tile_rows_2x4(codes, p, qcodes, j, buf)
+                        tile_rows_2x4(codes, p, qcodes, j, dots)
                     else:
-                        tile_gather_2x4(codes, rows, p, qcodes, j, buf)
+                        tile_gather_2x4(codes, rows, p, qcodes, j, dots)
                 else:
                     for t in range(4):
                         if dense:
                             tile_rows_1x1(codes, p, qcodes, j + t, one)
                         else:
                             tile_gather_1x1(codes, rows, p, qcodes, j + t, one)
-                        buf[t] = one[0]
-                for t in range(min(4, nq - j)):
-                    q = j + t
-                    if ok0:
-                        s = buf[t] * sc0
+                        dots[0, j + t] = one[0]
+            sc0 = scales[r0] if ok0 else np.float32(0.0)
+            sc1 = scales[r1] if ok1 else np.float32(0.0)
+            # Vectorised test first: after the first rows, almost no score beats its query's threshold.
+            beats = 0
+            for q in range(nq):
+                beats += ((dots[0, q] - corr[q]) * sc0 > thr[q]) + ((dots[1, q] - corr[q]) * sc1 > thr[q])
+            if beats == 0:
+                p += width
+                continue
+            for q in range(nq):
+                for half in range(2):
+                    if ok0 if half == 0 else ok1:
+                        s = (dots[half, q] - corr[q]) * (sc0 if half == 0 else sc1)
+                        r = r0 if half == 0 else r1
                         if s > thr[q]:
-                            sizes[q] = heap_offer(heap_s[c, q], heap_i[c, q], sizes[q], s, r0)
-                            if sizes[q] == cap:
-                                thr[q] = heap_s[c, q, 0]
-                    if ok1:
-                        s = buf[4 + t] * sc1
-                        if s > thr[q]:
-                            sizes[q] = heap_offer(heap_s[c, q], heap_i[c, q], sizes[q], s, r1)
+                            sizes[q] = heap_offer(heap_s[c, q], heap_i[c, q], sizes[q], s, r)
                             if sizes[q] == cap:
                                 thr[q] = heap_s[c, q, 0]
             p += width
@@ -207,8 +256,16 @@ def scan_i8_batch(codes: np.ndarray, scales: np.ndarray, n: int, qcodes: np.ndar
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def scan_f32(vectors: np.ndarray, n: int, queries: np.ndarray, mask: np.ndarray, rows: np.ndarray,
-             heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray) -> None:
+def scan_f32(
+    vectors: np.ndarray,
+    n: int,
+    queries: np.ndarray,
+    mask: np.ndarray,
+    rows: np.ndarray,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
+    heap_n: np.ndarray,
+) -> None:
     """Exact float32 inner products for any number of queries (the reference and the float32 storage)."""
     nch = heap_s.shape[0]
     nq = queries.shape[0]

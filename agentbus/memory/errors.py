@@ -1,11 +1,13 @@
 """Errors raised by ``agentbus.memory``.
 
-Every error that a caller's bad input can cause derives from :class:`MemoryInputError` (a
-``ValueError``), so the API layer can map the whole family to a 4xx answer and use ``str(err)`` as the
-reason.  The lead re-parents these under the project's ``AgentbusError`` once ``agentbus.domain`` exists.
+Every error that a caller's bad input can cause derives from :class:`MemoryInputError`, a
+``ValidationFailed`` (422) of the project's error tree that is also a ``ValueError``;
+``ItemNotFoundError`` is a ``NotFound`` (404), the embedder errors are ``ConfigError``.
 """
 
 from __future__ import annotations
+
+from agentbus.domain.errors import ConfigError, NotFound, ValidationFailed
 
 __all__ = [
     "DimensionMismatchError",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-class MemoryInputError(ValueError):
+class MemoryInputError(ValidationFailed, ValueError):
     """A request to the memory index is malformed (a 4xx, never a 5xx)."""
 
 
@@ -49,13 +51,13 @@ class MissingQueryError(MemoryInputError):
     """A search or store request carries neither text nor a vector."""
 
 
-class UnknownEmbedderError(ValueError):
+class UnknownEmbedderError(ConfigError, ValueError):
     """The configuration names an embedder that does not exist."""
 
 
-class EmbedderUnavailableError(ValueError):
+class EmbedderUnavailableError(ConfigError, ValueError):
     """The configured embedder needs an optional extra that is not installed."""
 
 
-class ItemNotFoundError(LookupError):
+class ItemNotFoundError(NotFound, LookupError):
     """No live item with that id in the index."""

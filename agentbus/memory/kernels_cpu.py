@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from agentbus.memory._scan_cpu import quantize_rows, scan_f32, scan_i8_batch, scan_i8_single
+from agentbus.memory._scan_cpu import quantize_queries, quantize_rows, scan_f32, scan_i8_batch, scan_i8_single
 from agentbus.memory._simd import LANES
 
 __all__ = ["padded_dim", "quantize", "search_exact", "search_int8"]
@@ -43,8 +43,7 @@ def _ranked(s: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def _merge(heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray, out_i: np.ndarray,
-           out_s: np.ndarray) -> None:
+def _merge(heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray, out_i: np.ndarray, out_s: np.ndarray) -> None:
     """Best ``out_i.shape[1]`` entries of all chunk heaps, per query."""
     nch, nq, _ = heap_s.shape
     m = out_i.shape[1]
@@ -71,9 +70,18 @@ def _merge(heap_s: np.ndarray, heap_i: np.ndarray, heap_n: np.ndarray, out_i: np
 
 
 @njit(parallel=True, **_OPTS)  # type: ignore[misc]
-def _rerank(mode: int, f32: np.ndarray, u16: np.ndarray, lut: np.ndarray, codes: np.ndarray,
-            scales: np.ndarray, queries: np.ndarray, cand: np.ndarray, out_i: np.ndarray,
-            out_s: np.ndarray) -> None:
+def _rerank(
+    mode: int,
+    f32: np.ndarray,
+    u16: np.ndarray,
+    lut: np.ndarray,
+    codes: np.ndarray,
+    scales: np.ndarray,
+    queries: np.ndarray,
+    cand: np.ndarray,
+    out_i: np.ndarray,
+    out_s: np.ndarray,
+) -> None:
     """Exact scores of the candidates (mode 0: float32 rows, 1: float16 rows as uint16 + LUT, 2: int8)."""
     nq, m = cand.shape
     k = out_i.shape[1]
@@ -94,7 +102,7 @@ def _rerank(mode: int, f32: np.ndarray, u16: np.ndarray, lut: np.ndarray, codes:
                     acc += lut[u16[r, i]] * queries[q, i]
             else:
                 for i in range(d):
-                    acc += codes[r, i] * queries[q, i]
+                    acc += (np.float32(codes[r, i]) - np.float32(128.0)) * queries[q, i]
                 acc *= scales[r]
             s[t] = acc
         ids = cand[q, :valid].copy()
@@ -118,15 +126,23 @@ def padded_dim(dim: int) -> int:
     return (dim + LANES - 1) // LANES * LANES
 
 
-def quantize(x: np.ndarray, out_codes: np.ndarray | None = None,
-             out_scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric int8 codes ``(n, padded_dim)`` and float32 scales ``(n,)`` of float32 rows."""
+def quantize(
+    x: np.ndarray,
+    out_codes: np.ndarray | None = None,
+    out_scales: np.ndarray | None = None,
+    out_half: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``(n, padded_dim)`` (uint8: int8 code + 128) and float32 scales ``(n,)`` of float32 rows.
+
+    ``out_half`` (a float16 ``(n, d)`` array), when given, receives ``x`` converted in the same pass.
+    """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
-    codes = np.empty((n, padded_dim(d)), np.int8) if out_codes is None else out_codes
+    codes = np.empty((n, padded_dim(d)), np.uint8) if out_codes is None else out_codes
     scales = np.empty(n, np.float32) if out_scales is None else out_scales
+    half = _EMPTY_U16 if out_half is None else out_half.view(np.uint16)
     if n:
-        quantize_rows(x, codes, scales)
+        quantize_rows(x, codes, scales, half)
     return codes, scales
 
 
@@ -154,12 +170,12 @@ def _empty_result(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _heaps(total: int, nq: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nch = _chunks(total)
-    return (np.empty((nch, nq, cap), np.float32), np.empty((nch, nq, cap), np.int64),
-            np.zeros((nch, nq), np.int64))
+    return (np.empty((nch, nq, cap), np.float32), np.empty((nch, nq, cap), np.int64), np.zeros((nch, nq), np.int64))
 
 
-def search_exact(vectors: np.ndarray, queries: np.ndarray, k: int, *, n: int | None = None,
-                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_exact(
+    vectors: np.ndarray, queries: np.ndarray, k: int, *, n: int | None = None, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of float32 ``queries`` ``(nq, d)`` over ``vectors[:n]``."""
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     n = vectors.shape[0] if n is None else n
@@ -174,16 +190,24 @@ def search_exact(vectors: np.ndarray, queries: np.ndarray, k: int, *, n: int | N
     return out_i, out_s
 
 
-def search_int8(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray, k: int, *, n: int | None = None,
-                mask: np.ndarray | None = None, rerank: np.ndarray | None = None,
-                oversample: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def search_int8(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    n: int | None = None,
+    mask: np.ndarray | None = None,
+    rerank: np.ndarray | None = None,
+    oversample: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` by an int8 scan plus an exact re-rank of ``max(k * oversample, k + 24)`` candidates.
 
     ``rerank`` holds the original rows (float32 or float16, ``(>= n, d)``); without it the candidates
     are re-ranked against the dequantised codes (approximate).
     """
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-    nq, d = q.shape
+    nq = q.shape[0]
     n = codes.shape[0] if n is None else n
     dense_mask, rows, live = _selection(mask, n)
     if live == 0 or k <= 0:
@@ -192,12 +216,13 @@ def search_int8(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray, k: i
     m = min(live, max(k * oversample, k + 24))
     nq4 = 1 if nq == 1 else (nq + 3) // 4 * 4
     qcodes = np.zeros((nq4, codes.shape[1]), np.int8)
-    quantize(q, qcodes[:nq], np.empty(nq, np.float32))
+    corr = np.zeros(nq, np.int64)
+    quantize_queries(q, qcodes, corr)
     hs, hi, hn = _heaps(total, nq, m)
     if nq == 1:
-        scan_i8_single(codes, scales, n, qcodes, dense_mask, rows, hs, hi, hn)
+        scan_i8_single(codes, scales, n, qcodes, int(corr[0]), dense_mask, rows, hs, hi, hn)
     else:
-        scan_i8_batch(codes, scales, n, qcodes, nq, dense_mask, rows, hs, hi, hn)
+        scan_i8_batch(codes, scales, n, qcodes, corr, nq, dense_mask, rows, hs, hi, hn)
     cand, cand_s = _empty_result(nq, m)
     _merge(hs, hi, hn, cand, cand_s)
     out_i, out_s = _empty_result(nq, k)

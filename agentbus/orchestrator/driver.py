@@ -181,8 +181,13 @@ class Driver:
             self._fleet_cache = (now, self.fleet.workers())
         return self._fleet_cache[1]
 
-    def _route(self, options: TaskOptions, priority: int, fresh: bool = False) -> Route:
-        return route(options, self._workers(fresh), priority)
+    def _route(self, options: TaskOptions, priority: int) -> Route:
+        decided = route(options, self._workers(), priority)
+        falling_back = options.device != "cpu" and not (decided.queue or "").startswith("gpu")
+        if falling_back and time.monotonic() - self._fleet_cache[0] > 0.1:
+            # make sure a GPU worker did not just appear (the fleet cache is up to 1 s old)
+            decided = route(options, self._workers(fresh=True), priority)
+        return decided
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,

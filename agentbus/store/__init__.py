@@ -8,6 +8,7 @@ from agentbus.store.approvals import ApprovalQueries, approval_payload
 from agentbus.store.db import is_postgres, migrate, open_database
 from agentbus.store.jobs import JobQueries
 from agentbus.store.keys import KeyQueries, KeyRecord
+from agentbus.store.memory import MemoryQueries, MemoryRow, NamespaceRecord, NewItem
 from agentbus.store.models import MODELS
 from agentbus.store.records import (
     ApprovalRecord,
@@ -22,7 +23,7 @@ from agentbus.store.records import (
 from agentbus.store.steps import StepQueries
 
 
-class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries):
+class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries, MemoryQueries):
     """Every query agentbus makes, over one peewee database."""
 
     def __init__(self, db: peewee.Database) -> None:
@@ -52,6 +53,9 @@ __all__ = [
     "ApprovalRecord",
     "JobRecord",
     "KeyRecord",
+    "MemoryRow",
+    "NamespaceRecord",
+    "NewItem",
     "NewJob",
     "NewStep",
     "StepRow",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peewee import AutoField, CharField, DoubleField, IntegerField, Model, TextField
+from peewee import AutoField, BlobField, BooleanField, CharField, DoubleField, IntegerField, Model, TextField
 
 
 class BaseModel(Model):
@@ -160,4 +160,38 @@ class ApiKey(BaseModel):
         table_name = "ab_api_keys"
 
 
-MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey])
+class MemoryNamespace(BaseModel):
+    """A tenant's memory namespace. ``version`` counts its changes: writers bump it under the row's
+    lock, so a reader that has applied every item up to version V has missed nothing below it."""
+
+    id = CharField(primary_key=True, max_length=240)
+    tenant = CharField(max_length=100)
+    name = CharField(max_length=120)
+    dim = IntegerField()
+    embedder = CharField(max_length=40, null=True)
+    version = IntegerField(default=0)
+    generation = CharField(max_length=40)
+    created_at = DoubleField()
+
+    class Meta:
+        table_name = "ab_memory_namespaces"
+
+
+class MemoryItem(BaseModel):
+    namespace = CharField(max_length=240)
+    item_id = CharField(max_length=200)
+    text = TextField(null=True)
+    metadata = TextField(null=True)
+    vector = BlobField()
+    expires_at = DoubleField(null=True)
+    version = IntegerField()
+    deleted = BooleanField(default=False)
+    created_at = DoubleField()
+    updated_at = DoubleField()
+
+    class Meta:
+        table_name = "ab_memory_items"
+        primary_key = False
+
+
+MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem])

@@ -68,6 +68,7 @@ class Executor:
         hand_back: Callable[[str, list[TaskCall]], None],
         device: str = "cpu",
         max_result_bytes: int = 1_048_576,
+        memory: Callable[[str], Any] | None = None,
     ):
         self.app = app
         self.store = store
@@ -76,6 +77,7 @@ class Executor:
         self.hand_back = hand_back
         self.device = device
         self.max_result_bytes = max_result_bytes
+        self.memory = memory
         self.stats = Stats()
         self.stopping = False
         self._interrupt = False
@@ -162,7 +164,8 @@ class Executor:
             self.stats.failed += 1
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=err)
-        ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device)
+        mem = self.memory(call.job_id) if self.memory is not None else None
+        ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
         self._current = _Current(call, time.time())
         try:
             signal.setitimer(signal.ITIMER_REAL, call.timeout)

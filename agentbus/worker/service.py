@@ -13,6 +13,7 @@ from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, conne
 from agentbus.bus.routing import listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
+from agentbus.services import JobMemory, MemoryService
 from agentbus.store import Store
 from agentbus.worker.execute import Executor
 
@@ -49,9 +50,10 @@ def run_worker_role(
             ))])  # fmt: skip
             log.warning("handed %d calls back to %s", len(moved), origin)
 
+    memory = MemoryService(store, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     executor = Executor(
         app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
-        settings.max_result_bytes,
+        settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),
     )  # fmt: skip
     executor.install_signals()
 

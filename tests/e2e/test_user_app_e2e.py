@@ -34,6 +34,6 @@ def test_every_role_runs_the_users_app(cluster: Cluster, tmp_path: Path) -> None
     cluster.worker("w1")
     cluster.api()
     types = {t["name"] for t in cluster.client.job_types()}
-    assert types == {"shout", "chorus"}
+    assert types == {"shout", "chorus", "memory.store", "memory.search", "memory.knn_batch"}  # + the built-ins
     job = cluster.client.submit("chorus", {"words": ["we", "are", "here"]})
     assert cluster.wait(job["id"])["result"] == "WE! ARE! HERE!"
