@@ -7,6 +7,7 @@ from typing import Any
 from agentbus import __version__
 from agentbus.api.approvals import AnswerApproval
 from agentbus.api.bodies import SubmitJob
+from agentbus.api.memory import SearchMemory, StoreMemory
 from agentbus.domain import App, JobState
 from agentbus.domain.hitl import APPROVAL_STATES
 
@@ -27,9 +28,17 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "conflict",
         413: "body too large",
         422: "input fails the schema",
+        429: "over a rate limit or a tenant cap",
         503: "a dependency is unavailable",
+        401: "missing, malformed, unknown, revoked or expired API key",
+        403: "the API key lacks the route's scope",
     }
-    return {str(c): _resp(text[c], _ERROR) for c in codes}
+    # every authenticated route may answer 401, 403 and 429
+    return {str(c): _resp(text[c], _ERROR) for c in sorted({*codes, 401, 403, 429})}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def document(app: App) -> dict[str, Any]:
@@ -63,6 +72,15 @@ def document(app: App) -> dict[str, Any]:
         "name": "approval_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 160}
     }  # fmt: skip
     schemas["AnswerApproval"] = AnswerApproval.model_json_schema()
+    for model in (StoreMemory, SearchMemory):
+        body = model.model_json_schema()
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
+    namespace = {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 120}}
+    item_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+    hits = {"type": "object", "properties": {"namespace": {"type": "string"}, "hits": {"type": "array", "items": {
+        "type": "object", "properties": {"id": {"type": "string"}, "text": {"type": ["string", "null"]},
+                                         "metadata": {"type": "object"}, "score": {"type": "number"}}}}}}  # fmt: skip
     schemas["Approval"] = {
         "type": "object",
         "required": ["id", "job_id", "status", "prompt"],
@@ -279,6 +297,67 @@ def document(app: App) -> dict[str, Any]:
                 "summary": "The fleet: live, draining and lately lost workers with their devices",
                 "operationId": "list_workers",
                 "responses": {"200": _resp("workers", {"type": "object"}), **_errors(503)},
+            }
+        },
+        "/memory/store": {
+            "post": {
+                "summary": "Upsert a batch of memory items (all or nothing); returns their ids",
+                "operationId": "memory_store",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("StoreMemory")}}},
+                "responses": {"201": _resp("stored", {"type": "object"}), **_errors(400, 413, 422, 429, 503)},
+            }
+        },
+        "/memory/search": {
+            "get": {
+                "summary": "The k items nearest a text query, with an optional JSON metadata filter",
+                "operationId": "memory_search_get",
+                "parameters": [
+                    {
+                        "name": "namespace",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "filter", "in": "query", "schema": {"type": "string"}, "description": "JSON"},
+                ],
+                "responses": {"200": _resp("hits", hits), **_errors(400, 404, 422, 503)},
+            },
+            "post": {
+                "summary": "The k items nearest a text or a vector, with an optional metadata filter",
+                "operationId": "memory_search",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SearchMemory")}}},
+                "responses": {"200": _resp("hits", hits), **_errors(400, 404, 413, 422, 503)},
+            },
+        },
+        "/memory/namespaces": {
+            "get": {
+                "summary": "The tenant's memory namespaces with their item counts",
+                "operationId": "memory_namespaces",
+                "responses": {"200": _resp("namespaces", {"type": "object"}), **_errors(503)},
+            }
+        },
+        "/memory/{namespace}/{item_id}": {
+            "get": {
+                "summary": "One memory item",
+                "operationId": "memory_get",
+                "parameters": [namespace, item_id],
+                "responses": {"200": _resp("the item", {"type": "object"}), **_errors(400, 404, 503)},
+            },
+            "delete": {
+                "summary": "Delete one memory item",
+                "operationId": "memory_delete",
+                "parameters": [namespace, item_id],
+                "responses": {"200": _resp("deleted", {"type": "object"}), **_errors(400, 404, 503)},
+            },
+        },
+        "/memory/{namespace}": {
+            "delete": {
+                "summary": "Delete a namespace and its items",
+                "operationId": "memory_delete_namespace",
+                "parameters": [namespace],
+                "responses": {"200": _resp("deleted", {"type": "object"}), **_errors(400, 404, 503)},
             }
         },
         "/job-types": {

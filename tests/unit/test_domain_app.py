@@ -8,6 +8,8 @@ import pytest
 
 from agentbus.domain import App, ConfigError, Context, NotFound, TaskOptions, ValidationFailed
 
+BUILTINS = {"memory.store", "memory.search", "memory.knn_batch"}  # every App has them
+
 
 def make_app() -> App:
     app = App("test")
@@ -28,7 +30,7 @@ def make_app() -> App:
 
 def test_registration_keeps_names_and_options() -> None:
     app = make_app()
-    assert set(app.tasks) == {"embed"}
+    assert set(app.tasks) - BUILTINS == {"embed"}
     assert set(app.agents) == {"research"}
     assert app.tasks["embed"].options == TaskOptions("gpu", "cpu", 2, 30.0, "embed", 1.0, 8)
     assert app.job_type("research") is app.agents["research"]
@@ -47,7 +49,7 @@ def test_plain_decorator_and_explicit_name() -> None:
     @app.agent(name="boss")
     def agent(ctx: Context) -> None: ...
 
-    assert set(app.tasks) == {"plain", "renamed"}
+    assert set(app.tasks) - BUILTINS == {"plain", "renamed"}
     assert plain.options == TaskOptions()
     assert set(app.agents) == {"boss"}
 
@@ -83,7 +85,7 @@ def test_include_refuses_a_name_already_registered() -> None:
 
     fresh = App("fresh")
     fresh.include(make_app())
-    assert set(fresh.tasks) == {"embed"} and set(fresh.agents) == {"research"}
+    assert set(fresh.tasks) - BUILTINS == {"embed"} and set(fresh.agents) == {"research"}
 
 
 @pytest.mark.parametrize(
@@ -156,7 +158,7 @@ def test_validation_errors_are_invalid_input() -> None:
 
 def test_input_schemas_are_json_schema_with_required_fields() -> None:
     schemas = make_app().input_schemas()
-    assert list(schemas) == ["embed", "research"]
+    assert [n for n in schemas if n not in BUILTINS] == ["embed", "research"]
     research = schemas["research"]
     assert research["type"] == "object"
     assert research["additionalProperties"] is False
@@ -189,3 +191,12 @@ def test_functions_that_cannot_describe_their_input_are_refused() -> None:
 
         @app.agent
         def no_ctx() -> None: ...
+
+
+def test_every_app_has_the_memory_builtins_and_including_another_app_keeps_one_copy() -> None:
+    one, two = App("one"), App("two")
+    assert set(one.tasks) >= BUILTINS
+    assert one.tasks["memory.knn_batch"].options.device == "gpu"
+    assert one.tasks["memory.knn_batch"].options.fallback == "cpu"
+    one.include(two)
+    assert set(one.tasks) >= BUILTINS
