@@ -234,3 +234,21 @@ def timed(ctx: TaskContext, label: str, i: int, seconds: float = 0.05) -> dict[s
     start = time.time()
     time.sleep(seconds)
     return {"label": label, "i": i, "start": start, "end": time.time()}
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+@app.agent
+def remember(ctx: Context, namespace: str, notes: list[str], query: str, k: int = 3) -> dict[str, Any]:
+    """Store notes in agent memory, then search them (both are journaled steps run on workers)."""
+    ids = ctx.memory.store(namespace, texts=notes, metadata=[{"n": i} for i in range(len(notes))])
+    hits = ctx.memory.search(namespace, q=query, k=k)
+    return {"stored": len(ids), "best": hits[0]["text"] if hits else None, "hits": [h["id"] for h in hits]}
+
+
+@app.agent
+def neighbours(ctx: Context, namespace: str, ids: list[str], k: int = 2) -> list[list[str]]:
+    """Nearest stored neighbours of each item (memory.knn_batch: on a GPU worker when one is live)."""
+    rows = ctx.memory.knn_batch(namespace, ids=ids, k=k)
+    return [[h["id"] for h in row] for row in rows]
