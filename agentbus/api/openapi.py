@@ -58,7 +58,7 @@ def document(app: App) -> dict[str, Any]:
                 "properties": {
                     "type": {"type": "string", "enum": [name]},
                     "input": {"$ref": f"#/components/schemas/{key}"},
-                    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
                     "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
                 },
             }
