@@ -66,7 +66,9 @@ def test_api_conforms_to_its_schema(api: tuple[Any, dict[str, str]], mode: Gener
     for op in operations(web, headers):
 
         @given(case=op.as_strategy(generation_mode=mode))
-        @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def call(case: Any) -> None:
             if isinstance(case.query, dict):
                 case.query.pop("wait", None)  # a long-poll would only slow the run down
