@@ -29,7 +29,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput/latency against raw RQ and Celery, then memory search; writes docs/benchmarks.md."""
+    """Throughput/latency against raw RQ and Celery, recovery times, memory search; writes docs/benchmarks.md."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.throughput", "--write-docs", *session.posargs)
+    session.run("python", "-m", "bench.recovery", "--write-docs")
     session.run("python", "-m", "bench.memory", "--write-docs")

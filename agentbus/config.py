@@ -118,6 +118,8 @@ class Settings:
             raise ConfigError("AGENTBUS_SECRET is the development default: set a secret of your own in production")
         if s.max_body_bytes < 1024:
             raise ConfigError("AGENTBUS_MAX_BODY_BYTES must be at least 1024")
+        if not 1 <= s.memory_max_batch <= 10_000:
+            raise ConfigError("AGENTBUS_MEMORY_MAX_BATCH must be from 1 to 10000")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
         return s

@@ -29,6 +29,19 @@ from bench._roles import Roles, fresh_database
 ROOT = Path(__file__).resolve().parent.parent
 
 
+METHOD = """\
+How each is timed. (a) is end to end as a client sees it: from `POST /jobs` of one map agent
+to the result being available (`GET /jobs/{id}/results?wait=30`), so it includes the API, the
+agent's replays, writing 10,000 steps to PostgreSQL, dispatch, execution and the final replay.
+(b) and (c) time only warm workers draining a full queue (enqueue and worker start-up
+excluded; done = a per-task completion record in Redis): more generous to the baselines than
+(a) is to agentbus. Where agentbus gets its lead: a fan-out is dispatched as ~16 RQ jobs each
+carrying a batch of calls, calls run in-process, and state changes are written in one
+statement per batch (`docs/architecture.md`). (d) submits 200 one-task jobs one after another
+and long-polls each result. Single runs on a shared 2-core VM: expect ±20 % between runs.
+"""
+
+
 def run_job(
     http: httpx.Client, type_: str, input_: dict[str, Any], poll: float, timeout: float = 600
 ) -> tuple[float, Any]:
@@ -132,7 +145,7 @@ def main() -> None:
         path = write_section(
             "Throughput and latency",
             f"`{cmd}` on {machine}; PostgreSQL, Redis and every "
-            f"role local ({args.workers} CPU workers), {time.strftime('%Y-%m-%d')}.\n\n{table}",
+            f"role local ({args.workers} CPU workers), {time.strftime('%Y-%m-%d')}.\n\n{table}\n\n{METHOD}",
         )
         print(f"\nwritten to {path}")
 

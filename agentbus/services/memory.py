@@ -25,6 +25,8 @@ from agentbus.store import NamespaceRecord, NewItem, Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")
 MAX_TEXT = 100_000
+REFRESH_SLICE = 50_000
+COUNT_TTL_S = 10.0
 
 
 @dataclass
@@ -47,6 +49,7 @@ class MemoryService:
         self.max_items = max_items
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self._counts: dict[str, tuple[float, int]] = {}
 
     @property
     def embedder(self) -> memory.Embedder:
@@ -99,8 +102,22 @@ class MemoryService:
         except (ValueError, LookupError) as exc:
             raise _input_error(exc) from None
         rows = [NewItem(ids[i], texts[i], metas[i], vectors[i].tobytes(), expires[i]) for i in range(len(items))]
-        self.store.store_items(tenant, namespace, dim, self.embedder_name if missing else None, rows, self.max_items)
+        self.store.store_items(
+            tenant, namespace, dim, self.embedder_name if missing else None, rows, self.max_items, self._stored(tenant)
+        )
+        seen, count = self._counts.get(tenant, (0.0, 0))
+        self._counts[tenant] = (seen, count + len(rows))  # an upper bound until the next recount
         return ids
+
+    def _stored(self, tenant: str) -> int | None:
+        """The tenant's item count for the cap: recounted every COUNT_TTL_S (a count is a scan), and
+        bumped by what this process stores in between. Replicas may overshoot the cap by what they
+        store within that window."""
+        seen, count = self._counts.get(tenant, (0.0, 0))
+        if time.monotonic() - seen > COUNT_TTL_S:
+            count = self.store.memory_items(tenant)
+            self._counts[tenant] = (time.monotonic(), count)
+        return count
 
     def delete_item(self, tenant: str, namespace: str, item_id: str) -> None:
         if not self.store.delete_item(tenant, namespace, item_id):
@@ -175,8 +192,12 @@ class MemoryService:
             if cached is None or cached.generation != ns.generation:
                 cached = _Cached(ns.generation, memory.VectorIndex(ns.dim), 0)
                 self._cache[ns.id] = cached
-            if ns.version > cached.version:
-                changes = self.store.changes_since(ns.id, cached.version)
+            while ns.version > cached.version:
+                # in slices, so a cold load of a large namespace never holds all its rows at once
+                changes = self.store.changes_since(ns.id, cached.version, REFRESH_SLICE)
+                if not changes:
+                    cached.version = ns.version
+                    break
                 live = [r for r in changes if not r.deleted]
                 gone = [r.item_id for r in changes if r.deleted]
                 cached.index.apply(
@@ -186,7 +207,13 @@ class MemoryService:
                     ],
                     gone,
                 )
-                cached.version = max([ns.version, *[r.version for r in changes]])
+                last = changes[-1].version
+                if len(changes) < REFRESH_SLICE:
+                    cached.version = max(ns.version, last)
+                elif changes[0].version != last:
+                    cached.version = last - 1  # the last version may be cut: read it again (applying is idempotent)
+                else:
+                    cached.version = last
             return cached.index
 
     def _query(self, ns: NamespaceRecord, q: str | None, vector: Any) -> Any:

@@ -94,9 +94,19 @@ class MemoryQueries:
 
     @translate_errors
     def store_items(
-        self, tenant: str, name: str, dim: int, embedder: str | None, items: Sequence[NewItem], max_items: int
+        self,
+        tenant: str,
+        name: str,
+        dim: int,
+        embedder: str | None,
+        items: Sequence[NewItem],
+        max_items: int,
+        stored: int | None = None,
     ) -> NamespaceRecord:
-        """Upsert ``items`` into the namespace (created on first use), all or nothing."""
+        """Upsert ``items`` into the namespace (created on first use), all or nothing.
+
+        ``stored``: the tenant's item count if the caller knows it (counting is a scan); else it is counted.
+        """  # fmt: skip
         now = time.time()
         ns_id = namespace_id(tenant, name)
         with self.db.atomic():
@@ -111,7 +121,8 @@ class MemoryQueries:
                     f"vectors of namespace {name!r} have dimension {ns.dim}, these have {dim}",
                     [{"loc": ["items", "vector"], "msg": f"expected dimension {ns.dim}"}],
                 )
-            stored = self.memory_items(tenant)
+            if stored is None:
+                stored = self.memory_items(tenant)
             if stored + len(items) > max_items:
                 raise RateLimited(f"tenant {tenant!r} stores {stored} memory items, its cap is {max_items}", 60.0)
             rows = [
@@ -143,7 +154,9 @@ class MemoryQueries:
         return int(MemoryItem.select().where(MemoryItem.namespace.in_(mine) & _LIVE).count())
 
     @translate_errors
-    def changes_since(self, ns_id: str, version: int, batch: int = 50_000) -> list[MemoryRow]:
+    def changes_since(self, ns_id: str, version: int, limit: int = 50_000) -> list[MemoryRow]:
+        """Changes after ``version``, oldest first, at most ``limit`` rows (whole versions may be cut:
+        a reader goes on from the last version it fully saw)."""
         q = (
             MemoryItem.select(
                 MemoryItem.item_id, MemoryItem.metadata, MemoryItem.vector, MemoryItem.expires_at,
@@ -151,6 +164,7 @@ class MemoryQueries:
             )
             .where((MemoryItem.namespace == ns_id) & (MemoryItem.version > version))
             .order_by(MemoryItem.version)
+            .limit(limit)
             .tuples()
         )  # fmt: skip
         cursor = q.iterator() if is_postgres(self.db) else q
