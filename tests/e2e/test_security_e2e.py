@@ -173,3 +173,18 @@ def _up(port: int) -> Any:
         return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_job_over_the_task_cap_fails_and_an_oversized_result_fails_its_task(cluster: Cluster) -> None:
+    cluster.env["AGENTBUS_MAX_TASKS_PER_JOB"] = "5"
+    cluster.env["AGENTBUS_MAX_RESULT_BYTES"] = "1024"
+    cluster.orchestrator()
+    cluster.worker("w1")
+    cluster.api()
+    big = cluster.wait(cluster.client.submit("map_reduce", {"n": 10})["id"])
+    assert big["status"] == "failed" and big["error"]["type"] == "TooManyTasks"
+    assert cluster.client.job(big["id"])["progress"]["total"] == 0  # nothing was dispatched
+    small = cluster.wait(cluster.client.submit("map_reduce", {"n": 5})["id"])
+    assert small["status"] == "succeeded"
+    huge = cluster.wait(cluster.client.submit("echo", {"message": "x" * 2000})["id"])
+    assert huge["status"] == "failed" and huge["error"]["type"] == "ResultTooLarge"
