@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentbus.api.bodies import Body, parse
-from agentbus.api.routes import _state, json_body, tenant_of
+from agentbus.api.routes import json_body, tenant_of
 from agentbus.domain import InvalidInput
 from agentbus.services import MemoryService
 
@@ -100,5 +100,3 @@ async def delete_namespace(request: Request) -> JSONResponse:
     n = await run_in_threadpool(_service(request).delete_namespace, tenant_of(request), name)
     return JSONResponse({"deleted": name, "items": n})
 
-
-__all__ = ["SearchMemory", "StoreMemory", "_state"]
