@@ -84,3 +84,8 @@ class Dispatcher:
     def cancel_call(self, worker_name: str, task_id: str) -> None:
         """Ask a worker to stop a running call (RQ's command channel)."""
         send_command(self.conn, worker_name, CANCEL_COMMAND, task_id=task_id)
+
+    @translate_errors
+    def lengths(self) -> dict[str, int]:
+        """How many RQ jobs wait in each queue this dispatcher has sent to."""
+        return {name: q.count for name, q in self._queues.items()}

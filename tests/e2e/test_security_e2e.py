@@ -188,3 +188,33 @@ def test_a_job_over_the_task_cap_fails_and_an_oversized_result_fails_its_task(cl
     assert small["status"] == "succeeded"
     huge = cluster.wait(cluster.client.submit("echo", {"message": "x" * 2000})["id"])
     assert huge["status"] == "failed" and huge["error"]["type"] == "ResultTooLarge"
+
+
+def test_while_redis_is_cut_off_the_api_still_accepts_jobs_fast_and_none_is_lost(
+    cluster: Cluster, redis_url: str
+) -> None:
+    proxy = TcpProxy(6379)
+    proxy.start()
+    cluster.orchestrator()
+    cluster.worker("w1")
+    cluster.env["AGENTBUS_REDIS_URL"] = redis_url.replace(":6379/", f":{proxy.port}/")  # only the API's Redis
+    cluster.api()
+    assert cluster.wait(cluster.client.submit("echo", {"message": "before"})["id"])["result"] == "before"
+    proxy.stop()
+    base = f"http://127.0.0.1:{cluster.port}"
+    headers = {"Authorization": f"Bearer {cluster.key}"}
+    accepted, took = [], []
+    for i in range(6):
+        t0 = time.monotonic()
+        r = httpx.post(f"{base}/jobs", json={"type": "echo", "input": {"message": f"during {i}"}}, headers=headers,
+                       timeout=30)  # fmt: skip
+        took.append(time.monotonic() - t0)
+        assert r.status_code == 201, r.text  # PostgreSQL is the record: the job is accepted
+        accepted.append(r.json()["id"])
+    assert all(t < 1.0 for t in took[3:]), took  # the breaker is open: no waiting on a dead connection
+    assert httpx.get(f"{base}/readyz", timeout=10).status_code == 503
+    # the orchestrator (on the real Redis) never heard of them: its reconciler finds them in PostgreSQL
+    for job_id in accepted:
+        assert cluster.wait(job_id, timeout=60)["status"] == "succeeded"
+    proxy.start()
+    wait_until(lambda: httpx.get(f"{base}/readyz", timeout=10).status_code == 200, 30, "the API's Redis to recover")
