@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import socket
 import threading
 import time
@@ -40,7 +41,10 @@ def test_forged_messages_written_straight_into_redis_run_nothing(
     # 3. a signed dispatch whose arguments were tampered with after signing
     job = running.client.submit("echo", {"message": "genuine"})
     assert running.wait(job["id"])["result"] == "genuine"
-    dispatch_ids = [k.decode()[len("rq:job:") :] for k in conn.keys("rq:job:d*") if k.count(b":") == 2]
+    # agentbus dispatch ids are "d" + 32 hex digits (RQ's own ids are dashed uuids, which may start with d too)
+    dispatch_ids = [
+        k.decode()[len("rq:job:") :] for k in conn.keys("rq:job:d*") if re.fullmatch(rb"rq:job:d[0-9a-f]{32}", k)
+    ]
     assert dispatch_ids, "the genuine job went through RQ"
     genuine = conn.hget(f"rq:job:{dispatch_ids[0]}", "data")
     assert genuine is not None
