@@ -127,7 +127,7 @@ def test_idempotency_keys_are_per_tenant(web: TestClient, store: Store) -> None:
 
 def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers(pg_url: str, redis_url: str, store: Store) -> None:
     token, _ = store.create_key("acme", ALL)
-    settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="2/s:5", tenant_rate_factor=10)
+    settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="1/m:5", tenant_rate_factor=10)
     with make_client(settings) as web:
         codes = []
         last: Any = None
@@ -142,7 +142,8 @@ def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers(pg_url: str, r
 
 
 def test_tenant_bucket_holds_across_keys_of_the_tenant(pg_url: str, redis_url: str, store: Store) -> None:
-    settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="100/s:100", tenant_rate_factor=0.05)
+    # per key 1/s with a burst of 100; per tenant a burst of 5 refilled every 20 s: no refill during the test
+    settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="60/m:100", tenant_rate_factor=0.05)
     tokens = [store.create_key("acme", ALL)[0] for _ in range(3)]
     with make_client(settings) as web:
         codes = [web.get("/jobs", headers=bearer(tokens[i % 3])).status_code for i in range(12)]
