@@ -8,17 +8,32 @@ import logging
 import os
 import sys
 import time
-from enum import StrEnum
+from collections.abc import Mapping
+from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentbus.client import Client
+from agentbus import __version__
+from agentbus.client import Approval, Client, Job, JobResult, schema
+from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
-from agentbus.domain import AgentbusError, App, ConfigError
+from agentbus.domain import (
+    AgentbusError,
+    App,
+    ConfigError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
 
 cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
                   pretty_exceptions_enable=False)  # fmt: skip
@@ -31,6 +46,26 @@ approvals_cli = typer.Typer(help="Questions agents put to people: list, show, ap
 cli.add_typer(approvals_cli, name="approvals")
 out = Console()
 err = Console(stderr=True)
+
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 the job failed or was cancelled; 2 bad usage or input; 3 not found; "
+    "4 timed out before the job finished; 5 not authorized; 6 the API is unavailable, or anything else."
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"agentbus {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback(epilog=EXIT_CODES)
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """agentbus: a durable job bus for AI-agent workloads."""
 
 
 class Role(StrEnum):
@@ -137,73 +172,197 @@ def dev(
     raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app))
 
 
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table: for people; json: the API's JSON, for scripts")
+]
+InputOption = Annotated[
+    str | None, typer.Option("--input", "-i", help="JSON, @file.json to read it from a file, or - for stdin")
+]
+
+
+class ExitCode(IntEnum):
+    """What the client commands exit with (README "Exit codes")."""
+
+    OK = 0
+    JOB_FAILED = 1  # the job failed or was cancelled (submit --wait, jobs results)
+    USAGE = 2  # bad arguments or input: the API's 400/413/422, an ambiguous id prefix
+    NOT_FOUND = 3  # no such job or approval (404, or no id starts with the prefix)
+    TIMEOUT = 4  # --wait/--timeout ran out before the job finished
+    AUTH = 5  # the key is missing, wrong or lacks the scope (401/403)
+    UNAVAILABLE = 6  # the API cannot be reached or refused for now (503, 429, 409), or anything else
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    if isinstance(exc, TimeoutError):
+        return ExitCode.TIMEOUT
+    if isinstance(exc, NotFound):
+        return ExitCode.NOT_FOUND
+    if isinstance(exc, Unauthorized | Forbidden):
+        return ExitCode.AUTH
+    if isinstance(exc, InvalidInput | PayloadTooLarge | ConfigError):
+        return ExitCode.USAGE
+    return ExitCode.UNAVAILABLE
+
+
 def _client() -> Client:
     settings = _settings()
     return Client(settings.api_url, api_key=settings.api_key or None)
 
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value))
+    """Plain JSON on stdout: no colours, no wrapping, whatever the terminal."""
+    sys.stdout.write(json.dumps(dict(value) if isinstance(value, Mapping) else value, indent=2) + "\n")
+
+
+def _read_input(raw: str | None) -> Any:
+    """--input as given: JSON, ``@path`` for a file's JSON, ``-`` for stdin's."""
+    if raw is None:
+        return None
+    source = "--input"
+    try:
+        if raw == "-":
+            raw, source = sys.stdin.read(), "stdin"
+        elif raw.startswith("@"):
+            path = raw[1:]
+            raw, source = Path(path).read_text(), path
+    except OSError as exc:
+        raise InvalidInput(f"cannot read --input {raw}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{source} is not JSON: {exc}") from None
+
+
+def _when(iso: str | None) -> str:
+    """An API timestamp to the second, for tables."""
+    return (iso or "")[:19].replace("T", " ")
+
+
+def _table(*columns: str, ids: int = 1) -> Table:
+    """A table whose first ``ids`` columns (ids) are never cut: the other columns wrap instead."""
+    table = Table()
+    for i, name in enumerate(columns):
+        if i < ids:
+            table.add_column(name, no_wrap=True, overflow="ignore", min_width=8)
+        else:
+            table.add_column(name, overflow="fold")
+    return table
+
+
+SCAN_LIMIT = 5000  # how many of the newest jobs a prefix is looked for in
+
+
+def _unique(prefix: str, matches: list[str], what: str, scanned: str) -> str:
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFound(f"no {what} {prefix!r}, and no {what} id starts with it ({scanned})")
+    shown = "\n  ".join(matches[:20]) + ("\n  ..." if len(matches) > 20 else "")
+    raise InvalidInput(f"{prefix!r} is ambiguous: {len(matches)} {what}s start with it:\n  {shown}")
+
+
+def _resolve_job(c: Client, prefix: str) -> Job:
+    """The job the id or unique id prefix names. The API has no prefix search: the prefix is
+    looked for in the listing (newest first, SCAN_LIMIT at most), after trying it as a whole id."""
+    try:
+        return c.job(prefix)
+    except NotFound:
+        pass
+    matches: list[str] = []
+    for n, j in enumerate(c.iter_jobs(), 1):
+        if j.id.startswith(prefix):
+            matches.append(j.id)
+        if n >= SCAN_LIMIT:
+            break
+    return c.job(_unique(prefix, matches, "job", f"looked in the newest {SCAN_LIMIT} jobs"))
+
+
+def _resolve_approval(c: Client, prefix: str, *, pending: bool = False) -> Approval:
+    """The approval the id or unique id prefix names (``pending``: among pending ones only, since
+    only those can be answered; an approval's id starts with its job's, so a job id prefix works)."""
+    try:
+        return c.approval(prefix)
+    except NotFound:
+        pass
+    status = "pending" if pending else None
+    matches = [a.id for a in c.iter_approvals(status=status) if a.id.startswith(prefix)]
+    what = "pending approval" if pending else "approval"
+    return c.approval(_unique(prefix, matches, what, f"looked in {'pending' if pending else 'all'} approvals"))
+
+
+def _answer_hint(a: Approval) -> str:
+    """The commands that answer ``a``, with an example input when its question has a schema."""
+    approve = f"agentbus approvals approve {a.id}"
+    if a.schema:
+        approve += f" --input '{json.dumps(schema.example(a.schema))}'"
+    return f"  {approve}\n  agentbus approvals reject {a.id} --comment 'what to change'"
 
 
 @cli.command()
 def submit(
     type: Annotated[str, typer.Argument(help="job type: an agent or task name")],
-    input: Annotated[str, typer.Option("--input", "-i", help="the input as a JSON object")] = "{}",
+    input: InputOption = None,
     idempotency_key: Annotated[str | None, typer.Option(help="submit at most once per key")] = None,
     priority: Annotated[int, typer.Option(help="-10..10, higher runs first")] = 0,
     wait: Annotated[bool, typer.Option(help="show progress and print the result")] = False,
-    timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds")] = 600.0,
+    timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds (exit 4)")] = 600.0,
 ) -> None:
-    """Submit a job."""
-    try:
-        data = json.loads(input)
-    except ValueError as exc:
-        err.print(f"[red]--input is not JSON:[/] {exc}")
-        raise typer.Exit(2) from None
+    """Submit a job; print it, or with --wait its result (exit 1 if it failed)."""
+    data = _read_input(input)
     with _client() as c:
-        job = c.submit(type, data, idempotency_key=idempotency_key, priority=priority)
+        job = c.submit(type, {} if data is None else data, idempotency_key=idempotency_key, priority=priority)
         if not wait:
             _print_json(job)
             return
-        err.print(f"job [bold]{job['id']}[/] submitted")
-        result = _follow(c, job["id"], timeout)
+        err.print(f"job [bold]{job.id}[/] submitted")
+        result = _follow(c, job.id, timeout)
         _print_json(result)
-        if result["status"] != "succeeded":
-            raise typer.Exit(1)
+        if not result.succeeded:
+            raise typer.Exit(ExitCode.JOB_FAILED)
 
 
-def _follow(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
-    """Follow the job's event stream with a progress bar; return its results."""
+def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
+    """Follow the job's events with a progress bar, telling how to answer its questions; return its result."""
     states: dict[str, str] = {}
-    asked: set[str] = set()
-    terminal = {"succeeded", "failed", "cancelled"}
+    told: set[str] = set()
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:  # fmt: skip
         t = bar.add_task("submitted", total=None)
-        for _, event, data in c.events(job_id):
-            if event == "task":
-                states[data["id"]] = data["state"]
-            elif event == "job":
-                bar.update(t, description=data["status"])
-            elif event == "approval" and data["status"] == "pending" and data["id"] not in asked:
-                asked.add(data["id"])
-                who = ", ".join(data["assignees"]) or "anyone"
-                bar.console.print(f"[yellow]waiting for a person[/] ({who}): {data['prompt']}\n"
-                                  f"  agentbus approvals approve {data['id']}   (or: reject)")  # fmt: skip
-            done = sum(1 for v in states.values() if v in terminal)
+        for event in c.events(job_id):
+            data = event.data
+            if event.event == "task" and data.get("id"):
+                states[str(data["id"])] = str(data.get("state"))
+            elif event.event == "job" and data.get("status"):
+                bar.update(t, description=str(data["status"]))
+            elif event.event == "approval":
+                approval_id = str(data.get("approval_id") or data.get("id") or "")
+                if approval_id and data.get("status") == "pending" and approval_id not in told:
+                    told.add(approval_id)
+                    a = c.approval(approval_id)
+                    who = ", ".join(a.assignees) or "anyone"
+                    bar.console.print(f"[yellow]waiting for a person[/] ({who}): {escape(a.prompt)}")
+                    bar.console.print(_answer_hint(a), markup=False, highlight=False, soft_wrap=True)
+            done = sum(1 for v in states.values() if v in TERMINAL)
             bar.update(t, completed=done, total=len(states) or None)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+                raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s")
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
 
 
 @cli.command("workers")
-def workers() -> None:
+def workers(output: OutputOption = Output.table) -> None:
     """The fleet: every worker, its device, what it runs."""
     with _client() as c:
         rows = c.workers()
+    if output == Output.json:
+        _print_json({"workers": [w.to_json() for w in rows]})
+        return
     table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
     for w in rows:
         d = w.get("device") or {}
@@ -217,14 +376,17 @@ def workers() -> None:
 
 
 @cli.command("types")
-def job_types() -> None:
+def job_types(output: OutputOption = Output.table) -> None:
     """List the job types the API knows, with their input schemas."""
     with _client() as c:
-        table = Table("name", "kind", "input")
-        for t in c.job_types():
-            props = t["input_schema"].get("properties", {})
-            table.add_row(t["name"], t["kind"], ", ".join(f"{k}: {v.get('type', '?')}" for k, v in props.items()))
-        out.print(table)
+        types = c.job_types()
+    if output == Output.json:
+        _print_json({"job_types": [t.to_json() for t in types]})
+        return
+    table = _table("name", "kind", "input")
+    for t in types:
+        table.add_row(t.name, t.kind, ", ".join(f.describe() for f in schema.fields(t.input_schema)))
+    out.print(table)
 
 
 @jobs_cli.command("list")
@@ -233,36 +395,77 @@ def jobs_list(
     type: Annotated[str | None, typer.Option(help="job type")] = None,
     limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
+    """Jobs, newest first, a page at a time."""
     with _client() as c:
         page = c.jobs(status=status, type=type, limit=limit, cursor=cursor)
-    table = Table("id", "type", "status", "created", "finished")
-    for j in page["jobs"]:
-        table.add_row(j["id"], j["type"], j["status"], j["created_at"], j["finished_at"] or "")
+    if output == Output.json:
+        _print_json(page)
+        return
+    table = _table("id", "type", "status", "created", "finished")
+    for j in page.jobs:
+        table.add_row(j.id, j.type, j.status, _when(j["created_at"]), _when(j["finished_at"]))
     out.print(table)
-    if page["next_cursor"]:
-        out.print(f"next page: --cursor {page['next_cursor']}")
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
+
+
+JobId = Annotated[str, typer.Argument(help="a job id, or a unique prefix of one")]
+ApprovalId = Annotated[str, typer.Argument(help="an approval id, or a unique prefix of one (a job id's works)")]
 
 
 @jobs_cli.command("show")
-def jobs_show(job_id: str) -> None:
+def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
+    """A job: its state, progress, error, and its tasks with where each ran and why."""
     with _client() as c:
-        _print_json(c.job(job_id))
+        job = _resolve_job(c, job_id)
+    if output == Output.json:
+        _print_json(job)
+        return
+    out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
+    started, finished = _when(job["started_at"]) or "-", _when(job["finished_at"]) or "-"
+    out.print(f"created {_when(job['created_at'])}  started {started}  finished {finished}")
+    if job.progress:
+        out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
+    if job.error:
+        out.print(f"[red]error:[/] {job.error.type}: {job.error.message}")
+    if job.tasks:
+        table = _table("task id", "seq", "name", "state", "attempt", "worker", "why there")
+        for t in job.tasks:
+            table.add_row(t.id, str(t.seq), t.name, t.state, str(t.attempt), t.worker or "", t.route_reason or "")
+        out.print(table)
+        if job.get("more_tasks"):
+            out.print("more tasks: agentbus jobs show --output json, or GET /jobs/{id}/tasks")
 
 
 @jobs_cli.command("results")
-def jobs_results(job_id: str) -> None:
+def jobs_results(
+    job_id: JobId,
+    wait: Annotated[float, typer.Option(help="wait up to this many seconds for the job to finish")] = 0,
+) -> None:
+    """The job's result as JSON: exit 0 if it succeeded, 1 if it failed, 4 if it has not finished."""
     with _client() as c:
-        done, body = c.results(job_id)
+        job = _resolve_job(c, job_id)
+        done, body = c.results(job.id, wait=min(wait, 60.0))
+        if not done and wait > 60:
+            try:
+                body = c.wait(job.id, timeout=wait - 60)
+                done = True
+            except TimeoutError:
+                pass
     _print_json(body)
     if not done:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.TIMEOUT)
+    if not body.succeeded:
+        raise typer.Exit(ExitCode.JOB_FAILED)
 
 
 @jobs_cli.command("cancel")
-def jobs_cancel(job_id: str) -> None:
+def jobs_cancel(job_id: JobId) -> None:
+    """Cancel a job and what it runs."""
     with _client() as c:
-        _print_json(c.cancel(job_id))
+        _print_json(c.cancel(_resolve_job(c, job_id).id))
 
 
 @approvals_cli.command("list")
@@ -271,47 +474,86 @@ def approvals_list(
     job: Annotated[str | None, typer.Option(help="only this job's")] = None,
     assignee: Annotated[str | None, typer.Option(help="only those assigned to this name")] = None,
     limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
+    """Questions to people, newest first."""
     with _client() as c:
-        page = c.approvals(status=status, job=job, assignee=assignee, limit=limit)
-    table = Table("id", "status", "prompt", "assignees", "deadline")
-    for a in page["approvals"]:
-        table.add_row(a["id"], a["status"], a["prompt"], ", ".join(a["assignees"]), a["deadline"] or "")
+        page = c.approvals(status=status, job=job, assignee=assignee, limit=limit, cursor=cursor)
+    if output == Output.json:
+        _print_json(page)
+        return
+    table = _table("id", "status", "prompt", "assignees", "deadline")
+    for a in page.approvals:
+        table.add_row(a.id, a.status, a.prompt, ", ".join(a.assignees), _when(a["deadline"]))
     out.print(table)
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
 
 
 @approvals_cli.command("show")
-def approvals_show(approval_id: str) -> None:
+def approvals_show(approval_id: ApprovalId, output: OutputOption = Output.table) -> None:
+    """A question: what it shows, the fields an answer must fill, and the commands that answer it."""
     with _client() as c:
-        _print_json(c.approval(approval_id))
+        a = _resolve_approval(c, approval_id)
+    if output == Output.json:
+        _print_json(a)
+        return
+    out.print(f"[bold]{a.id}[/]  job {a.job_id}  [bold]{a.status}[/]")
+    out.print(f"prompt: {a.prompt}")
+    deadline = f"  deadline: {_when(a['deadline'])}" if a.deadline else ""
+    out.print(f"assignees: {', '.join(a.assignees) or 'anyone'}{deadline}")
+    if a.data is not None:
+        out.print("data:", json.dumps(a.data, indent=2), markup=False)
+    if a.status != "pending":
+        out.print(f"answered: {a.decision} by {a.answered_by}" + (f" ({a.comment})" if a.comment else ""))
+        return
+    if a.schema:
+        out.print("to approve, --input must fill:")
+        for f in schema.fields(a.schema):
+            out.print(f"  {f.describe()}", markup=False)
+    out.print("answer with:")
+    out.print(_answer_hint(a), markup=False, highlight=False, soft_wrap=True)
 
 
 def _answer(approval_id: str, decision: str, input: str | None, comment: str | None, by: str | None) -> None:
-    try:
-        value = None if input is None else json.loads(input)
-    except ValueError as exc:
-        err.print(f"[red]--input is not JSON:[/] {exc}")
-        raise typer.Exit(2) from None
+    value = _read_input(input)
     with _client() as c:
-        _print_json(c.answer(approval_id, decision, input=value, comment=comment, by=by))
+        a = _resolve_approval(c, approval_id, pending=True)
+        lacking = schema.missing(a.schema, value) if decision == "approve" else []
+        if lacking:
+            lines = [f"error: approving {a.id} needs --input with {', '.join(lacking)}; it asks for:"]
+            lines += [f"  {f.describe()}" for f in schema.fields(a.schema)]
+            lines += ["for example:", _answer_hint(a)]
+            err.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.USAGE)
+        try:
+            answered = c.answer(a.id, decision, input=value, comment=comment, by=by)
+        except ValidationFailed as exc:
+            hint = f"error: {exc.message}\nfor example:\n{_answer_hint(a)}"
+            err.print(hint, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.USAGE) from None
+    _print_json(answered)
 
 
 @approvals_cli.command("approve")
 def approvals_approve(
-    approval_id: str,
-    input: Annotated[str | None, typer.Option("--input", "-i", help="JSON the agent asked for")] = None,
+    approval_id: ApprovalId,
+    input: InputOption = None,
     comment: Annotated[str | None, typer.Option(help="a note for the agent")] = None,
     by: Annotated[str | None, typer.Option(help="who answers")] = None,
 ) -> None:
+    """Approve (see `approvals show` for the input the question asks for)."""
     _answer(approval_id, "approve", input, comment, by)
 
 
 @approvals_cli.command("reject")
 def approvals_reject(
-    approval_id: str,
+    approval_id: ApprovalId,
     comment: Annotated[str | None, typer.Option(help="why, or what to change")] = None,
     by: Annotated[str | None, typer.Option(help="who answers")] = None,
 ) -> None:
+    """Reject, with a comment the agent reads."""
     _answer(approval_id, "reject", None, comment, by)
 
 
@@ -367,6 +609,7 @@ def keys_revoke(key_id: str) -> None:
 def main() -> None:
     try:
         cli()
-    except AgentbusError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        sys.exit(2)
+    except (AgentbusError, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, AgentbusError) else str(exc)
+        err.print(f"[red]error:[/] {escape(message)}")
+        sys.exit(exit_code(exc))
