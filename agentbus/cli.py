@@ -334,7 +334,7 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:  # fmt: skip
         t = bar.add_task("submitted", total=None)
-        for event in c.events(job_id):
+        for event in c.events(job_id, timeout=timeout):
             data = event.data
             if event.event == "task" and data.get("id"):
                 states[str(data["id"])] = str(data.get("state"))
@@ -345,13 +345,11 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
                 if approval_id and data.get("status") == "pending" and approval_id not in told:
                     told.add(approval_id)
                     a = c.approval(approval_id)
-                    who = ", ".join(a.assignees) or "anyone"
+                    who = escape(", ".join(a.assignees) or "anyone")
                     bar.console.print(f"[yellow]waiting for a person[/] ({who}): {escape(a.prompt)}")
                     bar.console.print(_answer_hint(a), markup=False, highlight=False, soft_wrap=True)
             done = sum(1 for v in states.values() if v in TERMINAL)
             bar.update(t, completed=done, total=len(states) or None)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s")
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
 
 
@@ -429,11 +427,12 @@ def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
     if job.progress:
         out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
     if job.error:
-        out.print(f"[red]error:[/] {job.error.type}: {job.error.message}")
+        out.print(f"[red]error:[/] {escape(job.error.type)}: {escape(job.error.message)}")
     if job.tasks:
         table = _table("task id", "seq", "name", "state", "attempt", "worker", "why there")
         for t in job.tasks:
-            table.add_row(t.id, str(t.seq), t.name, t.state, str(t.attempt), t.worker or "", t.route_reason or "")
+            row = (t.id, str(t.seq), t.name, t.state, str(t.attempt), t.worker or "", t.route_reason or "")
+            table.add_row(*(escape(v) for v in row))
         out.print(table)
         if job.get("more_tasks"):
             out.print("more tasks: agentbus jobs show --output json, or GET /jobs/{id}/tasks")
@@ -485,7 +484,7 @@ def approvals_list(
         return
     table = _table("id", "status", "prompt", "assignees", "deadline")
     for a in page.approvals:
-        table.add_row(a.id, a.status, a.prompt, ", ".join(a.assignees), _when(a["deadline"]))
+        table.add_row(a.id, a.status, escape(a.prompt), escape(", ".join(a.assignees)), _when(a["deadline"]))
     out.print(table)
     if page.next_cursor:
         out.print(f"next page: --cursor {page.next_cursor}")
@@ -500,9 +499,9 @@ def approvals_show(approval_id: ApprovalId, output: OutputOption = Output.table)
         _print_json(a)
         return
     out.print(f"[bold]{a.id}[/]  job {a.job_id}  [bold]{a.status}[/]")
-    out.print(f"prompt: {a.prompt}")
+    out.print(f"prompt: {escape(a.prompt)}")
     deadline = f"  deadline: {_when(a['deadline'])}" if a.deadline else ""
-    out.print(f"assignees: {', '.join(a.assignees) or 'anyone'}{deadline}")
+    out.print(f"assignees: {escape(', '.join(a.assignees) or 'anyone')}{deadline}")
     if a.data is not None:
         out.print("data:", json.dumps(a.data, indent=2), markup=False)
     if a.status != "pending":

@@ -121,26 +121,37 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> r.Job:
         return await self._send(p.cancel(job_id))
 
-    async def events(self, job_id: str, last_event_id: str | None = None) -> AsyncIterator[r.Event]:
-        """The job's server-sent events (job, task, approval), then an ``end`` event once it has finished."""
+    async def events(
+        self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None
+    ) -> AsyncIterator[r.Event]:
+        """The job's server-sent events (job, task, approval), then an ``end`` event once it has finished.
+
+        ``timeout``: raise TimeoutError once that many seconds have passed (checked as lines come;
+        the server sends a keep-alive line every 15 s).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         headers = p.events_headers(last_event_id)
         try:
             async with self.http.stream(
                 "GET",
                 p.events_path(job_id),
                 headers=headers,
-                timeout=httpx.Timeout(self.http.timeout.connect, read=None),
+                timeout=httpx.Timeout(self.http.timeout.connect, read=timeout),
             ) as resp:
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise p.error_from(resp)
                 decoder = p.EventDecoder()
                 async for line in resp.aiter_lines():
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s")
                     event = decoder.feed(line)
                     if event is not None:
                         yield event
                         if event.event == "end":
                             return
+        except httpx.ReadTimeout:
+            raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s") from None
         except httpx.TransportError as exc:
             raise p.unreachable(self.http.base_url, exc) from None
 

@@ -203,8 +203,11 @@ def retry_after(resp: httpx.Response) -> float | None:
         return max(0.0, float(raw))
     except ValueError:
         pass
-    when = email.utils.parsedate_to_datetime(raw) if raw else None
-    return None if when is None else max(0.0, when.timestamp() - time.time())
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None  # neither seconds nor a date: as if the server had not said
+    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass(frozen=True)

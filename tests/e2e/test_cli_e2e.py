@@ -134,5 +134,7 @@ def test_json_output_and_exit_codes(running: Cluster) -> None:
     assert gone.returncode == 6 and "cannot reach" in gone.stderr
     slow = running.client.submit("nap", {"seconds": 30})["id"]
     assert agentbus(running, "jobs", "results", slow, "--wait", "0.5").returncode == 4
+    gave_up = agentbus(running, "submit", "nap", "--input", '{"seconds": 30}', "--wait", "--timeout", "2")
+    assert gave_up.returncode == 4 and "did not finish within 2s" in gave_up.stderr
     version = agentbus(running, "--version")
     assert version.returncode == 0 and re.fullmatch(r"agentbus \d+\.\d+\.\d+\S*\n", version.stdout)

@@ -104,6 +104,7 @@ def test_the_wait_is_what_retry_after_says_within_bounds() -> None:
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
     assert 3 < (wait(429, soon) or 0) <= 5
     assert wait(429, "1", attempt=3) is None and wait(500, "1") is None
+    assert wait(503, "soon") == 0.5
 
 
 def test_server_sent_events_are_decoded_line_by_line() -> None:
