@@ -9,11 +9,13 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -239,16 +241,29 @@ def _read_input(raw: str | None) -> Any:
 
 
 def _when(iso: str | None) -> str:
-    """An API timestamp to the second, for tables."""
-    return (iso or "")[:19].replace("T", " ")
+    """An API timestamp to the minute, for tables (--output json has it whole)."""
+    return (iso or "")[:16].replace("T", " ")
+
+
+WHOLE = {"status", "state"}  # short words that read badly when folded
+
+
+def _took(d: timedelta) -> str:
+    s = d.total_seconds()
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
 def _table(*columns: str, ids: int = 1) -> Table:
-    """A table whose first ``ids`` columns (ids) are never cut: the other columns wrap instead."""
-    table = Table()
+    """A table whose first ``ids`` columns (ids) are never cut: the other columns wrap instead.
+    No vertical rules, so that an 80-column terminal has room for a whole id and more."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for i, name in enumerate(columns):
-        if i < ids:
-            table.add_column(name, no_wrap=True, overflow="ignore", min_width=8)
+        if i < ids or name in WHOLE:
+            table.add_column(name, no_wrap=True, overflow="ignore")
         else:
             table.add_column(name, overflow="fold")
     return table
@@ -401,9 +416,10 @@ def jobs_list(
     if output == Output.json:
         _print_json(page)
         return
-    table = _table("id", "type", "status", "created", "finished")
+    table = _table("id", "type", "status", "created", "took")
     for j in page.jobs:
-        table.add_row(j.id, j.type, j.status, _when(j["created_at"]), _when(j["finished_at"]))
+        took = _took(j.finished_at - j.created_at) if j.finished_at and j.created_at else ""
+        table.add_row(j.id, escape(j.type), j.status, _when(j["created_at"]), took)
     out.print(table)
     if page.next_cursor:
         out.print(f"next page: --cursor {page.next_cursor}")
