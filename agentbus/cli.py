@@ -599,12 +599,22 @@ def keys_create(
     print(token)
 
 
+KEY_FIELDS = ("id", "prefix", "tenant", "scopes", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
+
+
 @keys_cli.command("list")
-def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None) -> None:
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Every key (never the secret): json has KEY_FIELDS, times as Unix seconds."""
     store = _store()
     rows = store.list_keys(tenant)
     store.close()
-    table = Table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
+    if output == Output.json:
+        _print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
+        return
+    table = _table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
     for k in rows:
         expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)) if k.expires_at else ""
         table.add_row(
@@ -614,10 +624,13 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant'
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: str) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a unique prefix of one")]) -> None:
     store = _store()
-    rec = store.revoke_key(key_id)
-    store.close()
+    try:
+        matches = [k.id for k in store.list_keys() if k.id.startswith(key_id)]
+        rec = store.revoke_key(key_id if key_id in matches else _unique(key_id, matches, "key", "looked in all keys"))
+    finally:
+        store.close()
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
 
 

@@ -136,5 +136,10 @@ def test_json_output_and_exit_codes(running: Cluster) -> None:
     assert agentbus(running, "jobs", "results", slow, "--wait", "0.5").returncode == 4
     gave_up = agentbus(running, "submit", "nap", "--input", '{"seconds": 30}', "--wait", "--timeout", "2")
     assert gave_up.returncode == 4 and "did not finish within 2s" in gave_up.stderr
+    running.new_key("other")
+    (other,) = [k for k in as_json(agentbus(running, "keys", "list", "-o", "json"))["keys"] if k["tenant"] == "other"]
+    assert other["revoked_at"] is None and "secret_hash" not in other
+    assert agentbus(running, "keys", "revoke", other["id"][:12]).returncode == 0
+    assert as_json(agentbus(running, "keys", "list", "--tenant", "other", "-o", "json"))["keys"][0]["revoked_at"]
     version = agentbus(running, "--version")
     assert version.returncode == 0 and re.fullmatch(r"agentbus \d+\.\d+\.\d+\S*\n", version.stdout)
