@@ -8,34 +8,34 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
-from datetime import timedelta
-from enum import IntEnum, StrEnum
-from pathlib import Path
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentbus import __version__
-from agentbus.client import Approval, Client, Job, JobResult, schema
+from agentbus.cli._ids import answer_hint, resolve_approval, resolve_job, unique
+from agentbus.cli._output import (
+    EXIT_CODES,
+    ExitCode,
+    InputOption,
+    Output,
+    OutputOption,
+    duration,
+    exit_code,
+    id_table,
+    print_json,
+    read_input,
+    when,
+)
+from agentbus.client import Client, JobResult, schema
 from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
-from agentbus.domain import (
-    AgentbusError,
-    App,
-    ConfigError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    ValidationFailed,
-)
+from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
 
 cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
                   pretty_exceptions_enable=False)  # fmt: skip
@@ -48,12 +48,6 @@ approvals_cli = typer.Typer(help="Questions agents put to people: list, show, ap
 cli.add_typer(approvals_cli, name="approvals")
 out = Console()
 err = Console(stderr=True)
-
-EXIT_CODES = (
-    "Exit codes: 0 ok; 1 the job failed or was cancelled; 2 bad usage or input; 3 not found; "
-    "4 timed out before the job finished; 5 not authorized; 6 the API is unavailable, or anything else."
-)
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -174,148 +168,9 @@ def dev(
     raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app))
 
 
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-
-
-OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="table: for people; json: the API's JSON, for scripts")
-]
-InputOption = Annotated[
-    str | None, typer.Option("--input", "-i", help="JSON, @file.json to read it from a file, or - for stdin")
-]
-
-
-class ExitCode(IntEnum):
-    """What the client commands exit with (README "Exit codes")."""
-
-    OK = 0
-    JOB_FAILED = 1  # the job failed or was cancelled (submit --wait, jobs results)
-    USAGE = 2  # bad arguments or input: the API's 400/413/422, an ambiguous id prefix
-    NOT_FOUND = 3  # no such job or approval (404, or no id starts with the prefix)
-    TIMEOUT = 4  # --wait/--timeout ran out before the job finished
-    AUTH = 5  # the key is missing, wrong or lacks the scope (401/403)
-    UNAVAILABLE = 6  # the API cannot be reached or refused for now (503, 429, 409), or anything else
-
-
-def exit_code(exc: BaseException) -> ExitCode:
-    if isinstance(exc, TimeoutError):
-        return ExitCode.TIMEOUT
-    if isinstance(exc, NotFound):
-        return ExitCode.NOT_FOUND
-    if isinstance(exc, Unauthorized | Forbidden):
-        return ExitCode.AUTH
-    if isinstance(exc, InvalidInput | PayloadTooLarge | ConfigError):
-        return ExitCode.USAGE
-    return ExitCode.UNAVAILABLE
-
-
 def _client() -> Client:
     settings = _settings()
     return Client(settings.api_url, api_key=settings.api_key or None)
-
-
-def _print_json(value: Any) -> None:
-    """Plain JSON on stdout: no colours, no wrapping, whatever the terminal."""
-    sys.stdout.write(json.dumps(dict(value) if isinstance(value, Mapping) else value, indent=2) + "\n")
-
-
-def _read_input(raw: str | None) -> Any:
-    """--input as given: JSON, ``@path`` for a file's JSON, ``-`` for stdin's."""
-    if raw is None:
-        return None
-    source = "--input"
-    try:
-        if raw == "-":
-            raw, source = sys.stdin.read(), "stdin"
-        elif raw.startswith("@"):
-            path = raw[1:]
-            raw, source = Path(path).read_text(), path
-    except OSError as exc:
-        raise InvalidInput(f"cannot read --input {raw}: {exc.strerror}") from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{source} is not JSON: {exc}") from None
-
-
-def _when(iso: str | None) -> str:
-    """An API timestamp to the minute, for tables (--output json has it whole)."""
-    return (iso or "")[:16].replace("T", " ")
-
-
-WHOLE = {"status", "state"}  # short words that read badly when folded
-
-
-def _took(d: timedelta) -> str:
-    s = d.total_seconds()
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-
-
-def _table(*columns: str, ids: int = 1) -> Table:
-    """A table whose first ``ids`` columns (ids) are never cut: the other columns wrap instead.
-    No vertical rules, so that an 80-column terminal has room for a whole id and more."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for i, name in enumerate(columns):
-        if i < ids or name in WHOLE:
-            table.add_column(name, no_wrap=True, overflow="ignore")
-        else:
-            table.add_column(name, overflow="fold")
-    return table
-
-
-SCAN_LIMIT = 5000  # how many of the newest jobs a prefix is looked for in
-
-
-def _unique(prefix: str, matches: list[str], what: str, scanned: str) -> str:
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise NotFound(f"no {what} {prefix!r}, and no {what} id starts with it ({scanned})")
-    shown = "\n  ".join(matches[:20]) + ("\n  ..." if len(matches) > 20 else "")
-    raise InvalidInput(f"{prefix!r} is ambiguous: {len(matches)} {what}s start with it:\n  {shown}")
-
-
-def _resolve_job(c: Client, prefix: str) -> Job:
-    """The job the id or unique id prefix names. The API has no prefix search: the prefix is
-    looked for in the listing (newest first, SCAN_LIMIT at most), after trying it as a whole id."""
-    try:
-        return c.job(prefix)
-    except NotFound:
-        pass
-    matches: list[str] = []
-    for n, j in enumerate(c.iter_jobs(), 1):
-        if j.id.startswith(prefix):
-            matches.append(j.id)
-        if n >= SCAN_LIMIT:
-            break
-    return c.job(_unique(prefix, matches, "job", f"looked in the newest {SCAN_LIMIT} jobs"))
-
-
-def _resolve_approval(c: Client, prefix: str, *, pending: bool = False) -> Approval:
-    """The approval the id or unique id prefix names (``pending``: among pending ones only, since
-    only those can be answered; an approval's id starts with its job's, so a job id prefix works)."""
-    try:
-        return c.approval(prefix)
-    except NotFound:
-        pass
-    status = "pending" if pending else None
-    matches = [a.id for a in c.iter_approvals(status=status) if a.id.startswith(prefix)]
-    what = "pending approval" if pending else "approval"
-    return c.approval(_unique(prefix, matches, what, f"looked in {'pending' if pending else 'all'} approvals"))
-
-
-def _answer_hint(a: Approval) -> str:
-    """The commands that answer ``a``, with an example input when its question has a schema."""
-    approve = f"agentbus approvals approve {a.id}"
-    if a.schema:
-        approve += f" --input '{json.dumps(schema.example(a.schema))}'"
-    return f"  {approve}\n  agentbus approvals reject {a.id} --comment 'what to change'"
 
 
 @cli.command()
@@ -328,15 +183,15 @@ def submit(
     timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds (exit 4)")] = 600.0,
 ) -> None:
     """Submit a job; print it, or with --wait its result (exit 1 if it failed)."""
-    data = _read_input(input)
+    data = read_input(input)
     with _client() as c:
         job = c.submit(type, {} if data is None else data, idempotency_key=idempotency_key, priority=priority)
         if not wait:
-            _print_json(job)
+            print_json(job)
             return
         err.print(f"job [bold]{job.id}[/] submitted")
         result = _follow(c, job.id, timeout)
-        _print_json(result)
+        print_json(result)
         if not result.succeeded:
             raise typer.Exit(ExitCode.JOB_FAILED)
 
@@ -362,7 +217,7 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
                     a = c.approval(approval_id)
                     who = escape(", ".join(a.assignees) or "anyone")
                     bar.console.print(f"[yellow]waiting for a person[/] ({who}): {escape(a.prompt)}")
-                    bar.console.print(_answer_hint(a), markup=False, highlight=False, soft_wrap=True)
+                    bar.console.print(answer_hint(a), markup=False, highlight=False, soft_wrap=True)
             done = sum(1 for v in states.values() if v in TERMINAL)
             bar.update(t, completed=done, total=len(states) or None)
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
@@ -374,7 +229,7 @@ def workers(output: OutputOption = Output.table) -> None:
     with _client() as c:
         rows = c.workers()
     if output == Output.json:
-        _print_json({"workers": [w.to_json() for w in rows]})
+        print_json({"workers": [w.to_json() for w in rows]})
         return
     table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
     for w in rows:
@@ -394,9 +249,9 @@ def job_types(output: OutputOption = Output.table) -> None:
     with _client() as c:
         types = c.job_types()
     if output == Output.json:
-        _print_json({"job_types": [t.to_json() for t in types]})
+        print_json({"job_types": [t.to_json() for t in types]})
         return
-    table = _table("name", "kind", "input")
+    table = id_table("name", "kind", "input")
     for t in types:
         table.add_row(t.name, t.kind, ", ".join(f.describe() for f in schema.fields(t.input_schema)))
     out.print(table)
@@ -414,12 +269,12 @@ def jobs_list(
     with _client() as c:
         page = c.jobs(status=status, type=type, limit=limit, cursor=cursor)
     if output == Output.json:
-        _print_json(page)
+        print_json(page)
         return
-    table = _table("id", "type", "status", "created", "took")
+    table = id_table("id", "type", "status", "created", "took")
     for j in page.jobs:
-        took = _took(j.finished_at - j.created_at) if j.finished_at and j.created_at else ""
-        table.add_row(j.id, escape(j.type), j.status, _when(j["created_at"]), took)
+        took = duration(j.finished_at - j.created_at) if j.finished_at and j.created_at else ""
+        table.add_row(j.id, escape(j.type), j.status, when(j["created_at"]), took)
     out.print(table)
     if page.next_cursor:
         out.print(f"next page: --cursor {page.next_cursor}")
@@ -433,19 +288,19 @@ ApprovalId = Annotated[str, typer.Argument(help="an approval id, or a unique pre
 def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
     """A job: its state, progress, error, and its tasks with where each ran and why."""
     with _client() as c:
-        job = _resolve_job(c, job_id)
+        job = resolve_job(c, job_id)
     if output == Output.json:
-        _print_json(job)
+        print_json(job)
         return
     out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
-    started, finished = _when(job["started_at"]) or "-", _when(job["finished_at"]) or "-"
-    out.print(f"created {_when(job['created_at'])}  started {started}  finished {finished}")
+    started, finished = when(job["started_at"]) or "-", when(job["finished_at"]) or "-"
+    out.print(f"created {when(job['created_at'])}  started {started}  finished {finished}")
     if job.progress:
         out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
     if job.error:
         out.print(f"[red]error:[/] {escape(job.error.type)}: {escape(job.error.message)}")
     if job.tasks:
-        table = _table("task id", "seq", "name", "state", "attempt", "worker", "why there")
+        table = id_table("task id", "seq", "name", "state", "attempt", "worker", "why there")
         for t in job.tasks:
             row = (t.id, str(t.seq), t.name, t.state, str(t.attempt), t.worker or "", t.route_reason or "")
             table.add_row(*(escape(v) for v in row))
@@ -461,7 +316,7 @@ def jobs_results(
 ) -> None:
     """The job's result as JSON: exit 0 if it succeeded, 1 if it failed, 4 if it has not finished."""
     with _client() as c:
-        job = _resolve_job(c, job_id)
+        job = resolve_job(c, job_id)
         done, body = c.results(job.id, wait=min(wait, 60.0))
         if not done and wait > 60:
             try:
@@ -469,7 +324,7 @@ def jobs_results(
                 done = True
             except TimeoutError:
                 pass
-    _print_json(body)
+    print_json(body)
     if not done:
         raise typer.Exit(ExitCode.TIMEOUT)
     if not body.succeeded:
@@ -480,7 +335,7 @@ def jobs_results(
 def jobs_cancel(job_id: JobId) -> None:
     """Cancel a job and what it runs."""
     with _client() as c:
-        _print_json(c.cancel(_resolve_job(c, job_id).id))
+        print_json(c.cancel(resolve_job(c, job_id).id))
 
 
 @approvals_cli.command("list")
@@ -496,11 +351,11 @@ def approvals_list(
     with _client() as c:
         page = c.approvals(status=status, job=job, assignee=assignee, limit=limit, cursor=cursor)
     if output == Output.json:
-        _print_json(page)
+        print_json(page)
         return
-    table = _table("id", "status", "prompt", "assignees", "deadline")
+    table = id_table("id", "status", "prompt", "assignees", "deadline")
     for a in page.approvals:
-        table.add_row(a.id, a.status, escape(a.prompt), escape(", ".join(a.assignees)), _when(a["deadline"]))
+        table.add_row(a.id, a.status, escape(a.prompt), escape(", ".join(a.assignees)), when(a["deadline"]))
     out.print(table)
     if page.next_cursor:
         out.print(f"next page: --cursor {page.next_cursor}")
@@ -510,13 +365,13 @@ def approvals_list(
 def approvals_show(approval_id: ApprovalId, output: OutputOption = Output.table) -> None:
     """A question: what it shows, the fields an answer must fill, and the commands that answer it."""
     with _client() as c:
-        a = _resolve_approval(c, approval_id)
+        a = resolve_approval(c, approval_id)
     if output == Output.json:
-        _print_json(a)
+        print_json(a)
         return
     out.print(f"[bold]{a.id}[/]  job {a.job_id}  [bold]{a.status}[/]")
     out.print(f"prompt: {escape(a.prompt)}")
-    deadline = f"  deadline: {_when(a['deadline'])}" if a.deadline else ""
+    deadline = f"  deadline: {when(a['deadline'])}" if a.deadline else ""
     out.print(f"assignees: {escape(', '.join(a.assignees) or 'anyone')}{deadline}")
     if a.data is not None:
         out.print("data:", json.dumps(a.data, indent=2), markup=False)
@@ -528,27 +383,27 @@ def approvals_show(approval_id: ApprovalId, output: OutputOption = Output.table)
         for f in schema.fields(a.schema):
             out.print(f"  {f.describe()}", markup=False)
     out.print("answer with:")
-    out.print(_answer_hint(a), markup=False, highlight=False, soft_wrap=True)
+    out.print(answer_hint(a), markup=False, highlight=False, soft_wrap=True)
 
 
 def _answer(approval_id: str, decision: str, input: str | None, comment: str | None, by: str | None) -> None:
-    value = _read_input(input)
+    value = read_input(input)
     with _client() as c:
-        a = _resolve_approval(c, approval_id, pending=True)
+        a = resolve_approval(c, approval_id, pending=True)
         lacking = schema.missing(a.schema, value) if decision == "approve" else []
         if lacking:
             lines = [f"error: approving {a.id} needs --input with {', '.join(lacking)}; it asks for:"]
             lines += [f"  {f.describe()}" for f in schema.fields(a.schema)]
-            lines += ["for example:", _answer_hint(a)]
+            lines += ["for example:", answer_hint(a)]
             err.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(ExitCode.USAGE)
         try:
             answered = c.answer(a.id, decision, input=value, comment=comment, by=by)
         except ValidationFailed as exc:
-            hint = f"error: {exc.message}\nfor example:\n{_answer_hint(a)}"
+            hint = f"error: {exc.message}\nfor example:\n{answer_hint(a)}"
             err.print(hint, markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(ExitCode.USAGE) from None
-    _print_json(answered)
+    print_json(answered)
 
 
 @approvals_cli.command("approve")
@@ -612,9 +467,9 @@ def keys_list(
     rows = store.list_keys(tenant)
     store.close()
     if output == Output.json:
-        _print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
+        print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
         return
-    table = _table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
+    table = id_table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
     for k in rows:
         expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)) if k.expires_at else ""
         table.add_row(
@@ -628,7 +483,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a uniqu
     store = _store()
     try:
         matches = [k.id for k in store.list_keys() if k.id.startswith(key_id)]
-        rec = store.revoke_key(key_id if key_id in matches else _unique(key_id, matches, "key", "looked in all keys"))
+        rec = store.revoke_key(key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys"))
     finally:
         store.close()
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
