@@ -226,11 +226,12 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
 @cli.command("workers")
 def workers(output: OutputOption = Output.table) -> None:
     """The fleet: every worker, its device, what it runs."""
+    if output == Output.json:
+        with _client() as c:
+            print_json({"workers": [w.to_json() for w in c.workers()]})
+        return
     with _client() as c:
         rows = c.workers()
-    if output == Output.json:
-        print_json({"workers": [w.to_json() for w in rows]})
-        return
     table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
     for w in rows:
         d = w.get("device") or {}
