@@ -37,6 +37,8 @@ from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
 from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
 
+__all__ = ["cli", "main"]
+
 cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
                   pretty_exceptions_enable=False)  # fmt: skip
 jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
