@@ -11,30 +11,13 @@ from starlette.responses import JSONResponse, Response
 
 from agentbus.domain.errors import (
     AgentbusError,
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
     RateLimited,
     Unauthorized,
-    Unavailable,
     ValidationFailed,
+    http_status,
 )
 
 log = logging.getLogger("agentbus.api")
-
-STATUS: list[tuple[type[AgentbusError], int]] = [
-    (ValidationFailed, 422),
-    (InvalidInput, 400),
-    (PayloadTooLarge, 413),
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (RateLimited, 429),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Unavailable, 503),
-]
 
 
 def error_body(status: int, kind: str, message: str, **extra: object) -> dict[str, object]:
@@ -43,7 +26,7 @@ def error_body(status: int, kind: str, message: str, **extra: object) -> dict[st
 
 async def agentbus_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AgentbusError)
-    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    status = http_status(exc)
     extra: dict[str, object] = {}
     if isinstance(exc, ValidationFailed):
         extra["errors"] = exc.errors

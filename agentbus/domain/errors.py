@@ -24,8 +24,9 @@
           └── NotInAgent          an agent-only call (ctx.run, ...) made inside a task
 
 Errors of dependencies (peewee, redis) are translated into this tree by the
-package that owns the dependency; the API maps the tree to HTTP statuses in one
-place.
+package that owns the dependency. ``HTTP_STATUS`` below is the one table between
+the tree and HTTP statuses: the API answers with it, the Python client reads
+error responses back into the tree with it.
 """
 
 from __future__ import annotations
@@ -127,3 +128,35 @@ class NonDeterministicAgent(StepError):
 
 class NotInAgent(StepError):
     pass
+
+
+# The one table between the tree and HTTP statuses, most specific class first.
+HTTP_STATUS: tuple[tuple[type[AgentbusError], int], ...] = (
+    (ValidationFailed, 422),
+    (InvalidInput, 400),
+    (PayloadTooLarge, 413),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
+
+
+def http_status(exc: AgentbusError) -> int:
+    """The status the API answers ``exc`` with (500 for errors that should never reach a caller)."""
+    return next((code for cls, code in HTTP_STATUS if isinstance(exc, cls)), 500)
+
+
+def error_class(status: int, name: str | None = None) -> type[AgentbusError]:
+    """The class an error response stands for: the one ``name`` (the body's ``type``) names if it is a
+    subclass of the status's class (``IdempotencyConflict`` for a 409), else the status's class."""
+    base = next((cls for cls, code in HTTP_STATUS if code == status), AgentbusError)
+    stack: list[type[AgentbusError]] = [base]
+    while stack and name:
+        cls = stack.pop()
+        if cls.__name__ == name:
+            return cls
+        stack.extend(cls.__subclasses__())
+    return base

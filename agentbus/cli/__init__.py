@@ -13,12 +13,31 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentbus.client import Client
+from agentbus import __version__
+from agentbus.cli._ids import answer_hint, resolve_approval, resolve_job, unique
+from agentbus.cli._output import (
+    EXIT_CODES,
+    ExitCode,
+    InputOption,
+    Output,
+    OutputOption,
+    duration,
+    exit_code,
+    id_table,
+    print_json,
+    read_input,
+    when,
+)
+from agentbus.client import Client, JobResult, schema
+from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
-from agentbus.domain import AgentbusError, App, ConfigError
+from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
+
+__all__ = ["cli", "main"]
 
 cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
                   pretty_exceptions_enable=False)  # fmt: skip
@@ -31,6 +50,20 @@ approvals_cli = typer.Typer(help="Questions agents put to people: list, show, ap
 cli.add_typer(approvals_cli, name="approvals")
 out = Console()
 err = Console(stderr=True)
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"agentbus {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback(epilog=EXIT_CODES)
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """agentbus: a durable job bus for AI-agent workloads."""
 
 
 class Role(StrEnum):
@@ -142,66 +175,63 @@ def _client() -> Client:
     return Client(settings.api_url, api_key=settings.api_key or None)
 
 
-def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value))
-
-
 @cli.command()
 def submit(
     type: Annotated[str, typer.Argument(help="job type: an agent or task name")],
-    input: Annotated[str, typer.Option("--input", "-i", help="the input as a JSON object")] = "{}",
+    input: InputOption = None,
     idempotency_key: Annotated[str | None, typer.Option(help="submit at most once per key")] = None,
     priority: Annotated[int, typer.Option(help="-10..10, higher runs first")] = 0,
     wait: Annotated[bool, typer.Option(help="show progress and print the result")] = False,
-    timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds")] = 600.0,
+    timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds (exit 4)")] = 600.0,
 ) -> None:
-    """Submit a job."""
-    try:
-        data = json.loads(input)
-    except ValueError as exc:
-        err.print(f"[red]--input is not JSON:[/] {exc}")
-        raise typer.Exit(2) from None
+    """Submit a job; print it, or with --wait its result (exit 1 if it failed)."""
+    data = read_input(input)
     with _client() as c:
-        job = c.submit(type, data, idempotency_key=idempotency_key, priority=priority)
+        job = c.submit(type, {} if data is None else data, idempotency_key=idempotency_key, priority=priority)
         if not wait:
-            _print_json(job)
+            print_json(job)
             return
-        err.print(f"job [bold]{job['id']}[/] submitted")
-        result = _follow(c, job["id"], timeout)
-        _print_json(result)
-        if result["status"] != "succeeded":
-            raise typer.Exit(1)
+        err.print(f"job [bold]{job.id}[/] submitted")
+        result = _follow(c, job.id, timeout)
+        print_json(result)
+        if not result.succeeded:
+            raise typer.Exit(ExitCode.JOB_FAILED)
 
 
-def _follow(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
-    """Follow the job's event stream with a progress bar; return its results."""
+def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
+    """Follow the job's events with a progress bar, telling how to answer its questions; return its result."""
     states: dict[str, str] = {}
-    asked: set[str] = set()
-    terminal = {"succeeded", "failed", "cancelled"}
+    told: set[str] = set()
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as bar:  # fmt: skip
         t = bar.add_task("submitted", total=None)
-        for _, event, data in c.events(job_id):
-            if event == "task":
-                states[data["id"]] = data["state"]
-            elif event == "job":
-                bar.update(t, description=data["status"])
-            elif event == "approval" and data["status"] == "pending" and data["id"] not in asked:
-                asked.add(data["id"])
-                who = ", ".join(data["assignees"]) or "anyone"
-                bar.console.print(f"[yellow]waiting for a person[/] ({who}): {data['prompt']}\n"
-                                  f"  agentbus approvals approve {data['id']}   (or: reject)")  # fmt: skip
-            done = sum(1 for v in states.values() if v in terminal)
+        for event in c.events(job_id, timeout=timeout):
+            data = event.data
+            if event.event == "task" and data.get("id"):
+                states[str(data["id"])] = str(data.get("state"))
+            elif event.event == "job" and data.get("status"):
+                bar.update(t, description=str(data["status"]))
+            elif event.event == "approval":
+                approval_id = str(data.get("approval_id") or data.get("id") or "")
+                if approval_id and data.get("status") == "pending" and approval_id not in told:
+                    told.add(approval_id)
+                    a = c.approval(approval_id)
+                    who = escape(", ".join(a.assignees) or "anyone")
+                    bar.console.print(f"[yellow]waiting for a person[/] ({who}): {escape(a.prompt)}")
+                    bar.console.print(answer_hint(a), markup=False, highlight=False, soft_wrap=True)
+            done = sum(1 for v in states.values() if v in TERMINAL)
             bar.update(t, completed=done, total=len(states) or None)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
 
 
 @cli.command("workers")
-def workers() -> None:
+def workers(output: OutputOption = Output.table) -> None:
     """The fleet: every worker, its device, what it runs."""
+    if output == Output.json:
+        with _client() as c:
+            print_json({"workers": [w.to_json() for w in c.workers()]})
+        return
     with _client() as c:
         rows = c.workers()
     table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
@@ -217,14 +247,17 @@ def workers() -> None:
 
 
 @cli.command("types")
-def job_types() -> None:
+def job_types(output: OutputOption = Output.table) -> None:
     """List the job types the API knows, with their input schemas."""
     with _client() as c:
-        table = Table("name", "kind", "input")
-        for t in c.job_types():
-            props = t["input_schema"].get("properties", {})
-            table.add_row(t["name"], t["kind"], ", ".join(f"{k}: {v.get('type', '?')}" for k, v in props.items()))
-        out.print(table)
+        types = c.job_types()
+    if output == Output.json:
+        print_json({"job_types": [t.to_json() for t in types]})
+        return
+    table = id_table("name", "kind", "input")
+    for t in types:
+        table.add_row(t.name, t.kind, ", ".join(f.describe() for f in schema.fields(t.input_schema)))
+    out.print(table)
 
 
 @jobs_cli.command("list")
@@ -233,36 +266,79 @@ def jobs_list(
     type: Annotated[str | None, typer.Option(help="job type")] = None,
     limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
+    """Jobs, newest first, a page at a time."""
     with _client() as c:
         page = c.jobs(status=status, type=type, limit=limit, cursor=cursor)
-    table = Table("id", "type", "status", "created", "finished")
-    for j in page["jobs"]:
-        table.add_row(j["id"], j["type"], j["status"], j["created_at"], j["finished_at"] or "")
+    if output == Output.json:
+        print_json(page)
+        return
+    table = id_table("id", "type", "status", "created", "took")
+    for j in page.jobs:
+        took = duration(j.finished_at - j.created_at) if j.finished_at and j.created_at else ""
+        table.add_row(j.id, escape(j.type), j.status, when(j["created_at"]), took)
     out.print(table)
-    if page["next_cursor"]:
-        out.print(f"next page: --cursor {page['next_cursor']}")
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
+
+
+JobId = Annotated[str, typer.Argument(help="a job id, or a unique prefix of one")]
+ApprovalId = Annotated[str, typer.Argument(help="an approval id, or a unique prefix of one (a job id's works)")]
 
 
 @jobs_cli.command("show")
-def jobs_show(job_id: str) -> None:
+def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
+    """A job: its state, progress, error, and its tasks with where each ran and why."""
     with _client() as c:
-        _print_json(c.job(job_id))
+        job = resolve_job(c, job_id)
+    if output == Output.json:
+        print_json(job)
+        return
+    out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
+    started, finished = when(job["started_at"]) or "-", when(job["finished_at"]) or "-"
+    out.print(f"created {when(job['created_at'])}  started {started}  finished {finished}")
+    if job.progress:
+        out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
+    if job.error:
+        out.print(f"[red]error:[/] {escape(job.error.type)}: {escape(job.error.message)}")
+    if job.tasks:
+        table = id_table("task id", "seq", "name", "state", "attempt", "worker", "why there")
+        for t in job.tasks:
+            row = (t.id, str(t.seq), t.name, t.state, str(t.attempt), t.worker or "", t.route_reason or "")
+            table.add_row(*(escape(v) for v in row))
+        out.print(table)
+        if job.get("more_tasks"):
+            out.print("more tasks: agentbus jobs show --output json, or GET /jobs/{id}/tasks")
 
 
 @jobs_cli.command("results")
-def jobs_results(job_id: str) -> None:
+def jobs_results(
+    job_id: JobId,
+    wait: Annotated[float, typer.Option(help="wait up to this many seconds for the job to finish")] = 0,
+) -> None:
+    """The job's result as JSON: exit 0 if it succeeded, 1 if it failed, 4 if it has not finished."""
     with _client() as c:
-        done, body = c.results(job_id)
-    _print_json(body)
+        job = resolve_job(c, job_id)
+        done, body = c.results(job.id, wait=min(wait, 60.0))
+        if not done and wait > 60:
+            try:
+                body = c.wait(job.id, timeout=wait - 60)
+                done = True
+            except TimeoutError:
+                pass
+    print_json(body)
     if not done:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.TIMEOUT)
+    if not body.succeeded:
+        raise typer.Exit(ExitCode.JOB_FAILED)
 
 
 @jobs_cli.command("cancel")
-def jobs_cancel(job_id: str) -> None:
+def jobs_cancel(job_id: JobId) -> None:
+    """Cancel a job and what it runs."""
     with _client() as c:
-        _print_json(c.cancel(job_id))
+        print_json(c.cancel(resolve_job(c, job_id).id))
 
 
 @approvals_cli.command("list")
@@ -271,47 +347,86 @@ def approvals_list(
     job: Annotated[str | None, typer.Option(help="only this job's")] = None,
     assignee: Annotated[str | None, typer.Option(help="only those assigned to this name")] = None,
     limit: Annotated[int, typer.Option(help="page size (1-200)")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
+    """Questions to people, newest first."""
     with _client() as c:
-        page = c.approvals(status=status, job=job, assignee=assignee, limit=limit)
-    table = Table("id", "status", "prompt", "assignees", "deadline")
-    for a in page["approvals"]:
-        table.add_row(a["id"], a["status"], a["prompt"], ", ".join(a["assignees"]), a["deadline"] or "")
+        page = c.approvals(status=status, job=job, assignee=assignee, limit=limit, cursor=cursor)
+    if output == Output.json:
+        print_json(page)
+        return
+    table = id_table("id", "status", "prompt", "assignees", "deadline")
+    for a in page.approvals:
+        table.add_row(a.id, a.status, escape(a.prompt), escape(", ".join(a.assignees)), when(a["deadline"]))
     out.print(table)
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}")
 
 
 @approvals_cli.command("show")
-def approvals_show(approval_id: str) -> None:
+def approvals_show(approval_id: ApprovalId, output: OutputOption = Output.table) -> None:
+    """A question: what it shows, the fields an answer must fill, and the commands that answer it."""
     with _client() as c:
-        _print_json(c.approval(approval_id))
+        a = resolve_approval(c, approval_id)
+    if output == Output.json:
+        print_json(a)
+        return
+    out.print(f"[bold]{a.id}[/]  job {a.job_id}  [bold]{a.status}[/]")
+    out.print(f"prompt: {escape(a.prompt)}")
+    deadline = f"  deadline: {when(a['deadline'])}" if a.deadline else ""
+    out.print(f"assignees: {escape(', '.join(a.assignees) or 'anyone')}{deadline}")
+    if a.data is not None:
+        out.print("data:", json.dumps(a.data, indent=2), markup=False)
+    if a.status != "pending":
+        out.print(f"answered: {a.decision} by {a.answered_by}" + (f" ({a.comment})" if a.comment else ""))
+        return
+    if a.schema:
+        out.print("to approve, --input must fill:")
+        for f in schema.fields(a.schema):
+            out.print(f"  {f.describe()}", markup=False)
+    out.print("answer with:")
+    out.print(answer_hint(a), markup=False, highlight=False, soft_wrap=True)
 
 
 def _answer(approval_id: str, decision: str, input: str | None, comment: str | None, by: str | None) -> None:
-    try:
-        value = None if input is None else json.loads(input)
-    except ValueError as exc:
-        err.print(f"[red]--input is not JSON:[/] {exc}")
-        raise typer.Exit(2) from None
+    value = read_input(input)
     with _client() as c:
-        _print_json(c.answer(approval_id, decision, input=value, comment=comment, by=by))
+        a = resolve_approval(c, approval_id, pending=True)
+        lacking = schema.missing(a.schema, value) if decision == "approve" else []
+        if lacking:
+            lines = [f"error: approving {a.id} needs --input with {', '.join(lacking)}; it asks for:"]
+            lines += [f"  {f.describe()}" for f in schema.fields(a.schema)]
+            lines += ["for example:", answer_hint(a)]
+            err.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.USAGE)
+        try:
+            answered = c.answer(a.id, decision, input=value, comment=comment, by=by)
+        except ValidationFailed as exc:
+            hint = f"error: {exc.message}\nfor example:\n{answer_hint(a)}"
+            err.print(hint, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.USAGE) from None
+    print_json(answered)
 
 
 @approvals_cli.command("approve")
 def approvals_approve(
-    approval_id: str,
-    input: Annotated[str | None, typer.Option("--input", "-i", help="JSON the agent asked for")] = None,
+    approval_id: ApprovalId,
+    input: InputOption = None,
     comment: Annotated[str | None, typer.Option(help="a note for the agent")] = None,
     by: Annotated[str | None, typer.Option(help="who answers")] = None,
 ) -> None:
+    """Approve (see `approvals show` for the input the question asks for)."""
     _answer(approval_id, "approve", input, comment, by)
 
 
 @approvals_cli.command("reject")
 def approvals_reject(
-    approval_id: str,
+    approval_id: ApprovalId,
     comment: Annotated[str | None, typer.Option(help="why, or what to change")] = None,
     by: Annotated[str | None, typer.Option(help="who answers")] = None,
 ) -> None:
+    """Reject, with a comment the agent reads."""
     _answer(approval_id, "reject", None, comment, by)
 
 
@@ -342,12 +457,22 @@ def keys_create(
     print(token)
 
 
+KEY_FIELDS = ("id", "prefix", "tenant", "scopes", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
+
+
 @keys_cli.command("list")
-def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None) -> None:
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's")] = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Every key (never the secret): json has KEY_FIELDS, times as Unix seconds."""
     store = _store()
     rows = store.list_keys(tenant)
     store.close()
-    table = Table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
+    if output == Output.json:
+        print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
+        return
+    table = id_table("id", "prefix", "tenant", "scopes", "name", "expires", "revoked")
     for k in rows:
         expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)) if k.expires_at else ""
         table.add_row(
@@ -357,16 +482,20 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant'
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: str) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a unique prefix of one")]) -> None:
     store = _store()
-    rec = store.revoke_key(key_id)
-    store.close()
+    try:
+        matches = [k.id for k in store.list_keys() if k.id.startswith(key_id)]
+        rec = store.revoke_key(key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys"))
+    finally:
+        store.close()
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
 
 
 def main() -> None:
     try:
         cli()
-    except AgentbusError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        sys.exit(2)
+    except (AgentbusError, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, AgentbusError) else str(exc)
+        err.print(f"[red]error:[/] {escape(message)}")
+        sys.exit(exit_code(exc))
