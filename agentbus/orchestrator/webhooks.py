@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -51,6 +52,10 @@ class WebhookSender:
         self.deadline = deadline  # the whole delivery: resolving, connecting, sending, the answer
         self.concurrency = concurrency
         self.resolver = resolver
+        # Resolving blocks; it runs here rather than in the event loop's default executor, which
+        # asyncio.run joins at the end of each round: a hung lookup would hold the round past
+        # its deadline.
+        self._lookups = ThreadPoolExecutor(concurrency, thread_name_prefix="webhook-dns")
 
     def deliver_due(self) -> int:
         """Deliver what is due; returns how many were delivered. Raises Unavailable if the store is."""
@@ -80,7 +85,9 @@ class WebhookSender:
     async def _attempt(self, http: httpx.AsyncClient, d: WebhookRow) -> Attempt:
         try:
             async with asyncio.timeout(self.deadline):
-                dest = await asyncio.to_thread(webhooks.resolve_destination, d.url, self.allow_private, self.resolver)
+                dest = await asyncio.get_running_loop().run_in_executor(
+                    self._lookups, webhooks.resolve_destination, d.url, self.allow_private, self.resolver
+                )
                 status = await self._post(http, d, dest)
         except InvalidInput as exc:
             log.warning("webhook %s refused: %s", d.id, exc.message)
@@ -129,4 +136,4 @@ class WebhookSender:
             self.store.webhook_attempted(d.id, "pending", now + delay, attempt.error)
 
     def close(self) -> None:
-        """Nothing is held between rounds (each round has its own client)."""
+        self._lookups.shutdown(wait=False, cancel_futures=True)

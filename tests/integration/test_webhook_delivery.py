@@ -168,3 +168,28 @@ def test_the_sender_connects_to_the_address_it_checked_not_a_second_answer(
         checked.close()
         if rebound is not None:
             rebound.close()
+
+
+def test_a_lookup_that_hangs_ends_at_the_deadline_and_holds_no_other_delivery(store: Store) -> None:
+    fast, release = Receiver(), threading.Event()
+
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "stuck.test":
+            release.wait(120)  # a DNS server that never answers
+        return ["127.0.0.1"]
+
+    try:
+        stuck = queue_delivery(store, "http://stuck.test/hook")
+        quick = queue_delivery(store, f"http://quick.test:{fast.port}/hook")
+        sender = WebhookSender(store, SECRET, allow_private=True, deadline=2.0, resolver=resolver)
+        round_ = threading.Thread(target=sender.deliver_due)
+        round_.start()
+        round_.join(60)
+        assert not round_.is_alive() and not release.is_set(), "the round waited for the lookup"
+        assert [d["status"] for d in store.webhook_deliveries(quick)] == ["delivered"]
+        (d,) = store.webhook_deliveries(stuck)
+        assert d["status"] == "pending" and "no complete answer within 2s" in d["last_error"]
+    finally:
+        release.set()
+        sender.close()
+        fast.close()
