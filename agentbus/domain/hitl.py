@@ -27,7 +27,7 @@ def check_webhook_url(url: Any) -> str:
         raise ValueError("webhook must be an http(s) URL (a string)")
     if len(url) > MAX_WEBHOOK_URL:
         raise ValueError(f"webhook URL is over {MAX_WEBHOOK_URL} characters")
-    if any(c.isspace() or not c.isprintable() for c in url) or text_problem(url):
+    if any(c.isspace() or not c.isprintable() for c in url):  # NUL and lone surrogates too
         raise ValueError(f"webhook URL {url[:80]!r} holds whitespace or control characters")
     try:
         parts = urlsplit(url)
