@@ -15,6 +15,7 @@ from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded
 from agentbus.api.openapi import document
+from agentbus.api.params import ParamsMiddleware
 from agentbus.api.state import ApiState
 from agentbus.bus import ControlStream, Fleet, JobNotifier, connect, ping
 from agentbus.bus.ratelimit import RateLimiter
@@ -66,7 +67,10 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings)],
+        middleware=[
+            Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings),
+            Middleware(ParamsMiddleware),  # inside auth: a caller without a key learns nothing from a 400
+        ],
     )
     web.state.agentbus = state
     web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
