@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
@@ -20,7 +21,8 @@ POLL_S = 0.5  # no Redis to hear from: read the record this often
 
 
 def _period(watch: JobWatch, healthy_s: float) -> float:
-    return healthy_s if watch.healthy else POLL_S
+    # jittered, so waiters that started together (a burst of clients) do not re-read together
+    return (healthy_s if watch.healthy else POLL_S) * random.uniform(0.5, 1.0)
 
 
 @contextlib.asynccontextmanager
