@@ -108,4 +108,17 @@ def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_option
         "proxy_headers": False,
         **uvicorn_options,
     }
+    _raise_open_files_limit(settings.http_max_concurrency)
     uvicorn.run(create_app(settings, app), host=host, port=port, **options)
+
+
+def _raise_open_files_limit(connections: int) -> None:
+    """Room for ``connections`` sockets plus the process's own files, within the hard limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))

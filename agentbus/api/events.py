@@ -28,8 +28,8 @@ from agentbus.domain import InvalidInput
 from agentbus.store import Store
 
 LOOK_BACK_S = 2.0
-# Job changes and finished tasks are announced (the orchestrator's notices); a task starting
-# to run is not, so a stream also re-reads this often.
+# Each replay the orchestrator records is announced; a task starting, or finishing while others
+# of its job are still open, is not: a stream also re-reads this often (jittered).
 RECHECK_S = 2.0
 SETTLE_S = 0.2
 KEEPALIVE_S = 15.0

@@ -110,6 +110,8 @@ class JobWatch:
             except (redis.RedisError, OSError) as exc:
                 if self.healthy:
                     log.warning("job notices unavailable, waiters read the record instead: %s", exc)
+            except Exception:  # never let the listener die: waiters would poll for the process's life
+                log.exception("job notice listener failed; reconnecting")
             finally:
                 self.healthy = False
                 self._wake_all()  # waiters switch to reading the record on a short timer
