@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ class Guarded:
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._target, attr)
-        if not callable(value):
+        if not inspect.isroutine(value):  # attributes pass through, callable ones (a database) too
             return value
 
         @functools.wraps(value)

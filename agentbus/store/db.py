@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,8 +110,8 @@ class ConnectionPerCall:
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._target, attr)
-        if not callable(value) or not self._scoped or attr in self.UNSCOPED:
-            return value
+        if not inspect.ismethod(value) or not self._scoped or attr in self.UNSCOPED:
+            return value  # attributes (``db`` is callable: a context manager) pass through
 
         @functools.wraps(value)
         def scoped(*args: Any, **kwargs: Any) -> Any:

@@ -150,3 +150,37 @@ def test_an_approval_records_the_key_that_answered_and_keeps_by_as_a_note(
         assert r.status_code == 200, r.text
         assert r.json()["answered_key"] == key.id and r.json()["answered_by"] == "the-ceo"
         assert web.get(f"/approvals/{approval_id}", headers=bearer(token)).json()["answered_key"] == key.id
+
+
+def test_a_full_pool_answers_503_at_once_and_readyz_reports_it(pg_url: str, redis_url: str, store: Store) -> None:
+    token, _ = store.create_key("default", ALL)
+    rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
+    settings = Settings(database_url=pg_url, redis_url=redis_url, db_pool_size=1, db_pool_timeout_s=0.5)
+    web = create_app(settings, examples)  # created last: the models are bound to its database
+    db = web.state.agentbus.store.db  # the pool of one connection
+    taken, release = threading.Event(), threading.Event()
+
+    def hold_the_only_connection() -> None:
+        db.connect()
+        taken.set()
+        release.wait(30)
+        db.close()
+
+    holder = threading.Thread(target=hold_the_only_connection)
+    holder.start()
+    try:
+        taken.wait(10)
+        with TestClient(web, headers=bearer(token)) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["postgresql"] != "ok"
+            for _ in range(4):  # more than the breaker's fail_max: a busy pool does not open it
+                r = client.get(f"/jobs/{rec.id}")
+                assert r.status_code == 503 and r.headers["Retry-After"]
+            release.set()
+            holder.join(10)
+            assert client.get(f"/jobs/{rec.id}").status_code == 200
+            assert client.get("/readyz").status_code == 200
+    finally:
+        release.set()
+        holder.join(10)
+        web.state.agentbus.store.close()
