@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -46,7 +47,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(pg_url: str, redis_url: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def served(pg_url: str, redis_url: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     """A real uvicorn server in this process, whose thread pool retires idle threads after 0.2 s
     (anyio's default is 10 s: injected rather than slept through). Created after ``store``:
     peewee binds the models to the database opened last, and it must be the API's."""
@@ -61,19 +62,19 @@ def served(pg_url: str, redis_url: str, store: Store, monkeypatch: pytest.Monkey
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", web
     finally:
         server.should_exit = True
         thread.join(10)
         web.state.agentbus.store.close()
 
 
-def test_connections_of_retired_threads_go_back_to_the_pool(store: Store, served: str) -> None:
+def test_connections_of_retired_threads_go_back_to_the_pool(store: Store, served: tuple[str, Any]) -> None:
     # Each burst runs on fresh threads (the last burst's retired while idle). A thread that kept
     # its connection took it to the grave: 3 bursts of 12 exhausted the pool of 32 for good.
     token, _ = store.create_key("default", ALL)
     rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
-    url = f"{served}/jobs/{rec.id}"
+    url = f"{served[0]}/jobs/{rec.id}"
 
     def get(_: int) -> int | str:
         try:
@@ -87,6 +88,29 @@ def test_connections_of_retired_threads_go_back_to_the_pool(store: Store, served
         assert set(codes) <= {200, 503}, codes
         time.sleep(0.6)  # the burst's threads go idle and retire
     assert get(0) == 200
+
+
+def _until(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_client_that_hangs_up_frees_its_waiter(store: Store, served: tuple[str, Any]) -> None:
+    token, _ = store.create_key("default", ALL)
+    rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
+    watch = served[1].state.agentbus.watch
+    port = int(served[0].rpartition(":")[2])
+    socks = []
+    for path in [f"/jobs/{rec.id}/results?wait=60"] * 30 + [f"/jobs/{rec.id}/events"] * 10:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        socks.append(s)
+    _until(lambda: watch.waiting == 40)
+    for s in socks:
+        s.close()
+    _until(lambda: watch.waiting == 0)  # long before their 60 s were up
 
 
 def _app(settings: Settings, client: tuple[str, int] = ("127.0.0.1", 50000)) -> TestClient:
