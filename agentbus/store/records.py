@@ -153,6 +153,7 @@ class ApprovalRecord:
     created_at: float
     updated_at: float
     tenant: str = "default"
+    answered_key: str | None = None  # the API key that answered (answered_by is free text)
 
     @property
     def current_assignees(self) -> list[str]:
