@@ -14,6 +14,7 @@ once the job has finished.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,9 +41,12 @@ def _since(request: Request) -> float:
     if raw is None:
         return 0.0
     try:
-        return float(raw)
+        since = float(raw)
     except ValueError:
-        raise InvalidInput(f"Last-Event-ID must be an event id from this stream, got {raw!r}") from None
+        since = math.nan
+    if not math.isfinite(since):  # "nan" or "1e400" parse, and a stream after them never sends an event
+        raise InvalidInput(f"Last-Event-ID must be an event id from this stream, got {raw!r}")
+    return since
 
 
 def _frame(kind: str, ts: float, data: dict[str, Any]) -> str:

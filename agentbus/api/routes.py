@@ -138,7 +138,7 @@ async def get_results(request: Request) -> JSONResponse:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²" is a digit to isdigit
         raise InvalidInput(f"limit must be a whole number from 1 to 200, got {raw!r}")
     return int(raw)
 

@@ -95,7 +95,7 @@ def _cursor(text: str) -> str:
 
 CURSORS = [_cursor("1|\x00"), _cursor("nan|x"), _cursor("1e400|x"), _cursor("inf|x"), _cursor("1|"), "\x00"]
 # A URL cannot carry a lone surrogate (percent-decoding replaces it), so parameters get the rest.
-PARAMETER_VALUES = ["\x00", "a\x00b", "NaN", "-Infinity", "1e400", "9" * 400, *CURSORS]
+PARAMETER_VALUES = ["\x00", "a\x00b", "NaN", "-Infinity", "1e400", "9" * 400, "\u00b2", *CURSORS]
 TOO_BIG = 1.2345e300  # stands for a literal the JSON encoder cannot write (1e400), swapped in the text
 BODY_VALUES: list[Any] = [
     "\x00",

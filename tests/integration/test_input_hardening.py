@@ -263,3 +263,17 @@ def test_memory_written_by_a_task_is_checked_as_api_input_is(client: TestClient)
     service.store_items("default", "ns", [{"id": "ok", "text": "a", "metadata": {"x": 1.5}}])
     search = client.post("/memory/search", json={"namespace": "ns", "q": "a"})
     assert search.status_code == 200 and [h["id"] for h in search.json()["hits"]] == ["ok"]
+
+
+def test_a_limit_that_only_unicode_calls_a_digit_is_400(client: TestClient) -> None:
+    r = client.get("/jobs", params={"limit": "\u00b2"})
+    assert r.status_code == 400, r.text
+    assert error(r)["type"] == "InvalidInput"
+
+
+@pytest.mark.parametrize("since", ["nan", "1e400", "-inf"])
+def test_an_event_id_that_is_no_finite_time_is_400(client: TestClient, since: str) -> None:
+    job = client.post("/jobs", json={"type": "echo", "input": {"message": "hi"}}).json()
+    r = client.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": since})
+    assert r.status_code == 400, r.text
+    assert error(r)["type"] == "InvalidInput"
