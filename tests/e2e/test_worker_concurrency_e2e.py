@@ -14,6 +14,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from agentbus.domain import Unavailable
 from agentbus.store import Store
 from agentbus.store.models import Step
 
@@ -122,6 +123,13 @@ def _terminate_connections(pg_url: str) -> int:
     return int(n)
 
 
+def _wait_through_503(c: Cluster, job_id: str) -> dict[str, Any] | None:
+    try:
+        return c.wait(job_id, timeout=10)
+    except (Unavailable, TimeoutError):
+        return None
+
+
 def test_killed_postgresql_connections_mid_map_strand_no_call(running: Cluster, pg_url: str) -> None:
     """Issue 17.4: outcome writes are retried, so a PostgreSQL blip loses no call."""
     job = running.client.submit("paced_map", {"n": 600, "seconds": 0.01})
@@ -129,7 +137,9 @@ def test_killed_postgresql_connections_mid_map_strand_no_call(running: Cluster, 
     for _ in range(4):
         _terminate_connections(pg_url)
         time.sleep(0.3)
-    assert running.wait(job["id"], timeout=120)["result"] == {"n": 600, "sum": 600 * 599 // 2}
+    # the API's own connections were killed too: a 503 while it reconnects is its business, not this test's
+    body = wait_until(lambda: _wait_through_503(running, job["id"]), 120, "the job")
+    assert body["result"] == {"n": 600, "sum": 600 * 599 // 2}
     rows = steps(pg_url, job["id"])
     assert len(rows) == 600 and {r[1] for r in rows} == {"succeeded"}
     assert [r[4] for r in rows] == list(range(600))
@@ -162,23 +172,25 @@ def own_redis(tmp_path: Path) -> Any:
 
 
 def test_a_worker_waits_for_redis_to_come_back(own_redis: Any, pg_url: str, tmp_path: Path) -> None:
-    """Issue 17.9: a Redis restart does not end the worker."""
+    """Issue 17.9: Redis going away while a worker has calls running does not end the worker."""
     port, start_redis, stop_redis = own_redis
     cluster = Cluster(pg_url, f"redis://127.0.0.1:{port}/0", tmp_path)
     try:
         cluster.orchestrator()
         worker = cluster.worker("patient")
         cluster.api()
-        wait_until(lambda: cluster.live("patient"), 30, "the worker to heartbeat")
+        job = cluster.client.submit("paced_map", {"n": 20, "seconds": 2.0})
+        wait_until(lambda: cluster.client.job(job["id"])["progress"].get("running", 0) >= 1, 30, "calls running")
         stop_redis()
-        time.sleep(6)  # workers used to quit ~2 s into an outage
+        time.sleep(8)  # the worker finishes calls meanwhile; it used to quit at its first Redis write
         assert worker.poll() is None, "the worker exited while Redis was down"
         start_redis()
         for name in ("orch", "api"):  # the other roles are not under test here: restart them if they left
             if cluster.procs[name].poll() is not None:
                 cluster.procs.pop(name)
                 cluster.orchestrator() if name == "orch" else cluster.api()
-        wait_until(lambda: cluster._healthy(), 30, "the API")
+        wait_until(cluster._healthy, 30, "the API")
+        assert cluster.wait(job["id"], timeout=90)["result"] == {"n": 20, "sum": 20 * 19 // 2}
         body = cluster.wait(cluster.client.submit("echo", {"message": "after the outage"})["id"], timeout=60)
         assert body["result"] == "after the outage"
         assert worker.poll() is None
