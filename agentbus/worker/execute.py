@@ -9,6 +9,9 @@ marked running when it is taken, wait in this process for a free slot, and run:
   (``TaskTimeout``) or cancelled at once, ``ctx.cancelled`` turns True, and the thread is
   abandoned: whatever it returns later is dropped here, and attempt fencing in the store
   refuses it anyway. Past ``max_abandoned`` such threads the worker drains and exits.
+  A sync call settles itself on its thread (no round trip through the event loop per call:
+  that hop was most of the cost of a short call); whoever settles a call first — its thread
+  with the result, or the loop at the deadline or a cancel — decides its outcome.
 
 Outcomes go to PostgreSQL in batches through an ``OutcomeWriter`` that retries until written.
 """
@@ -61,6 +64,10 @@ class _Held:
     started: float | None = None
     ctx: TaskContext | None = None
     task: asyncio.Task[None] | None = None
+    """An ``async def`` call's coroutine, once started."""
+    deadline: float | None = None
+    """A sync call's deadline (monotonic), once started."""
+    settled: bool = False
     stop: Literal["cancel", "interrupt"] | None = None
 
     def info(self) -> CallInfo:
@@ -79,6 +86,10 @@ class Stats:
 class _Slots:
     running: int = 0
     by_task: Counter[str] = field(default_factory=Counter)
+
+
+SWEEP_S = 0.05
+"""How often the loop looks for sync calls past their deadline (a timeout's precision)."""
 
 
 class Executor:
@@ -113,8 +124,11 @@ class Executor:
         """Too many abandoned threads: the worker should drain and exit (its supervisor restarts it)."""
         self._held: dict[str, _Held] = {}
         self._waiting: deque[_Held] = deque()
+        self._sync: dict[str, _Held] = {}
         self._returned: list[_Held] = []
         self._drained = False
+        self._pump_requested = False
+        self._is_async: dict[str, bool] = {}
         self._slots = _Slots()
         self._lock = threading.Condition()
         self._threads = Threads()
@@ -125,6 +139,7 @@ class Executor:
     # -- lifecycle (main thread) ----------------------------------------------------------------
     def start(self) -> None:
         self._loop_thread.start()
+        self._loop.call_soon_threadsafe(self._sweep)
         self.writer.start()
 
     def wait_for_room(self, timeout: float) -> bool:
@@ -205,6 +220,46 @@ class Executor:
             except Exception as exc:  # the reaper recovers them once this worker is gone
                 log.warning("could not hand %d calls back (%s): the reaper will", len(calls), exc)
 
+    # -- slots: taken on the loop, given back by whoever settles the call ------------------------
+    def _settle(self, h: _Held) -> bool:
+        """Claim the right to decide a running call's outcome; frees its slot. False: decided already."""
+        with self._lock:
+            if h.settled:
+                return False
+            h.settled = True
+            self._slots.running -= 1
+            self._slots.by_task[h.call.name] -= 1
+            self._sync.pop(h.call.task_id, None)
+            self._lock.notify_all()
+            return True
+
+    def _finish(self, h: _Held, outcome: TaskOutcome | None) -> None:
+        with self._lock:
+            if outcome is None:
+                self._returned.append(h)
+                return
+            if outcome.state == TaskState.SUCCEEDED:
+                self.stats.done += 1
+            elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
+                self.stats.failed += 1
+        self.writer.put(outcome)
+
+    def _written(self, outcomes: list[TaskOutcome]) -> None:
+        with self._lock:
+            for o in outcomes:
+                self._held.pop(o.task_id, None)
+            self._lock.notify_all()
+
+    def _request_pump(self) -> None:
+        """From a call's thread: a slot freed; start waiting calls (one loop wake-up for many)."""
+        if not self._waiting:
+            return
+        with self._lock:
+            if self._pump_requested:
+                return
+            self._pump_requested = True
+        self._loop.call_soon_threadsafe(self._pump)
+
     # -- on the event loop ----------------------------------------------------------------------
     def _admit(self, taken: Sequence[_Held]) -> None:
         if self.stopping:
@@ -215,6 +270,8 @@ class Executor:
         self._pump()
 
     def _pump(self) -> None:
+        with self._lock:
+            self._pump_requested = False
         slots = self._slots
         skipped: list[_Held] = []
         while self._waiting and slots.running < self.concurrency and not self.stopping:
@@ -228,8 +285,50 @@ class Executor:
                 slots.running += 1
                 slots.by_task[h.call.name] += 1
                 h.started = time.time()
-            h.task = self._loop.create_task(self._run(h))
+            if td is None or self._async(td.name, td.fn):
+                h.task = self._loop.create_task(self._run(h, td.fn if td is not None else None))
+            else:
+                h.ctx = self._context(h.call)
+                with self._lock:
+                    h.deadline = time.monotonic() + h.call.timeout
+                    self._sync[h.call.task_id] = h
+                self._threads.submit(self._run_sync, h, td.fn)
         self._waiting.extendleft(reversed(skipped))
+
+    def _async(self, name: str, fn: Callable[..., Any]) -> bool:
+        known = self._is_async.get(name)
+        if known is None:
+            known = self._is_async[name] = inspect.iscoroutinefunction(fn)
+        return known
+
+    def _context(self, call: TaskCall) -> TaskContext:
+        mem = self.memory(call.job_id) if self.memory is not None else None
+        return TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
+
+    def _sweep(self) -> None:
+        """Sync calls past their deadline fail with ``TaskTimeout`` now; their threads are abandoned."""
+        now = time.monotonic()
+        with self._lock:
+            late = [h for h in self._sync.values() if h.deadline is not None and h.deadline <= now]
+        for h in late:
+            err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {h.call.timeout}s")
+            self._stop_sync(h, self._failure(h.call, err))
+        if late:
+            self._pump()
+        self._loop.call_later(SWEEP_S, self._sweep)
+
+    def _stop_sync(self, h: _Held, outcome: TaskOutcome | None) -> None:
+        """Decide a running sync call from outside its thread (deadline, cancel, shutdown)."""
+        with self._lock:  # settled and counted at once: its thread, returning now, uncounts it after
+            if not self._settle(h):
+                return
+            self.stats.abandoned += 1
+            if self.stats.abandoned > self.max_abandoned and not self.exhausted:
+                self.exhausted = True
+                log.error("%d abandoned threads (limit %d): draining to exit", self.stats.abandoned, self.max_abandoned)
+        assert h.ctx is not None
+        h.ctx.cancel()
+        self._finish(h, outcome)
 
     def _return_waiting(self) -> None:
         with self._lock:
@@ -241,66 +340,43 @@ class Executor:
             if h.task is not None and not h.task.done():
                 h.stop = "interrupt"
                 h.task.cancel()
+            elif h.deadline is not None:
+                self._stop_sync(h, None)
 
     def _cancel(self, task_id: str) -> None:
         h = self._held.get(task_id)
         if h is None:
             return
-        if h.task is None:  # still waiting for a slot: it never starts
-            if h in self._waiting:
-                self._waiting.remove(h)
-                self._finish(h, self._cancelled(h.call))
-            return
-        if not h.task.done():
-            h.stop = "cancel"
-            h.task.cancel()
+        if h.task is not None:
+            if not h.task.done():
+                h.stop = "cancel"
+                h.task.cancel()
+        elif h.deadline is not None:
+            self._stop_sync(h, self._cancelled(h.call))
+            self._pump()
+        elif h in self._waiting:  # still waiting for a slot: it never starts
+            self._waiting.remove(h)
+            self._finish(h, self._cancelled(h.call))
 
-    def _finish(self, h: _Held, outcome: TaskOutcome | None) -> None:
-        if outcome is None:
-            with self._lock:
-                self._returned.append(h)
-            return
-        if outcome.state == TaskState.SUCCEEDED:
-            self.stats.done += 1
-        elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
-            self.stats.failed += 1
-        self.writer.put(outcome)
-
-    def _written(self, outcomes: list[TaskOutcome]) -> None:
-        with self._lock:
-            for o in outcomes:
-                self._held.pop(o.task_id, None)
-            self._lock.notify_all()
-
-    async def _run(self, h: _Held) -> None:
+    async def _run(self, h: _Held, fn: Callable[..., Any] | None) -> None:
         try:
-            outcome = await self._outcome(h)
+            outcome = await self._outcome(h, fn)
         finally:
-            with self._lock:
-                self._slots.running -= 1
-                self._slots.by_task[h.call.name] -= 1
-                self._lock.notify_all()
+            self._settle(h)
         self._finish(h, outcome)
         self._pump()
 
-    async def _outcome(self, h: _Held) -> TaskOutcome | None:
+    async def _outcome(self, h: _Held, fn: Callable[..., Any] | None) -> TaskOutcome | None:
         call = h.call
-        td = self.app.tasks.get(call.name)
-        if td is None:
+        if fn is None:
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return self._failed(call, err)
-        mem = self.memory(call.job_id) if self.memory is not None else None
-        ctx = h.ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
+        ctx = h.ctx = self._context(call)
         deadline: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout(call.timeout) as deadline:
-                if inspect.iscoroutinefunction(td.fn):
-                    result = await td.fn(ctx, **call.args)
-                else:
-                    result = await self._in_thread(td.fn, ctx, call.args)
-            size = len(json.dumps(result))
-            if size > self.max_result_bytes:
-                raise ResultTooLarge(f"the result is {size} bytes, over the limit of {self.max_result_bytes}")
+                result = await fn(ctx, **call.args)
+            return self._succeeded(call, result)
         except asyncio.CancelledError:
             ctx.cancel()
             if h.stop == "interrupt":
@@ -313,36 +389,33 @@ class Executor:
                 ctx.cancel()
                 return self._failure(call, ErrorInfo("TaskTimeout", f"task ran past its timeout of {call.timeout}s"))
             return self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
-        return TaskOutcome(call.task_id, call.attempt, TaskState.SUCCEEDED, result=result)
 
-    async def _in_thread(self, fn: Callable[..., Any], ctx: TaskContext, args: dict[str, Any]) -> Any:
-        fut = self._threads.submit(self._call_sync, fn, ctx, args)
+    # -- on a call's thread ---------------------------------------------------------------------
+    def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
+        call = h.call
+        assert h.ctx is not None
         try:
-            return await asyncio.wrap_future(fut)
-        finally:
-            if not fut.done():
-                self._abandon(fut)
-
-    def _call_sync(self, fn: Callable[..., Any], ctx: TaskContext, args: dict[str, Any]) -> Any:
-        try:
-            return fn(ctx, **args)
+            outcome = self._succeeded(call, fn(h.ctx, **call.args))
+        except TaskCancelled:
+            outcome = self._cancelled(call)
+        except Exception as exc:  # the task's own failure or an unserializable result
+            outcome = self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
         finally:
             if self.after_sync_call is not None:
                 self.after_sync_call()
+        if self._settle(h):
+            self._finish(h, outcome)
+            self._request_pump()
+            return
+        with self._lock:  # it was timed out, cancelled or handed back meanwhile: the result goes nowhere
+            self.stats.abandoned -= 1
 
-    def _abandon(self, fut: Future[Any]) -> None:
-        """A sync call we stopped waiting for: its thread runs on, counted until it returns."""
-        with self._lock:
-            self.stats.abandoned += 1
-            if self.stats.abandoned > self.max_abandoned and not self.exhausted:
-                self.exhausted = True
-                log.error("%d abandoned threads (limit %d): draining to exit", self.stats.abandoned, self.max_abandoned)
-
-        def returned(_: Future[Any]) -> None:
-            with self._lock:
-                self.stats.abandoned -= 1
-
-        fut.add_done_callback(returned)
+    # -- outcomes -------------------------------------------------------------------------------
+    def _succeeded(self, call: TaskCall, result: Any) -> TaskOutcome:
+        size = len(json.dumps(result))
+        if size > self.max_result_bytes:
+            raise ResultTooLarge(f"the result is {size} bytes, over the limit of {self.max_result_bytes}")
+        return TaskOutcome(call.task_id, call.attempt, TaskState.SUCCEEDED, result=result)
 
     def _cancelled(self, call: TaskCall) -> TaskOutcome:
         return TaskOutcome(
