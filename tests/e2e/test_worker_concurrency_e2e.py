@@ -197,3 +197,18 @@ def test_a_worker_waits_for_redis_to_come_back(own_redis: Any, pg_url: str, tmp_
         assert {r[3] for r in steps(pg_url, body["id"])} == {"patient"}
     finally:
         cluster.stop()
+
+
+def test_a_worker_with_too_many_abandoned_threads_drains_and_exits_for_a_restart(cluster: Cluster) -> None:
+    cluster.env["AGENTBUS_WORKER_MAX_ABANDONED"] = "1"
+    cluster.orchestrator()
+    worker = cluster.worker("stuck")
+    cluster.api()
+    jobs = [cluster.client.submit("stubborn", {"seconds": 60}) for _ in range(2)]  # sync, past a 1 s timeout
+    for job in jobs:
+        body = cluster.wait(job["id"], timeout=60)
+        assert body["status"] == "failed" and body["error"]["type"] == "TaskTimeout"
+    assert worker.wait(30) == 75  # its two threads still sleep: it left for its supervisor to restart it
+    cluster.procs.pop("stuck")
+    cluster.worker("fresh")
+    assert cluster.wait(cluster.client.submit("echo", {"message": "fresh"})["id"], timeout=60)["result"] == "fresh"
