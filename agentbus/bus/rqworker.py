@@ -147,6 +147,7 @@ class AgentbusWorker(SimpleWorker):
         self._until_redis(lambda: self.bootstrap("WARNING"))
         while not self.stopping:
             if self._capacity is not None and not self._capacity.wait_for_room(POLL_S):
+                self._until_redis(self.heartbeat)  # full for a while: RQ's registration must not lapse
                 continue
             try:
                 if self.should_run_maintenance_tasks:
@@ -167,8 +168,7 @@ class AgentbusWorker(SimpleWorker):
                 took_any = True
                 self.heartbeat()
             except DequeueTimeout:
-                self._redis_back()
-                self.heartbeat()
+                self._until_redis(self.heartbeat)  # (an error raised in this handler would escape the loop)
             except REDIS_ERRORS as exc:
                 self._redis_lost(exc)
         try:
