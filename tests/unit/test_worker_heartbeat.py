@@ -35,3 +35,16 @@ def test_concurrency_defaults_suit_each_role_and_the_setting_overrides_them() ->
     assert default_concurrency(Settings.from_env({"AGENTBUS_WORKER_CONCURRENCY": "500"}), "cpu") == 500
     with pytest.raises(ConfigError):
         Settings.from_env({"AGENTBUS_WORKER_CONCURRENCY": "-1"})
+
+
+def test_a_per_worker_task_cap_is_a_task_option_of_at_least_one() -> None:
+    from agentbus.domain import App
+
+    app = App("t")
+
+    @app.task(worker_concurrency=2)
+    async def narrow(ctx: object) -> None: ...
+
+    assert narrow.options.worker_concurrency == 2
+    with pytest.raises(ConfigError):
+        app.task(worker_concurrency=0)
