@@ -17,7 +17,7 @@ from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
-from agentbus.store import NewJob
+from agentbus.store import JobRecord, NewJob
 
 log = logging.getLogger("agentbus.api")
 
@@ -58,14 +58,20 @@ async def submit_job(request: Request) -> JSONResponse:
     body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
     tenant = tenant_of(request)
-    running = await run_in_threadpool(st.store.running_jobs, tenant)
-    if running >= st.settings.max_running_jobs:
-        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
     new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
-    rec, created = await run_in_threadpool(st.store.create_job, new)
-    if created:
-        await run_in_threadpool(_publish, st, ControlEvent("job.submitted", (rec.id,)))
+    rec, created = await run_in_threadpool(_submit, st, new)  # one thread hop for the whole write path
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
+
+
+def _submit(st: ApiState, new: NewJob) -> tuple[JobRecord, bool]:
+    running = st.store.running_jobs(new.tenant)
+    if running >= st.settings.max_running_jobs:
+        cap = st.settings.max_running_jobs
+        raise RateLimited(f"tenant {new.tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
+    rec, created = st.store.create_job(new)
+    if created:
+        _publish(st, ControlEvent("job.submitted", (rec.id,)))
+    return rec, created
 
 
 TASKS_SHOWN = 100

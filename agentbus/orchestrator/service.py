@@ -89,13 +89,19 @@ class Orchestrator:
                 target[job_id] = None
         for job_id in cancels:
             self.driver.cancel(job_id)
-        for job_id in others:
-            try:
-                self.driver.advance(job_id)
-            except Unavailable:
-                raise
-            except Exception:
-                log.exception("advancing job %s failed; the reconciler will retry", job_id)
+        try:
+            self.driver.advance_many(list(others))
+        except Unavailable:
+            raise
+        except Exception:  # find the job at fault: the others go on one by one
+            log.exception("advancing %d jobs together failed; advancing them one by one", len(others))
+            for job_id in others:
+                try:
+                    self.driver.advance(job_id)
+                except Unavailable:
+                    raise
+                except Exception:
+                    log.exception("advancing job %s failed; the reconciler will retry", job_id)
         self.stream.ack([e.id for e in entries])
 
     def run(self) -> None:

@@ -20,7 +20,7 @@ from agentbus.store.records import (
     WebhookRow,
     step_id,
 )
-from agentbus.store.steps import StepQueries
+from agentbus.store.steps import Replayed, StepQueries
 
 
 class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries, MemoryQueries):
@@ -58,6 +58,7 @@ __all__ = [
     "NewItem",
     "NewJob",
     "NewStep",
+    "Replayed",
     "StepRow",
     "Store",
     "TaskOutcome",
