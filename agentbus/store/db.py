@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
+import psycopg2
 from playhouse.migrations import Runner
 from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
@@ -24,6 +25,7 @@ R = TypeVar("R")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+_PG_URL_OPTIONS = frozenset({"options", "application_name", "sslmode"})
 PING_IDLE_S = 5.0
 """A pooled connection handed back this recently is reused without a ``SELECT 1`` round trip."""
 
@@ -77,6 +79,8 @@ def open_database(url: str, max_connections: int = 32, pool_timeout: float = 10.
             stale_timeout=300,
             timeout=pool_timeout,
             connect_timeout=5,
+            # ``?options=-c synchronous_commit=off`` (libpq's option string) and the like reach the server
+            **{k: v[-1] for k, v in parse_qs(parsed.query).items() if k in _PG_URL_OPTIONS},
         )
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db, sqlite:////absolute/path.db (as SQLAlchemy spells them)
@@ -157,6 +161,11 @@ class ConnectionPerCall:
         return scoped
 
 
+# peewee wraps the driver's errors only inside ``execute_sql``; a raw cursor (``execute_values``, one
+# statement without BEGIN) raises psycopg2's own
+_LOST = (peewee.OperationalError, peewee.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
 def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a lost or refused database connection into ``Unavailable``."""
 
@@ -164,7 +173,7 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        except _LOST as exc:
             store: Any = args[0]
             try:
                 store.db.close()
