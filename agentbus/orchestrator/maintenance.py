@@ -8,6 +8,8 @@
 * reaper: running tasks of a worker that stopped heartbeating go back to a queue under a new
   attempt (a late result of the old attempt is discarded), and calls that overran their
   timeout are failed.
+* retention: finished jobs older than ``AGENTBUS_RETENTION`` go, with everything that hangs off
+  them, a batch at a time (``store/retention.py``; the rule is ``domain/retention.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
+from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.orchestrator.driver import Driver
-from agentbus.store import TaskOutcome
+from agentbus.store import PurgeCounts, Retention, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -34,6 +37,7 @@ class Maintenance:
         self.settings = settings
         self._missing_since: dict[str, float] = {}
         self._known: dict[str, dict[str, Any]] = {}
+        self.retention = Retention(self.store.db)
 
     def timers(self) -> None:
         now = time.time()
@@ -45,6 +49,17 @@ class Maintenance:
         for job_id in self.store.expire_due(now):
             self.driver.advance(job_id)
         self.driver.dispatch_pending()
+
+    def purge(self) -> PurgeCounts:
+        """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""
+        if self.settings.retention_s <= 0:
+            return PurgeCounts()
+        now = time.time()
+        before = retention_cutoff(now, self.settings.retention_s)
+        got = self.retention.purge_batch(before, now, self.settings.retention_batch)
+        if got.total:
+            log.info("retention: deleted %s", got)
+        return got
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s
