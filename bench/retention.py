@@ -159,8 +159,9 @@ def main() -> None:
             + "\n".join(f"| {k} | {v} |" for k, v in lines)
             + "\n\n90 % of the jobs finished 40 days ago (deleted), 10 % yesterday (kept). The purge is what the "
             "orchestrator runs every `AGENTBUS_RETENTION_INTERVAL` (one batch per call; while batches come back "
-            "full, the next one after AGENTBUS_RECONCILE_INTERVAL, 2 s); no transaction holds more than one batch of row locks, so the writer's "
-            "latency is the measure of what the purge costs everyone else. Single run on a shared 2-core VM."
+            "full, the next one after AGENTBUS_RECONCILE_INTERVAL, 2 s); no transaction holds more than one "
+            "batch of row locks, so the writer's latency is the measure of what the purge costs everyone else. "
+            "Single run on a shared 2-core VM."
         )
         print(f"wrote {write_section('Retention', body)}")
 
