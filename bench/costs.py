@@ -102,15 +102,19 @@ def main() -> None:
     rate = {r: {k: idle[r][k] / idle_s for k in KEYS} for r in ROLES}
     rows = []
     for r in ROLES:
-        rows.append(
-            (f"{r}, idle (per second)", *(f"{rate[r][k] * (1000 if k == 'cpu_s' else 1):.1f}" for k in KEYS))
-        )
+        rows.append((f"{r}, idle (per second)", *(f"{rate[r][k] * (1000 if k == 'cpu_s' else 1):.1f}" for k in KEYS)))
     for label, phase in (("per one-task job", "job"), (f"per task of a {a.fanout:,}-task map", "task")):
         d, secs, n = phases[phase]
         for r in ROLES:
             net = {k: max(0.0, d[r][k] - rate[r][k] * secs) / n for k in KEYS}
-            rows.append((f"{r}, {label}", f"{net['cpu_s'] * 1000:.2f}", f"{net['pg_statements']:.2f}",
-                         f"{net['redis_round_trips']:.2f}"))  # fmt: skip
+            rows.append(
+                (
+                    f"{r}, {label}",
+                    f"{net['cpu_s'] * 1000:.2f}",
+                    f"{net['pg_statements']:.2f}",
+                    f"{net['redis_round_trips']:.2f}",
+                )
+            )
     header = "| role, what | CPU ms | PostgreSQL statements | Redis round trips |\n|---|---:|---:|---:|\n"
     table = header + "\n".join(f"| {' | '.join(row)} |" for row in rows)
     print(table)

@@ -193,3 +193,36 @@ def test_cli_purge_dry_run_deletes_nothing_and_purge_deletes(pg_url: str) -> Non
         assert not exists(store, old)
     finally:
         store.close()
+
+
+def test_a_running_orchestrator_purges_on_its_own(pg_url: str, redis_url: str) -> None:
+    """The loop calls the purge (first after a reconcile interval, then every retention interval)."""
+    import threading
+
+    from agentbus.bus import connect
+    from agentbus.examples import app
+    from agentbus.orchestrator.service import Orchestrator
+
+    store = Store.from_url(pg_url)
+    old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
+    recent = make_job(store, JobState.SUCCEEDED, finished_days_ago=1)
+    settings = Settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        retention_s=2 * DAY,
+        retention_interval_s=0.2,
+        reconcile_interval_s=0.2,
+    )
+    orch = Orchestrator(settings, app, Store.from_url(pg_url), connect(redis_url), name="retention-test")
+    runner = threading.Thread(target=orch.run, daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while exists(store, old) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not exists(store, old)
+        assert exists(store, recent)
+    finally:
+        orch.stop.set()
+        runner.join(10)
+        store.close()
