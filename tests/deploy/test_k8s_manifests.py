@@ -137,6 +137,7 @@ def test_the_api_scales_on_cpu(objs: list[Obj]) -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == "agentbus-api"
     assert hpa["spec"]["minReplicas"] >= 2
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert "replicas" not in by_kind(objs, "Deployment")["agentbus-api"]["spec"], "the HPA owns the replica count"
 
 
 def test_the_migrate_job_runs_agentbus_migrate(objs: list[Obj]) -> None:
