@@ -8,9 +8,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from agentbus.api import approvals, events, fleet, memory, routes
+from agentbus.api import approvals, console, events, fleet, memory, routes
 from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded
@@ -64,6 +64,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Mount(console.PREFIX, routes=console.routes()),  # the web console (its own cookie sign-in)
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings)],

@@ -1,0 +1,153 @@
+"""The web console's doors, in-process on real PostgreSQL and Redis: sign-in, cookies, CSRF, tenants, scopes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from agentbus.api import create_app
+from agentbus.config import Settings
+from agentbus.domain import JobState, TaskState
+from agentbus.domain.hitl import HumanRequest
+from agentbus.examples import REVIEW_SCHEMA
+from agentbus.examples import app as examples
+from agentbus.security import keys
+from agentbus.store import NewJob, NewStep, Store
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[Store]:
+    s = Store.from_url(pg_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def web(pg_url: str, redis_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(database_url=pg_url, redis_url=redis_url), examples)) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "the page has a CSRF field"
+    return m.group(1)
+
+
+def sign_in(web: TestClient, token: str) -> None:
+    form = web.get("/ui/login")
+    r = web.post("/ui/login", data={"key": token, "csrf": csrf_of(form.text), "next": ""}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/ui/jobs"
+
+
+def test_without_a_session_every_page_is_the_sign_in_page_and_never_data(web: TestClient, store: Store) -> None:
+    store.create_job(NewJob("echo", {"message": "secret-input"}))
+    for path in ["/ui/jobs", "/ui/approvals", "/ui/fleet", "/ui/types", "/ui/memory", "/ui/jobs/x"]:
+        r = web.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next="), path
+    for path in ["/ui/jobs/live", "/ui/jobs/x/events"]:
+        assert web.get(path).status_code == 401
+    assert web.post("/ui/jobs/x/cancel", data={"csrf": "x"}).status_code == 401
+    page = web.get("/ui/jobs")  # follows to the sign-in form
+    assert "Sign in" in page.text and "secret-input" not in page.text
+
+
+def test_the_session_cookie_is_httponly_strict_and_does_not_hold_the_key(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    cookie = next(c for c in web.cookies.jar if c.name == "ab_console")
+    assert token not in cookie.value and token.split("_")[-1] not in cookie.value
+    header = web.get("/ui/login").headers  # a fresh login nonce cookie, to look at its attributes
+    assert "httponly" in header["set-cookie"].lower() and "samesite=strict" in header["set-cookie"].lower()
+    assert "echo" in web.get("/ui/types").text
+
+
+def test_a_bad_key_or_a_forged_cookie_signs_nobody_in(web: TestClient, store: Store) -> None:
+    form = web.get("/ui/login")
+    bad = web.post("/ui/login", data={"key": "ab_nothere_nope", "csrf": csrf_of(form.text)}, follow_redirects=False)
+    assert bad.status_code == 401 and "Not signed in" in bad.text
+    _token, rec = store.create_key("default", keys.SCOPES)
+    web.cookies.set("ab_console", f"{rec.id}.9999999999.nonce.forged-mac", path="/ui")
+    assert web.get("/ui/jobs", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_without_the_form_token_is_refused(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    r = web.post("/ui/login", data={"key": token, "csrf": "made-up"}, follow_redirects=False)
+    assert r.status_code == 403 and not any(c.name == "ab_console" for c in web.cookies.jar)
+
+
+def test_revoking_the_key_ends_its_console_sessions(web: TestClient, store: Store) -> None:
+    token, rec = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    assert web.get("/ui/jobs", follow_redirects=False).status_code == 200
+    store.revoke_key(rec.id)
+    assert web.get("/ui/jobs", follow_redirects=False).status_code == 303
+
+
+def test_state_changing_forms_need_the_csrf_token(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    job, _ = store.create_job(NewJob("slow", {"seconds": 30}))
+    r = web.post(f"/ui/jobs/{job.id}/cancel", data={})
+    assert r.status_code == 403 and "CSRF" in r.text
+    assert store.get_job(job.id).state == JobState.SUBMITTED
+    page = web.get(f"/ui/jobs/{job.id}")
+    r = web.post(f"/ui/jobs/{job.id}/cancel", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert r.status_code == 303 and store.get_job(job.id).state == JobState.CANCELLED
+
+
+def test_tenant_b_sees_none_of_tenant_a(web: TestClient, store: Store) -> None:
+    a_job, _ = store.create_job(NewJob("editorial", {"topic": "tenant-a-topic"}, tenant="a"))
+    step = NewStep(a_job.id, 0, "human", "ask_human", TaskState.PENDING)
+    ask = HumanRequest.build("tenant-a-question", data={"x": 1}, schema=REVIEW_SCHEMA)
+    store.record_replay(a_job.id, [step], None, asks=[(0, ask)])
+    (a_approval,), _ = store.list_approvals(tenant="a")
+    a_state = store.get_job(a_job.id).state
+    token_b, _ = store.create_key("b", keys.SCOPES)
+    sign_in(web, token_b)
+    assert a_job.id not in web.get("/ui/jobs").text
+    assert "tenant-a-question" not in web.get("/ui/approvals").text
+    assert web.get(f"/ui/jobs/{a_job.id}").status_code == 404
+    assert web.get(f"/ui/jobs/{a_job.id}/events").status_code == 404
+    assert web.get(f"/ui/jobs/{a_job.id}/live").status_code == 404
+    csrf = csrf_of(web.get("/ui/approvals").text)
+    r = web.post(f"/ui/approvals/{a_approval.id}", data={"csrf": csrf, "decision": "approve", "title": "t"})
+    assert r.status_code == 404 and store.get_approval(a_approval.id).status == "pending"
+    r = web.post(f"/ui/jobs/{a_job.id}/cancel", data={"csrf": csrf})
+    assert r.status_code == 404 and store.get_job(a_job.id).state == a_state
+
+
+def test_pages_need_the_scopes_the_api_routes_need(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", ("jobs:read",))
+    sign_in(web, token)
+    assert web.get("/ui/jobs").status_code == 200
+    assert web.get("/ui/fleet").status_code == 403  # GET /workers needs admin
+    assert web.get("/ui/memory").status_code == 403
+    csrf = csrf_of(web.get("/ui/types/echo").text)
+    r = web.post("/ui/types/echo", data={"csrf": csrf, "message": "hi"})
+    assert r.status_code == 403 and store.list_jobs()[0] == []
+
+
+def test_submitting_from_a_type_form_validates_like_the_api(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    csrf = csrf_of(web.get("/ui/types/square").text)
+    bad = web.post("/ui/types/square", data={"csrf": csrf, "x": "seven"})
+    assert bad.status_code == 422 and store.list_jobs()[0] == []
+    ok = web.post("/ui/types/square", data={"csrf": csrf, "x": "7"}, follow_redirects=False)
+    assert ok.status_code == 303
+    (job,), _ = store.list_jobs()
+    assert ok.headers["location"] == f"/ui/jobs/{job.id}" and job.input == {"x": 7}
+
+
+def test_sign_in_only_redirects_within_the_console(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    form = web.get("/ui/login")
+    r = web.post("/ui/login", data={"key": token, "csrf": csrf_of(form.text), "next": "https://evil.example/ui/x"},
+                 follow_redirects=False)  # fmt: skip
+    assert r.headers["location"] == "/ui/jobs"
