@@ -151,3 +151,43 @@ def test_sign_in_only_redirects_within_the_console(web: TestClient, store: Store
     r = web.post("/ui/login", data={"key": token, "csrf": csrf_of(form.text), "next": "https://evil.example/ui/x"},
                  follow_redirects=False)  # fmt: skip
     assert r.headers["location"] == "/ui/jobs"
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'href="/ui/jobs/([0-9a-f]+)"><code>', html)
+
+
+def test_the_jobs_page_filters_by_status_type_and_time_newest_first_with_cursor_paging(
+    web: TestClient, store: Store
+) -> None:
+    ids = [store.create_job(NewJob("echo", {"message": str(i)}))[0].id for i in range(55)]
+    ids.append(store.create_job(NewJob("square", {"x": 1}))[0].id)
+    for i, job_id in enumerate(ids):  # one job a minute from 2026-01-01 00:00 UTC
+        store.db.execute_sql("UPDATE ab_jobs SET created_at = %s WHERE id = %s", (1767225600 + 60 * i, job_id))
+    store.cancel_job(ids[3])
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    first = web.get("/ui/jobs").text
+    assert _rows(first) == list(reversed(ids))[:50]
+    older = re.search(r'rel="next" href="([^"]+)"', first)
+    assert older is not None
+    assert _rows(web.get(older.group(1).replace("&amp;", "&")).text) == list(reversed(ids))[50:]
+    assert _rows(web.get("/ui/jobs?type=square").text) == [ids[55]]
+    assert _rows(web.get("/ui/jobs?status=cancelled").text) == [ids[3]]
+    window = web.get("/ui/jobs", params={"from": "2026-01-01T00:10", "to": "2026-01-01T00:20"}).text
+    assert _rows(window) == list(reversed(ids[10:20]))
+    assert web.get("/ui/jobs", params={"from": "yesterday"}).status_code == 400
+
+
+def test_a_job_with_many_steps_opens_a_page_of_them_at_a_time(web: TestClient, store: Store) -> None:
+    job, _ = store.create_job(NewJob("noop_map", {"n": 250}))
+    steps = [NewStep(job.id, i, "task", "noop", TaskState.QUEUED, args={"i": i}, queue="cpu",
+                     route_reason="cpu task") for i in range(250)]  # fmt: skip
+    store.record_replay(job.id, steps, None)
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    first = web.get(f"/ui/jobs/{job.id}").text
+    seqs = [int(s) for s in re.findall(r'<td data-label="#">(\d+)</td>', first)]
+    assert seqs == list(range(100)) and "(250)" in first
+    second = web.get(f"/ui/jobs/{job.id}?after=99").text
+    assert [int(s) for s in re.findall(r'<td data-label="#">(\d+)</td>', second)] == list(range(100, 200))
