@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,8 +118,14 @@ def signed_in(scope: str | None, *, stream: bool = False) -> Callable[[Handler],
     same JSON route would need, check CSRF on POST, and render domain errors as HTML."""
 
     def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
         async def run(request: Request) -> Response:
+            start = time.perf_counter()
+            response = await checked(request)
+            if not stream:  # what the page cost the server (bench/console.py reads it)
+                response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+            return response
+
+        async def checked(request: Request) -> Response:
             c = console(request)
             try:
                 found = await run_in_threadpool(c.sessions.principal, c.api.store, request.cookies.get(COOKIE))
@@ -149,7 +156,7 @@ def signed_in(scope: str | None, *, stream: bool = False) -> Callable[[Handler],
                 return page(request, "error.html", status,
                             **context(request, title=type(exc).__name__, message=exc.message))  # fmt: skip
 
-        return run
+        return functools.wraps(handler)(run)
 
     return wrap
 
