@@ -191,3 +191,48 @@ def test_a_job_with_many_steps_opens_a_page_of_them_at_a_time(web: TestClient, s
     assert seqs == list(range(100)) and "(250)" in first
     second = web.get(f"/ui/jobs/{job.id}?after=99").text
     assert [int(s) for s in re.findall(r'<td data-label="#">(\d+)</td>', second)] == list(range(100, 200))
+
+
+def _ask(store: Store, tenant: str = "default") -> tuple[str, str]:
+    job, _ = store.create_job(NewJob("editorial", {"topic": "t"}, tenant=tenant))
+    step = NewStep(job.id, 0, "human", "ask_human", TaskState.PENDING)
+    store.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("Publish?", schema=REVIEW_SCHEMA))])
+    return job.id, f"{job.id}-0"
+
+
+def test_an_answer_that_fails_the_schema_is_shown_on_the_form_and_not_recorded(web: TestClient, store: Store) -> None:
+    _, approval_id = _ask(store)
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    csrf = csrf_of(web.get("/ui/approvals").text)
+    r = web.post(f"/ui/approvals/{approval_id}", data={"csrf": csrf, "decision": "approve", "priority": "2"})
+    assert r.status_code == 422 and "title" in r.text and 'value="2"' in r.text  # what was typed stays
+    assert store.get_approval(approval_id).status == "pending"
+    ok = web.post(f"/ui/approvals/{approval_id}", data={"csrf": csrf, "decision": "approve", "title": "T",
+                                                         "priority": "2", "comment": "fine", "by": "ann"},
+                  follow_redirects=False)  # fmt: skip
+    assert ok.status_code == 303
+    rec = store.get_approval(approval_id)
+    assert (rec.status, rec.input, rec.comment, rec.answered_by) == ("approved", {"title": "T", "priority": 2}, "fine",
+                                                                      "ann")  # fmt: skip
+
+
+def test_answering_needs_the_approvals_write_scope(web: TestClient, store: Store) -> None:
+    _, approval_id = _ask(store)
+    token, _ = store.create_key("default", ("jobs:read", "jobs:write"))
+    sign_in(web, token)
+    csrf = csrf_of(web.get("/ui/approvals").text)
+    r = web.post(f"/ui/approvals/{approval_id}", data={"csrf": csrf, "decision": "reject"})
+    assert r.status_code == 403 and store.get_approval(approval_id).status == "pending"
+
+
+def test_submit_again_makes_a_new_job_with_the_same_input(web: TestClient, store: Store) -> None:
+    old, _ = store.create_job(NewJob("echo", {"message": "again"}))
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    csrf = csrf_of(web.get(f"/ui/jobs/{old.id}").text)
+    r = web.post(f"/ui/jobs/{old.id}/resubmit", data={"csrf": csrf}, follow_redirects=False)
+    new_id = r.headers["location"].rsplit("/", 1)[1]
+    assert r.status_code == 303 and new_id != old.id
+    new = store.get_job(new_id)
+    assert (new.type, new.input, new.tenant) == ("echo", {"message": "again"}, "default")
