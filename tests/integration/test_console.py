@@ -236,3 +236,25 @@ def test_submit_again_makes_a_new_job_with_the_same_input(web: TestClient, store
     assert r.status_code == 303 and new_id != old.id
     new = store.get_job(new_id)
     assert (new.type, new.input, new.tenant) == ("echo", {"message": "again"}, "default")
+
+
+def test_the_fleet_page_shows_devices_current_calls_and_lost_workers(web: TestClient, store: Store,
+                                                                      redis_url: str) -> None:  # fmt: skip
+    from agentbus.bus import Fleet, connect
+
+    fleet = Fleet(connect(redis_url), 30)
+    gpu = {"kind": "gpu", "name": "H100", "memory_total": 80 * 2**30}
+    fleet.heartbeat("gpu-1", {"role": "worker-gpu", "queues": ["gpu.80gb", "gpu"], "device": gpu, "concurrency": 4,
+                              "calls": [{"task_id": "job42-3", "name": "embed", "attempt": 2, "started": 1.0}]})
+    fleet.heartbeat("cpu-1", {"role": "worker-cpu", "queues": ["cpu"], "device": {"kind": "cpu"},
+                              "current": {"task_id": "job43-0", "name": "fetch", "attempt": 1}})
+    fleet.mark_lost("cpu-9", {"id": "cpu-9", "role": "worker-cpu", "queues": ["cpu"], "host": "h9"})
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    html = web.get("/ui/fleet").text.split("<tbody>", 1)[1]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<strong>([\w-]+)</strong>.*?</tr>", html, re.S)}
+    assert set(rows) == {"gpu-1", "cpu-1", "cpu-9"}
+    assert "GPU H100 80.0 GiB" in rows["gpu-1"] and "1 / 4" in rows["gpu-1"]
+    assert 'href="/ui/jobs/job42">embed</a>' in rows["gpu-1"] and "attempt 2" in rows["gpu-1"]
+    assert 'href="/ui/jobs/job43">fetch</a>' in rows["cpu-1"]
+    assert "s-lost" in rows["cpu-9"] and "idle" in rows["cpu-9"]

@@ -24,7 +24,8 @@ def workers(st: ApiState) -> list[dict[str, Any]]:
     live_ids = {w.get("id") for w in live}
     out = [{**w, "status": "draining" if w.get("draining") else "live"} for w in live]
     out += [{**w, "status": "lost"} for w in lost if w.get("id") not in live_ids]
-    out = [{**w, "calls": _calls(w.get("current"))} for w in out]
+    # heartbeats list their ``calls`` (a worker with several slots), older ones one ``current`` call
+    out = [{**w, "calls": _calls(w["calls"] if "calls" in w else w.get("current"))} for w in out]
     return sorted(out, key=lambda w: (w["status"], str(w.get("id"))))
 
 
