@@ -39,7 +39,8 @@ def _admin() -> Any:
 
 
 @pytest.fixture(scope="module")
-def console_cluster(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def console_cluster(pg_template: str, tmp_path_factory: pytest.TempPathFactory,
+                    request: pytest.FixtureRequest) -> Iterator[Cluster]:  # fmt: skip
     """API, orchestrator and one CPU worker on a database and Redis db of this module's own."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
@@ -56,7 +57,10 @@ def console_cluster(pg_template: str, tmp_path_factory: pytest.TempPathFactory) 
         c.orchestrator()
         c.worker("w1")
         c.api()
+        failed_before = request.session.testsfailed
         yield c
+        if request.session.testsfailed > failed_before:
+            print(c.log_tails())
     finally:
         c.stop()
         with admin.cursor() as cur:

@@ -26,6 +26,11 @@
           if (html === null) return;
           live.innerHTML = html;
           const status = live.querySelector("#job-status .badge");
+          const say = document.getElementById("live-announce");
+          if (say && status && say.dataset.last !== status.textContent) {
+            say.dataset.last = status.textContent;
+            say.textContent = "Job " + status.textContent.trim();  // screen readers hear the status, not the table
+          }
           const cancel = document.getElementById("cancel-form");
           if (cancel && status && ["succeeded", "failed", "cancelled"].includes(status.textContent.trim())) cancel.remove();
         });
