@@ -74,7 +74,7 @@ EXPOSE 8000
 # Meant for the api role (the default command). Other roles serve no HTTP: compose.yaml disables
 # this check for them (healthcheck: disable: true); do the same with `docker run --no-healthcheck`.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 
 ENTRYPOINT ["agentbus"]
 # `agentbus run` binds 127.0.0.1 by default, which nothing outside the container could reach.

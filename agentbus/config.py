@@ -30,6 +30,19 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(_float(env, key, default))
 
 
+def _cidrs(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """A comma-separated list of networks (``10.0.0.0/8, 172.16.0.1``), checked now, not per request."""
+    import ipaddress
+
+    nets = tuple(n.strip() for n in env.get(key, "").split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {net!r} is not an IP address or network (CIDR)") from None
+    return nets
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///.agentbus/agentbus.db"
@@ -65,6 +78,16 @@ class Settings:
     max_array_length: int = 10_000
     breaker_fail_max: int = 3
     breaker_reset_s: float = 5.0
+    # api: forwarded client addresses (X-Forwarded-For) are believed only from these CIDRs
+    trusted_proxies: tuple[str, ...] = ()
+    # api: PostgreSQL connections of one process, and how long a request waits for one (then 503)
+    db_pool_size: int = 32
+    db_pool_timeout_s: float = 5.0
+    # api: HTTP connection limits (a request head must arrive within header_timeout_s)
+    http_header_timeout_s: float = 10.0
+    http_keepalive_s: float = 5.0
+    http_max_concurrency: int = 4096
+    http_max_header_bytes: int = 16_384
     # memory
     embedder: str = "hash"
     memory_max_batch: int = 1000
@@ -107,6 +130,13 @@ class Settings:
             max_array_length=_int(env, "AGENTBUS_MAX_ARRAY_LENGTH", d.max_array_length),
             breaker_fail_max=_int(env, "AGENTBUS_BREAKER_FAIL_MAX", d.breaker_fail_max),
             breaker_reset_s=_float(env, "AGENTBUS_BREAKER_RESET", d.breaker_reset_s),
+            trusted_proxies=_cidrs(env, "AGENTBUS_TRUSTED_PROXIES"),
+            db_pool_size=_int(env, "AGENTBUS_DB_POOL_SIZE", d.db_pool_size),
+            db_pool_timeout_s=_float(env, "AGENTBUS_DB_POOL_TIMEOUT", d.db_pool_timeout_s),
+            http_header_timeout_s=_float(env, "AGENTBUS_HTTP_HEADER_TIMEOUT", d.http_header_timeout_s),
+            http_keepalive_s=_float(env, "AGENTBUS_HTTP_KEEPALIVE", d.http_keepalive_s),
+            http_max_concurrency=_int(env, "AGENTBUS_HTTP_MAX_CONCURRENCY", d.http_max_concurrency),
+            http_max_header_bytes=_int(env, "AGENTBUS_HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes),
             embedder=env.get("AGENTBUS_EMBEDDER", d.embedder),
             memory_max_batch=_int(env, "AGENTBUS_MEMORY_MAX_BATCH", d.memory_max_batch),
             max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
@@ -120,6 +150,10 @@ class Settings:
             raise ConfigError("AGENTBUS_MAX_BODY_BYTES must be at least 1024")
         if not 1 <= s.memory_max_batch <= 10_000:
             raise ConfigError("AGENTBUS_MEMORY_MAX_BATCH must be from 1 to 10000")
+        if s.db_pool_size < 1 or s.db_pool_timeout_s <= 0:
+            raise ConfigError("AGENTBUS_DB_POOL_SIZE must be at least 1 and AGENTBUS_DB_POOL_TIMEOUT above 0")
+        if s.http_header_timeout_s <= 0 or s.http_keepalive_s <= 0 or s.http_max_concurrency < 1:
+            raise ConfigError("AGENTBUS_HTTP_HEADER_TIMEOUT, _KEEPALIVE and _MAX_CONCURRENCY must be positive")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
         return s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,27 +17,39 @@ from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded
 from agentbus.api.openapi import document
+from agentbus.api.params import ParamsMiddleware
 from agentbus.api.state import ApiState
-from agentbus.bus import ControlStream, Fleet, JobNotifier, connect, ping
+from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch, connect, ping
 from agentbus.bus.ratelimit import RateLimiter
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App
 from agentbus.services import MemoryService
 from agentbus.store import Store
+from agentbus.store.db import ConnectionPerCall, open_database
 
 
 def create_app(settings: Settings, app: App, store: Store | None = None) -> Starlette:
     conn = connect(settings.redis_url)
-    # Every PostgreSQL and Redis call of the API goes through a circuit breaker (api/guard.py).
-    db: Any = Guarded(store or Store.from_url(settings.database_url), "PostgreSQL", settings.breaker_fail_max,
-                      settings.breaker_reset_s)  # fmt: skip
+    store = store or Store(open_database(settings.database_url, settings.db_pool_size, settings.db_pool_timeout_s))
+    # Every PostgreSQL and Redis call of the API goes through a circuit breaker (api/guard.py), and
+    # takes its PostgreSQL connection from the pool for that call only (store/db.py).
+    db: Any = Guarded(ConnectionPerCall(store), "PostgreSQL", settings.breaker_fail_max, settings.breaker_reset_s)
     redis_breaker = (settings.breaker_fail_max, settings.breaker_reset_s)
     stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0]), "Redis", *redis_breaker)
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
     limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
-    state = ApiState(settings, app, db, stream, lambda: ping(conn), notifier, workers)
+    watch = JobWatch(settings.redis_url)
+    state = ApiState(settings, app, db, stream, lambda: ping(conn), notifier, workers, watch)
     spec = document(app)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(web: Starlette) -> AsyncIterator[None]:
+        await watch.start()  # waiters without it (no lifespan run) read the record on a timer
+        try:
+            yield
+        finally:
+            await watch.stop()
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(spec)
@@ -67,8 +81,15 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Mount(console.PREFIX, routes=console.routes()),  # the web console (its own cookie sign-in)
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings)],
+        middleware=[
+            Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings),
+            Middleware(ParamsMiddleware),  # inside auth: a caller without a key learns nothing from a 400
+        ],
+        lifespan=lifespan,
     )
+    # "/jobs/" would redirect to an absolute URL built from the request's Host header: a forged
+    # Host turned it into an open redirect. Paths are exact; a stray slash is a 404.
+    web.router.redirect_slashes = False
     web.state.agentbus = state
     web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     return web
@@ -77,5 +98,32 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
 def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_options: Any) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings, app), host=host, port=port, log_level="warning", access_log=False,
-                **uvicorn_options)  # fmt: skip
+    from agentbus.api._http import head_timeout_protocol
+
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "access_log": False,
+        # h11 with a deadline on request heads: uvicorn has none (api/_http.py)
+        "http": head_timeout_protocol(settings.http_header_timeout_s),
+        "timeout_keep_alive": settings.http_keepalive_s,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        # beyond this many connections or requests in flight, new requests get a 503
+        "limit_concurrency": settings.http_max_concurrency,
+        # client addresses come from X-Forwarded-For only behind AGENTBUS_TRUSTED_PROXIES (api/auth.py)
+        "proxy_headers": False,
+        **uvicorn_options,
+    }
+    _raise_open_files_limit(settings.http_max_concurrency)
+    uvicorn.run(create_app(settings, app), host=host, port=port, **options)
+
+
+def _raise_open_files_limit(connections: int) -> None:
+    """Room for ``connections`` sockets plus the process's own files, within the hard limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse
 from agentbus.api import render
 from agentbus.api.bodies import Body, parse
 from agentbus.api.routes import _limit, _publish, _state, json_body, tenant_of
-from agentbus.domain import ControlEvent, InvalidInput, ValidationFailed
+from agentbus.api.state import ApiState
+from agentbus.domain import ControlEvent, InvalidInput, Unavailable, ValidationFailed
 from agentbus.domain.hitl import APPROVAL_STATES
 from agentbus.store import ApprovalRecord
 
@@ -22,7 +23,10 @@ class AnswerApproval(Body):
     decision: Literal["approve", "reject"]
     input: Any = None
     comment: str | None = Field(default=None, max_length=10_000)
-    by: str | None = Field(default=None, min_length=1, max_length=200, description="who answers")
+    by: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="who answers, as a note; the answering API key is recorded as answered_key",
+    )  # fmt: skip
 
 
 def _approval_id(request: Request) -> str:
@@ -67,13 +71,13 @@ async def list_approvals(request: Request) -> JSONResponse:
             tenant=tenant,
         )
     )
-    return JSONResponse({"approvals": [render.approval(r) for r in rows], "next_cursor": cursor})
+    return JSONResponse({"approvals": [_render(r) for r in rows], "next_cursor": cursor})
 
 
 async def get_approval(request: Request) -> JSONResponse:
     st = _state(request)
     rec = await run_in_threadpool(st.store.get_approval, _approval_id(request), tenant_of(request))
-    return JSONResponse(render.approval(rec))
+    return JSONResponse(_render(rec))
 
 
 async def answer_approval(request: Request) -> JSONResponse:
@@ -85,9 +89,22 @@ async def answer_approval(request: Request) -> JSONResponse:
     rec = await run_in_threadpool(st.store.get_approval, approval_id, tenant)
     if rec.status == "pending":
         check_input(rec, body.input, body.decision)
+    key_id = request.state.key_id
     answered = await run_in_threadpool(
         st.store.answer_approval, approval_id, body.decision == "approve", body.input, body.comment,
-        body.by or f"key:{request.state.key_id}", tenant,
+        body.by or f"key:{key_id}", tenant, key_id,
     )  # fmt: skip
     await run_in_threadpool(_publish, st, ControlEvent("job.advance", (answered.job_id,)))
-    return JSONResponse(render.approval(answered))
+    await run_in_threadpool(_changed, st, answered.job_id)
+    return JSONResponse(_render(answered))
+
+
+def _render(rec: ApprovalRecord) -> dict[str, Any]:
+    return {**render.approval(rec), "answered_key": rec.answered_key}
+
+
+def _changed(st: ApiState, job_id: str) -> None:
+    try:
+        st.notifier.changed([job_id])  # event streams of the job wake (a hint; the record decides)
+    except Unavailable:
+        pass

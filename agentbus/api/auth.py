@@ -2,15 +2,24 @@
 
 Every route but the health checks needs ``Authorization: Bearer ab_<id>_<secret>``. A missing,
 malformed, unknown, revoked or expired key is a 401; a key without the route's scope is a
-403. Failed attempts are rate-limited per client address. Accepted requests are charged to
-their key's and their tenant's buckets (GCRA in Redis, one script): over either, a 429 with
-``Retry-After``. The tenant lands in ``request.state.tenant`` for the routes to scope by.
+403. Accepted requests are charged to their key's and their tenant's buckets (GCRA in Redis,
+one script): over either, a 429 with ``Retry-After``. The tenant lands in
+``request.state.tenant`` for the routes to scope by.
+
+Failed attempts are limited too, per client address and per key id presented: once over,
+failing attempts get a 429 instead of a 401. The key is always checked first, so a valid key
+is never locked out by other people's failures (behind a proxy everyone shares an address).
+The client address is the connection's peer, or, when that peer is one of
+``AGENTBUS_TRUSTED_PROXIES``, the rightmost X-Forwarded-For hop that is not a trusted proxy
+(hops to the left of it were written by the client and prove nothing).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +64,49 @@ def required_scope(method: str, path: str) -> str | None:
     return "jobs:read" if method in ("GET", "HEAD") else "jobs:write"
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a forwarded hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``."""
+    text = text.strip().strip('"')
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: Sequence[Network]) -> bool:
+    return ip is not None and any(ip in net for net in proxies if ip.version == net.version)
+
+
+def client_address(scope: Scope, proxies: Sequence[Network]) -> str:
+    """The peer, or behind trusted proxies the rightmost forwarded hop that is not one of them."""
+    peer = str((scope.get("client") or ("unknown", 0))[0])
+    if not proxies or not _trusted(_ip(peer), proxies):
+        return peer
+    hops = [h for v in Headers(scope=scope).getlist("x-forwarded-for") for h in v.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        ip = _ip(hop)
+        if ip is None:  # not an address: a trusted proxy would not have written it
+            return client
+        client = str(ip)
+        if not _trusted(ip, proxies):
+            return client
+    return client
+
+
+def _presented_key_id(header: str | None) -> str | None:
+    scheme, _, token = (header or "").partition(" ")
+    parsed = keys.parse(token.strip()) if scheme.lower() == "bearer" else None
+    return parsed[0] if parsed else None
+
+
 def _rate_headers(v: Verdict) -> dict[str, str]:
     return {"RateLimit-Limit": str(v.limit), "RateLimit-Remaining": str(v.remaining),
             "RateLimit-Reset": str(max(0, round(v.reset_s)))}  # fmt: skip
@@ -69,8 +121,9 @@ class AuthMiddleware:
         self.write = Rate.parse(settings.rate_write)
         self.factor = settings.tenant_rate_factor
         self.authfail = Rate.parse(settings.authfail_rate)
+        self.proxies = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
-        self._blocked: dict[str, float] = {}
+        self._blocked: dict[str, float] = {}  # "addr:<ip>" / "key:<id>" → until when failures get a 429
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -97,14 +150,11 @@ class AuthMiddleware:
 
     # -- in a worker thread ---------------------------------------------------------------------
     def _admit(self, scope: Scope) -> tuple[Principal, Verdict | None]:
-        client = (scope.get("client") or ("unknown", 0))[0]
-        blocked_until = self._blocked.get(client, 0.0)
-        if blocked_until > time.monotonic():
-            raise RateLimited("too many failed authentication attempts", blocked_until - time.monotonic())
+        header = Headers(scope=scope).get("authorization")
         try:
-            principal = self._authenticate(Headers(scope=scope).get("authorization"))
+            principal = self._authenticate(header)
         except Unauthorized:
-            self._count_failure(client)
+            self._count_failure(client_address(scope, self.proxies), _presented_key_id(header))
             raise
         needed = required_scope(scope["method"], scope["path"])
         if not principal.allows(needed):
@@ -122,13 +172,25 @@ class AuthMiddleware:
             raise RateLimited("rate limit exceeded", verdict.retry_after_s, _rate_headers(verdict))
         return principal, verdict
 
-    def _count_failure(self, client: str) -> None:
+    def _count_failure(self, client: str, key_id: str | None) -> None:
+        """Charge a failed attempt to its address and to the key id it named; over either: 429."""
+        names = [f"addr:{client}"] + ([f"key:{key_id}"] if key_id else [])
+        now = time.monotonic()
+        until = max(self._blocked.get(n, 0.0) for n in names)
+        if until > now:  # already over: answer without another round-trip
+            raise RateLimited("too many failed authentication attempts", until - now)
+        buckets = [(f"authfail:{client}", self.authfail)]
+        if key_id:
+            buckets.append((f"authfail-key:{key_id}", self.authfail))
         try:
-            v = self.limiter.hit([(f"authfail:{client}", self.authfail)])
+            v = self.limiter.hit(buckets)
         except Unavailable:
             return
         if not v.allowed:
-            self._blocked[client] = time.monotonic() + v.retry_after_s
+            if len(self._blocked) > 10_000:
+                self._blocked = {n: t for n, t in self._blocked.items() if t > now}
+            for n in names:
+                self._blocked[n] = now + v.retry_after_s
             raise RateLimited("too many failed authentication attempts", v.retry_after_s)
 
     def _authenticate(self, header: str | None) -> Principal:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from agentbus.domain.errors import InvalidInput, PayloadTooLarge, ValidationFailed
+from agentbus.domain.jsonsafe import first_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +40,46 @@ def check_shape(value: Any, max_depth: int, max_array: int, depth: int = 0) -> N
             check_shape(item, max_depth, max_array, depth + 1)
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _constant(name: str) -> float:
+    raise _NotJsonNumber(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf: it would be stored as Infinity
+        raise _NotJsonNumber(f"the number {text[:40]} is out of the range of a float")
+    return value
+
+
+def decode_json(raw: bytes | str, max_depth: int = 32, max_array: int = 10_000) -> Any:
+    """Parse JSON that agentbus can hold, or raise: malformed → InvalidInput (400); too deep or
+    too long → PayloadTooLarge (413); NaN, ±Infinity, an overflowing number, a NUL character or
+    a lone surrogate → ValidationFailed (422) naming where (see ``domain.jsonsafe``)."""
+    try:
+        value = json.loads(raw, parse_constant=_constant, parse_float=_finite)
+    except RecursionError:
+        raise PayloadTooLarge(f"JSON nested deeper than {max_depth} levels") from None
+    except _NotJsonNumber as exc:
+        raise ValidationFailed(
+            f"invalid JSON: {exc}", [{"loc": ["body"], "msg": str(exc), "type": "json_number"}]
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+    check_shape(value, max_depth, max_array)
+    problem = first_problem(value)
+    if problem is not None:
+        loc, msg = problem
+        raise ValidationFailed(
+            f"invalid body at {'.'.join(loc) or 'body'}: {msg}",
+            [{"loc": loc or ["body"], "msg": msg, "type": "json_text"}],
+        )
+    return value
+
+
 async def read_json(request: Request, limit: int, max_depth: int = 32, max_array: int = 10_000) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -52,14 +94,7 @@ async def read_json(request: Request, limit: int, max_depth: int = 32, max_array
     raw = b"".join(chunks)
     if not raw:
         raise InvalidInput("the request needs a JSON body")
-    try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise PayloadTooLarge(f"JSON nested deeper than {max_depth} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
-    check_shape(value, max_depth, max_array)
-    return value
+    return decode_json(raw, max_depth, max_array)
 
 
 def parse(model: type[M], data: Any) -> M:

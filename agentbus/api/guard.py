@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from agentbus.domain import Unavailable
 class Guarded:
     """A proxy that runs every method of ``target`` through a circuit breaker.
 
-    Only ``Unavailable`` (a lost or refused connection) counts as a failure; after
+    Only ``Unavailable`` (a lost or refused connection, not a busy pool) counts as a failure; after
     ``fail_max`` in a row the breaker opens and calls fail at once with ``Unavailable`` —
     carrying how long until it tries again — instead of waiting on a dead connection. After
     ``reset_s`` one call is let through; if it succeeds the breaker closes.
@@ -27,7 +28,8 @@ class Guarded:
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_s,
-            exclude=[lambda e: not isinstance(e, Unavailable)],
+            # a saturated pool (busy=True) is this process being busy, not the dependency being down
+            exclude=[lambda e: not isinstance(e, Unavailable) or e.details.get("busy", False)],
             throw_new_error_on_trip=False,
             name=name,
         )
@@ -48,7 +50,7 @@ class Guarded:
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._target, attr)
-        if not callable(value):
+        if not inspect.isroutine(value):  # attributes pass through, callable ones (a database) too
             return value
 
         @functools.wraps(value)

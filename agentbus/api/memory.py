@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import Field
@@ -10,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentbus.api.bodies import Body, parse
+from agentbus.api.bodies import Body, decode_json, parse
 from agentbus.api.routes import json_body, tenant_of
-from agentbus.domain import InvalidInput
+from agentbus.domain import AgentbusError, InvalidInput
 from agentbus.services import MemoryService
 
 
@@ -55,14 +54,20 @@ async def search_get(request: Request) -> JSONResponse:
     if unknown:
         raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))}")
     raw_k = q.get("k", "10")
-    if not raw_k.lstrip("-").isdigit():
+    if not (raw_k.lstrip("-").isdigit() and raw_k.isascii() and len(raw_k) <= 6):  # "²" is a digit to isdigit
         raise InvalidInput(f"k must be a whole number from 1 to 1000, got {raw_k!r}")
-    try:
-        flt = json.loads(q["filter"]) if "filter" in q else None
-    except ValueError as exc:
-        raise InvalidInput(f"filter is not JSON: {exc}") from None
+    flt = _filter_param(request, q["filter"]) if "filter" in q else None
     body = parse(SearchMemory, {"namespace": q.get("namespace", ""), "q": q.get("q"), "k": int(raw_k), "filter": flt})
     return await _search(request, body)
+
+
+def _filter_param(request: Request, raw: str) -> Any:
+    """``?filter=`` decoded as a body is, within the same limits; every refusal is a 400 here."""
+    cfg = request.app.state.agentbus.settings
+    try:
+        return decode_json(raw, cfg.max_json_depth, cfg.max_array_length)
+    except AgentbusError as exc:
+        raise InvalidInput(f"filter: {exc.message}") from None
 
 
 async def search_post(request: Request) -> JSONResponse:

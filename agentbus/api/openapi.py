@@ -91,6 +91,7 @@ def document(app: App) -> dict[str, Any]:
             "assignees": {"type": "array", "items": {"type": "string"}}, "level": {"type": "integer"},
             "deadline": {"type": ["string", "null"]}, "decision": {"type": ["string", "null"]}, "input": {},
             "comment": {"type": ["string", "null"]}, "answered_by": {"type": ["string", "null"]},
+            "answered_key": {"type": ["string", "null"], "description": "the API key id that answered"},
         },
     }  # fmt: skip
     schemas.update(

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse
 from agentbus.api import render
 from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
+from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
 from agentbus.store import NewJob
 
@@ -112,31 +114,31 @@ def _wait_param(request: Request) -> float:
 
 
 async def get_results(request: Request) -> JSONResponse:
-    """The result; with ``?wait=S`` the request waits up to S seconds for the job to finish."""
+    """The result; with ``?wait=S`` the request waits up to S seconds for the job to finish.
+
+    The wait holds no thread: it sleeps on the job's notices (api/waiting.py) and re-reads
+    the record when woken; without Redis it reads the record every POLL_S.
+    """
     st = _state(request)
     job_id = _job_id(request)
     wait = _wait_param(request)
     tenant = tenant_of(request)
-    rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
-    if wait > 0 and not rec.state.terminal:
-
-        def done() -> bool:
-            nonlocal rec
-            rec = st.store.get_job(job_id, tenant)
-            return rec.state.terminal
-
-        try:
-            await run_in_threadpool(st.notifier.wait, job_id, wait, done)
-        except Unavailable:  # no Redis to hear from: read the record every 200 ms instead
-            deadline = time.monotonic() + wait
-            while not await run_in_threadpool(done) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+    if wait == 0:
+        rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
+        return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
+    deadline = time.monotonic() + wait
+    async with job_notices(request, st.watch, job_id) as notice:
+        rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
+        while not rec.state.terminal and (left := deadline - time.monotonic()) > 0:
+            if not await notice(left):
+                break  # the client went away: nobody to answer
+            rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
     return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
 
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:  # "²" is a digit to isdigit
         raise InvalidInput(f"limit must be a whole number from 1 to 200, got {raw!r}")
     return int(raw)
 
@@ -187,16 +189,24 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+READY_TIMEOUT_S = 3.0
+
+
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when a PostgreSQL connection can be taken from this process's pool (and used) and
+    Redis answers, each within READY_TIMEOUT_S: a saturated pool or thread pool is not ready."""
     st = _state(request)
     checks: dict[str, str] = {}
     for name, probe in (("postgresql" if st.store.backend == "postgresql" else "sqlite", st.store.ping),
                         ("redis", st.ping_redis)):  # fmt: skip
         try:
-            await run_in_threadpool(probe)
+            async with asyncio.timeout(READY_TIMEOUT_S):  # abandon a probe stuck on a full pool
+                await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
             checks[name] = "ok"
         except Unavailable as exc:
             checks[name] = exc.message
+        except TimeoutError:
+            checks[name] = f"no answer within {READY_TIMEOUT_S:g}s"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503,
                         headers=None if ok else {"Retry-After": "1"})  # fmt: skip

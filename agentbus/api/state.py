@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentbus.bus import ControlStream, Fleet, JobNotifier
+from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch
 from agentbus.config import Settings
 from agentbus.domain import App
 from agentbus.store import Store
@@ -20,3 +20,4 @@ class ApiState:
     ping_redis: Callable[[], None]
     notifier: JobNotifier
     fleet: Fleet
+    watch: JobWatch

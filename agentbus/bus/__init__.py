@@ -7,6 +7,7 @@ from agentbus.bus.notify import JobNotifier
 from agentbus.bus.queues import Dispatcher, queue_name
 from agentbus.bus.rqworker import AgentbusWorker, run_worker
 from agentbus.bus.stream import ControlStream, Entry
+from agentbus.bus.watch import JobWatch
 
 __all__ = [
     "AgentbusWorker",
@@ -15,6 +16,7 @@ __all__ = [
     "Entry",
     "Fleet",
     "JobNotifier",
+    "JobWatch",
     "Lease",
     "connect",
     "ping",

@@ -1,15 +1,20 @@
-"""Job-finished notices over Redis pub/sub, so clients can wait without polling."""
+"""Job notices over Redis pub/sub, so clients can wait without polling.
+
+``finished``: the job reached a final state (long-polls return). ``changed``: something of the
+job changed (its state, a task, an approval; event streams wake). Both are hints; the record
+decides. The API process listens with one connection (``bus/watch.py``).
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import redis
 
 from agentbus.bus.connection import translate_errors
 
 CHANNEL = "agentbus:job-done:"
+CHANGED = "agentbus:job-changed:"
 
 
 class JobNotifier:
@@ -24,22 +29,8 @@ class JobNotifier:
         pipe.execute()
 
     @translate_errors
-    def wait(self, job_id: str, timeout: float, is_done: Callable[[], bool]) -> bool:
-        """Block until the job is done or ``timeout`` passes; returns whether it is done.
-
-        Pub/sub is only a hint: ``is_done`` (a read of the record) decides, and is asked again
-        every second in case a notice was lost.
-        """
-        pubsub = self.conn.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            pubsub.subscribe(CHANNEL + job_id)
-            deadline = time.monotonic() + timeout
-            while True:
-                if is_done():
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                pubsub.get_message(timeout=min(1.0, remaining))
-        finally:
-            pubsub.close()
+    def changed(self, job_ids: Sequence[str]) -> None:
+        pipe = self.conn.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.publish(CHANGED + job_id, b"1")
+        pipe.execute()

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from agentbus.domain.jsonsafe import text_problem
 
 OnTimeout = Literal["reject", "approve", "escalate", "fail"]
 ON_TIMEOUT: tuple[str, ...] = ("reject", "approve", "escalate", "fail")
 APPROVAL_STATES: tuple[str, ...] = ("pending", "approved", "rejected", "expired", "cancelled")
+
+
+MAX_WEBHOOK_URL = 2048
+
+
+def check_webhook_url(url: Any) -> str:
+    """Raise ValueError unless ``url`` is an absolute http(s) URL with a host and a valid port.
+
+    Checked when an agent asks (so a bad URL fails the agent's call with a clear message, not
+    the delivery later); whether its host is public is checked at each delivery, against the
+    addresses it resolves to then.
+    """
+    if not isinstance(url, str):
+        raise ValueError("webhook must be an http(s) URL (a string)")
+    if len(url) > MAX_WEBHOOK_URL:
+        raise ValueError(f"webhook URL is over {MAX_WEBHOOK_URL} characters")
+    if any(c.isspace() or not c.isprintable() for c in url):  # NUL and lone surrogates too
+        raise ValueError(f"webhook URL {url[:80]!r} holds whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ValueError(f"webhook URL {url[:80]!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"webhook URL {url[:80]!r} is not an http(s) URL with a host")
+    if port == 0:
+        raise ValueError(f"webhook URL {url[:80]!r} has port 0")
+    return url
 
 
 @dataclass(frozen=True)
@@ -50,8 +81,12 @@ class HumanRequest:
             groups.append(members)
         if on_timeout == "escalate" and (timeout is None or len(groups) < 2):
             raise ValueError("on_timeout='escalate' needs a timeout and at least two assignee groups")
-        if webhook is not None and not (isinstance(webhook, str) and webhook.startswith(("http://", "https://"))):
-            raise ValueError("webhook must be an http(s) URL")
+        if webhook is not None:
+            check_webhook_url(webhook)
+        for text in (prompt, *(m for g in groups for m in g)):
+            problem = text_problem(text)
+            if problem:
+                raise ValueError(f"ask_human: {text[:40]!r} {problem}")
         return cls(prompt, data, schema, None if timeout is None else float(timeout), on_timeout,  # type: ignore[arg-type]
                    tuple(groups), webhook)  # fmt: skip
 

@@ -31,6 +31,10 @@ from agentbus.memory.errors import InvalidFilterError
 __all__ = ["OPERATORS", "Clause", "MetadataColumns", "compile_filter"]
 
 OPERATORS = ("$eq", "$ne", "$in", "$gt", "$gte", "$lt", "$lte")
+# A filter is evaluated per search over every row: its size is bounded like any other input.
+MAX_CLAUSES = 64
+MAX_IN_VALUES = 1000
+MAX_FIELD_NAME = 200
 _RANGE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
 _MISSING = object()
 
@@ -68,6 +72,8 @@ def _clause(fld: str, op: str, operand: Any) -> Clause:
     if op == "$in":
         if isinstance(operand, str | bytes) or not isinstance(operand, Sequence):
             raise InvalidFilterError(f"filter on {fld!r}: $in needs a list of values")
+        if len(operand) > MAX_IN_VALUES:
+            raise InvalidFilterError(f"filter on {fld!r}: $in takes at most {MAX_IN_VALUES} values")
         return Clause(fld, op, tuple(_scalar(fld, op, v) for v in operand))
     return Clause(fld, op, _scalar(fld, op, operand))
 
@@ -82,6 +88,8 @@ def compile_filter(spec: Mapping[str, Any] | None) -> tuple[Clause, ...]:
     for fld, cond in spec.items():
         if not isinstance(fld, str) or not fld:
             raise InvalidFilterError("filter field names must be non-empty strings")
+        if len(fld) > MAX_FIELD_NAME:
+            raise InvalidFilterError(f"filter field names have at most {MAX_FIELD_NAME} characters")
         if fld.startswith("$"):
             raise InvalidFilterError(f"unknown operator {fld!r} at the top level; conditions are ANDed by key")
         if isinstance(cond, Mapping):
@@ -91,6 +99,8 @@ def compile_filter(spec: Mapping[str, Any] | None) -> tuple[Clause, ...]:
                 clauses.append(_clause(fld, str(op), operand))
         else:
             clauses.append(_clause(fld, "$eq", cond))
+        if len(clauses) > MAX_CLAUSES:
+            raise InvalidFilterError(f"a filter has at most {MAX_CLAUSES} conditions")
     return tuple(clauses)
 
 

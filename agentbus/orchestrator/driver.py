@@ -113,6 +113,8 @@ class Driver:
             self.notifier.finished([job_id])
             if job.parent_id is not None and job.parent_seq is not None:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
+        else:
+            self.notifier.changed([job_id])  # wakes the job's event streams (api/events.py)
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any], tenant: str = "default"

@@ -20,6 +20,7 @@ import numpy as np
 
 from agentbus import memory
 from agentbus.domain.errors import InvalidInput, NotFound, PayloadTooLarge, ValidationFailed
+from agentbus.domain.jsonsafe import first_problem, text_problem
 from agentbus.memory.validation import row_norms
 from agentbus.store import NamespaceRecord, NewItem, Store
 
@@ -82,6 +83,7 @@ class MemoryService:
             if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 1e10):
                 raise ValidationFailed(f"item {i}: ttl must be a positive number of seconds",
                                        [{"loc": ["items", str(i), "ttl"], "msg": "positive seconds"}])  # fmt: skip
+            _check_holdable(i, it)
             ids.append(str(it.get("id") or uuid.uuid4().hex))
             texts.append(text)
             metas.append(it.get("metadata"))
@@ -120,6 +122,7 @@ class MemoryService:
         return count
 
     def delete_item(self, tenant: str, namespace: str, item_id: str) -> None:
+        _check_id(item_id)
         if not self.store.delete_item(tenant, namespace, item_id):
             raise NotFound(f"no memory item {item_id!r} in {namespace!r}")
 
@@ -132,6 +135,7 @@ class MemoryService:
                 for ns, n in self.store.namespaces(tenant)]  # fmt: skip
 
     def get_item(self, tenant: str, namespace: str, item_id: str) -> dict[str, Any]:
+        _check_id(item_id)
         ns = self._namespace(tenant, namespace)
         row = self.store.item(ns.id, item_id)
         return {"id": row.item_id, "text": row.text, "metadata": row.metadata or {}, "expires_at": row.expires_at}
@@ -230,6 +234,22 @@ def index_vectors(index: memory.VectorIndex) -> tuple[list[str], np.ndarray]:
     """The ids and float32 vectors of an index's live items (for the GPU kernel)."""
     ids = [i for i in list(index._rows)]
     return ids, np.stack([index.get(i).vector for i in ids]).astype(np.float32) if ids else np.zeros((0, index.dim))
+
+
+def _check_holdable(i: int, item: Mapping[str, Any]) -> None:
+    """An item's id, text and metadata must be storable and readable back as JSON. The API refused
+    such input already; this is for ``ctx.memory`` in tasks, whose values never went through it."""
+    for name in ("id", "text", "metadata"):
+        problem = first_problem(item.get(name))
+        if problem is not None:
+            loc, msg = ["items", str(i), name, *problem[0]], problem[1]
+            raise ValidationFailed(f"item {i}: {'.'.join(loc[2:])} {msg}", [{"loc": loc, "msg": msg}])
+
+
+def _check_id(item_id: str) -> None:
+    problem = text_problem(item_id) if isinstance(item_id, str) else "is not text"
+    if problem:
+        raise InvalidInput(f"a memory item id {problem}")
 
 
 def _check_name(namespace: str) -> None:

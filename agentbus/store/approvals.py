@@ -25,7 +25,7 @@ def _record(r: Approval) -> ApprovalRecord:
         status=r.status, assignees=loads(r.assignees), level=r.level, timeout=r.timeout, on_timeout=r.on_timeout,
         deadline=r.deadline, webhook=r.webhook, decision=r.decision, input=loads(r.input), comment=r.comment,
         answered_by=r.answered_by, answered_at=r.answered_at, created_at=r.created_at, updated_at=r.updated_at,
-        tenant=r.tenant,
+        tenant=r.tenant, answered_key=r.answered_key,
     )  # fmt: skip
 
 
@@ -41,6 +41,7 @@ def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
     return {
         "event": event, "approval_id": rec.id, "job_id": rec.job_id, "status": rec.status, "level": rec.level,
         "prompt": rec.prompt, "assignees": rec.current_assignees, "decision": rec.decision, "by": rec.answered_by,
+        "key": rec.answered_key,
     }  # fmt: skip
 
 
@@ -115,9 +116,14 @@ class ApprovalQueries:
 
     @translate_errors
     def answer_approval(
-        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str, tenant: str | None = None
-    ) -> ApprovalRecord:
-        """Exactly one answer wins; any other (or an answer to a closed approval) is a Conflict."""
+        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str, tenant: str | None = None,
+        key_id: str | None = None,
+    ) -> ApprovalRecord:  # fmt: skip
+        """Exactly one answer wins; any other (or an answer to a closed approval) is a Conflict.
+
+        ``by`` is what the answerer says of themselves; ``key_id``, the key that authenticated
+        the answer, is recorded as ``answered_key`` and cannot be claimed.
+        """
         self.get_approval(approval_id, tenant)  # another tenant's approval is a 404
         now = time.time()
         with self.db.atomic():
@@ -128,6 +134,7 @@ class ApprovalQueries:
                     input=dumps(input),
                     comment=comment,
                     answered_by=by,
+                    answered_key=key_id,
                     answered_at=now,
                     updated_at=now,
                 )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlparse
 
 import peewee
 from playhouse.migrations import Runner
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from agentbus.domain.errors import ConfigError, Unavailable
 
@@ -21,8 +23,12 @@ R = TypeVar("R")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def open_database(url: str, max_connections: int = 32) -> peewee.Database:
-    """``postgresql://user:pw@host:port/db`` or ``sqlite:///path/to/file.db``."""
+def open_database(url: str, max_connections: int = 32, pool_timeout: float = 10.0) -> peewee.Database:
+    """``postgresql://user:pw@host:port/db`` or ``sqlite:///path/to/file.db``.
+
+    ``pool_timeout``: how long taking a connection from a full pool may wait before it fails
+    with ``Unavailable`` (see ``connection_scope``).
+    """
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql"):
         return PooledPostgresqlDatabase(
@@ -33,7 +39,7 @@ def open_database(url: str, max_connections: int = 32) -> peewee.Database:
             port=parsed.port or 5432,
             max_connections=max_connections,
             stale_timeout=300,
-            timeout=10,
+            timeout=pool_timeout,
             connect_timeout=5,
         )
     if parsed.scheme == "sqlite":
@@ -61,6 +67,58 @@ def migrate(db: peewee.Database) -> list[str]:
     except peewee.OperationalError as exc:
         raise Unavailable(f"database unavailable: {exc}".strip()) from None
     return applied
+
+
+@contextlib.contextmanager
+def connection_scope(db: peewee.Database) -> Iterator[None]:
+    """One connection for one unit of work, handed back to the pool when it ends.
+
+    Without it peewee keeps a connection per thread until the thread closes it: a thread
+    pool larger than the connection pool starves, and a retired thread's connection is
+    never returned. A full pool waits at most the pool's timeout, then fails with
+    ``Unavailable`` (``busy=True``: the database is fine, this process is saturated).
+    """
+    if not db.is_closed():  # an enclosing scope already holds one
+        yield
+        return
+    try:
+        db.connect()
+    except MaxConnectionsExceeded:
+        raise Unavailable("every database connection of this process is busy; retry shortly", busy=True) from None
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        raise Unavailable(f"database unavailable: {str(exc).strip() or type(exc).__name__}") from None
+    try:
+        yield
+    finally:
+        if not db.is_closed():  # translate_errors may have closed it already
+            db.close()
+
+
+class ConnectionPerCall:
+    """A proxy that runs every method of a store inside its own ``connection_scope``.
+
+    Calls from inside the store (a method calling another) share the outer call's connection.
+    """
+
+    UNSCOPED = frozenset({"close", "migrate"})
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._db: peewee.Database = target.db
+        # SQLite (dev) has no pool to starve, and a connection per call would reopen the file
+        self._scoped = isinstance(self._db, PooledDatabase)
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._target, attr)
+        if not inspect.ismethod(value) or not self._scoped or attr in self.UNSCOPED:
+            return value  # attributes (``db`` is callable: a context manager) pass through
+
+        @functools.wraps(value)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            with connection_scope(self._db):
+                return value(*args, **kwargs)
+
+        return scoped
 
 
 def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:

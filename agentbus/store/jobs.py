@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 import uuid
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import peewee
 
 from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from agentbus.domain.jsonsafe import text_problem
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
 from agentbus.store.db import is_postgres, translate_errors
@@ -77,12 +79,20 @@ def _encode_cursor(created_at: float, job_id: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor from ``_encode_cursor`` holds; anything else is InvalidInput.
+
+    A cursor comes from the caller, so what it decodes to is checked as any input would be: a
+    finite timestamp (``nan``/``1e400`` compare with nothing) and an id PostgreSQL can hold.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, job_id = raw.partition("|")
-        return float(created), job_id
+        created, sep, row_id = raw.partition("|")
+        at = float(created)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"invalid cursor {cursor!r}") from None
+        raise InvalidInput(f"invalid cursor {cursor[:100]!r}") from None
+    if not sep or not math.isfinite(at) or not 0 < len(row_id) <= 160 or text_problem(row_id):
+        raise InvalidInput(f"invalid cursor {cursor[:100]!r}")
+    return at, row_id
 
 
 class JobQueries:

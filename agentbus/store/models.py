@@ -100,6 +100,7 @@ class Approval(BaseModel):
     input = TextField(null=True)
     comment = TextField(null=True)
     answered_by = CharField(max_length=200, null=True)
+    answered_key = CharField(max_length=40, null=True)
     answered_at = DoubleField(null=True)
     created_at = DoubleField()
     updated_at = DoubleField()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentbus.domain.jsonsafe import holdable
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import JobState, TaskState
 
@@ -106,7 +108,22 @@ def step_id(job_id: str, seq: int) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """JSON text for a column. Agent and task code may hand us NaN or a lone surrogate, which
+    would make every later read of the row fail: those are encoded the way ``jsonsafe.holdable``
+    says (API input holding them was refused with a 422 before it got here)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or an infinity
+        return json.dumps(holdable(value), separators=(",", ":"))
+    if "\\ud" in text and _LONE_SURROGATE.search(text):
+        return json.dumps(holdable(value), separators=(",", ":"))
+    return text
+
+
+# An escaped high surrogate not followed by a low one, or a low one not preceded by a high one.
+_LONE_SURROGATE = re.compile(
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+)
 
 
 def loads(text: str | None) -> Any:
@@ -136,6 +153,7 @@ class ApprovalRecord:
     created_at: float
     updated_at: float
     tenant: str = "default"
+    answered_key: str | None = None  # the API key that answered (answered_by is free text)
 
     @property
     def current_assignees(self) -> list[str]:

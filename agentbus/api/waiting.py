@@ -1,0 +1,59 @@
+"""Waiting for a job without holding a thread: long-polls and event streams.
+
+A waiter sleeps on the job's ``asyncio.Event`` (set by the process's one Redis listener,
+``bus/watch.py``) and re-reads the record, in a short thread hop, only when woken: by a
+notice, by a safety timer (a notice may be lost), or by the client going away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.requests import Request
+
+from agentbus.bus import JobWatch
+
+RECHECK_S = 5.0  # notices flowing: re-read anyway this often, in case one was lost
+POLL_S = 0.5  # no Redis to hear from: read the record this often
+
+
+def _period(watch: JobWatch, healthy_s: float) -> float:
+    # jittered, so waiters that started together (a burst of clients) do not re-read together
+    return (healthy_s if watch.healthy else POLL_S) * random.uniform(0.5, 1.0)
+
+
+@contextlib.asynccontextmanager
+async def job_notices(
+    request: Request, watch: JobWatch, job_id: str, recheck_s: float = RECHECK_S, follow_disconnect: bool = True
+) -> AsyncIterator[Callable[[float], Awaitable[bool]]]:
+    """``wait(at_most_s)``: sleep until a notice, the safety timer or ``at_most_s``; False once the client left.
+
+    Enter it before the first read of the record: a notice that lands during the read is kept.
+    ``follow_disconnect``: wake when the client goes away (a streaming response is cancelled
+    by starlette instead, and needs no second reader of ``receive``).
+    """
+    with watch.watch(job_id) as notice:
+        gone = asyncio.Event()
+
+        async def until_disconnect() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            notice.set()
+
+        listener = asyncio.create_task(until_disconnect()) if follow_disconnect else None
+
+        async def wait(at_most_s: float) -> bool:
+            await watch.wait(notice, min(at_most_s, _period(watch, recheck_s)))
+            return not gone.is_set()
+
+        try:
+            yield wait
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener

@@ -1,0 +1,54 @@
+"""The API process's one Redis listener for job notices (bus/watch.py), on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import redis
+
+from agentbus.bus import JobNotifier, JobWatch
+
+
+async def _until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_notice_wakes_the_waiters_of_that_job_only(redis_url: str, redis_conn: redis.Redis) -> None:
+    async def scenario() -> None:
+        watch = JobWatch(redis_url)
+        await watch.start()
+        try:
+            await _until(lambda: watch.healthy)
+            job_a, job_b = f"a{uuid.uuid4().hex}", f"b{uuid.uuid4().hex}"  # pub/sub spans Redis databases
+            with watch.watch(job_a) as a, watch.watch(job_b) as b:
+                JobNotifier(redis_conn).finished([job_a])
+                await _until(a.is_set)
+                assert not b.is_set()
+                a.clear()
+                JobNotifier(redis_conn).changed([job_a])
+                await _until(a.is_set)
+                assert not b.is_set()
+            assert watch.waiting == 0  # leaving the watch forgets the waiter
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())
+
+
+def test_without_redis_the_watch_is_unhealthy_and_waiters_still_wake_on_their_timer() -> None:
+    async def scenario() -> None:
+        watch = JobWatch("redis://127.0.0.1:1/0", reconnect_s=0.1)
+        await watch.start()
+        try:
+            await asyncio.sleep(0.3)
+            assert not watch.healthy
+            with watch.watch("job-a") as a:
+                await watch.wait(a, 0.05)  # a timer, not a notice, ends the wait
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())
