@@ -70,8 +70,11 @@ _FIELDS = (Step.id, Step.seq, Step.kind, Step.name, Step.state, Step.attempt, St
 
 
 def cursor_before(ts: float) -> str:
-    """A ``list_jobs`` cursor that starts the listing with the jobs created before ``ts``."""
-    return _encode_cursor(ts, "")
+    """A ``list_jobs`` cursor that starts the listing with the jobs created before ``ts``.
+
+    A cursor names the last row seen, (created_at, id); "\x01" sorts before any id a job can have
+    (NUL is refused), so no job created at exactly ``ts`` is listed: the window ends before it."""
+    return _encode_cursor(ts, "\x01")
 
 
 class ConsoleQueries:

@@ -25,6 +25,7 @@ from agentbus.api.state import ApiState
 from agentbus.domain import AgentbusError, Forbidden, InvalidInput, PayloadTooLarge, Unavailable
 from agentbus.domain.errors import http_status
 from agentbus.store.console import ConsoleQueries
+from agentbus.store.db import ConnectionPerCall
 
 log = logging.getLogger("agentbus.api")
 
@@ -91,7 +92,9 @@ def console(request: Request) -> Console:
     if found is None:
         api: ApiState = request.app.state.agentbus
         cfg = api.settings
-        queries = Guarded(ConsoleQueries(), "PostgreSQL", cfg.breaker_fail_max, cfg.breaker_reset_s)
+        # the same wrapping as the API's store: a pooled connection per call, then the breaker
+        queries = Guarded(ConnectionPerCall(ConsoleQueries(api.store.db)), "PostgreSQL", cfg.breaker_fail_max,
+                          cfg.breaker_reset_s)  # fmt: skip
         found = Console(api, Sessions(cfg.secret), queries, FailedSignIns())
         request.app.state.console = found
     return found

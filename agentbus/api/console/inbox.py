@@ -55,7 +55,7 @@ def _answer(st: ApiState, approval_id: str, tenant: str, form: dict[str, str], k
         check_input(rec, value, decision)
     comment = form.get("comment", "").strip()[:10_000] or None
     by = form.get("by", "").strip()[:200] or f"key:{key_id}"
-    answered = st.store.answer_approval(approval_id, decision == "approve", value, comment, by, tenant)
+    answered = st.store.answer_approval(approval_id, decision == "approve", value, comment, by, tenant, key_id)
     publish(st, ControlEvent("job.advance", (answered.job_id,)))
     return answered
 
