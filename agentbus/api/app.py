@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from agentbus.api import approvals, console, events, fleet, memory, routes
 from agentbus.api.auth import AuthMiddleware
@@ -78,7 +78,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            Mount(console.PREFIX, routes=console.routes()),  # the web console (its own cookie sign-in)
+            *console.mounted(),  # the web console at /ui (its own cookie sign-in)
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[
@@ -91,6 +91,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     # Host turned it into an open redirect. Paths are exact; a stray slash is a 404.
     web.router.redirect_slashes = False
     web.state.agentbus = state
+    web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
     web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     return web
 

@@ -258,3 +258,30 @@ def test_the_fleet_page_shows_devices_current_calls_and_lost_workers(web: TestCl
     assert 'href="/ui/jobs/job42">embed</a>' in rows["gpu-1"] and "attempt 2" in rows["gpu-1"]
     assert 'href="/ui/jobs/job43">fetch</a>' in rows["cpu-1"]
     assert "s-lost" in rows["cpu-9"] and "idle" in rows["cpu-9"]
+
+
+def test_console_pages_are_charged_to_the_keys_rate_limit_like_api_calls(pg_url: str, redis_url: str,
+                                                                           store: Store) -> None:  # fmt: skip
+    settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="0.01/s:4")
+    token, _ = store.create_key("default", keys.SCOPES)
+    with TestClient(create_app(settings, examples)) as web:
+        sign_in(web, token)  # the sign-in form itself is not charged: no key yet
+        codes = [web.get("/ui/jobs").status_code for _ in range(6)]
+        assert codes[:4] == [200] * 4 and codes[4:] == [429, 429]
+        api = web.get("/jobs", headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 429  # one budget for the key, pages and API calls alike
+
+
+def test_failed_sign_ins_are_limited_per_address(pg_url: str, redis_url: str) -> None:
+    settings = Settings(database_url=pg_url, redis_url=redis_url, authfail_rate="0.01/s:3")
+    with TestClient(create_app(settings, examples)) as web:
+        codes = []
+        for _ in range(5):
+            csrf = csrf_of(web.get("/ui/login").text)
+            codes.append(web.post("/ui/login", data={"key": "ab_guess_wrong", "csrf": csrf}).status_code)
+        assert codes[:3] == [401] * 3 and codes[-1] == 429
+
+
+def test_ui_without_a_slash_leads_to_the_console(web: TestClient) -> None:
+    r = web.get("/ui", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/jobs"

@@ -14,8 +14,14 @@ from agentbus.api.console import inbox, jobs, other, signin
 from agentbus.api.console._base import HERE, PREFIX
 
 
+def mounted() -> list[BaseRoute]:
+    """What the API's app adds to its routes: ``/ui`` itself (the app does not redirect slashes) and
+    everything under it."""
+    return [Route(PREFIX, signin.home, methods=["GET"]), Mount(PREFIX, routes=routes())]
+
+
 def routes() -> list[BaseRoute]:
-    """The console's routes, for ``Mount(PREFIX, routes=routes())``."""
+    """The console's routes, relative to ``PREFIX``."""
     return [
         Route("/", signin.home, methods=["GET"]),
         Route("/login", signin.login_form, methods=["GET"]),
@@ -40,4 +46,4 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-__all__ = ["PREFIX", "routes"]
+__all__ = ["PREFIX", "mounted", "routes"]

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from agentbus.api.auth import Principal
-from agentbus.api.console._session import COOKIE, FailedSignIns, Sessions
+from agentbus.api.console._limits import Limits
+from agentbus.api.console._session import COOKIE, Sessions
 from agentbus.api.guard import Guarded
 from agentbus.api.state import ApiState
 from agentbus.domain import AgentbusError, Forbidden, InvalidInput, PayloadTooLarge, Unavailable
@@ -84,7 +85,7 @@ class Console:
     api: ApiState
     sessions: Sessions
     queries: Any  # ConsoleQueries behind the same kind of circuit breaker as the API's store
-    sign_ins: FailedSignIns
+    limits: Limits
 
 
 def console(request: Request) -> Console:
@@ -95,7 +96,8 @@ def console(request: Request) -> Console:
         # the same wrapping as the API's store: a pooled connection per call, then the breaker
         queries = Guarded(ConnectionPerCall(ConsoleQueries(api.store.db)), "PostgreSQL", cfg.breaker_fail_max,
                           cfg.breaker_reset_s)  # fmt: skip
-        found = Console(api, Sessions(cfg.secret), queries, FailedSignIns())
+        limiter = getattr(request.app.state, "limiter", None)  # the API's own (create_app shares it)
+        found = Console(api, Sessions(cfg.secret), queries, Limits(limiter, cfg))
         request.app.state.console = found
     return found
 
@@ -147,6 +149,7 @@ def signed_in(scope: str | None, *, stream: bool = False) -> Callable[[Handler],
             try:
                 if not principal.allows(scope):
                     raise Forbidden(f"this API key lacks the {scope!r} scope")
+                await run_in_threadpool(c.limits.charge, principal, request.method == "POST")
                 if request.method == "POST":
                     form = await form_of(request)
                     if not c.sessions.csrf_ok(nonce, form.get("csrf")):

@@ -93,25 +93,3 @@ class Sessions:
 
     def login_csrf_ok(self, nonce: str | None, token: str | None) -> bool:
         return bool(nonce) and bool(token) and hmac.compare_digest(str(token), self.login_csrf(str(nonce)))
-
-
-class FailedSignIns:
-    """Throttles guessing at the sign-in form per client address (in this process)."""
-
-    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def blocked(self, client: str) -> bool:
-        start, n = self._seen.get(client, (0.0, 0))
-        return n >= self.limit and time.monotonic() - start < self.window_s
-
-    def failed(self, client: str) -> None:
-        now = time.monotonic()
-        start, n = self._seen.get(client, (now, 0))
-        if now - start >= self.window_s:
-            start, n = now, 0
-        if len(self._seen) > 10_000:
-            self._seen.clear()
-        self._seen[client] = (start, n + 1)

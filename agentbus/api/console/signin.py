@@ -11,6 +11,7 @@ from starlette.responses import Response
 from agentbus.api.console._base import PREFIX, console, form_of, page, redirect, signed_in
 from agentbus.api.console._session import COOKIE, LOGIN_COOKIE, LOGIN_S, SESSION_S
 from agentbus.domain import Unauthorized
+from agentbus.security import keys
 
 
 def _safe_next(raw: str | None) -> str:
@@ -40,15 +41,16 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     c = console(request)
     form = await form_of(request)
-    client = (request.client.host if request.client else "unknown") or "unknown"
-    if c.sign_ins.blocked(client):
-        return _login_page(request, 429, "Too many failed attempts from this address: wait a minute and try again.")
+    client = c.limits.client(request.scope)
+    if wait := c.limits.blocked(client):
+        return _login_page(request, 429, f"Too many failed attempts from this address: try again in {wait:.0f} s.")
     if not c.sessions.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
         return _login_page(request, 403, "The sign-in form expired: please try again.")
     try:
         principal = await run_in_threadpool(c.sessions.check_token, c.api.store, form.get("key", ""))
     except Unauthorized as exc:
-        c.sign_ins.failed(client)
+        parsed = keys.parse(form.get("key", "").strip())
+        await run_in_threadpool(c.limits.sign_in_failed, client, parsed[0] if parsed else None)
         return _login_page(request, 401, f"Not signed in: {exc.message}.")
     cookie = await run_in_threadpool(c.sessions.issue, c.api.store, principal)
     response = redirect(_safe_next(form.get("next")))
