@@ -32,5 +32,6 @@ def bench(session: nox.Session) -> None:
     """Throughput/latency against raw RQ and Celery, recovery times, memory search; writes docs/benchmarks.md."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.throughput", "--write-docs", *session.posargs)
+    session.run("python", "-m", "bench.io", "--write-docs")
     session.run("python", "-m", "bench.recovery", "--write-docs")
     session.run("python", "-m", "bench.memory", "--write-docs")

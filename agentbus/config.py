@@ -63,6 +63,12 @@ class Settings:
     heartbeat_interval_s: float = 2.0
     worker_ttl_s: float = 10.0
     shutdown_grace_s: float = 30.0
+    worker_concurrency: int = 0
+    """Calls in flight per worker process; 0: the role's default (100 on worker-cpu, 1 on worker-gpu)."""
+    worker_max_abandoned: int = 50
+    """Threads of timed-out or cancelled sync calls a worker tolerates before it drains and exits."""
+    orphan_grace_s: float = 10.0
+    """How long a live worker's ``running`` call may be missing from its heartbeats before it is re-run."""
     # messages: how long a signed message stays valid (and its nonce is remembered against replays)
     stream_max_age_s: float = 3600.0
     dispatch_max_age_s: float = 86400.0
@@ -117,6 +123,9 @@ class Settings:
             heartbeat_interval_s=_float(env, "AGENTBUS_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             worker_ttl_s=_float(env, "AGENTBUS_WORKER_TTL", d.worker_ttl_s),
             shutdown_grace_s=_float(env, "AGENTBUS_SHUTDOWN_GRACE", d.shutdown_grace_s),
+            worker_concurrency=_int(env, "AGENTBUS_WORKER_CONCURRENCY", d.worker_concurrency),
+            worker_max_abandoned=_int(env, "AGENTBUS_WORKER_MAX_ABANDONED", d.worker_max_abandoned),
+            orphan_grace_s=_float(env, "AGENTBUS_ORPHAN_GRACE", d.orphan_grace_s),
             stream_max_age_s=_float(env, "AGENTBUS_STREAM_MAX_AGE", d.stream_max_age_s),
             dispatch_max_age_s=_float(env, "AGENTBUS_DISPATCH_MAX_AGE", d.dispatch_max_age_s),
             rate_read=env.get("AGENTBUS_RATE_READ", d.rate_read),
@@ -154,6 +163,8 @@ class Settings:
             raise ConfigError("AGENTBUS_DB_POOL_SIZE must be at least 1 and AGENTBUS_DB_POOL_TIMEOUT above 0")
         if s.http_header_timeout_s <= 0 or s.http_keepalive_s <= 0 or s.http_max_concurrency < 1:
             raise ConfigError("AGENTBUS_HTTP_HEADER_TIMEOUT, _KEEPALIVE and _MAX_CONCURRENCY must be positive")
+        if s.worker_concurrency < 0:
+            raise ConfigError("AGENTBUS_WORKER_CONCURRENCY must be at least 1 (or 0 for the role's default)")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
         return s

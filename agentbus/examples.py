@@ -5,6 +5,7 @@ Run any role with ``--app agentbus.examples:app`` (the default).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -252,3 +253,89 @@ def neighbours(ctx: Context, namespace: str, ids: list[str], k: int = 2) -> list
     """Nearest stored neighbours of each item (memory.knn_batch: on a GPU worker when one is live)."""
     rows = ctx.memory.knn_batch(namespace, ids=ids, k=k)
     return [[h["id"] for h in row] for row in rows]
+
+
+# -- waiting well: async tasks, many calls in flight (docs/workers.md) ------------------------------
+
+
+async def fake_model_api(prompt: str, latency: float) -> str:
+    """Stands for an HTTP call to a model server (no network here): the worker's event loop runs
+    other calls while this one waits."""
+    await asyncio.sleep(latency)
+    return f"answer to {prompt!r}"
+
+
+@app.task(retries=2, timeout=60)
+async def ask_model(ctx: TaskContext, prompt: str, latency: float = 0.5) -> str:
+    """An ``async def`` task: runs as a coroutine, hundreds at once on one worker."""
+    return await fake_model_api(prompt, latency)
+
+
+@app.agent
+def assistant(ctx: Context, questions: list[str], latency: float = 0.5) -> dict[str, Any]:
+    """An agent that asks a (fake, local) model every question at once and gathers the answers."""
+    answers = ctx.map(ask_model, [{"prompt": q, "latency": latency} for q in questions], unpack=True)
+    return {"answers": answers}
+
+
+@app.task
+def wait_sync(ctx: TaskContext, i: int, seconds: float = 0.5) -> int:
+    """A sync task that waits (a blocking client library): runs on one of the worker's threads."""
+    time.sleep(seconds)
+    return i
+
+
+@app.task
+async def wait_async(ctx: TaskContext, i: int, seconds: float = 0.5) -> int:
+    await asyncio.sleep(seconds)
+    return i
+
+
+@app.agent
+def io_map(ctx: Context, n: int = 200, seconds: float = 0.5, mode: str = "async") -> dict[str, int]:
+    """n calls that each wait ``seconds``, as ``async def`` (mode "async") or sync (mode "sync")."""
+    task = wait_async if mode == "async" else wait_sync
+    values = ctx.map(task, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)
+    return {"n": len(values), "sum": sum(values)}
+
+
+@app.task(timeout=1.0)
+async def dawdle(ctx: TaskContext, seconds: float = 30.0) -> float:
+    """An async task that runs past its one-second timeout: it is cancelled at the deadline."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.task(timeout=600)
+async def slow_async(ctx: TaskContext, seconds: float = 30.0) -> float:
+    """A long async task to cancel."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.task(timeout=600)
+def polite(ctx: TaskContext, seconds: float = 30.0) -> float:
+    """A long sync task that stops early when its call is cancelled (``ctx.cancelled``)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not ctx.cancelled:
+        time.sleep(0.02)
+    return seconds
+
+
+@app.agent
+def long_waits(ctx: Context, tasks: int = 4, seconds: float = 30.0, mode: str = "async") -> list[float]:
+    """Several long calls (async, or sync that check ``ctx.cancelled``): cancel it while they run."""
+    return ctx.map(slow_async if mode == "async" else polite, [seconds] * tasks)
+
+
+@app.task(worker_concurrency=2)
+async def narrow(ctx: TaskContext, i: int, seconds: float = 0.2) -> dict[str, float]:
+    """At most two calls of this task at once on one worker (``worker_concurrency``)."""
+    start = time.time()
+    await asyncio.sleep(seconds)
+    return {"start": start, "end": time.time()}
+
+
+@app.agent
+def narrow_map(ctx: Context, n: int = 6, seconds: float = 0.2) -> list[dict[str, float]]:
+    return ctx.map(narrow, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)

@@ -10,6 +10,8 @@ from typing import Any
 import redis
 
 from agentbus.bus.connection import translate_errors
+from agentbus.domain.errors import MessageRejected
+from agentbus.domain.messages import Heartbeat
 
 PREFIX = "agentbus:worker:"
 LOST = "agentbus:worker-lost:"
@@ -24,6 +26,25 @@ class Fleet:
     @translate_errors
     def heartbeat(self, worker_id: str, info: dict[str, Any]) -> None:
         self.conn.set(PREFIX + worker_id, json.dumps({**info, "id": worker_id, "seen": time.time()}), px=self.ttl_ms)
+
+    @translate_errors
+    def beat(self, hb: Heartbeat) -> None:
+        self.conn.set(PREFIX + hb.id, hb.to_json(), px=self.ttl_ms)
+
+    @translate_errors
+    def heartbeats(self) -> list[Heartbeat]:
+        """The live workers' heartbeats (one that cannot be read is skipped)."""
+        out = []
+        for raw in self._values(PREFIX):
+            try:
+                out.append(Heartbeat.from_json(raw))
+            except MessageRejected:
+                continue
+        return out
+
+    def _values(self, prefix: str) -> list[bytes | str]:
+        keys = list(self.conn.scan_iter(match=prefix + "*", count=500))
+        return [v for v in self.conn.mget(keys) if v is not None] if keys else []
 
     @translate_errors
     def forget(self, worker_id: str) -> None:

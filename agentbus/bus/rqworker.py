@@ -4,19 +4,27 @@ RQ keeps doing what it does (queues, registries, worker registration, ``rq info`
 the worker refuses any RQ job whose function is not agentbus's dispatch entry and
 never imports a function named in Redis: it verifies the signed payload and hands
 the ``Dispatch`` to the executor it was given.
+
+The loop is ours, not ``Worker.work``: the executor takes a dispatch and returns at once
+(its calls run concurrently), so the loop takes the next dispatch whenever the executor has
+a free slot, and a worker holds only what it has slots for; the rest stays in Redis for the
+other workers. And a lost Redis connection is waited out (retried with backoff) instead of
+ending the process (RQ's loop quits on most Redis errors).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.exceptions import DeserializationError
+from rq.exceptions import DequeueTimeout, DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
@@ -30,6 +38,20 @@ from agentbus.security.signing import Keyring
 log = logging.getLogger("agentbus.worker")
 
 Executor = Callable[[Dispatch, str], None]
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+POLL_S = 1
+
+
+class Capacity(Protocol):
+    """What the loop asks the executor before it takes a dispatch (the executor's slots)."""
+
+    def wait_for_room(self, timeout: float) -> bool: ...
+
+    @property
+    def busy(self) -> bool: ...
 
 
 class _NoDeathPenalty(BaseDeathPenalty):
@@ -84,8 +106,8 @@ class AgentbusWorker(SimpleWorker):
         executor: Executor,
         keyring: Keyring,
         on_cancel: Callable[[str], None],
-        on_stop: Callable[[], None] | None = None,
-        on_force_stop: Callable[[], None] | None = None,
+        capacity: Capacity | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(
             [Queue(queue_name(q), connection=connection, serializer=JSONSerializer) for q in queues],
@@ -97,22 +119,89 @@ class AgentbusWorker(SimpleWorker):
         self._executor = executor
         self._keyring = keyring
         self._on_cancel = on_cancel
-        self._on_stop = on_stop
-        self._on_force_stop = on_force_stop
+        self._capacity = capacity
+        self._should_stop = should_stop
         self._guard = ReplayGuard(connection, keyring.max_age)
         self.rejected = 0
+        self.stop_requests = 0
+        self._redis_down_since: float | None = None
 
-    def request_stop(self, signum: int, frame: Any) -> None:
-        """SIGTERM/SIGINT: finish the current call, take no new one (RQ's warm shutdown)."""
-        if self._on_stop is not None:
-            self._on_stop()
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+    # -- signals: the first SIGTERM/SIGINT stops taking work (the caller drains), a second forces --
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
 
-    def request_force_stop(self, signum: int, frame: Any) -> None:
-        """A second signal: stop the current call at once (it is handed back), then exit."""
-        if self._on_force_stop is not None:
-            self._on_force_stop()
-        super().request_force_stop(signum, frame)
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_requests += 1
+        self._stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested or (self._should_stop is not None and self._should_stop())
+
+    def serve(self, burst: bool = False) -> bool:
+        """Take dispatches while there is room, until asked to stop (or, in burst mode, until the
+        queues are empty and every call taken has finished)."""
+        self._install_signal_handlers()
+        took_any = False
+        self._until_redis(lambda: self.bootstrap("WARNING"))
+        while not self.stopping:
+            if self._capacity is not None and not self._capacity.wait_for_room(POLL_S):
+                self._until_redis(self.heartbeat)  # full for a while: RQ's registration must not lapse
+                continue
+            try:
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                result = self.queue_class.dequeue_any(
+                    self._ordered_queues, None if burst else POLL_S, connection=self.connection,
+                    job_class=self.job_class, serializer=self.serializer, death_penalty_class=self.death_penalty_class,
+                )  # fmt: skip
+                self._redis_back()
+                if result is None:
+                    if burst and (self._capacity is None or not self._capacity.busy):
+                        break
+                    if burst:
+                        time.sleep(0.05)
+                    continue
+                job, queue = result
+                self.execute_job(job, queue)
+                took_any = True
+                self.heartbeat()
+            except DequeueTimeout:
+                self._until_redis(self.heartbeat)  # (an error raised in this handler would escape the loop)
+            except REDIS_ERRORS as exc:
+                self._redis_lost(exc)
+        try:
+            self.teardown()  # type: ignore[no-untyped-call]
+        except REDIS_ERRORS:
+            pass
+        return took_any
+
+    def _until_redis(self, fn: Callable[[], Any]) -> None:
+        while not self.stopping:
+            try:
+                fn()
+                self._redis_back()
+                return
+            except REDIS_ERRORS as exc:
+                self._redis_lost(exc)
+
+    def _redis_lost(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._redis_down_since is None:
+            self._redis_down_since = now
+            log.error("lost Redis (%s): waiting for it to come back", exc)
+        waited = now - self._redis_down_since
+        time.sleep(min(RETRY_MAX_S, max(RETRY_FIRST_S, waited / 2)))
+
+    def _redis_back(self) -> None:
+        if self._redis_down_since is None:
+            return
+        log.warning("Redis is back after %.1f s", time.monotonic() - self._redis_down_since)
+        self._redis_down_since = None
+        # Redis may have restarted empty: register again so that ``rq info`` shows this worker
+        if not self.connection.exists(self.key):
+            self.register_birth()  # type: ignore[no-untyped-call]
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         # A forged job naming os.system or a pickle payload gets no executor; DispatchJob refuses it
@@ -143,4 +232,4 @@ class AgentbusWorker(SimpleWorker):
 
 
 def run_worker(worker: AgentbusWorker, burst: bool = False) -> bool:
-    return bool(worker.work(burst=burst, with_scheduler=False, logging_level="WARNING"))
+    return worker.serve(burst=burst)

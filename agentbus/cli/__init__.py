@@ -101,6 +101,10 @@ def run(
     queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues to serve")] = None,
     name: Annotated[str | None, typer.Option(help="workers, orchestrator: a stable name")] = None,
     burst: Annotated[bool, typer.Option(help="workers: exit when the queues are empty")] = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="workers: calls in flight per process [env AGENTBUS_WORKER_CONCURRENCY; 100 cpu, 1 gpu]"),
+    ] = None,
     gpus: Annotated[str | None, typer.Option(help="worker-gpu: one process per GPU index, e.g. 0,1")] = None,
     simulate_gpu: Annotated[
         bool, typer.Option(help="worker-gpu: run GPU tasks under numba's CUDA simulator (no GPU needed)")
@@ -110,7 +114,7 @@ def run(
 ) -> None:
     """Start one service."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = _settings(app=app)
+    settings = _settings(app=app, worker_concurrency=concurrency)
     if role == Role.worker_gpu and simulate_gpu:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported, here or in the App
     the_app = load_app(settings.app)
@@ -234,14 +238,15 @@ def workers(output: OutputOption = Output.table) -> None:
         return
     with _client() as c:
         rows = c.workers()
-    table = Table("id", "status", "role", "device", "serves", "current task", "done", "failed")
+    table = Table("id", "status", "role", "device", "serves", "slots busy/free", "running", "done", "failed")
     for w in rows:
         d = w.get("device") or {}
         device = "cpu" if d.get("kind") != "gpu" else f"{d.get('name')} ({int(d.get('memory_total', 0)) / 2**30:g} GB)"
-        cur = w.get("current") or {}
+        names = sorted({str(c.get("name")) for c in w.get("calls") or []})
         table.add_row(
             str(w.get("id")), w["status"], str(w.get("role")), device, ", ".join(w.get("targets", [])),
-            f"{cur.get('name')} {cur.get('task_id')}" if cur else "", str(w.get("done", "")), str(w.get("failed", "")),
+            f"{w.get('busy', '')}/{w.get('free', '')}", ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""),
+            str(w.get("done", "")), str(w.get("failed", "")),
         )  # fmt: skip
     out.print(table)
 

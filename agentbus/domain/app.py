@@ -32,6 +32,8 @@ class TaskOptions:
     concurrency_key: str | None = None
     """Calls sharing this key (a template over the arguments, ``"model:{model}"``) are capped fleet-wide."""
     max_concurrency: int | None = None
+    worker_concurrency: int | None = None
+    """At most this many calls of this task run at once on one worker (None: only the worker's cap)."""
 
     def concurrency_for(self, args: dict[str, Any]) -> str | None:
         if self.max_concurrency is None:
@@ -132,6 +134,7 @@ class App:
         gpu_memory: str | int | None = None,
         concurrency_key: str | None = None,
         max_concurrency: int | None = None,
+        worker_concurrency: int | None = None,
     ) -> Callable[[Callable[..., Any]], TaskDef]: ...
 
     def task(
@@ -149,6 +152,7 @@ class App:
         gpu_memory: str | int | None = None,
         concurrency_key: str | None = None,
         max_concurrency: int | None = None,
+        worker_concurrency: int | None = None,
     ) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
         if device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, not {device!r}")
@@ -158,13 +162,15 @@ class App:
             raise ConfigError("retries and backoff must be >= 0, timeout > 0, chunk >= 1")
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
+        if worker_concurrency is not None and worker_concurrency < 1:
+            raise ConfigError("worker_concurrency must be at least 1")
         if concurrency_key is not None and max_concurrency is None:
             raise ConfigError("concurrency_key needs max_concurrency")
         if max_concurrency is not None:
             chunk = 1  # one call a message, so a free slot is filled by exactly one call
         options = TaskOptions(
             device, fallback, retries, float(timeout), queue, float(backoff), chunk, parse_bytes(gpu_memory),
-            concurrency_key, max_concurrency,
+            concurrency_key, max_concurrency, worker_concurrency,
         )  # fmt: skip
 
         def register(f: Callable[..., Any]) -> TaskDef:

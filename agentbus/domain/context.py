@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,6 +68,18 @@ class TaskContext(Context):
         self.attempt = attempt
         self.device = device
         """Where this call runs: ``"gpu"`` on a GPU worker, else ``"cpu"`` (e.g. after a fallback)."""
+        # An Event, not a bool: the worker's event loop sets it while the task's thread reads it.
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the call was cancelled or ran past its timeout: a sync task that loops should
+        check it and return (its result is discarded either way; an async task is cancelled instead)."""
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Called by the worker: from now on ``cancelled`` is True."""
+        self._cancelled.set()
 
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"

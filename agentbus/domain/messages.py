@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from agentbus.domain.errors import MessageRejected
@@ -72,3 +73,115 @@ class Dispatch:
             return cls(str(d["dispatch_id"]), calls)
         except (KeyError, TypeError, ValueError) as exc:
             raise MessageRejected(f"malformed dispatch: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """One call a worker holds: running (``started`` set) or waiting there for a free slot."""
+
+    task_id: str
+    name: str
+    attempt: int
+    retries: int
+    timeout: float
+    started: float | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.task_id.rsplit("-", 1)[0]
+
+
+def _calls(raw: Any) -> tuple[CallInfo, ...]:
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for c in raw:
+        try:
+            started = c.get("started")
+            out.append(
+                CallInfo(str(c["task_id"]), str(c["name"]), int(c["attempt"]), int(c["retries"]),
+                         float(c["timeout"]), None if started is None else float(started))
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a worker says about itself every ``heartbeat_interval_s`` (the fleet's only source).
+
+    ``calls`` lists every call the worker holds, so the orchestrator can tell a call that is
+    being run from one a live worker lost (issue 17.4), and enforce each call's timeout."""
+
+    id: str
+    role: str = "worker-cpu"
+    queues: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    device: dict[str, Any] = field(default_factory=lambda: {"kind": "cpu"})
+    host: str = ""
+    pid: int = 0
+    concurrency: int = 1
+    calls: tuple[CallInfo, ...] = ()
+    done: int = 0
+    failed: int = 0
+    draining: bool = False
+    rejected: int = 0
+    abandoned: int = 0
+    """Threads still running calls that timed out or were cancelled (see docs/workers.md)."""
+    seen: float = 0.0
+
+    @property
+    def busy(self) -> int:
+        return len(self.calls)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.concurrency - len(self.calls))
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.get("kind") == "gpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["queues"], d["targets"] = list(self.queues), list(self.targets)
+        d["calls"] = [asdict(c) for c in self.calls]
+        d["busy"], d["free"] = self.busy, self.free  # for readers of GET /workers; ignored on the way in
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Heartbeat:
+        try:
+            return cls(
+                id=str(d["id"]),
+                role=str(d.get("role", "worker-cpu")),
+                queues=tuple(str(q) for q in d.get("queues") or ()),
+                targets=tuple(str(t) for t in d.get("targets") or ()),
+                device=dict(d.get("device") or {"kind": "cpu"}),
+                host=str(d.get("host", "")),
+                pid=int(d.get("pid", 0)),
+                concurrency=int(d.get("concurrency", 1)),
+                calls=_calls(d.get("calls")),
+                done=int(d.get("done", 0)),
+                failed=int(d.get("failed", 0)),
+                draining=bool(d.get("draining", False)),
+                rejected=int(d.get("rejected", 0)),
+                abandoned=int(d.get("abandoned", 0)),
+                seen=float(d.get("seen", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MessageRejected(f"malformed heartbeat: {exc}") from None
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Heartbeat:
+        try:
+            d = json.loads(raw)
+        except ValueError as exc:
+            raise MessageRejected(f"malformed heartbeat: {exc}") from None
+        if not isinstance(d, dict):
+            raise MessageRejected("malformed heartbeat: not an object")
+        return cls.from_dict(d)

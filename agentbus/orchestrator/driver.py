@@ -31,6 +31,7 @@ from agentbus.domain import (
     TaskState,
     replay,
 )
+from agentbus.domain.messages import Heartbeat
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 
@@ -51,7 +52,7 @@ class Driver:
         self.fleet = fleet
         self.settings = settings
         self.notifier = JobNotifier(dispatcher.conn)
-        self._fleet_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
 
     # -- replay --------------------------------------------------------------------------------
     def advance(self, job_id: str) -> None:
@@ -177,10 +178,10 @@ class Driver:
         # Spread a fan-out over ~16 messages so every worker gets a share, batch it past that.
         return max(1, min(self.settings.dispatch_chunk, math.ceil(n / 16)))
 
-    def _workers(self, fresh: bool = False) -> list[dict[str, Any]]:
+    def _workers(self, fresh: bool = False) -> list[Heartbeat]:
         now = time.monotonic()
         if fresh or now - self._fleet_cache[0] > 1.0:
-            self._fleet_cache = (now, self.fleet.workers())
+            self._fleet_cache = (now, self.fleet.heartbeats())
         return self._fleet_cache[1]
 
     def _route(self, options: TaskOptions, priority: int) -> Route:

@@ -6,8 +6,9 @@
 * reconciler (outbox): jobs whose ``job.submitted`` or ``job.advance`` message was lost,
   and queued tasks whose RQ message is gone (a FLUSHALL, a crashed dispatch) are re-emitted.
 * reaper: running tasks of a worker that stopped heartbeating go back to a queue under a new
-  attempt (a late result of the old attempt is discarded), and calls that overran their
-  timeout are failed.
+  attempt (a late result of the old attempt is discarded), so do running tasks that a live
+  worker's heartbeats have stopped listing (it lost them: a failed write, a bug) for
+  ``orphan_grace_s``, and calls that overran their timeout are failed.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable
 
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
+from agentbus.domain.messages import Heartbeat
 from agentbus.orchestrator.driver import Driver
-from agentbus.store import TaskOutcome
+from agentbus.store import StepRow, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -33,7 +35,8 @@ class Maintenance:
         self.store = driver.store
         self.settings = settings
         self._missing_since: dict[str, float] = {}
-        self._known: dict[str, dict[str, Any]] = {}
+        self._known: dict[str, Heartbeat] = {}
+        self._unlisted_since: dict[tuple[str, int], float] = {}
 
     def timers(self) -> None:
         now = time.time()
@@ -66,17 +69,18 @@ class Maintenance:
             n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
             log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
 
-    def _watch_fleet(self) -> None:
+    def _watch_fleet(self) -> dict[str, Heartbeat]:
         """A worker seen last time and gone now is marked lost (its calls are the reaper's)."""
-        live = {w["id"]: w for w in self.driver.fleet.workers() if "id" in w}
-        for worker_id, info in self._known.items():
-            if worker_id not in live and not info.get("draining"):
-                self.driver.fleet.mark_lost(worker_id, info)
+        live = {h.id: h for h in self.driver.fleet.heartbeats()}
+        for worker_id, hb in self._known.items():
+            if worker_id not in live and not hb.draining:
+                self.driver.fleet.mark_lost(worker_id, hb.to_dict())
                 log.warning("worker %s went silent: marked lost", worker_id)
         self._known = live
+        return live
 
     def reap(self) -> None:
-        self._watch_fleet()
+        live = self._watch_fleet()
         now = time.time()
         running = self.store.tasks_in_state(TaskState.RUNNING, limit=20_000)
         by_worker = defaultdict(list)
@@ -87,6 +91,9 @@ class Maintenance:
         for worker, rows in by_worker.items():
             if alive.get(worker, False):
                 self._missing_since.pop(worker, None)
+                hb = live.get(worker)
+                if hb is not None:
+                    lost.extend(self._unlisted(hb, rows, now))
                 continue
             first = self._missing_since.setdefault(worker, now)
             # Missing twice, a heartbeat interval apart: not just a flushed key being rewritten.
@@ -94,25 +101,46 @@ class Maintenance:
                 lost.extend(rows)
         for worker in [w for w in self._missing_since if w not in by_worker]:
             del self._missing_since[worker]
+        still = {(r.id, r.attempt) for r in running}
+        for key in [k for k in self._unlisted_since if k not in still]:
+            del self._unlisted_since[key]
         if lost:
             n = self.driver.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
             log.warning("recovered %d tasks from lost workers", n)
-        self._enforce_timeouts(now)
+        self._enforce_timeouts(live.values(), now)
 
-    def _enforce_timeouts(self, now: float) -> None:
-        for w in self.driver.fleet.workers():
-            cur = w.get("current")
-            if not cur:
+    def _unlisted(self, hb: Heartbeat, rows: list[StepRow], now: float) -> list[StepRow]:
+        """Running calls of a live worker that its heartbeats no longer list, for ``orphan_grace_s``:
+        the worker lost them (issue 17.4), so they run again under a new attempt."""
+        listed = {c.task_id for c in hb.calls}
+        grace = self.settings.orphan_grace_s
+        out = []
+        for r in rows:
+            key = (r.id, r.attempt)
+            if r.id in listed or (r.started_at or now) > now - grace:
+                self._unlisted_since.pop(key, None)
                 continue
-            overrun = now - float(cur["started"]) - float(cur["timeout"])
-            if overrun < self.settings.timeout_grace_s:
-                continue
-            attempt, retries = int(cur["attempt"]), int(cur["retries"])
-            err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {cur['timeout']}s")
-            if attempt <= retries:
-                out = TaskOutcome(cur["task_id"], attempt, TaskState.RETRYING, error=err, not_before=now)
-            else:
-                out = TaskOutcome(cur["task_id"], attempt, TaskState.FAILED, error=err)
-            if self.store.record_outcomes([out]):
-                self.driver.dispatcher.cancel_call(w["id"], cur["task_id"])
-                self.driver.advance(cur["task_id"].rsplit("-", 1)[0])
+            first = self._unlisted_since.setdefault(key, now)
+            # unlisted in a heartbeat written after we first noticed, and for the whole grace
+            if hb.seen > first and now - first >= grace:
+                out.append(r)
+        if out:
+            log.warning("worker %s is live but no longer lists %d running calls: running them again", hb.id, len(out))
+        return out
+
+    def _enforce_timeouts(self, workers: Iterable[Heartbeat], now: float) -> None:
+        for w in workers:
+            for cur in w.calls:
+                if cur.started is None:
+                    continue  # waiting there for a slot: its clock has not started
+                overrun = now - cur.started - cur.timeout
+                if overrun < self.settings.timeout_grace_s:
+                    continue
+                err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {cur.timeout}s")
+                if cur.attempt <= cur.retries:
+                    out = TaskOutcome(cur.task_id, cur.attempt, TaskState.RETRYING, error=err, not_before=now)
+                else:
+                    out = TaskOutcome(cur.task_id, cur.attempt, TaskState.FAILED, error=err)
+                if self.store.record_outcomes([out]):
+                    self.driver.dispatcher.cancel_call(w.id, cur.task_id)
+                    self.driver.advance(cur.job_id)

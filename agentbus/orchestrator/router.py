@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from agentbus.bus.routing import GIB, gpu_target, with_level
 from agentbus.domain.app import TaskOptions
+from agentbus.domain.messages import Heartbeat
 
 
 @dataclass(frozen=True)
@@ -16,12 +17,7 @@ class Route:
     reason: str
 
 
-def _gpu(worker: dict[str, Any]) -> dict[str, Any] | None:
-    device = worker.get("device") or {}
-    return device if device.get("kind") == "gpu" else None
-
-
-def route(options: TaskOptions, workers: list[dict[str, Any]], priority: int = 0) -> Route:
+def route(options: TaskOptions, workers: Sequence[Heartbeat], priority: int = 0) -> Route:
     """The routing policy (docs/workers.md):
 
     * ``device="cpu"``: the CPU queue;
@@ -34,12 +30,12 @@ def route(options: TaskOptions, workers: list[dict[str, Any]], priority: int = 0
     if options.device == "cpu":
         return Route(with_level("cpu", priority), "cpu task")
     need = options.gpu_memory
-    fit = [w for w in workers if (d := _gpu(w)) is not None and int(d.get("memory_total", 0)) >= need]
+    fit = [w for w in workers if w.gpu and int(w.device.get("memory_total", 0)) >= need]
     want = f"a GPU worker with {need / GIB:g} GB" if need else "a GPU worker"
     target = with_level(gpu_target(need), priority)
     cpu = with_level("cpu", priority)
     if options.device == "any":
-        idle = [w for w in fit if not w.get("current")]
+        idle = [w for w in fit if w.free > 0]
         if idle:
             return Route(target, f"device any: {len(idle)} idle GPU worker(s) live")
         return Route(cpu, f"device any: no idle {want}, CPU")

@@ -1,15 +1,34 @@
-"""Executing a dispatch: mark its calls running, run each in-process, report in batches."""
+"""Executing dispatches: many calls in flight, ``async def`` tasks on an event loop, sync ones on threads.
+
+One worker process holds up to ``concurrency`` calls (docs/workers.md). A dispatch's calls are
+marked running when it is taken, wait in this process for a free slot, and run:
+
+* ``async def`` tasks as coroutines on the executor's event loop (its own thread): a timeout
+  or a cancel cancels the coroutine;
+* sync tasks on threads (``_threads.Threads``): at a timeout or a cancel the call is failed
+  (``TaskTimeout``) or cancelled at once, ``ctx.cancelled`` turns True, and the thread is
+  abandoned: whatever it returns later is dropped here, and attempt fencing in the store
+  refuses it anyway. Past ``max_abandoned`` such threads the worker drains and exits.
+  A sync call settles itself on its thread (no round trip through the event loop per call:
+  that hop was most of the cost of a short call); whoever settles a call first — its thread
+  with the result, or the loop at the deadline or a cancel — decides its outcome.
+
+Outcomes go to PostgreSQL in batches through an ``OutcomeWriter`` that retries until written.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from agentbus.domain import (
     App,
@@ -20,45 +39,60 @@ from agentbus.domain import (
     TaskCancelled,
     TaskContext,
     TaskState,
-    TaskTimeout,
 )
+from agentbus.domain.messages import CallInfo
 from agentbus.store import Store, TaskOutcome
+from agentbus.worker._threads import Threads
+from agentbus.worker.outcomes import OutcomeWriter
 
 log = logging.getLogger("agentbus.worker")
 
 MAX_BACKOFF_S = 300.0
-FLUSH_EVERY_S = 0.02
-FLUSH_EVERY_N = 256
+WRITE_GRACE_S = 30.0
 
 
 class ResultTooLarge(Exception):
     pass
 
 
-class Interrupted(BaseException):
-    """The worker is shutting down: the call is handed back to a queue, not failed.
+@dataclass(eq=False)
+class _Held:
+    """A call this worker has taken: waiting for a slot, running, or waiting for its outcome to be written."""
 
-    A BaseException so that a task's ``except Exception`` does not swallow it."""
-
-
-@dataclass
-class _Current:
     call: TaskCall
-    started: float
-    cancelled: bool = False
+    origin: str
+    started: float | None = None
+    ctx: TaskContext | None = None
+    task: asyncio.Task[None] | None = None
+    """An ``async def`` call's coroutine, once started."""
+    deadline: float | None = None
+    """A sync call's deadline (monotonic), once started."""
+    settled: bool = False
+    stop: Literal["cancel", "interrupt"] | None = None
+
+    def info(self) -> CallInfo:
+        c = self.call
+        return CallInfo(c.task_id, c.name, c.attempt, c.retries, c.timeout, self.started)
 
 
 @dataclass
 class Stats:
     done: int = 0
     failed: int = 0
-    current: dict[str, Any] | None = field(default=None)
+    abandoned: int = 0
+
+
+@dataclass
+class _Slots:
+    running: int = 0
+    by_task: Counter[str] = field(default_factory=Counter)
+
+
+SWEEP_S = 0.05
+"""How often the loop looks for sync calls past their deadline (a timeout's precision)."""
 
 
 class Executor:
-    """Runs calls in this process. Timeouts (SIGALRM) and cancellation (SIGUSR1) interrupt
-    the task's own code only: the signal handlers raise while a task function runs."""
-
     def __init__(
         self,
         app: App,
@@ -69,130 +103,329 @@ class Executor:
         device: str = "cpu",
         max_result_bytes: int = 1_048_576,
         memory: Callable[[str], Any] | None = None,
+        *,
+        concurrency: int = 100,
+        max_abandoned: int = 50,
+        after_sync_call: Callable[[], None] | None = None,
     ):
         self.app = app
         self.store = store
-        self.publish = publish
         self.worker_id = worker_id
         self.hand_back = hand_back
         self.device = device
         self.max_result_bytes = max_result_bytes
         self.memory = memory
+        self.concurrency = max(1, concurrency)
+        self.max_abandoned = max_abandoned
+        self.after_sync_call = after_sync_call
         self.stats = Stats()
         self.stopping = False
-        self._interrupt = False
-        self._current: _Current | None = None
-        self._in_task = False
-        self._main = threading.main_thread().ident
+        self.exhausted = False
+        """Too many abandoned threads: the worker should drain and exit (its supervisor restarts it)."""
+        self._held: dict[str, _Held] = {}
+        self._waiting: deque[_Held] = deque()
+        self._sync: dict[str, _Held] = {}
+        self._returned: list[_Held] = []
+        self._drained = False
+        self._pump_requested = False
+        self._is_async: dict[str, bool] = {}
+        self._slots = _Slots()
+        self._lock = threading.Condition()
+        self._threads = Threads()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="agentbus-loop", daemon=True)
+        self.writer = OutcomeWriter(store, publish, worker_id, self._written)
 
-    def install_signals(self) -> None:
-        signal.signal(signal.SIGALRM, self._on_alarm)
-        signal.signal(signal.SIGUSR1, self._on_cancel_signal)
+    # -- lifecycle (main thread) ----------------------------------------------------------------
+    def start(self) -> None:
+        self._loop_thread.start()
+        self._loop.call_soon_threadsafe(self._sweep)
+        self.writer.start()
 
-    def _on_alarm(self, signum: int, frame: object) -> None:
-        if self._in_task and self._current is not None:
-            raise TaskTimeout(f"task ran past its timeout of {self._current.call.timeout}s")
-
-    def _on_cancel_signal(self, signum: int, frame: object) -> None:
-        if self._in_task and self._interrupt:
-            raise Interrupted()
-        if self._in_task and self._current is not None and self._current.cancelled:
-            raise TaskCancelled("task cancelled")
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block until this worker holds fewer calls than its concurrency (then it takes a dispatch)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self._held) < self.concurrency, timeout)
 
     @property
     def busy(self) -> bool:
-        return self._in_task
+        return bool(self._held)
 
-    def interrupt(self) -> None:
-        """Stop the running call now (shutdown): it goes back to a queue under a new attempt."""
-        self.stopping = True
-        self._interrupt = True
-        if self._in_task and self._main is not None:
-            if threading.get_ident() == self._main:
-                raise Interrupted()
-            signal.pthread_kill(self._main, signal.SIGUSR1)
-
-    def request_cancel(self, task_id: str) -> None:
-        """Called from RQ's pubsub thread when the orchestrator cancels a running call."""
-        cur = self._current
-        if cur is not None and cur.call.task_id == task_id and self._main is not None:
-            cur.cancelled = True
-            signal.pthread_kill(self._main, signal.SIGUSR1)
-
-    def current(self) -> dict[str, Any] | None:
-        cur = self._current
-        if cur is None:
-            return None
-        c = cur.call
-        return {"task_id": c.task_id, "name": c.name, "attempt": c.attempt, "retries": c.retries,
-                "timeout": c.timeout, "started": cur.started}  # fmt: skip
+    def calls(self) -> tuple[CallInfo, ...]:
+        with self._lock:
+            return tuple(h.info() for h in self._held.values())
 
     def __call__(self, dispatch: Dispatch, origin: str) -> None:
+        """Take a dispatch: mark its calls running and queue them here; returns without waiting."""
         started = self.store.mark_running([(c.task_id, c.attempt) for c in dispatch.calls], self.worker_id)
-        pending: list[TaskOutcome] = []
-        leftovers: list[TaskCall] = []
-        last_flush = time.monotonic()
-        for call in dispatch.calls:
-            if call.task_id not in started:
-                continue  # cancelled, superseded by a newer attempt, or run elsewhere already
-            if self.stopping:
-                leftovers.append(call)  # shutting down: take no new call
-                continue
-            outcome = self._run(call)
-            if outcome is None:
-                leftovers.append(call)
-                continue
-            pending.append(outcome)
-            now = time.monotonic()
-            if len(pending) >= FLUSH_EVERY_N or now - last_flush >= FLUSH_EVERY_S:
-                self._flush(pending)
-                pending, last_flush = [], now
-        self._flush(pending)
-        if leftovers:
-            self.hand_back(origin, leftovers)
+        taken = [_Held(c, origin) for c in dispatch.calls if c.task_id in started]
+        if not taken:
+            return  # cancelled, superseded by a newer attempt, or run elsewhere already
+        with self._lock:
+            for h in taken:
+                self._held[h.call.task_id] = h
+        self._loop.call_soon_threadsafe(self._admit, taken)
 
-    def _flush(self, outcomes: list[TaskOutcome]) -> None:
-        if not outcomes:
+    def drain(self, grace: float, force: Callable[[], bool]) -> None:
+        """Stop: hand back calls not started, let running ones finish within ``grace`` (or until
+        ``force()``), then stop the rest (handed back under a new attempt) and flush outcomes."""
+        if self._drained:
             return
-        jobs = self.store.record_outcomes(outcomes, self.worker_id)
-        if jobs:
-            self.publish([ControlEvent("job.advance", tuple(jobs))])
+        self._drained = True
+        self.stopping = True
+        self._on_loop(self._return_waiting)
+        self._hand_back_returned()
+        deadline = time.monotonic() + grace
+        with self._lock:
+            while self._slots.running and time.monotonic() < deadline and not force():
+                self._lock.wait(0.1)
+        if self._slots.running:
+            log.warning("stopping %d calls still running: they go back to a queue", self._slots.running)
+            self._on_loop(self._interrupt_running)
+            with self._lock:
+                self._lock.wait_for(lambda: not self._slots.running, 5.0)
+        self._on_loop(self._return_waiting)  # a dispatch taken while stopping
+        self._hand_back_returned()
+        self.writer.close(WRITE_GRACE_S)
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
-    def _run(self, call: TaskCall) -> TaskOutcome | None:
-        td = self.app.tasks.get(call.name)
-        if td is None:
-            self.stats.failed += 1
-            err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
-            return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=err)
-        mem = self.memory(call.job_id) if self.memory is not None else None
-        ctx = TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
-        self._current = _Current(call, time.time())
-        try:
-            signal.setitimer(signal.ITIMER_REAL, call.timeout)
-            self._in_task = True
+    def request_cancel(self, task_id: str) -> None:
+        """From RQ's pubsub thread: the orchestrator cancelled (or timed out) a call this worker holds."""
+        self._loop.call_soon_threadsafe(self._cancel, task_id)
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        done: Future[None] = Future()
+
+        def run() -> None:
             try:
-                result = td.fn(ctx, **call.args)
+                fn()
             finally:
-                self._in_task = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            size = len(json.dumps(result))
-            if size > self.max_result_bytes:
-                raise ResultTooLarge(f"the result is {size} bytes, over the limit of {self.max_result_bytes}")
-        except Interrupted:
-            return None
-        except TaskCancelled as exc:
-            return TaskOutcome(
-                call.task_id, call.attempt, TaskState.CANCELLED, error=ErrorInfo("TaskCancelled", str(exc))
-            )
-        except Exception as exc:  # the task's own failure, a timeout or an unserializable result
-            return self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
+                done.set_result(None)
+
+        self._loop.call_soon_threadsafe(run)
+        done.result(10.0)
+
+    def _hand_back_returned(self) -> None:
+        with self._lock:
+            returned, self._returned = self._returned, []
+            for h in returned:
+                self._held.pop(h.call.task_id, None)
+            self._lock.notify_all()
+        by_origin: dict[str, list[TaskCall]] = defaultdict(list)
+        for h in returned:
+            by_origin[h.origin].append(h.call)
+        for origin, calls in by_origin.items():
+            try:
+                self.hand_back(origin, calls)
+            except Exception as exc:  # the reaper recovers them once this worker is gone
+                log.warning("could not hand %d calls back (%s): the reaper will", len(calls), exc)
+
+    # -- slots: taken on the loop, given back by whoever settles the call ------------------------
+    def _settle(self, h: _Held) -> bool:
+        """Claim the right to decide a running call's outcome; frees its slot. False: decided already."""
+        with self._lock:
+            if h.settled:
+                return False
+            h.settled = True
+            self._slots.running -= 1
+            self._slots.by_task[h.call.name] -= 1
+            self._sync.pop(h.call.task_id, None)
+            self._lock.notify_all()
+            return True
+
+    def _finish(self, h: _Held, outcome: TaskOutcome | None) -> None:
+        with self._lock:
+            if outcome is None:
+                self._returned.append(h)
+                return
+            if outcome.state == TaskState.SUCCEEDED:
+                self.stats.done += 1
+            elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
+                self.stats.failed += 1
+        self.writer.put(outcome)
+
+    def _written(self, outcomes: list[TaskOutcome]) -> None:
+        with self._lock:
+            for o in outcomes:
+                self._held.pop(o.task_id, None)
+            self._lock.notify_all()
+
+    def _request_pump(self) -> None:
+        """From a call's thread: a slot freed; start waiting calls (one loop wake-up for many)."""
+        if not self._waiting:
+            return
+        with self._lock:
+            if self._pump_requested:
+                return
+            self._pump_requested = True
+        self._loop.call_soon_threadsafe(self._pump)
+
+    # -- on the event loop ----------------------------------------------------------------------
+    def _admit(self, taken: Sequence[_Held]) -> None:
+        if self.stopping:
+            with self._lock:
+                self._returned.extend(taken)
+            return
+        self._waiting.extend(taken)
+        self._pump()
+
+    def _pump(self) -> None:
+        with self._lock:
+            self._pump_requested = False
+        slots = self._slots
+        skipped: list[_Held] = []
+        while self._waiting and slots.running < self.concurrency and not self.stopping:
+            h = self._waiting.popleft()
+            td = self.app.tasks.get(h.call.name)
+            cap = td.options.worker_concurrency if td is not None else None
+            if cap is not None and slots.by_task[h.call.name] >= cap:
+                skipped.append(h)  # its task is at its per-worker cap: let others past
+                continue
+            with self._lock:
+                slots.running += 1
+                slots.by_task[h.call.name] += 1
+                h.started = time.time()
+            if td is None or self._async(td.name, td.fn):
+                h.task = self._loop.create_task(self._run(h, td.fn if td is not None else None))
+            else:
+                h.ctx = self._context(h.call)
+                with self._lock:
+                    h.deadline = time.monotonic() + h.call.timeout
+                    self._sync[h.call.task_id] = h
+                self._threads.submit(self._run_sync, h, td.fn)
+        self._waiting.extendleft(reversed(skipped))
+
+    def _async(self, name: str, fn: Callable[..., Any]) -> bool:
+        known = self._is_async.get(name)
+        if known is None:
+            known = self._is_async[name] = inspect.iscoroutinefunction(fn)
+        return known
+
+    def _context(self, call: TaskCall) -> TaskContext:
+        mem = self.memory(call.job_id) if self.memory is not None else None
+        return TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
+
+    def _sweep(self) -> None:
+        """Sync calls past their deadline fail with ``TaskTimeout`` now; their threads are abandoned."""
+        now = time.monotonic()
+        with self._lock:
+            late = [h for h in self._sync.values() if h.deadline is not None and h.deadline <= now]
+        for h in late:
+            err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {h.call.timeout}s")
+            self._stop_sync(h, self._failure(h.call, err))
+        if late:
+            self._pump()
+        self._loop.call_later(SWEEP_S, self._sweep)
+
+    def _stop_sync(self, h: _Held, outcome: TaskOutcome | None) -> None:
+        """Decide a running sync call from outside its thread (deadline, cancel, shutdown)."""
+        with self._lock:  # settled and counted at once: its thread, returning now, uncounts it after
+            if not self._settle(h):
+                return
+            self.stats.abandoned += 1
+            if self.stats.abandoned > self.max_abandoned and not self.exhausted:
+                self.exhausted = True
+                log.error("%d abandoned threads (limit %d): draining to exit", self.stats.abandoned, self.max_abandoned)
+        assert h.ctx is not None
+        h.ctx.cancel()
+        self._finish(h, outcome)
+
+    def _return_waiting(self) -> None:
+        with self._lock:
+            self._returned.extend(self._waiting)
+        self._waiting.clear()
+
+    def _interrupt_running(self) -> None:
+        for h in list(self._held.values()):
+            if h.task is not None and not h.task.done():
+                h.stop = "interrupt"
+                h.task.cancel()
+            elif h.deadline is not None:
+                self._stop_sync(h, None)
+
+    def _cancel(self, task_id: str) -> None:
+        h = self._held.get(task_id)
+        if h is None:
+            return
+        if h.task is not None:
+            if not h.task.done():
+                h.stop = "cancel"
+                h.task.cancel()
+        elif h.deadline is not None:
+            self._stop_sync(h, self._cancelled(h.call))
+            self._pump()
+        elif h in self._waiting:  # still waiting for a slot: it never starts
+            self._waiting.remove(h)
+            self._finish(h, self._cancelled(h.call))
+
+    async def _run(self, h: _Held, fn: Callable[..., Any] | None) -> None:
+        try:
+            outcome = await self._outcome(h, fn)
         finally:
-            self._current = None
-        self.stats.done += 1
+            self._settle(h)
+        self._finish(h, outcome)
+        self._pump()
+
+    async def _outcome(self, h: _Held, fn: Callable[..., Any] | None) -> TaskOutcome | None:
+        call = h.call
+        if fn is None:
+            err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
+            return self._failed(call, err)
+        ctx = h.ctx = self._context(call)
+        deadline: asyncio.Timeout | None = None
+        try:
+            async with asyncio.timeout(call.timeout) as deadline:
+                result = await fn(ctx, **call.args)
+            return self._succeeded(call, result)
+        except asyncio.CancelledError:
+            ctx.cancel()
+            if h.stop == "interrupt":
+                return None  # shutting down: handed back under a new attempt
+            return self._cancelled(call)
+        except TaskCancelled:
+            return self._cancelled(call)
+        except Exception as exc:  # the task's own failure, its timeout or an unserializable result
+            if deadline is not None and deadline.expired():
+                ctx.cancel()
+                return self._failure(call, ErrorInfo("TaskTimeout", f"task ran past its timeout of {call.timeout}s"))
+            return self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
+
+    # -- on a call's thread ---------------------------------------------------------------------
+    def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
+        call = h.call
+        assert h.ctx is not None
+        try:
+            outcome = self._succeeded(call, fn(h.ctx, **call.args))
+        except TaskCancelled:
+            outcome = self._cancelled(call)
+        except Exception as exc:  # the task's own failure or an unserializable result
+            outcome = self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
+        finally:
+            if self.after_sync_call is not None:
+                self.after_sync_call()
+        if self._settle(h):
+            self._finish(h, outcome)
+            self._request_pump()
+            return
+        with self._lock:  # it was timed out, cancelled or handed back meanwhile: the result goes nowhere
+            self.stats.abandoned -= 1
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def _succeeded(self, call: TaskCall, result: Any) -> TaskOutcome:
+        size = len(json.dumps(result))
+        if size > self.max_result_bytes:
+            raise ResultTooLarge(f"the result is {size} bytes, over the limit of {self.max_result_bytes}")
         return TaskOutcome(call.task_id, call.attempt, TaskState.SUCCEEDED, result=result)
 
+    def _cancelled(self, call: TaskCall) -> TaskOutcome:
+        return TaskOutcome(
+            call.task_id, call.attempt, TaskState.CANCELLED, error=ErrorInfo("TaskCancelled", "task cancelled")
+        )
+
+    def _failed(self, call: TaskCall, error: ErrorInfo) -> TaskOutcome:
+        return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)
+
     def _failure(self, call: TaskCall, error: ErrorInfo) -> TaskOutcome:
-        self.stats.failed += 1
         if call.attempt <= call.retries:
             delay = min(MAX_BACKOFF_S, call.backoff * 2 ** (call.attempt - 1))
             return TaskOutcome(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -13,11 +15,25 @@ from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, conne
 from agentbus.bus.routing import listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
+from agentbus.domain.messages import Heartbeat
 from agentbus.services import JobMemory, MemoryService
 from agentbus.store import Store
 from agentbus.worker.execute import Executor
 
 log = logging.getLogger("agentbus.worker")
+
+EXIT_RESTART_ME = 75
+"""Exit status of a worker that left because of too many abandoned threads (EX_TEMPFAIL)."""
+CPU_CONCURRENCY = 100
+GPU_CONCURRENCY = 1
+
+
+def default_concurrency(settings: Settings, device_kind: str) -> int:
+    """Calls in flight per process: ``--concurrency``/AGENTBUS_WORKER_CONCURRENCY, else 100 on a
+    CPU worker (agent calls mostly wait) and 1 on a GPU worker (one kernel at a time per GPU)."""
+    if settings.worker_concurrency > 0:
+        return settings.worker_concurrency
+    return GPU_CONCURRENCY if device_kind == "gpu" else CPU_CONCURRENCY
 
 
 def run_worker_role(
@@ -33,12 +49,14 @@ def run_worker_role(
     worker_id = name or f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     conn = connect(settings.redis_url)
     stream_ring, keyring = keyrings(settings)
-    store = Store.from_url(settings.database_url, max_connections=4)
+    device = device or {"kind": "cpu"}
+    concurrency = default_concurrency(settings, str(device.get("kind")))
+    # the main loop, the outcome writer and sync calls that use memory each hold a connection a while
+    store = Store.from_url(settings.database_url, max_connections=16)
     stream = ControlStream(conn, stream_ring)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
     queues = listen_order(targets)
-    device = device or {"kind": "cpu"}
 
     def hand_back(origin: str, calls: list[TaskCall]) -> None:
         """Calls this worker will not run (it is shutting down) go back to their queue, newly fenced."""
@@ -50,45 +68,52 @@ def run_worker_role(
             ))])  # fmt: skip
             log.warning("handed %d calls back to %s", len(moved), origin)
 
+    def release_connection() -> None:
+        """After a sync call on a pool thread: give back the connection a memory call may have taken."""
+        if not store.db.is_closed():
+            store.db.close()
+
     memory = MemoryService(store, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     executor = Executor(
         app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),
+        concurrency=concurrency, max_abandoned=settings.worker_max_abandoned, after_sync_call=release_connection,
     )  # fmt: skip
-    executor.install_signals()
-
-    def on_stop() -> None:
-        executor.stopping = True
-        if executor.busy:
-            log.warning("stopping after the current call (at most %ss)", settings.shutdown_grace_s)
-            timer = threading.Timer(settings.shutdown_grace_s, executor.interrupt)
-            timer.daemon = True
-            timer.start()
-
+    executor.start()
     worker = AgentbusWorker(
         queues, connection=conn, name=worker_id, executor=executor, keyring=keyring,
-        on_cancel=executor.request_cancel, on_stop=on_stop, on_force_stop=executor.interrupt,
+        on_cancel=executor.request_cancel, capacity=executor, should_stop=lambda: executor.exhausted,
     )  # fmt: skip
     stop = threading.Event()
 
     def beat() -> None:
+        failing = False
         while True:
+            hb = Heartbeat(
+                id=worker_id, role=role, queues=tuple(queues), targets=tuple(targets), device=device,
+                host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency, calls=executor.calls(),
+                done=executor.stats.done, failed=executor.stats.failed, draining=executor.stopping or worker.stopping,
+                rejected=worker.rejected, abandoned=executor.stats.abandoned, seen=time.time(),
+            )  # fmt: skip
             try:
-                fleet.heartbeat(
-                    worker_id,
-                    {"role": role, "queues": queues, "targets": targets, "device": device, "host": socket.gethostname(),
-                     "pid": os.getpid(), "current": executor.current(), "done": executor.stats.done,
-                     "failed": executor.stats.failed, "draining": executor.stopping, "rejected": worker.rejected},
-                )  # fmt: skip
+                fleet.beat(hb)
+                if failing:
+                    log.warning("heartbeats are back")
+                failing = False
             except Unavailable as exc:
-                log.warning("heartbeat failed: %s", exc)
+                if not failing:
+                    log.warning("heartbeat failed (%s): retrying every %ss", exc, settings.heartbeat_interval_s)
+                failing = True
             if stop.wait(settings.heartbeat_interval_s):
                 return
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-    log.warning("worker %s serving %s", worker_id, ", ".join(targets))
+    log.warning("worker %s serving %s, %d calls at once", worker_id, ", ".join(targets), concurrency)
     try:
         run_worker(worker, burst=burst)
+        if executor.busy:
+            log.warning("draining: %d calls held (at most %ss)", len(executor.calls()), settings.shutdown_grace_s)
+        executor.drain(settings.shutdown_grace_s, force=lambda: worker.stop_requests > 1)
     finally:
         stop.set()
         try:
@@ -96,3 +121,6 @@ def run_worker_role(
         except Unavailable:
             pass
         store.close()
+    if executor.exhausted:
+        log.error("exiting with status %d so that the supervisor restarts this worker", EXIT_RESTART_ME)
+        sys.exit(EXIT_RESTART_ME)
