@@ -6,6 +6,10 @@ the agent against its journal returns, for a finished step, its journaled
 result; for a missing step, a command to schedule it, after which the agent is
 suspended. ``replay`` returns what the agent did this time: completed, failed,
 or suspended with new commands.
+
+With ``max_steps`` the engine enforces the task cap as the agent asks for steps: the step past the
+cap raises ``TooManyTasks`` at once, so ``ctx.map(task, range(10**8))`` consumes its iterable only
+up to the cap and the orchestrator never builds (or holds) the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from agentbus.domain.errors import (
     NonDeterministicAgent,
     TaskCancelled,
     TaskFailed,
+    TooManyTasks,
 )
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.states import TaskState
@@ -117,21 +122,31 @@ class AgentContext(Context):
         journal: Mapping[int, StepRecord],
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        max_steps: int | None = None,
     ) -> None:
         self.app = app
         self.job_id = job_id
         self._journal = journal
         self._clock = clock
         self._new_uuid = new_uuid
+        self._max_steps = max_steps
         self._seq = 0
         self.commands: list[Command] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
         """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
+        self.over_cap: TooManyTasks | None = None
+        """Set when the agent asked for a step past the cap; like a divergence, it cannot be caught away."""
 
     # -- the step machinery ------------------------------------------------------------------
     def _step(self, kind: StepKind, name: str) -> tuple[int, StepRecord | None]:
         seq = self._seq
+        if self._max_steps is not None and seq >= self._max_steps:
+            self.over_cap = self.over_cap or TooManyTasks(
+                f"the job asked for more than {self._max_steps} steps (tasks, sub-agents, sleeps, questions, "
+                f"values), over the limit of {self._max_steps} (AGENTBUS_MAX_TASKS_PER_JOB)"
+            )
+            raise self.over_cap
         self._seq += 1
         rec = self._journal.get(seq)
         if rec is not None and (rec.kind != kind or rec.name != name):
@@ -308,10 +323,17 @@ def replay(
     job_id: str,
     clock: Callable[[], float],
     new_uuid: Callable[[], str],
+    max_steps: int | None = None,
 ) -> ReplayResult:
-    """Run the agent once against ``journal`` and say what it did."""
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid)
+    """Run the agent once against ``journal`` and say what it did.
+
+    A job that asks for more than ``max_steps`` steps fails with ``TooManyTasks`` and no commands:
+    none of the calls it asked for this time is scheduled.
+    """
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps)
     res = _run(ctx, job_type, input, journal)
+    if ctx.over_cap is not None:
+        return ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
     if ctx.divergence is not None:
         err = ctx.divergence
         return ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
