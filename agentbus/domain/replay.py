@@ -9,7 +9,10 @@ or suspended with new commands.
 
 With ``max_steps`` the engine enforces the task cap as the agent asks for steps: the step past the
 cap raises ``TooManyTasks`` at once, so ``ctx.map(task, range(10**8))`` consumes its iterable only
-up to the cap and the orchestrator never builds (or holds) the rest.
+up to the cap and the orchestrator never builds (or holds) the rest. With ``max_new_calls`` one
+replay schedules at most that many new task calls: a larger fan-out suspends with ``more`` set and
+is built over several replays, so that the orchestrator serves other jobs in between (its items are
+still counted against the cap at once, so a fan-out over the cap fails before any of it is sent).
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class ReplayResult:
     commands: tuple[Command, ...] = ()
     result: Any = None
     error: ErrorInfo | None = None
+    more: bool = False
+    """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
 
 
 class _Suspend(BaseException):
@@ -123,6 +128,7 @@ class AgentContext(Context):
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
         max_steps: int | None = None,
+        max_new_calls: int | None = None,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -130,6 +136,9 @@ class AgentContext(Context):
         self._clock = clock
         self._new_uuid = new_uuid
         self._max_steps = max_steps
+        self._calls_left = max_new_calls
+        self.more = False
+        """Set when the budget of new calls stopped this replay before the agent asked for all it will."""
         self._seq = 0
         self.commands: list[Command] = []
         self.memory = AgentMemory(self)
@@ -170,12 +179,26 @@ class AgentContext(Context):
             raise TypeError(f"{task.name!r} is an agent: use ctx.call_agent, not ctx.run")
         raise TypeError(f"ctx.run expects a task (decorated with @app.task), got {task!r}")
 
+    def _budget_spent(self) -> bool:
+        """Whether this replay may schedule no more calls; if so, the agent is to be replayed again."""
+        if self._calls_left is not None and self._calls_left <= 0:
+            self.more = True
+            return True
+        return False
+
+    def _schedule(self, cmd: ScheduleTask) -> None:
+        self.commands.append(cmd)
+        if self._calls_left is not None:
+            self._calls_left -= 1
+
     # -- the public calls -----------------------------------------------------------------------
     def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
         td = self._task(task)
         seq, rec = self._step("task", td.name)
         if rec is None:
-            self.commands.append(ScheduleTask(seq, td, td.bind(args, kwargs)))
+            if self._budget_spent():
+                raise _Suspend
+            self._schedule(ScheduleTask(seq, td, td.bind(args, kwargs)))
             raise _Suspend
         if not rec.state.terminal:
             raise _Suspend
@@ -197,14 +220,18 @@ class AgentContext(Context):
         records: list[StepRecord] = []
         for item in items:
             seq, rec = self._step("task", td.name)
-            if rec is None:
+            if rec is None and self._budget_spent():
+                # counted against the cap (a fan-out over it fails now, before any of it is sent),
+                # but built and scheduled by a later replay
+                waiting = True
+            elif rec is None:
                 if unpack and isinstance(item, dict):
                     args = td.bind((), item)
                 elif unpack and isinstance(item, list | tuple):
                     args = td.bind(tuple(item), {})
                 else:
                     args = td.bind((item,), {})
-                self.commands.append(ScheduleTask(seq, td, args))
+                self._schedule(ScheduleTask(seq, td, args))
                 waiting = True
             elif not rec.state.terminal:
                 waiting = True
@@ -324,16 +351,19 @@ def replay(
     clock: Callable[[], float],
     new_uuid: Callable[[], str],
     max_steps: int | None = None,
+    max_new_calls: int | None = None,
 ) -> ReplayResult:
     """Run the agent once against ``journal`` and say what it did.
 
     A job that asks for more than ``max_steps`` steps fails with ``TooManyTasks`` and no commands:
     none of the calls it asked for this time is scheduled.
     """
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps)
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls)
     res = _run(ctx, job_type, input, journal)
     if ctx.over_cap is not None:
         return ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
+    if ctx.more and res.status == "suspended":
+        return ReplayResult("suspended", res.commands, more=True)
     if ctx.divergence is not None:
         err = ctx.divergence
         return ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))

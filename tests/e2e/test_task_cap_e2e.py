@@ -65,3 +65,26 @@ def test_a_fan_out_of_millions_fails_at_the_cap_without_stalling_or_bloating_the
     assert cluster.client.job(big["id"])["progress"]["total"] == 0  # not one of its calls was dispatched
     assert rss.peak < RSS_BOUND, f"the orchestrator grew to {rss.peak / 2**20:.0f} MB building the fan-out"
     assert orch.poll() is None
+
+
+def test_a_large_fan_out_is_sent_in_parts_so_another_tenants_job_is_not_queued_behind_all_of_it(
+    cluster: Cluster,
+) -> None:
+    n = 20_000
+    cluster.env["AGENTBUS_MAX_CALLS_PER_REPLAY"] = "1000"
+    cluster.orchestrator()
+    cluster.worker("w1")
+    cluster.api()
+    other = cluster.client_for(cluster.new_key("other-tenant"))
+    assert other.wait(other.submit("echo", {"message": "warm"})["id"])["status"] == "succeeded"
+
+    big = cluster.client.submit("map_reduce", {"n": n})
+    echo = other.submit("echo", {"message": "not last"})
+    assert other.wait(echo["id"], timeout=180)["status"] == "succeeded"
+    done = cluster.client.job(big["id"])["progress"]["done"]
+    print(f"when the other tenant's echo finished, {done} of the {n} calls of the big job had")
+    # one worker takes its queue in order: had the fan-out been sent whole, the echo would have run last
+    assert done <= n // 2
+    finished = cluster.wait(big["id"], timeout=300)
+    assert finished["status"] == "succeeded"
+    assert finished["result"] == {"n": n, "sum": sum(i * i for i in range(n))}

@@ -124,3 +124,38 @@ def test_catching_exception_cannot_hide_the_cap() -> None:
 def test_without_a_cap_a_large_fan_out_is_scheduled() -> None:
     res = replay(APP, APP.job_type("fan_out"), {"n": 1000}, {}, job_id="j", clock=lambda: 0.0, new_uuid=lambda: "u")
     assert res.status == "suspended" and len(res.commands) == 1000
+
+
+def replay_with_budget(agent: str, journal: dict[int, StepRecord], budget: int, **input: Any) -> ReplayResult:
+    return replay(
+        APP,
+        APP.job_type(agent),
+        input,
+        journal,
+        job_id="job-1",
+        clock=lambda: 1000.0,
+        new_uuid=lambda: "uuid-1",
+        max_steps=CAP,
+        max_new_calls=budget,
+    )
+
+
+def test_a_fan_out_over_the_budget_of_one_replay_is_built_over_several() -> None:
+    journal: dict[int, StepRecord] = {}
+    parts = []
+    while True:
+        res = replay_with_budget("fan_out", journal, 2, n=CAP)
+        assert res.status == "suspended"
+        seqs = [c.seq for c in res.commands if isinstance(c, ScheduleTask)]
+        parts.append(seqs)
+        journal.update({s: StepRecord(s, "task", "square", TaskState.QUEUED) for s in seqs})
+        if not res.more:
+            break
+    assert parts == [[0, 1], [2, 3], [4]]
+    assert replay_with_budget("fan_out", squared(CAP), 2, n=CAP).result == sum(i * i for i in range(CAP))
+
+
+def test_a_fan_out_over_the_cap_fails_before_its_first_part_is_sent() -> None:
+    res = replay_with_budget("fan_out", {}, 2, n=CAP + 1)
+    assert res.status == "failed" and res.error is not None and res.error.type == "TooManyTasks"
+    assert res.commands == () and not res.more
