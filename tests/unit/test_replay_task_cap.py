@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from agentbus.domain import App, Context, ReplayResult, ScheduleTask, StepRecord, TaskState, replay
 
 CAP = 5
@@ -159,3 +161,13 @@ def test_a_fan_out_over_the_cap_fails_before_its_first_part_is_sent() -> None:
     res = replay_with_budget("fan_out", {}, 2, n=CAP + 1)
     assert res.status == "failed" and res.error is not None and res.error.type == "TooManyTasks"
     assert res.commands == () and not res.more
+
+
+def test_the_budget_of_one_replay_is_a_setting_of_at_least_one() -> None:
+    from agentbus.config import Settings
+    from agentbus.domain import ConfigError
+
+    assert Settings.from_env({}).max_calls_per_replay == 10_000
+    assert Settings.from_env({"AGENTBUS_MAX_CALLS_PER_REPLAY": "500"}).max_calls_per_replay == 500
+    with pytest.raises(ConfigError):
+        Settings.from_env({"AGENTBUS_MAX_CALLS_PER_REPLAY": "0"})
