@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agentbus.domain.errors import ConfigError
+from agentbus.domain.errors import ConfigError, InvalidInput
+from agentbus.domain.retention import DEFAULT_RETENTION_S, parse_age
 
 DEV_SECRET = "agentbus-dev-secret-change-me"
 
@@ -28,6 +29,19 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(_float(env, key, default))
+
+
+def _age(env: Mapping[str, str], key: str, default: float) -> float:
+    """``30d``, ``12h``... (``domain.retention.parse_age``); ``0`` or ``off``: 0, i.e. never."""
+    raw = env.get(key, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("0", "off", "never"):
+        return 0.0
+    try:
+        return parse_age(raw)
+    except InvalidInput as exc:
+        raise ConfigError(f"{key}: {exc.message}") from None
 
 
 def _cidrs(env: Mapping[str, str], key: str) -> tuple[str, ...]:
@@ -79,6 +93,8 @@ class Settings:
     authfail_rate: str = "1/s:10"
     max_running_jobs: int = 10_000
     max_tasks_per_job: int = 100_000
+    max_calls_per_replay: int = 10_000
+    """New task calls one replay may schedule; a larger fan-out is built over several turns of the loop."""
     max_result_bytes: int = 1_048_576
     max_json_depth: int = 32
     max_array_length: int = 10_000
@@ -101,6 +117,11 @@ class Settings:
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
+    # retention: finished jobs (and their steps, events, approvals, deliveries) older than this are
+    # deleted by the orchestrator, ``retention_batch`` rows per transaction; 0 keeps everything
+    retention_s: float = DEFAULT_RETENTION_S
+    retention_interval_s: float = 300.0
+    retention_batch: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -134,6 +155,7 @@ class Settings:
             authfail_rate=env.get("AGENTBUS_AUTHFAIL_RATE", d.authfail_rate),
             max_running_jobs=_int(env, "AGENTBUS_MAX_RUNNING_JOBS", d.max_running_jobs),
             max_tasks_per_job=_int(env, "AGENTBUS_MAX_TASKS_PER_JOB", d.max_tasks_per_job),
+            max_calls_per_replay=_int(env, "AGENTBUS_MAX_CALLS_PER_REPLAY", d.max_calls_per_replay),
             max_result_bytes=_int(env, "AGENTBUS_MAX_RESULT_BYTES", d.max_result_bytes),
             max_json_depth=_int(env, "AGENTBUS_MAX_JSON_DEPTH", d.max_json_depth),
             max_array_length=_int(env, "AGENTBUS_MAX_ARRAY_LENGTH", d.max_array_length),
@@ -151,10 +173,13 @@ class Settings:
             max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
+            retention_s=_age(env, "AGENTBUS_RETENTION", d.retention_s),
+            retention_interval_s=_float(env, "AGENTBUS_RETENTION_INTERVAL", d.retention_interval_s),
+            retention_batch=_int(env, "AGENTBUS_RETENTION_BATCH", d.retention_batch),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
-        if s.secret == DEV_SECRET and env.get("AGENTBUS_ENV", "dev") == "production":
-            raise ConfigError("AGENTBUS_SECRET is the development default: set a secret of your own in production")
+        if s.secret in (DEV_SECRET, "") and env.get("AGENTBUS_ENV", "dev") == "production":
+            raise ConfigError("AGENTBUS_SECRET is unset or the development default: set your own in production")
         if s.max_body_bytes < 1024:
             raise ConfigError("AGENTBUS_MAX_BODY_BYTES must be at least 1024")
         if not 1 <= s.memory_max_batch <= 10_000:
@@ -165,8 +190,12 @@ class Settings:
             raise ConfigError("AGENTBUS_HTTP_HEADER_TIMEOUT, _KEEPALIVE and _MAX_CONCURRENCY must be positive")
         if s.worker_concurrency < 0:
             raise ConfigError("AGENTBUS_WORKER_CONCURRENCY must be at least 1 (or 0 for the role's default)")
+        if s.retention_interval_s <= 0 or not 1 <= s.retention_batch <= 100_000:
+            raise ConfigError("AGENTBUS_RETENTION_INTERVAL must be above 0, AGENTBUS_RETENTION_BATCH from 1 to 100000")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
+        if s.max_calls_per_replay < 1:
+            raise ConfigError("AGENTBUS_MAX_CALLS_PER_REPLAY must be at least 1")
         return s
 
 

@@ -39,6 +39,10 @@ from agentbus.store import JobRecord, NewJob, NewStep, Replayed, StepRow, Store,
 log = logging.getLogger("agentbus.orchestrator")
 
 
+def _hex_uuid() -> str:
+    return uuid.uuid4().hex
+
+
 def new_dispatch_id() -> str:
     return "d" + uuid.uuid4().hex
 
@@ -62,9 +66,12 @@ class Driver:
         self.settings = settings
         self.notifier = JobNotifier(dispatcher.conn)
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
+        self._resumable: dict[str, None] = {}
+        """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
 
     # -- replay --------------------------------------------------------------------------------
-    def advance(self, job_id: str) -> None:
+    def advance(self, job_id: str, *, resume: bool = False) -> None:
+        """Replay the job once its open steps have finished (``resume``: now, to build more of a fan-out)."""
         try:
             job, waiting = self.store.job_to_advance(job_id)
         except NotFound:
@@ -74,7 +81,7 @@ class Driver:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
-        if waiting:
+        if waiting and not resume:
             return
         try:
             job_type = self.app.job_type(job.type)
@@ -82,15 +89,22 @@ class Driver:
             self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
             return
         journal = self.store.load_journal(job_id)
+        # The cap is enforced inside the replay, step by step: a job asking for millions of calls
+        # fails at the first one past the cap instead of holding this loop (and every other
+        # tenant's job) while its whole fan-out is built. A fan-out under the cap is built a
+        # budget of calls at a time, with other jobs' events handled in between.
+        s = self.settings
         res = replay(
-            self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex
+            self.app,
+            job_type,
+            job.input,
+            journal,
+            job_id=job_id,
+            clock=time.time,
+            new_uuid=_hex_uuid,
+            max_steps=s.max_tasks_per_job,
+            max_new_calls=s.max_calls_per_replay,
         )
-        cap = self.settings.max_tasks_per_job
-        scheduled = sum(1 for c in res.commands if isinstance(c, ScheduleTask))
-        if scheduled and len(journal) + scheduled > cap:
-            msg = f"the job asked for {len(journal) + scheduled} steps, over the limit of {cap}"
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("TooManyTasks", msg))
-            return
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
@@ -117,6 +131,8 @@ class Driver:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, batch in dispatches.items():
             self.dispatcher.send(queue, batch)
+        if res.more:
+            self._resumable[job_id] = None
         if any(st.state == TaskState.PENDING and st.kind == "task" for st in steps):
             self.dispatch_pending()
         if outcome is not None:
@@ -159,16 +175,18 @@ class Driver:
         replays: list[Replayed] = []
         calls: dict[str, list[tuple[str, int, ScheduleTask, str]]] = defaultdict(list)
         parents: dict[str, JobRecord] = {}
-        cap = self.settings.max_tasks_per_job
+        s = self.settings
+        more: list[str] = []  # fan-outs built in parts: replayed again soon (see advance)
         for job in ready:
             journal = journals[job.id]
             res = replay(self.app, types[job.id], job.input, journal, job_id=job.id, clock=time.time,
-                         new_uuid=lambda: uuid.uuid4().hex)  # fmt: skip
-            scheduled = [c for c in res.commands if isinstance(c, ScheduleTask)]
-            simple = all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands)
-            if not simple or (scheduled and len(journal) + len(scheduled) > cap):
+                         new_uuid=_hex_uuid, max_steps=s.max_tasks_per_job,
+                         max_new_calls=s.max_calls_per_replay)  # fmt: skip
+            if not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
                 alone.append(job)
                 continue
+            if res.more:
+                more.append(job.id)
             try:
                 steps, queued = self._plan_steps(job.id, job.priority, res.commands)
             except ConfigError:
@@ -184,6 +202,7 @@ class Driver:
             Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
             for r in replays
         ])  # fmt: skip
+        self._resumable.update((j, None) for j in more if j in moved)
         for queue, batch in dispatches.by_queue.items():
             kept = [Dispatch(d.dispatch_id, tuple(c for c in d.calls if c.job_id in moved)) for d in batch]
             self.dispatcher.send(queue, [d for d in kept if d.calls])
@@ -266,6 +285,16 @@ class Driver:
                 batch.append(Dispatch(did, tuple(tcs)))
             out.by_queue[queue] = batch
         return out
+
+    def take_resumable(self) -> list[str]:
+        """The jobs to ``advance(job_id, resume=True)`` next. Nothing is lost if that never happens (a
+        crash): such a job is replayed anyway once the calls already sent have finished."""
+        jobs, self._resumable = list(self._resumable), {}
+        return jobs
+
+    @property
+    def resuming(self) -> bool:
+        return bool(self._resumable)
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any], tenant: str = "default"

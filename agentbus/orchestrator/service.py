@@ -96,25 +96,32 @@ class Orchestrator:
         except Exception:  # find the job at fault: the others go on one by one
             log.exception("advancing %d jobs together failed; advancing them one by one", len(others))
             for job_id in others:
-                try:
-                    self.driver.advance(job_id)
-                except Unavailable:
-                    raise
-                except Exception:
-                    log.exception("advancing job %s failed; the reconciler will retry", job_id)
+                self._advance(job_id)
         self.stream.ack([e.id for e in entries])
+
+    def _advance(self, job_id: str, resume: bool = False) -> None:
+        try:
+            self.driver.advance(job_id, resume=resume)
+        except Unavailable:
+            raise
+        except Exception:
+            log.exception("advancing job %s failed; the reconciler will retry", job_id)
 
     def run(self) -> None:
         threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
         threading.Thread(target=self._send_webhooks, name="webhooks", daemon=True).start()
         next_timers = next_reconcile = 0.0
+        next_purge = time.monotonic() + self.settings.reconcile_interval_s
         while not self.stop.is_set():
             try:
                 if not self.active.is_set():
                     if not self._try_take_over():
                         self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
                     continue
-                self._handle(self.stream.read(self.id, count=1000, block_ms=100))
+                # a fan-out being built in parts: poll, do not block, between its parts
+                self._handle(self.stream.read(self.id, count=1000, block_ms=1 if self.driver.resuming else 100))
+                for job_id in self.driver.take_resumable():
+                    self._advance(job_id, resume=True)
                 now = time.monotonic()
                 if now >= next_timers:
                     self.maintenance.timers()
@@ -123,6 +130,12 @@ class Orchestrator:
                     self.maintenance.reconcile()
                     self.maintenance.reap()
                     next_reconcile = now + self.settings.reconcile_interval_s
+                if now >= next_purge:
+                    # A full batch: more is waiting, the next in a reconcile interval (2 s), not at once: a batch
+                    # takes ~0.25 s (docs/benchmarks.md), and jobs must not wait behind a backlog being drained.
+                    full = self.maintenance.purge().jobs >= self.settings.retention_batch
+                    wait = self.settings.reconcile_interval_s if full else self.settings.retention_interval_s
+                    next_purge = now + wait
             except Unavailable as exc:
                 log.warning("dependency unavailable: %s; retrying", exc)
                 self.stop.wait(1.0)

@@ -20,6 +20,7 @@ from agentbus.store.records import (
     WebhookRow,
     step_id,
 )
+from agentbus.store.retention import PurgeCounts, Retention
 from agentbus.store.steps import Replayed, StepQueries
 
 
@@ -58,7 +59,9 @@ __all__ = [
     "NewItem",
     "NewJob",
     "NewStep",
+    "PurgeCounts",
     "Replayed",
+    "Retention",
     "StepRow",
     "Store",
     "TaskOutcome",
