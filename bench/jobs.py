@@ -16,8 +16,9 @@ The same C clients then drive Celery (2 solo-pool workers, Redis broker and resu
 ``--submit-only``: 50 clients only submit (one API process, no orchestrator or workers): the
 accept rate of ``POST /jobs``. ``--one``: one client, one job at a time. ``--profile DIR``:
 py-spy records every role during the measured window (collapsed stacks in DIR, and the top
-frames printed). ``--soak S``: run for S seconds instead of N jobs and report resident memory of
-each role over time and PostgreSQL table growth per job.
+frames printed). ``--async-commit``: the roles connect with ``synchronous_commit=off``
+(docs/benchmarks.md says what a crash can lose). ``--soak S``: run for S seconds instead of N
+jobs and report resident memory of each role over time and PostgreSQL table growth per job.
 
 The load client is an asyncio loop with ``httpx.AsyncClient``; its own CPU use is printed
 (``client CPU``): near 100 % of a core it would be the bottleneck.
@@ -267,7 +268,8 @@ def top_frames(path: Path, n: int = 12) -> list[tuple[str, float]]:
 def start_agentbus(args: argparse.Namespace, db_name: str, api_only: bool = False) -> tuple[CountedRoles, str]:
     redis.Redis.from_url(args.redis_url).flushdb()
     db_url = fresh_database(args.pg_admin_url, db_name)
-    env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
+    role_url = db_url + ("?options=-c%20synchronous_commit%3Doff" if args.async_commit else "")
+    env = {**os.environ, "AGENTBUS_DATABASE_URL": role_url, "AGENTBUS_REDIS_URL": args.redis_url,
            "AGENTBUS_APP": "agentbus.examples:app", "PYTHONPATH": str(ROOT),
            "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
     roles = CountedRoles(env, ROOT / ".agentbus" / "bench-logs" / f"jobs-{uuid.uuid4().hex[:6]}")
@@ -506,6 +508,8 @@ def main() -> None:
     ap.add_argument("--submit-only", action="store_true")
     ap.add_argument("--one", action="store_true", help="one client, one job at a time")
     ap.add_argument("--soak", type=float, default=0.0, help="run for this many seconds instead of --n jobs")
+    ap.add_argument("--async-commit", action="store_true",
+                    help="the opt-in faster durability mode: synchronous_commit=off in the roles' database URL")
     ap.add_argument("--profile", default="", help="directory for py-spy's collapsed stacks of each role")
     ap.add_argument("--tag", default="run", help="prefix of the profile files")
     ap.add_argument(
