@@ -101,6 +101,10 @@ class Settings:
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
+    # observability: /metrics (and /healthz, /readyz on the orchestrator and workers) on this port; 0: none
+    metrics_port: int = 9090
+    log_level: str = "warning"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -151,6 +155,9 @@ class Settings:
             max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
+            metrics_port=_int(env, "AGENTBUS_METRICS_PORT", d.metrics_port),
+            log_level=env.get("AGENTBUS_LOG_LEVEL", d.log_level).lower(),
+            log_format=env.get("AGENTBUS_LOG_FORMAT", d.log_format).lower(),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.secret == DEV_SECRET and env.get("AGENTBUS_ENV", "dev") == "production":
@@ -167,6 +174,12 @@ class Settings:
             raise ConfigError("AGENTBUS_WORKER_CONCURRENCY must be at least 1 (or 0 for the role's default)")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
+        if not 0 <= s.metrics_port <= 65535:
+            raise ConfigError("AGENTBUS_METRICS_PORT must be a port number (0: no metrics port)")
+        if s.log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"AGENTBUS_LOG_LEVEL must be debug, info, warning, error, critical: {s.log_level!r}")
+        if s.log_format not in ("text", "json"):
+            raise ConfigError(f"AGENTBUS_LOG_FORMAT must be text or json, got {s.log_format!r}")
         return s
 
 

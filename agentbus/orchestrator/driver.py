@@ -32,6 +32,7 @@ from agentbus.domain import (
     replay,
 )
 from agentbus.domain.messages import Heartbeat
+from agentbus.observability import bind, metrics
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 
@@ -61,6 +62,7 @@ class Driver:
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
+        bind(tenant=job.tenant)
         if job.state.terminal:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
@@ -70,7 +72,8 @@ class Driver:
         try:
             job_type = self.app.job_type(job.type)
         except NotFound as exc:
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
+            err = ErrorInfo("NotFound", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         journal = self.store.load_journal(job_id)
         res = replay(
@@ -80,14 +83,14 @@ class Driver:
         scheduled = sum(1 for c in res.commands if isinstance(c, ScheduleTask))
         if scheduled and len(journal) + scheduled > cap:
             msg = f"the job asked for {len(journal) + scheduled} steps, over the limit of {cap}"
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("TooManyTasks", msg))
+            err = ErrorInfo("TooManyTasks", msg)
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
-            self._finish(
-                job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("ConfigError", str(exc))
-            )
+            err = ErrorInfo("ConfigError", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         asks = [(c.seq, c.request) for c in res.commands if isinstance(c, AskHuman)]
         outcome: JobState | None = None
@@ -102,8 +105,11 @@ class Driver:
             outcome = JobState.FAILED
         for child in children:
             self.store.create_job(child)
+            metrics.job_submitted(child.type)
         if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
+        if outcome is not None:
+            metrics.job_finished(job.type, outcome.value)
         if children:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, batch in dispatches.items():
@@ -194,12 +200,11 @@ class Driver:
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
-                error: ErrorInfo | None) -> None:  # fmt: skip
-        if (
-            self.store.record_replay(job_id, [], state, result=result, error=error)
-            and parent_id
-            and parent_seq is not None
-        ):
+                error: ErrorInfo | None, job_type: str = "unknown") -> None:  # fmt: skip
+        if not self.store.record_replay(job_id, [], state, result=result, error=error):
+            return
+        metrics.job_finished(job_type, state.value)
+        if parent_id and parent_seq is not None:
             self._settle_parent(parent_id, parent_seq, state, result, error)
 
     def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
+from agentbus.observability import metrics
 from agentbus.orchestrator.driver import Driver
 from agentbus.store import StepRow, TaskOutcome
 
@@ -45,13 +46,17 @@ class Maintenance:
             self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
         for job_id in self.store.fire_timers(now):
             self.driver.advance(job_id)
-        for job_id in self.store.expire_due(now):
+        expired = self.store.expire_due(now)
+        metrics.approvals_expired(len(expired))
+        for job_id in expired:
             self.driver.advance(job_id)
         self.driver.dispatch_pending()
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s
-        for job_id in self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff):
+        stuck = self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
+        metrics.reconciled("job_advanced", len(stuck))
+        for job_id in stuck:
             self.driver.advance(job_id)
         self.store.sweep_orphans()
         stale = self.store.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
@@ -67,6 +72,7 @@ class Maintenance:
                 lost.append(r)
         if lost:
             n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
+            metrics.reconciled("call_redispatched", n)
             log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
 
     def _watch_fleet(self) -> dict[str, Heartbeat]:
@@ -75,6 +81,7 @@ class Maintenance:
         for worker_id, hb in self._known.items():
             if worker_id not in live and not hb.draining:
                 self.driver.fleet.mark_lost(worker_id, hb.to_dict())
+                metrics.reaped("worker_lost")
                 log.warning("worker %s went silent: marked lost", worker_id)
         self._known = live
         return live
@@ -106,6 +113,7 @@ class Maintenance:
             del self._unlisted_since[key]
         if lost:
             n = self.driver.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
+            metrics.reaped("call_recovered", n)
             log.warning("recovered %d tasks from lost workers", n)
         self._enforce_timeouts(live.values(), now)
 
@@ -142,5 +150,6 @@ class Maintenance:
                 else:
                     out = TaskOutcome(cur.task_id, cur.attempt, TaskState.FAILED, error=err)
                 if self.store.record_outcomes([out]):
+                    metrics.reaped("call_timed_out")
                     self.driver.dispatcher.cancel_call(w.id, cur.task_id)
                     self.driver.advance(cur.job_id)

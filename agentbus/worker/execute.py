@@ -41,6 +41,7 @@ from agentbus.domain import (
     TaskState,
 )
 from agentbus.domain.messages import CallInfo
+from agentbus.observability import bind, metrics
 from agentbus.store import Store, TaskOutcome
 from agentbus.worker._threads import Threads
 from agentbus.worker.outcomes import OutcomeWriter
@@ -242,6 +243,7 @@ class Executor:
                 self.stats.done += 1
             elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
                 self.stats.failed += 1
+        metrics.call_finished(h.call.name, h.origin, outcome.state.value, h.started)
         self.writer.put(outcome)
 
     def _written(self, outcomes: list[TaskOutcome]) -> None:
@@ -372,6 +374,7 @@ class Executor:
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return self._failed(call, err)
         ctx = h.ctx = self._context(call)
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this coroutine's own context
         deadline: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout(call.timeout) as deadline:
@@ -394,6 +397,7 @@ class Executor:
     def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
         call = h.call
         assert h.ctx is not None
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this thread's until its next call
         try:
             outcome = self._succeeded(call, fn(h.ctx, **call.args))
         except TaskCancelled:
