@@ -94,7 +94,9 @@ def configure_logging(role: str, level: str = "warning", fmt: str = "text", stre
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # debug is for agentbus's own lines: the libraries' (every SQL statement, every BLPOP) stay at info
+    root.setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
+    logging.getLogger("agentbus").setLevel(level.upper())
 
 
 __all__ = ["FIELDS", "FORMATS", "LEVELS", "bind", "configure_logging", "current", "log_context", "valid_request_id"]

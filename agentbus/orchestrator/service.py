@@ -96,6 +96,7 @@ class Orchestrator:
             try:
                 with log_context(job_id=job_id, tenant=None), metrics.REPLAY.time():
                     self.driver.advance(job_id)
+                    log.debug("advanced job %s", job_id)
             except Unavailable:
                 raise
             except Exception:

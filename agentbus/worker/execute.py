@@ -244,6 +244,7 @@ class Executor:
             elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
                 self.stats.failed += 1
         metrics.call_finished(h.call.name, h.origin, outcome.state.value, h.started)
+        log.debug("call %s (%s) %s", h.call.task_id, h.call.name, outcome.state.value)
         self.writer.put(outcome)
 
     def _written(self, outcomes: list[TaskOutcome]) -> None:

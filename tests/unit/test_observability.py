@@ -1,0 +1,106 @@
+"""Logs, metrics and the health port, without any other process."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentbus.config import Settings
+from agentbus.domain import ConfigError
+from agentbus.observability import MetricsServer, Readiness, configure_logging, log_context, metrics, valid_request_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def restore_logging() -> object:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def test_json_lines_carry_the_role_and_the_ids_bound_where_they_were_written(restore_logging: object) -> None:
+    out = io.StringIO()
+    configure_logging("worker-cpu", "info", "json", stream=out)
+    log = logging.getLogger("agentbus.test")
+    with log_context(job_id="j1", task_id="j1-3", attempt=2):
+        log.info("call %s finished", "square")
+    log.warning("outside any call")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "call square finished"
+    assert (first["role"], first["job_id"], first["task_id"], first["attempt"]) == ("worker-cpu", "j1", "j1-3", 2)
+    assert first["level"] == "INFO" and first["logger"] == "agentbus.test"
+    assert second["role"] == "worker-cpu" and "job_id" not in second
+
+
+def test_text_lines_append_the_ids(restore_logging: object) -> None:
+    out = io.StringIO()
+    configure_logging("api", "warning", "text", stream=out)
+    with log_context(request_id="r-1", tenant="acme"):
+        logging.getLogger("agentbus.test").warning("slow")
+        logging.getLogger("agentbus.test").info("not shown at warning")
+    line = out.getvalue().strip()
+    assert " api agentbus.test WARNING slow" in line and line.endswith("tenant=acme request_id=r-1")
+
+
+def test_request_ids_are_kept_only_when_short_and_safe() -> None:
+    assert valid_request_id("0f1e-abc_2.3:x/y") == "0f1e-abc_2.3:x/y"
+    for bad in ("", "a b", "x" * 129, "line\nbreak", '"quoted"', None):
+        assert valid_request_id(bad) is None
+
+
+def test_log_and_metrics_settings_are_checked() -> None:
+    s = Settings.from_env({"AGENTBUS_LOG_LEVEL": "INFO", "AGENTBUS_LOG_FORMAT": "json", "AGENTBUS_METRICS_PORT": "0"})
+    assert (s.log_level, s.log_format, s.metrics_port) == ("info", "json", 0)
+    assert Settings.from_env({}).metrics_port == 9090
+    for env in ({"AGENTBUS_LOG_LEVEL": "loud"}, {"AGENTBUS_LOG_FORMAT": "xml"}, {"AGENTBUS_METRICS_PORT": "70000"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(env)
+
+
+def test_queue_labels_split_target_and_priority() -> None:
+    assert metrics.queue_labels("agentbus.cpu") == ("cpu", "normal")
+    assert metrics.queue_labels("agentbus.gpu.8gb.high") == ("gpu.8gb", "high")
+    assert metrics.queue_labels("agentbus.reports.low") == ("reports", "low")
+
+
+def test_the_health_port_serves_metrics_and_readiness() -> None:
+    state = {"ready": True}
+    port = _free_port()
+    server = MetricsServer(port, "127.0.0.1", lambda: Readiness(state["ready"], {"lease": "standby"})).start()
+    try:
+        metrics.job_submitted("square")
+        base = f"http://127.0.0.1:{port}"
+        text = httpx.get(f"{base}/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        submitted = families["agentbus_jobs_submitted"]
+        assert any(s.labels == {"type": "square"} and s.value >= 1 for s in submitted.samples)
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ok", "lease": "standby"}
+        state["ready"] = False
+        assert httpx.get(f"{base}/readyz").status_code == 503
+    finally:
+        server.close()
+
+
+def test_port_zero_serves_nothing() -> None:
+    server = MetricsServer(0).start()
+    assert server._server is None
+    server.close()
