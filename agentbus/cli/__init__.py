@@ -128,9 +128,11 @@ def run(
     level, fmt = (v.lower() if v else None for v in (log_level, log_format))
     settings = _settings(app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level,
                          log_format=fmt)  # fmt: skip
-    from agentbus.observability import configure_logging
+    from agentbus.observability import configure_logging, metrics
 
     configure_logging(role.value, settings.log_level, settings.log_format)
+    if settings.metrics_port == 0:
+        metrics.disable()
     if role == Role.worker_gpu and simulate_gpu:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported, here or in the App
     the_app = load_app(settings.app)
@@ -159,7 +161,7 @@ def run(
         argv = [a for a in sys.argv[1:]]
         i = argv.index("--gpus") if "--gpus" in argv else -1
         argv = argv[:i] + argv[i + 2 :] if i >= 0 else [a for a in argv if not a.startswith("--gpus=")]
-        raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv))
+        raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv, settings.metrics_port))
     device = gpu.detect(parse_bytes(gpu_memory))
     run_worker_role(settings, the_app, role.value, listed or gpu.targets_for(device), name=name, burst=burst,
                     device=device)  # fmt: skip

@@ -10,6 +10,7 @@ so that several scrapers cost one read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -93,6 +94,19 @@ MEMORY_SEARCH = Histogram(
 MEMORY_INDEX = Gauge("agentbus_memory_index_items", "Vectors this process holds in its memory search cache.")
 
 
+_on = True
+
+
+def disable() -> None:
+    """Metrics off in this process (``--metrics-port 0``): the recording calls return at once."""
+    global _on
+    _on = False
+
+
+def replay_timer() -> contextlib.AbstractContextManager[Any]:
+    return REPLAY.time() if _on else contextlib.nullcontext()
+
+
 def queue_labels(rq_queue: str) -> tuple[str, str]:
     """``agentbus.gpu.8gb.high`` → (``gpu.8gb``, ``high``); the plain queue is priority ``normal``."""
     name = rq_queue.removeprefix(QUEUE_PREFIX)
@@ -103,14 +117,20 @@ def queue_labels(rq_queue: str) -> tuple[str, str]:
 
 
 def job_submitted(job_type: str) -> None:
+    if not _on:
+        return
     JOBS_SUBMITTED.labels(job_type).inc()
 
 
 def job_finished(job_type: str, status: str) -> None:
+    if not _on:
+        return
     JOBS_FINISHED.labels(job_type, status).inc()
 
 
 def call_finished(task: str, rq_queue: str, outcome: str, started: float | None) -> None:
+    if not _on:
+        return
     queue = queue_labels(rq_queue)[0]
     TASK_CALLS.labels(task, queue, outcome).inc()
     if started is not None:
@@ -118,12 +138,16 @@ def call_finished(task: str, rq_queue: str, outcome: str, started: float | None)
 
 
 def dispatch_taken(rq_queue: str, enqueued_at: float | None) -> None:
+    if not _on:
+        return
     if enqueued_at is not None:
         QUEUE_WAIT.labels(*queue_labels(rq_queue)).observe(max(0.0, time.time() - enqueued_at))
 
 
 def stream_lag(entry_ids: Iterable[bytes | str]) -> None:
     """Stream entry ids start with their write time in ms: the oldest one's age is the lag."""
+    if not _on:
+        return
     ms = (i.decode() if isinstance(i, bytes) else i for i in entry_ids)
     oldest = min((int(i.split("-", 1)[0]) for i in ms), default=None)
     if oldest is not None:
@@ -131,25 +155,35 @@ def stream_lag(entry_ids: Iterable[bytes | str]) -> None:
 
 
 def reconciled(action: str, n: int = 1) -> None:
+    if not _on:
+        return
     if n:
         RECONCILER.labels(action).inc(n)
 
 
 def reaped(action: str, n: int = 1) -> None:
+    if not _on:
+        return
     if n:
         REAPER.labels(action).inc(n)
 
 
 def approvals_expired(n: int) -> None:
+    if not _on:
+        return
     if n:
         APPROVALS_EXPIRED.inc(n)
 
 
 def rate_limited(reason: str) -> None:
+    if not _on:
+        return
     RATE_LIMITED.labels(reason).inc()
 
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
+    if not _on:
+        return
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_DURATION.labels(method, route).observe(seconds)
 

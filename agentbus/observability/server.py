@@ -18,6 +18,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from agentbus.domain.errors import ConfigError
+
 log = logging.getLogger("agentbus.observability")
 
 
@@ -78,7 +80,13 @@ class MetricsServer:
     def start(self) -> MetricsServer:
         if self.port <= 0:
             return self
-        self._server = _Server((self.host, self.port), _Handler)
+        try:
+            self._server = _Server((self.host, self.port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {self.host}:{self.port} ({exc.strerror}): roles sharing a host need a "
+                "--metrics-port each (AGENTBUS_METRICS_PORT; 0: none)"
+            ) from None
         self._server.readiness = self.readiness
         threading.Thread(target=self._server.serve_forever, name="agentbus-metrics", daemon=True).start()
         log.info("metrics, health and readiness on http://%s:%d", self.host, self.port)

@@ -94,7 +94,7 @@ class Orchestrator:
             self.driver.cancel(job_id)
         for job_id in others:
             try:
-                with log_context(job_id=job_id, tenant=None), metrics.REPLAY.time():
+                with log_context(job_id=job_id, tenant=None), metrics.replay_timer():
                     self.driver.advance(job_id)
                     log.debug("advanced job %s", job_id)
             except Unavailable:

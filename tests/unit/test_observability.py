@@ -100,6 +100,14 @@ def test_the_health_port_serves_metrics_and_readiness() -> None:
         server.close()
 
 
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ConfigError, match="--metrics-port each"):
+            MetricsServer(taken.getsockname()[1], "127.0.0.1").start()
+
+
 def test_port_zero_serves_nothing() -> None:
     server = MetricsServer(0).start()
     assert server._server is None
