@@ -102,8 +102,13 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
-    env = {**os.environ, "AGENTBUS_REDIS_URL": args.redis_url, "AGENTBUS_APP": "agentbus.examples:app",
-           "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "AGENTBUS_REDIS_URL": args.redis_url,
+        "AGENTBUS_APP": "agentbus.examples:app",
+        "AGENTBUS_RATE_READ": "100000/s:100000",
+        "AGENTBUS_RATE_WRITE": "100000/s:100000",
+    }
     results: dict[bool, list[float]] = {False: [], True: []}
     for r in range(args.rounds):
         for on in (False, True) if r % 2 == 0 else (True, False):

@@ -13,12 +13,23 @@ import time
 import uuid
 
 from starlette.datastructures import Headers
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbus.observability import log_context, metrics, valid_request_id
 
 access = logging.getLogger("agentbus.access")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def template(scope: Scope) -> str:
+    """The matched route's template with its mount's prefix (``/ui/jobs/{job_id}``); ``/ui/{path}``
+    for what a mount serves itself (static files, its 404s); ``unmatched`` for no route at all."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    prefix = str(scope.get("root_path", ""))  # a mount's prefix once it matched, else ""
+    return prefix + "/{path}" if isinstance(route, Mount) else prefix + str(route.path)
 
 
 class ObserveMiddleware:
@@ -46,7 +57,7 @@ class ObserveMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - started
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = template(scope)
                 method = scope["method"] if scope["method"] in METHODS else "other"
                 metrics.http_request(method, route, status, elapsed)
                 if access.isEnabledFor(logging.INFO):

@@ -106,8 +106,9 @@ def cluster_cli() -> list[str]:
 def test_request_ids_are_echoed_and_json_logs_carry_the_ids(cluster: Cluster) -> None:
     start_roles(cluster, "--log-format", "json", "--log-level", "debug")
     headers = {"Authorization": f"Bearer {cluster.key}", "X-Request-ID": "req-42.a"}
-    r = httpx.post(f"{cluster.env['AGENTBUS_API_URL']}/jobs", json={"type": "map_reduce", "input": {"n": 2}},
-                   headers=headers)  # fmt: skip
+    r = httpx.post(
+        f"{cluster.env['AGENTBUS_API_URL']}/jobs", json={"type": "map_reduce", "input": {"n": 2}}, headers=headers
+    )
     assert r.status_code == 201 and r.headers["x-request-id"] == "req-42.a"
     job_id = r.json()["id"]
     assert cluster.wait(job_id).succeeded
@@ -158,8 +159,10 @@ def _answers(port: int) -> bool:
 
 def test_a_worker_whose_redis_is_cut_is_not_ready(cluster: Cluster, tmp_path: Path) -> None:
     redis_port, metrics_port = free_port(), free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-                               "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         cluster.env["AGENTBUS_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         cluster.start("w1", "--role", "worker-cpu", "--name", "w1", "--metrics-port", str(metrics_port))

@@ -112,3 +112,47 @@ def test_port_zero_serves_nothing() -> None:
     server = MetricsServer(0).start()
     assert server._server is None
     server.close()
+
+
+def test_http_metrics_are_labelled_by_route_template_and_echo_the_request_id() -> None:
+    from prometheus_client import REGISTRY
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+    from starlette.testclient import TestClient
+
+    from agentbus.api.observe import ObserveMiddleware
+
+    def ok(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = [Route("/jobs/{job_id}", ok), Mount("/static", routes=[Route("/x", ok)])]
+    web = Starlette(
+        routes=[Route("/t/{job_id}", ok), Mount("/tui", routes=inner)], middleware=[Middleware(ObserveMiddleware)]
+    )
+
+    def count(route: str, status: str) -> float:
+        labels = {"method": "GET", "route": route, "status": status}
+        return REGISTRY.get_sample_value("agentbus_http_requests_total", labels) or 0.0
+
+    before = {
+        r: count(r, s)
+        for r, s in [
+            ("/t/{job_id}", "200"),
+            ("/tui/jobs/{job_id}", "200"),
+            ("/tui/{path}", "404"),
+            ("unmatched", "404"),
+        ]
+    }
+    with TestClient(web) as client:
+        r = client.get("/t/job-1", headers={"X-Request-ID": "abc-1"})
+        assert r.headers["x-request-id"] == "abc-1"
+        assert len(client.get("/t/job-2", headers={"X-Request-ID": "bad id"}).headers["x-request-id"]) == 32
+        client.get("/tui/jobs/job-3")
+        client.get("/tui/elsewhere")
+        client.get("/nowhere/job-4")
+    assert count("/t/{job_id}", "200") - before["/t/{job_id}"] == 2
+    assert count("/tui/jobs/{job_id}", "200") - before["/tui/jobs/{job_id}"] == 1
+    assert count("/tui/{path}", "404") - before["/tui/{path}"] == 1
+    assert count("unmatched", "404") - before["unmatched"] == 1
