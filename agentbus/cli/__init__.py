@@ -131,6 +131,7 @@ def run(
     from agentbus.observability import configure_logging, metrics
 
     configure_logging(role.value, settings.log_level, settings.log_format)
+    metrics.for_role(role.value)
     if settings.metrics_port == 0:
         metrics.disable()
     if role == Role.worker_gpu and simulate_gpu:

@@ -51,16 +51,24 @@ QUEUE_WAIT = Histogram(
     ["queue", "priority"],
     buckets=WAIT_BUCKETS,
 )
-SLOTS = Gauge("agentbus_worker_slots", "This worker's call slots, busy or free.", ["state"])
+# Metrics without labels export a sample from the start: those of one role are registered by
+# ``for_role`` only in that role, so that an API never reports a lease it cannot hold.
+SLOTS = Gauge("agentbus_worker_slots", "This worker's call slots, busy or free.", ["state"], registry=None)
 # -- orchestrator ----------------------------------------------------------------------------------
-LEASE_HELD = Gauge("agentbus_orchestrator_lease_held", "1 while this orchestrator holds the lease (is active).")
+LEASE_HELD = Gauge(
+    "agentbus_orchestrator_lease_held", "1 while this orchestrator holds the lease (is active).", registry=None
+)
 REPLAY = Histogram(
-    "agentbus_replay_duration_seconds", "Advancing one job: load its journal, replay, record.", buckets=FAST_BUCKETS
+    "agentbus_replay_duration_seconds",
+    "Advancing one job: load its journal, replay, record.",
+    buckets=FAST_BUCKETS,
+    registry=None,
 )
 DISPATCH_LAG = Histogram(
     "agentbus_dispatch_lag_seconds",
     "From a control event's write to the orchestrator handling it (the oldest of each batch read).",
     buckets=WAIT_BUCKETS,
+    registry=None,
 )
 RECONCILER = Counter(
     "agentbus_reconciler_actions",
@@ -73,7 +81,9 @@ REAPER = Counter(
     "workers, calls failed for overrunning their timeout.",
     ["action"],
 )
-APPROVALS_EXPIRED = Counter("agentbus_approvals_expired", "Approvals whose deadline fired (jobs affected).")
+APPROVALS_EXPIRED = Counter(
+    "agentbus_approvals_expired", "Approvals whose deadline fired (jobs affected).", registry=None
+)
 # -- api -------------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
     "agentbus_http_requests", "HTTP requests, by method, route template and status.", ["method", "route", "status"]
@@ -89,9 +99,25 @@ RATE_LIMITED = Counter(
 )
 # -- memory ----------------------------------------------------------------------------------------
 MEMORY_SEARCH = Histogram(
-    "agentbus_memory_search_duration_seconds", "A memory search, refresh included.", buckets=FAST_BUCKETS
+    "agentbus_memory_search_duration_seconds", "A memory search, refresh included.", buckets=FAST_BUCKETS, registry=None
 )
-MEMORY_INDEX = Gauge("agentbus_memory_index_items", "Vectors this process holds in its memory search cache.")
+MEMORY_INDEX = Gauge(
+    "agentbus_memory_index_items", "Vectors this process holds in its memory search cache.", registry=None
+)
+_ROLE_METRICS = {
+    "api": (MEMORY_SEARCH, MEMORY_INDEX),
+    "orchestrator": (LEASE_HELD, REPLAY, DISPATCH_LAG, APPROVALS_EXPIRED),
+    "worker": (SLOTS, MEMORY_SEARCH, MEMORY_INDEX),
+}
+_registered: set[str] = set()
+
+
+def for_role(role: str) -> None:
+    """Register the metrics of ``role`` (api, orchestrator, worker-cpu, worker-gpu) in this process."""
+    for m in _ROLE_METRICS.get(role.split("-", 1)[0], ()):
+        if m._name not in _registered:
+            REGISTRY.register(m)
+            _registered.add(m._name)
 
 
 _on = True

@@ -70,6 +70,9 @@ def test_each_roles_metrics_move_with_a_job(cluster: Cluster) -> None:
     assert value(api, "agentbus_http_requests_total", method="POST", route="/jobs", status="201") == 1
     assert value(api, "agentbus_http_request_duration_seconds_count", route="/jobs/{job_id}/results") >= 1
     assert not any("job_id" in dict(ls) or job.id in str(ls) for (_, ls) in api)  # no ids in labels
+    # each role exports its own: no lease on the API or a worker, no slots on the orchestrator
+    assert "agentbus_orchestrator_lease_held" not in {n for (n, _) in api} | {n for (n, _) in after["w1"]}
+    assert "agentbus_worker_slots" not in {n for (n, _) in after["orch"]}
     # the orchestrator: it holds the lease, replayed the job, and reads queue depths from Redis
     assert value(orch, "agentbus_orchestrator_lease_held") == 1
     assert value(orch, "agentbus_replay_duration_seconds_count") > value(
