@@ -126,6 +126,8 @@ class Settings:
     metrics_port: int = 9090
     log_level: str = "warning"
     log_format: str = "text"
+    tracing: str = ""
+    """OpenTelemetry traces: "" off, otlp, console, or file:DIR (observability/tracing.py)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -183,6 +185,7 @@ class Settings:
             metrics_port=_int(env, "AGENTBUS_METRICS_PORT", d.metrics_port),
             log_level=env.get("AGENTBUS_LOG_LEVEL", d.log_level).lower(),
             log_format=env.get("AGENTBUS_LOG_FORMAT", d.log_format).lower(),
+            tracing=env.get("AGENTBUS_TRACING", d.tracing),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.secret in (DEV_SECRET, "") and env.get("AGENTBUS_ENV", "dev") == "production":

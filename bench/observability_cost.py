@@ -1,11 +1,13 @@
-"""What metrics cost: bench/throughput.py's (a) with metrics off and on, alternating, in one run.
+"""What metrics (and traces) cost: bench/throughput.py's (a) with them off and on, in one run.
 
-    python -m bench.observability_cost [--tasks 5000] [--workers 2] [--rounds 2] [--write-docs]
+    python -m bench.observability_cost [--tasks 5000] [--workers 2] [--rounds 2] [--tracing] [--write-docs]
 
-"off" starts every role with ``--metrics-port 0`` (nothing recorded, nothing served); "on" gives
-each role a metrics port and scrapes them all once a second while the job runs (a scraper far
-busier than Prometheus' 15 s). Each round starts fresh roles for each mode, in alternating
-order, so that drift on a shared machine falls on both.
+"off" starts every role with ``--metrics-port 0`` (nothing recorded, nothing served); "metrics"
+gives each role a metrics port and scrapes them all once a second while the job runs (a scraper
+far busier than Prometheus' 15 s); with ``--tracing``, "metrics+tracing" also traces every job
+and call (``AGENTBUS_TRACING=console``: batched, written to each role's log). Each round starts
+fresh roles for each mode, each mode leading a round in turn, so that drift on a shared machine
+falls on all.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def free_port() -> int:
         return port
 
 
-def measure(env: dict[str, str], tasks: int, workers: int, port: int, metrics: bool) -> tuple[float, int]:
+def measure(env: dict[str, str], tasks: int, workers: int, port: int, mode: str) -> tuple[float, int]:
     """tasks/s of one map agent over ``tasks`` no-ops, and how many scrapes answered meanwhile."""
-    roles = Roles(dict(env), ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
+    metrics = mode != "off"
+    env = {**env, "AGENTBUS_TRACING": "console" if mode == "metrics+tracing" else ""}
+    roles = Roles(env, ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
     ports = [free_port() if metrics else 0 for _ in range(workers + 2)]
     stop = threading.Event()
     scrapes = 0
@@ -99,6 +103,7 @@ def main() -> None:
     )
     ap.add_argument("--redis-url", default=os.environ.get("AGENTBUS_TEST_REDIS", "redis://127.0.0.1:6379/13"))
     ap.add_argument("--port", type=int, default=8766)
+    ap.add_argument("--tracing", action="store_true", help="also a third mode: metrics and tracing on")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
@@ -109,21 +114,26 @@ def main() -> None:
         "AGENTBUS_RATE_READ": "100000/s:100000",
         "AGENTBUS_RATE_WRITE": "100000/s:100000",
     }
-    results: dict[bool, list[float]] = {False: [], True: []}
+    modes = ["off", "metrics", "metrics+tracing"] if args.tracing else ["off", "metrics"]
+    results: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.rounds):
-        for on in (False, True) if r % 2 == 0 else (True, False):
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:  # each mode leads a round in turn
             redis.Redis.from_url(args.redis_url).flushdb()
             env["AGENTBUS_DATABASE_URL"] = fresh_database(args.pg_admin_url, "agentbus_bench_obs")
-            rate, scrapes = measure(env, args.tasks, args.workers, args.port, on)
-            results[on].append(rate)
-            print(f"round {r + 1}, metrics {'on ' if on else 'off'}: {rate:,.0f} tasks/s ({scrapes} scrapes)")
-    off, on = statistics.median(results[False]), statistics.median(results[True])
-    cost = (off - on) / off * 100
+            rate, scrapes = measure(env, args.tasks, args.workers, args.port, mode)
+            results[mode].append(rate)
+            print(f"round {r + 1}, {mode}: {rate:,.0f} tasks/s ({scrapes} scrapes)")
+    off = statistics.median(results["off"])
     rows = [
-        (f"metrics off: map agent over {args.tasks:,} no-op tasks (median of {args.rounds})", f"{off:,.0f} tasks/s"),
-        ("metrics on, every role scraped once a second", f"{on:,.0f} tasks/s"),
-        ("throughput lost to metrics", f"{cost:.1f} %"),
+        (f"metrics off: map agent over {args.tasks:,} no-op tasks (median of {args.rounds})", f"{off:,.0f} tasks/s")
     ]
+    for mode, label in (
+        ("metrics", "metrics on, every role scraped once a second"),
+        ("metrics+tracing", "metrics and tracing on (console exporter, batched)"),
+    ):
+        if mode in results:
+            on = statistics.median(results[mode])
+            rows.append((label, f"{on:,.0f} tasks/s, {(off - on) / off * 100:.1f} % lost"))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:
@@ -131,6 +141,7 @@ def main() -> None:
     if args.write_docs:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         cmd = f"python -m bench.observability_cost --tasks {args.tasks} --workers {args.workers} --rounds {args.rounds}"
+        cmd += " --tracing" if args.tracing else ""
         table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         path = write_section(
             "What metrics cost",

@@ -17,7 +17,7 @@ from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
-from agentbus.observability import metrics
+from agentbus.observability import metrics, tracing
 from agentbus.store import NewJob
 
 log = logging.getLogger("agentbus.api")
@@ -55,6 +55,7 @@ def _publish(st: ApiState, event: ControlEvent) -> None:
 
 
 async def submit_job(request: Request) -> JSONResponse:
+    started = time.time()
     st = _state(request)
     body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
@@ -67,6 +68,7 @@ async def submit_job(request: Request) -> JSONResponse:
     rec, created = await run_in_threadpool(st.store.create_job, new)
     if created:
         metrics.job_submitted(rec.type)
+        tracing.submitted(rec.id, rec.type, started)
         await run_in_threadpool(_publish, st, ControlEvent("job.submitted", (rec.id,)))
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 

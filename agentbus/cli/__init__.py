@@ -128,9 +128,10 @@ def run(
     level, fmt = (v.lower() if v else None for v in (log_level, log_format))
     settings = _settings(app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level,
                          log_format=fmt)  # fmt: skip
-    from agentbus.observability import configure_logging, metrics
+    from agentbus.observability import configure_logging, metrics, tracing
 
     configure_logging(role.value, settings.log_level, settings.log_format)
+    tracing.configure_tracing(role.value, settings.tracing)
     metrics.for_role(role.value)
     if settings.metrics_port == 0:
         metrics.disable()

@@ -7,7 +7,7 @@ on the metrics port of the orchestrator and the workers (and ``/metrics`` beside
 ``logs`` configures text or JSON lines that carry the ids of the job, call and request at hand.
 """
 
-from agentbus.observability import metrics
+from agentbus.observability import metrics, tracing
 from agentbus.observability.logs import bind, configure_logging, log_context, valid_request_id
 from agentbus.observability.server import MetricsServer, Readiness, probe
 
@@ -19,5 +19,6 @@ __all__ = [
     "log_context",
     "metrics",
     "probe",
+    "tracing",
     "valid_request_id",
 ]

@@ -32,7 +32,7 @@ from agentbus.domain import (
     replay,
 )
 from agentbus.domain.messages import Heartbeat
-from agentbus.observability import bind, metrics
+from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 
@@ -183,6 +183,7 @@ class Driver:
             elif isinstance(cmd, RecordValue):
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         dispatches: dict[str, list[Dispatch]] = {}
+        traced = tracing.current()  # the replay's span: each call's span will be its child
         for queue, items in by_queue.items():
             size = items[0][0].task.options.chunk or self._chunk_size(len(items))
             batch: list[Dispatch] = []
@@ -198,7 +199,8 @@ class Driver:
                     )  # fmt: skip
                     calls.append(
                         TaskCall(
-                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff
+                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff,
+                            trace=traced,
                         )
                     )
                 batch.append(Dispatch(did, tuple(calls)))
@@ -292,7 +294,8 @@ class Driver:
                 )  # fmt: skip
                 if moved:
                     batch.append(Dispatch(did, tuple(
-                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
+                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff,
+                                 trace=tracing.current() or tracing.for_job(r.job_id))
                         for r in moved
                     )))  # fmt: skip
                     sent += len(moved)

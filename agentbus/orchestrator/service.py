@@ -13,7 +13,7 @@ from typing import Any
 from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease, ping, queue_depths
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
-from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe
+from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.webhooks import WebhookSender
@@ -98,7 +98,7 @@ class Orchestrator:
 
     def _advance(self, job_id: str, resume: bool = False) -> None:
         try:
-            with log_context(job_id=job_id, tenant=None), metrics.replay_timer():
+            with log_context(job_id=job_id, tenant=None), metrics.replay_timer(), tracing.advancing(job_id):
                 self.driver.advance(job_id, resume=resume)
                 log.debug("advanced job %s", job_id)
         except Unavailable:

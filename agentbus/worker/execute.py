@@ -41,7 +41,7 @@ from agentbus.domain import (
     TaskState,
 )
 from agentbus.domain.messages import CallInfo
-from agentbus.observability import bind, metrics
+from agentbus.observability import bind, metrics, tracing
 from agentbus.store import Store, TaskOutcome
 from agentbus.worker._threads import Threads
 from agentbus.worker.outcomes import OutcomeWriter
@@ -244,6 +244,7 @@ class Executor:
             elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
                 self.stats.failed += 1
         metrics.call_finished(h.call.name, h.origin, outcome.state.value, h.started)
+        tracing.call_finished(h.call.trace, h.call.name, h.call.task_id, h.call.attempt, outcome.state.value, h.started)
         log.debug("call %s (%s) %s", h.call.task_id, h.call.name, outcome.state.value)
         self.writer.put(outcome)
 

@@ -180,3 +180,34 @@ def test_a_worker_whose_redis_is_cut_is_not_ready(cluster: Cluster, tmp_path: Pa
         if server.poll() is None:
             server.kill()
         server.wait(10)
+
+
+def test_one_trace_per_job_from_the_api_through_the_orchestrator_to_the_workers(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    spans_dir = tmp_path / "spans"
+    cluster.env["AGENTBUS_TRACING"] = f"file:{spans_dir}"  # each process appends its spans to a file there
+    start_roles(cluster)
+    job = cluster.client.submit("map_reduce", {"n": 3})
+    assert cluster.wait(job.id).succeeded
+
+    def spans() -> list[dict[str, Any]]:
+        return [json.loads(line) for f in spans_dir.glob("*.jsonl") for line in f.read_text().splitlines()]
+
+    def of_job(name: str) -> list[dict[str, Any]]:
+        attr = "agentbus.task_id" if name == "task.call" else "agentbus.job_id"
+        return [s for s in spans() if s["name"] == name and str(s["attributes"].get(attr, "")).startswith(job.id)]
+
+    wait_until(lambda: len(of_job("task.call")) >= 3 and len(of_job("job.advance")) >= 2, 15, "the job's spans")
+    [root] = of_job("job.submit")
+    advances, calls = of_job("job.advance"), of_job("task.call")
+    trace_id = root["context"]["trace_id"]
+    assert root["parent_id"] is None and root["resource"]["attributes"]["service.name"] == "agentbus-api"
+    for s in advances:  # every replay, in the orchestrator, is a child of the API's span
+        assert s["context"]["trace_id"] == trace_id and s["parent_id"] == root["context"]["span_id"]
+        assert s["resource"]["attributes"]["service.name"] == "agentbus-orchestrator"
+    replays = {s["context"]["span_id"] for s in advances}
+    for s in calls:  # every call, on the worker, is a child of the replay that dispatched it
+        assert s["context"]["trace_id"] == trace_id and s["parent_id"] in replays
+        assert s["resource"]["attributes"]["service.name"] == "agentbus-worker-cpu"
+        assert s["attributes"]["agentbus.outcome"] == "succeeded"

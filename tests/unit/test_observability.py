@@ -156,3 +156,24 @@ def test_http_metrics_are_labelled_by_route_template_and_echo_the_request_id() -
     assert count("/tui/jobs/{job_id}", "200") - before["/tui/jobs/{job_id}"] == 1
     assert count("/tui/{path}", "404") - before["/tui/{path}"] == 1
     assert count("unmatched", "404") - before["unmatched"] == 1
+
+
+def test_a_dispatch_carries_its_calls_trace_context_and_drops_a_malformed_one() -> None:
+    from agentbus.domain import Dispatch, TaskCall
+
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    d = Dispatch("d1", (TaskCall("j-0", "j", "square", {"x": 1}, 1, 0, 60, 1, trace=tp),))
+    assert Dispatch.from_dict(d.to_dict()).calls[0].trace == tp
+    raw = d.to_dict()
+    raw["calls"][0]["trace"] = {"not": "a string"}
+    assert Dispatch.from_dict(raw).calls[0].trace is None
+    del raw["calls"][0]["trace"]  # from a sender without tracing
+    assert Dispatch.from_dict(raw).calls[0].trace is None
+
+
+def test_a_jobs_trace_ids_come_from_its_root_job() -> None:
+    from agentbus.observability import tracing
+
+    assert tracing.job_ids("abc") == tracing.job_ids("abc-4") == tracing.job_ids("abc-4-2")
+    assert tracing.job_ids("abc") != tracing.job_ids("abd")
+    assert tracing.current() is None and tracing.for_job("abc") is None  # off unless configured
