@@ -11,7 +11,7 @@ or suspended with new commands.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef
@@ -23,6 +23,7 @@ from agentbus.domain.errors import (
     TaskFailed,
 )
 from agentbus.domain.hitl import HumanRequest
+from agentbus.domain.output import MAX_OUTPUT_BYTES, check_output
 from agentbus.domain.states import TaskState
 
 StepKind = Literal["task", "agent", "sleep", "value", "human"]
@@ -86,11 +87,20 @@ Command = ScheduleTask | StartChild | StartTimer | RecordValue | AskHuman
 
 
 @dataclass(frozen=True)
+class Emitted:
+    """An agent's ``ctx.emit`` that no earlier replay made: send it (``seq``: the n-th emit of the agent)."""
+
+    seq: int
+    data_json: str
+
+
+@dataclass(frozen=True)
 class ReplayResult:
     status: Literal["completed", "failed", "suspended"]
     commands: tuple[Command, ...] = ()
     result: Any = None
     error: ErrorInfo | None = None
+    outputs: tuple[Emitted, ...] = ()
 
 
 class _Suspend(BaseException):
@@ -117,6 +127,7 @@ class AgentContext(Context):
         journal: Mapping[int, StepRecord],
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -125,6 +136,10 @@ class AgentContext(Context):
         self._new_uuid = new_uuid
         self._seq = 0
         self.commands: list[Command] = []
+        self._frontier = max(journal, default=-1) + 1
+        self._emits = 0
+        self._max_output_bytes = max_output_bytes
+        self.outputs: list[Emitted] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
         """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
@@ -275,6 +290,21 @@ class AgentContext(Context):
             out.append(rec.result)
         return out
 
+    def emit(self, data: Any) -> None:
+        """Partial output, sent once although the agent is replayed many times.
+
+        An emit is not a step. The code before a journaled step ran in the replay that recorded
+        that step, so an emit made while the journal still holds steps at or after this point
+        was sent then; only once this replay has moved past the journal is an emit new. Emits
+        are numbered in the order the agent makes them, so an emit has the same ``seq`` in
+        every replay.
+        """
+        seq = self._emits
+        self._emits += 1
+        text = check_output(data, self._max_output_bytes)  # refused in every replay alike
+        if self._seq >= self._frontier:
+            self.outputs.append(Emitted(seq, text))
+
     def now_unrecorded(self) -> float:
         return self._clock()
 
@@ -308,14 +338,15 @@ def replay(
     job_id: str,
     clock: Callable[[], float],
     new_uuid: Callable[[], str],
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> ReplayResult:
-    """Run the agent once against ``journal`` and say what it did."""
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid)
+    """Run the agent once against ``journal`` and say what it did (and what it emitted anew)."""
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_output_bytes)
     res = _run(ctx, job_type, input, journal)
     if ctx.divergence is not None:
         err = ctx.divergence
-        return ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
-    return res
+        res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
+    return replace(res, outputs=tuple(ctx.outputs))
 
 
 def _run(
