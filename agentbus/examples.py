@@ -364,8 +364,9 @@ def narrow_map(ctx: Context, n: int = 6, seconds: float = 0.2) -> list[dict[str,
 
 
 @app.task(timeout=120)
-async def chatter(ctx: TaskContext, n: int = 10, every: float = 0.01) -> int:
-    """An async task that emits ``n`` tokens, ``every`` seconds apart."""
+async def chatter(ctx: TaskContext, n: int = 10, every: float = 0.01, delay: float = 0.0) -> int:
+    """An async task that emits ``n`` tokens, ``every`` seconds apart (after ``delay`` seconds)."""
+    await asyncio.sleep(delay)
     for i in range(n):
         ctx.emit({"token": f"t{i}"})
         await asyncio.sleep(every)
