@@ -6,7 +6,9 @@
 #   docker run --rm -p 8000:8000 agentbus:latest          # = run --role api --host 0.0.0.0 --port 8000
 #   docker run --rm agentbus:latest run --role worker-cpu
 # Configuration comes from the environment (AGENTBUS_DATABASE_URL, AGENTBUS_REDIS_URL, AGENTBUS_SECRET,
-# AGENTBUS_APP); see compose.yaml for a complete deployment.
+# AGENTBUS_APP); see compose.yaml for a complete deployment. The image is production by default
+# (AGENTBUS_ENV=production): every role refuses to start without an AGENTBUS_SECRET of your own.
+# GPU workers: Dockerfile.gpu (a CUDA base and the gpu extra).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -24,8 +26,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 
-# Optional extras, e.g. `docker build --build-arg AGENTBUS_EXTRAS="[gpu]" .` once such an extra exists;
-# empty by default, i.e. a plain `pip install .`.
+# Optional extras, e.g. `docker build --build-arg AGENTBUS_EXTRAS="[minilm]" .`; empty by default, i.e. a
+# plain `pip install .`. (The gpu extra belongs on a CUDA base: Dockerfile.gpu.)
 ARG AGENTBUS_EXTRAS=""
 
 RUN python -m venv /opt/venv
@@ -57,7 +59,9 @@ LABEL org.opencontainers.image.title="agentbus" \
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    NUMBA_CACHE_DIR=/tmp/numba-cache
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    AGENTBUS_ENV=production \
+    AGENTBUS_METRICS_PORT=9090
 
 RUN groupadd --system --gid 10001 agentbus \
     && useradd --system --uid 10001 --gid agentbus --create-home --home-dir /home/agentbus \
@@ -69,12 +73,13 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/agentbus
 
-EXPOSE 8000
+EXPOSE 8000 9090
 
-# Meant for the api role (the default command). Other roles serve no HTTP: compose.yaml disables
-# this check for them (healthcheck: disable: true); do the same with `docker run --no-healthcheck`.
+# /readyz of the api role (the default command) on :8000. The orchestrator and the workers serve theirs on
+# the metrics port: `docker run -e AGENTBUS_HEALTH_URL=http://127.0.0.1:9090/readyz ...` (compose.yaml
+# and the Kubernetes manifests define their own checks).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen(os.environ.get('AGENTBUS_HEALTH_URL', 'http://127.0.0.1:8000/readyz'), timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 
 ENTRYPOINT ["agentbus"]
 # `agentbus run` binds 127.0.0.1 by default, which nothing outside the container could reach.

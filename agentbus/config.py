@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agentbus.domain.errors import ConfigError
+from agentbus.domain.errors import ConfigError, InvalidInput
+from agentbus.domain.retention import DEFAULT_RETENTION_S, parse_age
 
 DEV_SECRET = "agentbus-dev-secret-change-me"
 
@@ -28,6 +29,19 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(_float(env, key, default))
+
+
+def _age(env: Mapping[str, str], key: str, default: float) -> float:
+    """``30d``, ``12h``... (``domain.retention.parse_age``); ``0`` or ``off``: 0, i.e. never."""
+    raw = env.get(key, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("0", "off", "never"):
+        return 0.0
+    try:
+        return parse_age(raw)
+    except InvalidInput as exc:
+        raise ConfigError(f"{key}: {exc.message}") from None
 
 
 def _cidrs(env: Mapping[str, str], key: str) -> tuple[str, ...]:
@@ -108,6 +122,11 @@ class Settings:
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
+    # retention: finished jobs (and their steps, events, approvals, deliveries) older than this are
+    # deleted by the orchestrator, ``retention_batch`` rows per transaction; 0 keeps everything
+    retention_s: float = DEFAULT_RETENTION_S
+    retention_interval_s: float = 300.0
+    retention_batch: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -161,10 +180,13 @@ class Settings:
             max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
+            retention_s=_age(env, "AGENTBUS_RETENTION", d.retention_s),
+            retention_interval_s=_float(env, "AGENTBUS_RETENTION_INTERVAL", d.retention_interval_s),
+            retention_batch=_int(env, "AGENTBUS_RETENTION_BATCH", d.retention_batch),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
-        if s.secret == DEV_SECRET and env.get("AGENTBUS_ENV", "dev") == "production":
-            raise ConfigError("AGENTBUS_SECRET is the development default: set a secret of your own in production")
+        if s.secret in (DEV_SECRET, "") and env.get("AGENTBUS_ENV", "dev") == "production":
+            raise ConfigError("AGENTBUS_SECRET is unset or the development default: set your own in production")
         if s.max_body_bytes < 1024:
             raise ConfigError("AGENTBUS_MAX_BODY_BYTES must be at least 1024")
         if not 1 <= s.memory_max_batch <= 10_000:
@@ -175,6 +197,8 @@ class Settings:
             raise ConfigError("AGENTBUS_HTTP_HEADER_TIMEOUT, _KEEPALIVE and _MAX_CONCURRENCY must be positive")
         if s.worker_concurrency < 0:
             raise ConfigError("AGENTBUS_WORKER_CONCURRENCY must be at least 1 (or 0 for the role's default)")
+        if s.retention_interval_s <= 0 or not 1 <= s.retention_batch <= 100_000:
+            raise ConfigError("AGENTBUS_RETENTION_INTERVAL must be above 0, AGENTBUS_RETENTION_BATCH from 1 to 100000")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
         if s.output_buffer < 1 or s.output_ttl_s <= 0 or s.output_max_bytes < 1:

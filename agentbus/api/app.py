@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentbus.api import approvals, events, fleet, memory, routes
+from agentbus.api import approvals, console, events, fleet, memory, routes
 from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded
@@ -78,6 +78,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *console.mounted(),  # the web console at /ui (its own cookie sign-in)
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[
@@ -90,6 +91,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     # Host turned it into an open redirect. Paths are exact; a stray slash is a 404.
     web.router.redirect_slashes = False
     web.state.agentbus = state
+    web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
     web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     return web
 

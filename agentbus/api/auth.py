@@ -38,6 +38,7 @@ from agentbus.store import KeyRecord
 log = logging.getLogger("agentbus.api")
 
 PUBLIC = frozenset({"/healthz", "/readyz"})
+CONSOLE = "/ui"  # the web console signs people in with a session cookie of its own (api/console)
 KEY_CACHE_S = 5.0
 
 
@@ -125,7 +126,8 @@ class AuthMiddleware:
         self._blocked: dict[str, float] = {}  # "addr:<ip>" / "key:<id>" → until when failures get a 429
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC or path == CONSOLE or path.startswith(CONSOLE + "/"):
             await self.app(scope, receive, send)
             return
         try:

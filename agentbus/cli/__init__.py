@@ -508,6 +508,38 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a uniqu
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
 
 
+@cli.command()
+def purge(
+    older_than: Annotated[
+        str | None, typer.Option(help="finished before this long ago, e.g. 30d, 12h [env AGENTBUS_RETENTION]")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="count what would go, delete nothing")] = False,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="rows per transaction")] = 1000,
+) -> None:
+    """Delete finished jobs (with their steps, events, approvals, webhook deliveries) and expired memory items.
+
+    Talks to the database directly; the orchestrator does the same on its own every few minutes.
+    """
+    from agentbus.domain.retention import cutoff, parse_age
+    from agentbus.store import Retention, Store
+
+    settings = _settings()
+    age = parse_age(older_than) if older_than else settings.retention_s
+    if age <= 0:
+        raise ConfigError("retention is off (AGENTBUS_RETENTION=0): give --older-than")
+    store = Store.from_url(settings.database_url)
+    retention = Retention(store.db)
+    now = time.time()
+    try:
+        before = cutoff(now, age)
+        counts = retention.count(before, now) if dry_run else retention.purge(before, now, batch)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    summary = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in vars(counts).items())
+    out.print(f"{verb}: {summary}")
+
+
 def main() -> None:
     try:
         cli()

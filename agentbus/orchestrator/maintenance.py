@@ -9,6 +9,8 @@
   attempt (a late result of the old attempt is discarded), so do running tasks that a live
   worker's heartbeats have stopped listing (it lost them: a failed write, a bug) for
   ``orphan_grace_s``, and calls that overran their timeout are failed.
+* retention: finished jobs older than ``AGENTBUS_RETENTION`` go, with everything that hangs off
+  them, a batch at a time (``store/retention.py``; the rule is ``domain/retention.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from collections.abc import Iterable
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
+from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.orchestrator.driver import Driver
-from agentbus.store import StepRow, TaskOutcome
+from agentbus.store import PurgeCounts, Retention, StepRow, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -37,6 +40,7 @@ class Maintenance:
         self._missing_since: dict[str, float] = {}
         self._known: dict[str, Heartbeat] = {}
         self._unlisted_since: dict[tuple[str, int], float] = {}
+        self.retention = Retention(self.store.db)
 
     def timers(self) -> None:
         now = time.time()
@@ -48,6 +52,17 @@ class Maintenance:
         for job_id in self.store.expire_due(now):
             self.driver.advance(job_id)
         self.driver.dispatch_pending()
+
+    def purge(self) -> PurgeCounts:
+        """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""
+        if self.settings.retention_s <= 0:
+            return PurgeCounts()
+        now = time.time()
+        before = retention_cutoff(now, self.settings.retention_s)
+        got = self.retention.purge_batch(before, now, self.settings.retention_batch)
+        if got.total:
+            log.info("retention: deleted %s", got)
+        return got
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s

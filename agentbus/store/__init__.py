@@ -20,6 +20,7 @@ from agentbus.store.records import (
     WebhookRow,
     step_id,
 )
+from agentbus.store.retention import PurgeCounts, Retention
 from agentbus.store.steps import StepQueries
 
 
@@ -58,6 +59,8 @@ __all__ = [
     "NewItem",
     "NewJob",
     "NewStep",
+    "PurgeCounts",
+    "Retention",
     "StepRow",
     "Store",
     "TaskOutcome",
