@@ -40,6 +40,10 @@ return last
 """
 
 
+def _number(entry_id: object) -> int:
+    return int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[1])
+
+
 def stream_key(job_id: str) -> str:
     return "agentbus:out:{" + job_id + "}"
 
@@ -100,15 +104,22 @@ class OutputReader:
 
     async def read(self, job_id: str, after: int, count: int = 1000) -> OutputPage:
         """Entries numbered above ``after`` (at most ``count``); ``Unavailable`` when Redis is away."""
+        key = stream_key(job_id)
         try:
-            rows = await self._client().xrange(stream_key(job_id), min=f"0-{after + 1}", max="+", count=count)
+            rows = await self._client().xrange(key, min=f"0-{after + 1}", max="+", count=count)
+            if not rows and after > 0:
+                # A job silent past the expiry starts numbering again at 1: a cursor past the last
+                # number it holds now belongs to the expired stream, so read the new one from its start.
+                last = await self._client().xrevrange(key, count=1)
+                if last and _number(last[0][0]) < after:
+                    return await self.read(job_id, 0, count)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise Unavailable(f"redis unavailable: {exc}") from None
         out: list[tuple[int, OutputRecord]] = []
         for entry_id, fields in rows or ():
             if entry_id is None or not fields:
                 continue
-            n = int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[1])
+            n = _number(entry_id)
             out.append((n, record_from_json(job_id, fields[b"r"])))
         missed = out[0][0] - after - 1 if out else 0
         return OutputPage(tuple(out), max(0, missed))

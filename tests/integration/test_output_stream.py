@@ -81,3 +81,23 @@ def test_an_append_wakes_the_output_waiters_of_that_job_only(redis_url: str, red
             await watch.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_reader_keeps_up_when_a_job_silent_past_the_expiry_numbers_its_outputs_again(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    stream = OutputStream(redis_conn, ttl_s=60)
+    job = f"j{uuid.uuid4().hex}"
+    stream.append(outs(job, 5))
+    redis_conn.delete(stream_key(job), stream_key(job) + ":n")  # what the expiry does to a silent job
+    stream.append(outs(job, 2, start=5))
+
+    async def scenario() -> None:
+        watch = JobWatch(redis_url)
+        try:
+            page = await watch.outputs.read(job, 5)  # a cursor from before the expiry
+            assert [(n, r.seq) for n, r in page.records if isinstance(r, Output)] == [(1, 5), (2, 6)]
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())
