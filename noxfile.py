@@ -35,3 +35,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.io", "--write-docs")
     session.run("python", "-m", "bench.recovery", "--write-docs")
     session.run("python", "-m", "bench.memory", "--write-docs")
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Faults under load, each ending with a check that no accepted job was lost (docs/reliability.md).
+
+    Needs PostgreSQL and a redis-server binary (each scenario starts its own); a few minutes."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench.chaos", *session.posargs)

@@ -100,6 +100,8 @@ class Settings:
     authfail_rate: str = "1/s:10"
     max_running_jobs: int = 10_000
     max_tasks_per_job: int = 100_000
+    max_calls_per_replay: int = 10_000
+    """New task calls one replay may schedule; a larger fan-out is built over several turns of the loop."""
     max_result_bytes: int = 1_048_576
     max_json_depth: int = 32
     max_array_length: int = 10_000
@@ -163,6 +165,7 @@ class Settings:
             authfail_rate=env.get("AGENTBUS_AUTHFAIL_RATE", d.authfail_rate),
             max_running_jobs=_int(env, "AGENTBUS_MAX_RUNNING_JOBS", d.max_running_jobs),
             max_tasks_per_job=_int(env, "AGENTBUS_MAX_TASKS_PER_JOB", d.max_tasks_per_job),
+            max_calls_per_replay=_int(env, "AGENTBUS_MAX_CALLS_PER_REPLAY", d.max_calls_per_replay),
             max_result_bytes=_int(env, "AGENTBUS_MAX_RESULT_BYTES", d.max_result_bytes),
             max_json_depth=_int(env, "AGENTBUS_MAX_JSON_DEPTH", d.max_json_depth),
             max_array_length=_int(env, "AGENTBUS_MAX_ARRAY_LENGTH", d.max_array_length),
@@ -201,6 +204,8 @@ class Settings:
             raise ConfigError("AGENTBUS_RETENTION_INTERVAL must be above 0, AGENTBUS_RETENTION_BATCH from 1 to 100000")
         if s.dispatch_chunk < 1:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
+        if s.max_calls_per_replay < 1:
+            raise ConfigError("AGENTBUS_MAX_CALLS_PER_REPLAY must be at least 1")
         if s.output_buffer < 1 or s.output_ttl_s <= 0 or s.output_max_bytes < 1:
             raise ConfigError("AGENTBUS_OUTPUT_BUFFER, _TTL and _MAX_BYTES must be positive")
         return s

@@ -21,6 +21,7 @@
           ├── TaskTimeout         a task ran past its timeout
           ├── TaskCancelled       the task or its job was cancelled
           ├── NonDeterministicAgent  a replay diverged from the journal
+          ├── TooManyTasks        a job asked for more steps than max_tasks_per_job
           └── NotInAgent          an agent-only call (ctx.run, ...) made inside a task
 
 Errors of dependencies (peewee, redis) are translated into this tree by the
@@ -124,6 +125,11 @@ class TaskCancelled(StepError):
 
 class NonDeterministicAgent(StepError):
     pass
+
+
+class TooManyTasks(StepError):
+    """A job asked for more steps than the cap allows; raised as the step past the cap is asked for,
+    so that a huge fan-out is never built in full."""
 
 
 class NotInAgent(StepError):

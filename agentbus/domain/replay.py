@@ -6,6 +6,13 @@ the agent against its journal returns, for a finished step, its journaled
 result; for a missing step, a command to schedule it, after which the agent is
 suspended. ``replay`` returns what the agent did this time: completed, failed,
 or suspended with new commands.
+
+With ``max_steps`` the engine enforces the task cap as the agent asks for steps: the step past the
+cap raises ``TooManyTasks`` at once, so ``ctx.map(task, range(10**8))`` consumes its iterable only
+up to the cap and the orchestrator never builds (or holds) the rest. With ``max_new_calls`` one
+replay schedules at most that many new task calls: a larger fan-out suspends with ``more`` set and
+is built over several replays, so that the orchestrator serves other jobs in between (its items are
+still counted against the cap at once, so a fan-out over the cap fails before any of it is sent).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from agentbus.domain.errors import (
     NonDeterministicAgent,
     TaskCancelled,
     TaskFailed,
+    TooManyTasks,
 )
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.output import MAX_OUTPUT_BYTES, check_output
@@ -100,6 +108,8 @@ class ReplayResult:
     commands: tuple[Command, ...] = ()
     result: Any = None
     error: ErrorInfo | None = None
+    more: bool = False
+    """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
     outputs: tuple[Emitted, ...] = ()
 
 
@@ -127,6 +137,8 @@ class AgentContext(Context):
         journal: Mapping[int, StepRecord],
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        max_steps: int | None = None,
+        max_new_calls: int | None = None,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.app = app
@@ -134,6 +146,10 @@ class AgentContext(Context):
         self._journal = journal
         self._clock = clock
         self._new_uuid = new_uuid
+        self._max_steps = max_steps
+        self._calls_left = max_new_calls
+        self.more = False
+        """Set when the budget of new calls stopped this replay before the agent asked for all it will."""
         self._seq = 0
         self.commands: list[Command] = []
         self._frontier = max(journal, default=-1) + 1
@@ -143,10 +159,18 @@ class AgentContext(Context):
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
         """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
+        self.over_cap: TooManyTasks | None = None
+        """Set when the agent asked for a step past the cap; like a divergence, it cannot be caught away."""
 
     # -- the step machinery ------------------------------------------------------------------
     def _step(self, kind: StepKind, name: str) -> tuple[int, StepRecord | None]:
         seq = self._seq
+        if self._max_steps is not None and seq >= self._max_steps:
+            self.over_cap = self.over_cap or TooManyTasks(
+                f"the job asked for more than {self._max_steps} steps (tasks, sub-agents, sleeps, questions, "
+                f"values), over the limit of {self._max_steps} (AGENTBUS_MAX_TASKS_PER_JOB)"
+            )
+            raise self.over_cap
         self._seq += 1
         rec = self._journal.get(seq)
         if rec is not None and (rec.kind != kind or rec.name != name):
@@ -170,12 +194,26 @@ class AgentContext(Context):
             raise TypeError(f"{task.name!r} is an agent: use ctx.call_agent, not ctx.run")
         raise TypeError(f"ctx.run expects a task (decorated with @app.task), got {task!r}")
 
+    def _budget_spent(self) -> bool:
+        """Whether this replay may schedule no more calls; if so, the agent is to be replayed again."""
+        if self._calls_left is not None and self._calls_left <= 0:
+            self.more = True
+            return True
+        return False
+
+    def _schedule(self, cmd: ScheduleTask) -> None:
+        self.commands.append(cmd)
+        if self._calls_left is not None:
+            self._calls_left -= 1
+
     # -- the public calls -----------------------------------------------------------------------
     def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
         td = self._task(task)
         seq, rec = self._step("task", td.name)
         if rec is None:
-            self.commands.append(ScheduleTask(seq, td, td.bind(args, kwargs)))
+            if self._budget_spent():
+                raise _Suspend
+            self._schedule(ScheduleTask(seq, td, td.bind(args, kwargs)))
             raise _Suspend
         if not rec.state.terminal:
             raise _Suspend
@@ -197,14 +235,18 @@ class AgentContext(Context):
         records: list[StepRecord] = []
         for item in items:
             seq, rec = self._step("task", td.name)
-            if rec is None:
+            if rec is None and self._budget_spent():
+                # counted against the cap (a fan-out over it fails now, before any of it is sent),
+                # but built and scheduled by a later replay
+                waiting = True
+            elif rec is None:
                 if unpack and isinstance(item, dict):
                     args = td.bind((), item)
                 elif unpack and isinstance(item, list | tuple):
                     args = td.bind(tuple(item), {})
                 else:
                     args = td.bind((item,), {})
-                self.commands.append(ScheduleTask(seq, td, args))
+                self._schedule(ScheduleTask(seq, td, args))
                 waiting = True
             elif not rec.state.terminal:
                 waiting = True
@@ -338,12 +380,22 @@ def replay(
     job_id: str,
     clock: Callable[[], float],
     new_uuid: Callable[[], str],
+    max_steps: int | None = None,
+    max_new_calls: int | None = None,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> ReplayResult:
-    """Run the agent once against ``journal`` and say what it did (and what it emitted anew)."""
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_output_bytes)
+    """Run the agent once against ``journal`` and say what it did (and what it emitted anew).
+
+    A job that asks for more than ``max_steps`` steps fails with ``TooManyTasks`` and no commands:
+    none of the calls it asked for this time is scheduled.
+    """
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls, max_output_bytes)
     res = _run(ctx, job_type, input, journal)
-    if ctx.divergence is not None:
+    if ctx.over_cap is not None:
+        res = ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
+    elif ctx.more and res.status == "suspended":
+        res = ReplayResult("suspended", res.commands, more=True)
+    elif ctx.divergence is not None:
         err = ctx.divergence
         res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
     return replace(res, outputs=tuple(ctx.outputs))

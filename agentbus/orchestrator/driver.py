@@ -41,6 +41,10 @@ from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 log = logging.getLogger("agentbus.orchestrator")
 
 
+def _hex_uuid() -> str:
+    return uuid.uuid4().hex
+
+
 def new_dispatch_id() -> str:
     return "d" + uuid.uuid4().hex
 
@@ -57,9 +61,12 @@ class Driver:
         self.notifier = JobNotifier(dispatcher.conn)
         self.outputs = OutputStream(dispatcher.conn, settings.output_buffer, settings.output_ttl_s)
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
+        self._resumable: dict[str, None] = {}
+        """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
 
     # -- replay --------------------------------------------------------------------------------
-    def advance(self, job_id: str) -> None:
+    def advance(self, job_id: str, *, resume: bool = False) -> None:
+        """Replay the job once its open steps have finished (``resume``: now, to build more of a fan-out)."""
         try:
             job, waiting = self.store.job_to_advance(job_id)
         except NotFound:
@@ -69,7 +76,7 @@ class Driver:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
-        if waiting:
+        if waiting and not resume:
             return
         try:
             job_type = self.app.job_type(job.type)
@@ -77,16 +84,23 @@ class Driver:
             self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
             return
         journal = self.store.load_journal(job_id)
+        # The cap is enforced inside the replay, step by step: a job asking for millions of calls
+        # fails at the first one past the cap instead of holding this loop (and every other
+        # tenant's job) while its whole fan-out is built. A fan-out under the cap is built a
+        # budget of calls at a time, with other jobs' events handled in between.
+        s = self.settings
         res = replay(
-            self.app, job_type, job.input, journal, job_id=job_id, clock=time.time, new_uuid=lambda: uuid.uuid4().hex,
-            max_output_bytes=self.settings.output_max_bytes,
+            self.app,
+            job_type,
+            job.input,
+            journal,
+            job_id=job_id,
+            clock=time.time,
+            new_uuid=_hex_uuid,
+            max_steps=s.max_tasks_per_job,
+            max_new_calls=s.max_calls_per_replay,
+            max_output_bytes=s.output_max_bytes,
         )
-        cap = self.settings.max_tasks_per_job
-        scheduled = sum(1 for c in res.commands if isinstance(c, ScheduleTask))
-        if scheduled and len(journal) + scheduled > cap:
-            msg = f"the job asked for {len(journal) + scheduled} steps, over the limit of {cap}"
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("TooManyTasks", msg))
-            return
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
@@ -115,6 +129,8 @@ class Driver:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, batch in dispatches.items():
             self.dispatcher.send(queue, batch)
+        if res.more:
+            self._resumable[job_id] = None
         if any(st.state == TaskState.PENDING and st.kind == "task" for st in steps):
             self.dispatch_pending()
         if outcome is not None:
@@ -123,6 +139,16 @@ class Driver:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
         else:
             self.notifier.changed([job_id])  # wakes the job's event streams (api/events.py)
+
+    def take_resumable(self) -> list[str]:
+        """The jobs to ``advance(job_id, resume=True)`` next. Nothing is lost if that never happens (a
+        crash): such a job is replayed anyway once the calls already sent have finished."""
+        jobs, self._resumable = list(self._resumable), {}
+        return jobs
+
+    @property
+    def resuming(self) -> bool:
+        return bool(self._resumable)
 
     def _send_outputs(self, job_id: str, name: str, emitted: Sequence[Emitted]) -> None:
         """An agent's new ``ctx.emit``s (task id: the job's own id); lost with a warning if Redis is away."""

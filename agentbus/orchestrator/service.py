@@ -90,13 +90,16 @@ class Orchestrator:
         for job_id in cancels:
             self.driver.cancel(job_id)
         for job_id in others:
-            try:
-                self.driver.advance(job_id)
-            except Unavailable:
-                raise
-            except Exception:
-                log.exception("advancing job %s failed; the reconciler will retry", job_id)
+            self._advance(job_id)
         self.stream.ack([e.id for e in entries])
+
+    def _advance(self, job_id: str, resume: bool = False) -> None:
+        try:
+            self.driver.advance(job_id, resume=resume)
+        except Unavailable:
+            raise
+        except Exception:
+            log.exception("advancing job %s failed; the reconciler will retry", job_id)
 
     def run(self) -> None:
         threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
@@ -109,7 +112,10 @@ class Orchestrator:
                     if not self._try_take_over():
                         self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
                     continue
-                self._handle(self.stream.read(self.id, count=1000, block_ms=100))
+                # a fan-out being built in parts: poll, do not block, between its parts
+                self._handle(self.stream.read(self.id, count=1000, block_ms=1 if self.driver.resuming else 100))
+                for job_id in self.driver.take_resumable():
+                    self._advance(job_id, resume=True)
                 now = time.monotonic()
                 if now >= next_timers:
                     self.maintenance.timers()

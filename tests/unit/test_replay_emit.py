@@ -106,3 +106,39 @@ def test_data_that_is_not_json_or_too_large_fails_the_agent_in_every_replay(data
     )
     assert res.status == "failed" and res.error is not None and res.error.type == error.__name__
     assert "ctx.emit" in res.error.message and res.outputs == ()
+
+
+def test_a_fan_out_built_over_several_replays_sends_the_emit_before_it_once() -> None:
+    app = App("t")
+
+    @app.task
+    def square(ctx: Context, x: int) -> int:
+        return x * x
+
+    @app.agent
+    def fan(ctx: Context) -> int:
+        ctx.emit("start")
+        total = sum(ctx.map(square, range(10)))
+        ctx.emit("end")
+        return total
+
+    journal: dict[int, StepRecord] = {}
+    delivered: list[tuple[int, Any]] = []
+    for _ in range(10):
+        res = replay(
+            app,
+            app.agents["fan"],
+            {},
+            dict(journal),
+            job_id=JOB,
+            clock=lambda: 0.0,
+            new_uuid=lambda: "u",
+            max_new_calls=4,
+        )
+        delivered += sent(res)
+        if res.status == "completed":
+            break
+        for cmd in res.commands:  # each replay builds at most 4 calls; they finish at once here
+            assert isinstance(cmd, ScheduleTask)
+            journal[cmd.seq] = StepRecord(cmd.seq, "task", "square", TaskState.SUCCEEDED, cmd.args["x"] ** 2)
+    assert res.result == 285 and delivered == [(0, "start"), (1, "end")]

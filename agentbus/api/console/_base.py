@@ -108,7 +108,8 @@ def page(request: Request, template: str, status: int = 200, /, **context: Any) 
 
 
 def fragment(template: str, **context: Any) -> str:
-    return templates.get_template(template).render(prefix=PREFIX, **context)
+    html: str = templates.get_template(template).render(prefix=PREFIX, **context)
+    return html
 
 
 def redirect(path: str) -> RedirectResponse:
