@@ -95,7 +95,8 @@ class TaskContext(Context):
 
     def emit(self, data: Any) -> None:
         text = check_output(data, self._max_output_bytes)
-        if self._emit is not None:  # a context without a sink (a test calling the task) keeps nothing
+        # no sink: a test calling the task itself; cancelled: the call is over (an abandoned thread)
+        if self._emit is not None and not self._cancelled.is_set():
             self._emit(Output(self.job_id, self.task_id, self.name, self.attempt, next(self._seqs), text, time.time()))
 
     @property

@@ -51,6 +51,15 @@ def test_a_task_context_numbers_its_emits_and_refuses_bad_data_without_sending()
     assert [(o.task_id, o.attempt, o.seq, o.data) for o in got] == [("t1", 2, 0, {"token": "a"}), ("t1", 2, 1, "b")]
 
 
+def test_a_call_that_was_cancelled_or_timed_out_sends_no_more() -> None:
+    got: list[Output] = []
+    ctx = TaskContext("j1", "t1", "chat", 1, emit=got.append)
+    ctx.emit("before")
+    ctx.cancel()  # what the worker does at the deadline or a cancel; the sync thread may go on
+    ctx.emit("after")
+    assert [o.data for o in got] == ["before"]
+
+
 def test_an_emitted_value_changed_afterwards_is_sent_as_it_was() -> None:
     got: list[Output] = []
     ctx = TaskContext("j1", "t1", "chat", 1, emit=got.append)
