@@ -4,6 +4,7 @@ from agentbus.bus.connection import connect, ping
 from agentbus.bus.fleet import Fleet
 from agentbus.bus.lease import Lease, lease_holder
 from agentbus.bus.notify import JobNotifier
+from agentbus.bus.output import OutputReader, OutputStream
 from agentbus.bus.queues import Dispatcher, queue_depths, queue_name
 from agentbus.bus.rqworker import AgentbusWorker, run_worker
 from agentbus.bus.stream import ControlStream, Entry
@@ -18,6 +19,8 @@ __all__ = [
     "JobNotifier",
     "JobWatch",
     "Lease",
+    "OutputReader",
+    "OutputStream",
     "connect",
     "lease_holder",
     "ping",

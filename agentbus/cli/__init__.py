@@ -229,6 +229,13 @@ def submit(
             raise typer.Exit(ExitCode.JOB_FAILED)
 
 
+def output_line(data: dict[str, Any]) -> str:
+    """One ``task.output`` event for people: ``name[seq] data`` (a string as it is, else JSON)."""
+    value = data.get("data")
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"{data.get('name')}[{data.get('seq')}] {text}"
+
+
 def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
     """Follow the job's events with a progress bar, telling how to answer its questions; return its result."""
     states: dict[str, str] = {}
@@ -243,6 +250,10 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
                 states[str(data["id"])] = str(data.get("state"))
             elif event.event == "job" and data.get("status"):
                 bar.update(t, description=str(data["status"]))
+            elif event.event == "task.output":  # streamed output, as it arrives (stderr: stdout is the result)
+                bar.console.print(output_line(data), markup=False, highlight=False, soft_wrap=True)
+            elif event.event == "task.output.dropped":
+                bar.console.print(f"[yellow]{data.get('count')} outputs dropped[/]: {escape(str(data.get('reason')))}")
             elif event.event == "approval":
                 approval_id = str(data.get("approval_id") or data.get("id") or "")
                 if approval_id and data.get("status") == "pending" and approval_id not in told:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
 from agentbus.config import Settings
 from agentbus.domain import (
     App,
@@ -19,6 +19,7 @@ from agentbus.domain import (
     ConfigError,
     ControlEvent,
     Dispatch,
+    Emitted,
     ErrorInfo,
     JobState,
     NotFound,
@@ -29,9 +30,11 @@ from agentbus.domain import (
     TaskCall,
     TaskOptions,
     TaskState,
+    Unavailable,
     replay,
 )
 from agentbus.domain.messages import Heartbeat
+from agentbus.domain.output import Output
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
@@ -57,6 +60,7 @@ class Driver:
         self.fleet = fleet
         self.settings = settings
         self.notifier = JobNotifier(dispatcher.conn)
+        self.outputs = OutputStream(dispatcher.conn, settings.output_buffer, settings.output_ttl_s)
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
         self._resumable: dict[str, None] = {}
         """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
@@ -98,6 +102,7 @@ class Driver:
             new_uuid=_hex_uuid,
             max_steps=s.max_tasks_per_job,
             max_new_calls=s.max_calls_per_replay,
+            max_output_bytes=s.output_max_bytes,
         )
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
@@ -123,6 +128,8 @@ class Driver:
             return
         if outcome is not None:
             metrics.job_finished(job.type, outcome.value)
+        if res.outputs:  # after the record: a replay that did not count sends nothing (at most once)
+            self._send_outputs(job_id, job.type, res.outputs)
         if children:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, batch in dispatches.items():
@@ -147,6 +154,14 @@ class Driver:
     @property
     def resuming(self) -> bool:
         return bool(self._resumable)
+
+    def _send_outputs(self, job_id: str, name: str, emitted: Sequence[Emitted]) -> None:
+        """An agent's new ``ctx.emit``s (task id: the job's own id); lost with a warning if Redis is away."""
+        now = time.time()
+        try:
+            self.outputs.append([Output(job_id, job_id, name, 1, e.seq, e.data_json, now) for e in emitted])
+        except Unavailable as exc:
+            log.warning("dropped %d outputs of job %s: %s", len(emitted), job_id, exc)
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any], tenant: str = "default"

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, connect, ping, run_worker
+from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, OutputStream, connect, ping, run_worker
 from agentbus.bus.routing import listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
@@ -79,6 +79,8 @@ def run_worker_role(
         app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),
         concurrency=concurrency, max_abandoned=settings.worker_max_abandoned, after_sync_call=release_connection,
+        outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
+        output_buffer=settings.output_buffer, max_output_bytes=settings.output_max_bytes,
     )  # fmt: skip
     executor.start()
     worker = AgentbusWorker(
