@@ -378,6 +378,13 @@ def document(app: App) -> dict[str, Any]:
                 "responses": {"200": _resp("job types", {"type": "object"})},
             }
         },
+        "/status": {
+            "get": {
+                "summary": "The cluster on one page: lease holder, queues, open jobs, workers, recent failures (admin)",
+                "operationId": "cluster_status",
+                "responses": {"200": _resp("status", {"type": "object"}), **_errors(503)},
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness",

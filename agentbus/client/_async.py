@@ -161,6 +161,10 @@ class AsyncClient:
     async def workers(self) -> list[r.Worker]:
         return await self._send(p.workers())
 
+    async def status(self) -> dict[str, Any]:
+        """The cluster on one page (``GET /status``, an admin key): lease, queues, jobs, workers, failures."""
+        return await self._send(p.status())
+
     # -- human in the loop ---------------------------------------------------------------------
     async def approvals(
         self,

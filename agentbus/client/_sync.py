@@ -153,6 +153,10 @@ class Client:
     def workers(self) -> list[r.Worker]:
         return self._send(p.workers())
 
+    def status(self) -> dict[str, Any]:
+        """The cluster on one page (``GET /status``, an admin key): lease, queues, jobs, workers, failures."""
+        return self._send(p.status())
+
     # -- human in the loop ---------------------------------------------------------------------
     def approvals(
         self,

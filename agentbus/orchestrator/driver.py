@@ -35,6 +35,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.output import Output
+from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
 
@@ -72,6 +73,7 @@ class Driver:
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
+        bind(tenant=job.tenant)
         if job.state.terminal:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
@@ -81,7 +83,8 @@ class Driver:
         try:
             job_type = self.app.job_type(job.type)
         except NotFound as exc:
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
+            err = ErrorInfo("NotFound", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         journal = self.store.load_journal(job_id)
         # The cap is enforced inside the replay, step by step: a job asking for millions of calls
@@ -104,9 +107,8 @@ class Driver:
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
-            self._finish(
-                job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("ConfigError", str(exc))
-            )
+            err = ErrorInfo("ConfigError", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         asks = [(c.seq, c.request) for c in res.commands if isinstance(c, AskHuman)]
         outcome: JobState | None = None
@@ -121,8 +123,11 @@ class Driver:
             outcome = JobState.FAILED
         for child in children:
             self.store.create_job(child)
+            metrics.job_submitted(child.type)
         if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
+        if outcome is not None:
+            metrics.job_finished(job.type, outcome.value)
         if res.outputs:  # after the record: a replay that did not count sends nothing (at most once)
             self._send_outputs(job_id, job.type, res.outputs)
         if children:
@@ -193,6 +198,7 @@ class Driver:
             elif isinstance(cmd, RecordValue):
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         dispatches: dict[str, list[Dispatch]] = {}
+        traced = tracing.current()  # the replay's span: each call's span will be its child
         for queue, items in by_queue.items():
             size = items[0][0].task.options.chunk or self._chunk_size(len(items))
             batch: list[Dispatch] = []
@@ -208,7 +214,8 @@ class Driver:
                     )  # fmt: skip
                     calls.append(
                         TaskCall(
-                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff
+                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff,
+                            trace=traced,
                         )
                     )
                 batch.append(Dispatch(did, tuple(calls)))
@@ -235,12 +242,11 @@ class Driver:
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
-                error: ErrorInfo | None) -> None:  # fmt: skip
-        if (
-            self.store.record_replay(job_id, [], state, result=result, error=error)
-            and parent_id
-            and parent_seq is not None
-        ):
+                error: ErrorInfo | None, job_type: str = "unknown") -> None:  # fmt: skip
+        if not self.store.record_replay(job_id, [], state, result=result, error=error):
+            return
+        metrics.job_finished(job_type, state.value)
+        if parent_id and parent_seq is not None:
             self._settle_parent(parent_id, parent_seq, state, result, error)
 
     def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:
@@ -303,7 +309,8 @@ class Driver:
                 )  # fmt: skip
                 if moved:
                     batch.append(Dispatch(did, tuple(
-                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
+                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff,
+                                 trace=tracing.current() or tracing.for_job(r.job_id))
                         for r in moved
                     )))  # fmt: skip
                     sent += len(moved)

@@ -44,6 +44,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.messages import CallInfo
 from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OutputRecord
+from agentbus.observability import bind, metrics, tracing
 from agentbus.store import Store, TaskOutcome
 from agentbus.worker._outputs import OutputSender
 from agentbus.worker._threads import Threads
@@ -256,6 +257,9 @@ class Executor:
                 self.stats.done += 1
             elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
                 self.stats.failed += 1
+        metrics.call_finished(h.call.name, h.origin, outcome.state.value, h.started)
+        tracing.call_finished(h.call.trace, h.call.name, h.call.task_id, h.call.attempt, outcome.state.value, h.started)
+        log.debug("call %s (%s) %s", h.call.task_id, h.call.name, outcome.state.value)
         if self.outputs is None:
             self.writer.put(outcome)
         else:  # a reader sees the call's last outputs before it sees the call end
@@ -392,6 +396,7 @@ class Executor:
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return self._failed(call, err)
         ctx = h.ctx = self._context(call)
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this coroutine's own context
         deadline: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout(call.timeout) as deadline:
@@ -414,6 +419,7 @@ class Executor:
     def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
         call = h.call
         assert h.ctx is not None
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this thread's until its next call
         try:
             outcome = self._succeeded(call, fn(h.ctx, **call.args))
         except TaskCancelled:
