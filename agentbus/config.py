@@ -82,6 +82,13 @@ class Settings:
     worker_max_abandoned: int = 50
     """Threads of timed-out or cancelled sync calls a worker tolerates before it drains and exits."""
     orphan_grace_s: float = 10.0
+    # streamed output (ctx.emit; docs/workers.md "Streamed output")
+    output_buffer: int = 1000
+    """Outputs a call holds in its worker before they are sent, and a job's output stream keeps, at most."""
+    output_ttl_s: float = 3600.0
+    """A job's output stream expires this long after its last output."""
+    output_max_bytes: int = 65_536
+    """Largest ``ctx.emit`` (its JSON text)."""
     """How long a live worker's ``running`` call may be missing from its heartbeats before it is re-run."""
     # messages: how long a signed message stays valid (and its nonce is remembered against replays)
     stream_max_age_s: float = 3600.0
@@ -122,6 +129,12 @@ class Settings:
     retention_s: float = DEFAULT_RETENTION_S
     retention_interval_s: float = 300.0
     retention_batch: int = 1000
+    # observability: /metrics (and /healthz, /readyz on the orchestrator and workers) on this port; 0: none
+    metrics_port: int = 9090
+    log_level: str = "warning"
+    log_format: str = "text"
+    tracing: str = ""
+    """OpenTelemetry traces: "" off, otlp, console, or file:DIR (observability/tracing.py)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -147,6 +160,9 @@ class Settings:
             worker_concurrency=_int(env, "AGENTBUS_WORKER_CONCURRENCY", d.worker_concurrency),
             worker_max_abandoned=_int(env, "AGENTBUS_WORKER_MAX_ABANDONED", d.worker_max_abandoned),
             orphan_grace_s=_float(env, "AGENTBUS_ORPHAN_GRACE", d.orphan_grace_s),
+            output_buffer=_int(env, "AGENTBUS_OUTPUT_BUFFER", d.output_buffer),
+            output_ttl_s=_float(env, "AGENTBUS_OUTPUT_TTL", d.output_ttl_s),
+            output_max_bytes=_int(env, "AGENTBUS_OUTPUT_MAX_BYTES", d.output_max_bytes),
             stream_max_age_s=_float(env, "AGENTBUS_STREAM_MAX_AGE", d.stream_max_age_s),
             dispatch_max_age_s=_float(env, "AGENTBUS_DISPATCH_MAX_AGE", d.dispatch_max_age_s),
             rate_read=env.get("AGENTBUS_RATE_READ", d.rate_read),
@@ -176,6 +192,10 @@ class Settings:
             retention_s=_age(env, "AGENTBUS_RETENTION", d.retention_s),
             retention_interval_s=_float(env, "AGENTBUS_RETENTION_INTERVAL", d.retention_interval_s),
             retention_batch=_int(env, "AGENTBUS_RETENTION_BATCH", d.retention_batch),
+            metrics_port=_int(env, "AGENTBUS_METRICS_PORT", d.metrics_port),
+            log_level=env.get("AGENTBUS_LOG_LEVEL", d.log_level).lower(),
+            log_format=env.get("AGENTBUS_LOG_FORMAT", d.log_format).lower(),
+            tracing=env.get("AGENTBUS_TRACING", d.tracing),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.secret in (DEV_SECRET, "") and env.get("AGENTBUS_ENV", "dev") == "production":
@@ -196,6 +216,14 @@ class Settings:
             raise ConfigError("AGENTBUS_DISPATCH_CHUNK must be at least 1")
         if s.max_calls_per_replay < 1:
             raise ConfigError("AGENTBUS_MAX_CALLS_PER_REPLAY must be at least 1")
+        if s.output_buffer < 1 or s.output_ttl_s <= 0 or s.output_max_bytes < 1:
+            raise ConfigError("AGENTBUS_OUTPUT_BUFFER, _TTL and _MAX_BYTES must be positive")
+        if not 0 <= s.metrics_port <= 65535:
+            raise ConfigError("AGENTBUS_METRICS_PORT must be a port number (0: no metrics port)")
+        if s.log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"AGENTBUS_LOG_LEVEL must be debug, info, warning, error, critical: {s.log_level!r}")
+        if s.log_format not in ("text", "json"):
+            raise ConfigError(f"AGENTBUS_LOG_FORMAT must be text or json, got {s.log_format!r}")
         return s
 
 

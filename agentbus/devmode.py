@@ -24,10 +24,11 @@ def _embedded_redis(data_dir: Path) -> tuple[object, str]:
     return server, f"unix://{server.socket_file}"
 
 
-def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
+def run_dev(port: int, workers: int, data_dir: str, app: str | None, metrics_port: int = 0,
+            log_env: dict[str, str] | None = None) -> int:  # fmt: skip
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(log_env or {})}
     server = None
     if "AGENTBUS_REDIS_URL" not in env:
         server, env["AGENTBUS_REDIS_URL"] = _embedded_redis(root)
@@ -53,6 +54,8 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
         [*base, "run", "--role", "orchestrator"],
         *[[*base, "run", "--role", "worker-cpu", "--name", f"dev-cpu-{i}"] for i in range(workers)],
     ]
+    for i, command in enumerate(commands):  # every role on one host: a metrics port each, or none
+        command += ["--metrics-port", str(metrics_port + i if metrics_port else 0)]
     children = [subprocess.Popen(c, env=env) for c in commands]
     stopping = False
 
@@ -75,6 +78,9 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None) -> int:
         console.print(f"API key (tenant dev, all scopes, 7 days): [bold]{key}[/]")
         console.print(f"try:  export AGENTBUS_API_URL={settings.api_url} AGENTBUS_API_KEY={key}\n"
                       "      agentbus submit map_reduce --input '{\"n\": 100}' --wait")  # fmt: skip
+        if metrics_port:
+            console.print(f"metrics: http://127.0.0.1:{metrics_port}/metrics (api), then one port each for the "
+                          f"orchestrator and the workers up to {metrics_port + len(commands) - 1}")  # fmt: skip
         console.print("Ctrl-C stops everything.")
         while not stopping:
             dead = [p for p in children if p.poll() is not None]

@@ -6,7 +6,9 @@ Run any role with ``--app agentbus.examples:app`` (the default).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from agentbus.domain import App, Context, TaskContext, TaskFailed
@@ -265,16 +267,33 @@ async def fake_model_api(prompt: str, latency: float) -> str:
     return f"answer to {prompt!r}"
 
 
+async def fake_model_stream(prompt: str, latency: float) -> AsyncIterator[str]:
+    """The same fake model, streaming its answer token by token over ``latency`` seconds."""
+    answer = await fake_model_api(prompt, 0.0)
+    tokens = re.findall(r"\S+\s*", answer)
+    for token in tokens:
+        await asyncio.sleep(latency / len(tokens))
+        yield token
+
+
 @app.task(retries=2, timeout=60)
 async def ask_model(ctx: TaskContext, prompt: str, latency: float = 0.5) -> str:
-    """An ``async def`` task: runs as a coroutine, hundreds at once on one worker."""
-    return await fake_model_api(prompt, latency)
+    """An ``async def`` task: runs as a coroutine, hundreds at once on one worker. Each token is
+    emitted as it comes (``ctx.emit``: ``GET /jobs/{id}/events`` and ``submit --wait`` show it); the
+    whole answer is the result."""
+    tokens = []
+    async for token in fake_model_stream(prompt, latency):
+        ctx.emit({"token": token})
+        tokens.append(token)
+    return "".join(tokens)
 
 
 @app.agent
 def assistant(ctx: Context, questions: list[str], latency: float = 0.5) -> dict[str, Any]:
     """An agent that asks a (fake, local) model every question at once and gathers the answers."""
+    ctx.emit({"progress": f"asking {len(questions)} questions"})
     answers = ctx.map(ask_model, [{"prompt": q, "latency": latency} for q in questions], unpack=True)
+    ctx.emit({"progress": "all answered"})
     return {"answers": answers}
 
 
@@ -339,3 +358,44 @@ async def narrow(ctx: TaskContext, i: int, seconds: float = 0.2) -> dict[str, fl
 @app.agent
 def narrow_map(ctx: Context, n: int = 6, seconds: float = 0.2) -> list[dict[str, float]]:
     return ctx.map(narrow, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)
+
+
+# -- streamed output: ctx.emit (docs/workers.md "Streamed output") ----------------------------------
+
+
+@app.task(timeout=120)
+async def chatter(ctx: TaskContext, n: int = 10, every: float = 0.01, delay: float = 0.0) -> int:
+    """An async task that emits ``n`` tokens, ``every`` seconds apart (after ``delay`` seconds)."""
+    await asyncio.sleep(delay)
+    for i in range(n):
+        ctx.emit({"token": f"t{i}"})
+        await asyncio.sleep(every)
+    return n
+
+
+@app.task(timeout=120)
+def chatter_sync(ctx: TaskContext, n: int = 10, every: float = 0.01) -> int:
+    """The same from a sync task (on a worker thread)."""
+    for i in range(n):
+        ctx.emit({"token": f"t{i}"})
+        time.sleep(every)
+    return n
+
+
+@app.task(timeout=120)
+def flood(ctx: TaskContext, n: int = 100_000) -> dict[str, int]:
+    """Emits far more than any buffer keeps, as fast as it can: the call is not slowed into failure."""
+    for i in range(n):
+        ctx.emit(i)
+    return {"emitted": n}
+
+
+@app.agent
+def narrator(ctx: Context, steps: int = 3) -> list[int]:
+    """An agent that emits before and after each step: replayed once per step, each emit is sent once."""
+    got = []
+    for i in range(steps):
+        ctx.emit({"step": i, "phase": "before"})
+        got.append(ctx.run(square, i))
+        ctx.emit({"step": i, "phase": "after"})
+    return got

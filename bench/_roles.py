@@ -35,6 +35,7 @@ class Roles:
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = env
+        env.setdefault("AGENTBUS_METRICS_PORT", "0")  # several roles on one host: no shared metrics port
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         logs.mkdir(parents=True, exist_ok=True)

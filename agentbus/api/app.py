@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentbus.api import approvals, console, events, fleet, memory, routes
+from agentbus.api import approvals, console, events, fleet, memory, routes, status
 from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
-from agentbus.api.guard import Guarded
+from agentbus.api.guard import Guarded, breaker_states
+from agentbus.api.observe import ObserveMiddleware
 from agentbus.api.openapi import document
 from agentbus.api.params import ParamsMiddleware
 from agentbus.api.state import ApiState
@@ -23,6 +24,7 @@ from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch, connect, p
 from agentbus.bus.ratelimit import RateLimiter
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App
+from agentbus.observability import MetricsServer, metrics
 from agentbus.services import MemoryService
 from agentbus.store import Store
 from agentbus.store.db import ConnectionPerCall, open_database
@@ -39,6 +41,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
     limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
+    metrics.watch_breakers(lambda: breaker_states([db, stream, notifier, workers, limiter]))
     watch = JobWatch(settings.redis_url)
     state = ApiState(settings, app, db, stream, lambda: ping(conn), notifier, workers, watch)
     spec = document(app)
@@ -67,6 +70,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
             Route("/approvals/{approval_id}", approvals.answer_approval, methods=["POST"]),
             Route("/jobs/{job_id}/tasks", routes.job_tasks, methods=["GET"]),
             Route("/workers", fleet.list_workers, methods=["GET"]),
+            Route("/status", status.cluster_status, methods=["GET"]),
             Route("/memory/store", memory.store, methods=["POST"]),
             Route("/memory/search", memory.search_get, methods=["GET"]),
             Route("/memory/search", memory.search_post, methods=["POST"]),
@@ -82,6 +86,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[
+            Middleware(ObserveMiddleware),  # outermost: every answer has a request id and is counted
             Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings),
             Middleware(ParamsMiddleware),  # inside auth: a caller without a key learns nothing from a 400
         ],
@@ -91,6 +96,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     # Host turned it into an open redirect. Paths are exact; a stray slash is a 404.
     web.router.redirect_slashes = False
     web.state.agentbus = state
+    web.state.status = status.Sources(conn)
     web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
     web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
     return web
@@ -115,7 +121,11 @@ def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_option
         **uvicorn_options,
     }
     _raise_open_files_limit(settings.http_max_concurrency)
-    uvicorn.run(create_app(settings, app), host=host, port=port, **options)
+    server = MetricsServer(settings.metrics_port).start()  # beside the API: no key, no connection limit
+    try:
+        uvicorn.run(create_app(settings, app), host=host, port=port, **options)
+    finally:
+        server.close()
 
 
 def _raise_open_files_limit(connections: int) -> None:

@@ -32,6 +32,7 @@ from agentbus.api.errors import agentbus_error
 from agentbus.bus.ratelimit import Rate, Verdict
 from agentbus.config import Settings
 from agentbus.domain import AgentbusError, Forbidden, RateLimited, Unauthorized, Unavailable
+from agentbus.observability import bind, metrics
 from agentbus.security import keys
 from agentbus.store import KeyRecord
 
@@ -55,7 +56,7 @@ class Principal:
 def required_scope(method: str, path: str) -> str | None:
     if path == "/openapi.json":
         return None
-    if path.startswith("/workers"):
+    if path.startswith("/workers") or path == "/status":
         return "admin"
     if path.startswith("/memory"):
         return "memory:read" if method == "GET" or path == "/memory/search" else "memory:write"
@@ -138,6 +139,7 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})
         scope["state"]["tenant"] = principal.tenant
+        bind(tenant=principal.tenant)
         scope["state"]["key_id"] = principal.key_id
         extra = [(k.lower().encode(), v.encode()) for k, v in _rate_headers(verdict).items()] if verdict else []
 
@@ -169,6 +171,7 @@ class AuthMiddleware:
             log.warning("rate limiting skipped: %s", exc)
             return principal, None
         if not verdict.allowed:
+            metrics.rate_limited("rate")
             raise RateLimited("rate limit exceeded", verdict.retry_after_s, _rate_headers(verdict))
         return principal, verdict
 
@@ -178,6 +181,7 @@ class AuthMiddleware:
         now = time.monotonic()
         until = max(self._blocked.get(n, 0.0) for n in names)
         if until > now:  # already over: answer without another round-trip
+            metrics.rate_limited("authfail")
             raise RateLimited("too many failed authentication attempts", until - now)
         buckets = [(f"authfail:{client}", self.authfail)]
         if key_id:
@@ -191,6 +195,7 @@ class AuthMiddleware:
                 self._blocked = {n: t for n, t in self._blocked.items() if t > now}
             for n in names:
                 self._blocked[n] = now + v.retry_after_s
+            metrics.rate_limited("authfail")
             raise RateLimited("too many failed authentication attempts", v.retry_after_s)
 
     def _authenticate(self, header: str | None) -> Principal:

@@ -58,3 +58,14 @@ class Guarded:
             return self.call(value, *args, **kwargs)
 
         return guarded
+
+
+def breaker_states(guards: list[Any]) -> dict[str, str]:
+    """Each dependency's worst breaker state (several proxies share a dependency's name)."""
+    order = {"closed": 0, "half-open": 1, "open": 2}
+    out: dict[str, str] = {}
+    for g in guards:
+        state = str(g.breaker.current_state)
+        if order.get(state, 2) >= order.get(out.get(g._name, "closed"), 0):
+            out[g._name] = state
+    return out

@@ -226,6 +226,16 @@ def document(app: App) -> dict[str, Any]:
         "/jobs/{job_id}/events": {
             "get": {
                 "summary": "Job, task and approval state changes as server-sent events (Last-Event-ID resumes)",
+                "description": (
+                    "Events `job`, `task`, `approval`, then `end` once the job has finished. Streamed output "
+                    "(`ctx.emit` in tasks and agents) arrives as `task.output` events: `{job_id, task_id, name, "
+                    "attempt, seq, data, at, n}`, `seq` numbering a call's outputs from 0 and `n` the job's. "
+                    "Outputs a reader can no longer get (trimmed past the job's buffer, expired, or dropped by "
+                    "a worker) are told as `task.output.dropped`: `{job_id, count, reason}` (with `task_id` and "
+                    "`attempt` when a worker dropped them). Event ids are `<time>` or, once an output was "
+                    "sent, `<time>/<n>`: `Last-Event-ID` resumes changes after the time and outputs after `n`. "
+                    "Outputs are best-effort and not stored in PostgreSQL: the result is the record."
+                ),
                 "operationId": "job_events",
                 "parameters": [job_id],
                 "responses": {
@@ -366,6 +376,13 @@ def document(app: App) -> dict[str, Any]:
                 "summary": "Registered agents and tasks with their input schemas",
                 "operationId": "job_types",
                 "responses": {"200": _resp("job types", {"type": "object"})},
+            }
+        },
+        "/status": {
+            "get": {
+                "summary": "The cluster on one page: lease holder, queues, open jobs, workers, recent failures (admin)",
+                "operationId": "cluster_status",
+                "responses": {"200": _resp("status", {"type": "object"}), **_errors(503)},
             }
         },
         "/healthz": {

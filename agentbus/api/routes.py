@@ -17,6 +17,7 @@ from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
+from agentbus.observability import metrics, tracing
 from agentbus.store import JobRecord, NewJob
 
 log = logging.getLogger("agentbus.api")
@@ -54,22 +55,26 @@ def _publish(st: ApiState, event: ControlEvent) -> None:
 
 
 async def submit_job(request: Request) -> JSONResponse:
+    started = time.time()
     st = _state(request)
     body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
     tenant = tenant_of(request)
     new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
-    rec, created = await run_in_threadpool(_submit, st, new)  # one thread hop for the whole write path
+    rec, created = await run_in_threadpool(_submit, st, new, started)  # one thread hop for the whole write path
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 
 
-def _submit(st: ApiState, new: NewJob) -> tuple[JobRecord, bool]:
+def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
     running = st.store.running_jobs(new.tenant)
     if running >= st.settings.max_running_jobs:
+        metrics.rate_limited("open_jobs")
         cap = st.settings.max_running_jobs
         raise RateLimited(f"tenant {new.tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
     rec, created = st.store.create_job(new)
     if created:
+        metrics.job_submitted(rec.type)
+        tracing.submitted(rec.id, rec.type, started)
         _publish(st, ControlEvent("job.submitted", (rec.id,)))
     return rec, created
 
@@ -172,6 +177,7 @@ async def list_jobs(request: Request) -> JSONResponse:
 async def cancel_job(request: Request) -> JSONResponse:
     st = _state(request)
     rec = await run_in_threadpool(st.store.cancel_job, _job_id(request), tenant_of(request))
+    metrics.job_finished(rec.type, JobState.CANCELLED.value)
     await run_in_threadpool(_publish, st, ControlEvent("job.cancel", (rec.id,)))
     try:
         await run_in_threadpool(st.notifier.finished, [rec.id])

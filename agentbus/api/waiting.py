@@ -57,3 +57,37 @@ async def job_notices(
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+
+
+@contextlib.asynccontextmanager
+async def job_stream_notices(
+    watch: JobWatch, job_id: str, recheck_s: float = RECHECK_S
+) -> AsyncIterator[Callable[[float], Awaitable[tuple[bool, bool]]]]:
+    """For an event stream: ``wait(at_most_s)`` sleeps until the job's notice, an output notice,
+    the record's safety timer or ``at_most_s``, and says what to read: ``(record, outputs)``.
+    Outputs alone (a stream of tokens) do not re-read the record, which is read on its notice,
+    its timer, or when nothing came for ``at_most_s``.
+    """
+    with watch.watch(job_id) as notice, watch.watch_outputs(job_id) as output:
+        loop = asyncio.get_running_loop()
+        record_at = loop.time() + _period(watch, recheck_s)
+
+        async def wait(at_most_s: float) -> tuple[bool, bool]:
+            nonlocal record_at
+            timeout = min(at_most_s, record_at - loop.time())
+            if timeout > 0 and not notice.is_set() and not output.is_set():
+                waiters = [asyncio.ensure_future(notice.wait()), asyncio.ensure_future(output.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waiters:
+                        w.cancel()
+            outputs = output.is_set()
+            record = notice.is_set() or loop.time() >= record_at or not outputs
+            notice.clear()
+            output.clear()
+            if record:
+                record_at = loop.time() + _period(watch, recheck_s)
+            return record, outputs or record
+
+        yield wait

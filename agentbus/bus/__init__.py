@@ -2,9 +2,10 @@
 
 from agentbus.bus.connection import connect, ping
 from agentbus.bus.fleet import Fleet
-from agentbus.bus.lease import Lease
+from agentbus.bus.lease import Lease, lease_holder
 from agentbus.bus.notify import JobNotifier
-from agentbus.bus.queues import Dispatcher, queue_name
+from agentbus.bus.output import OutputReader, OutputStream
+from agentbus.bus.queues import Dispatcher, queue_depths, queue_name
 from agentbus.bus.rqworker import AgentbusWorker, run_worker
 from agentbus.bus.stream import ControlStream, Entry
 from agentbus.bus.watch import JobWatch
@@ -18,8 +19,12 @@ __all__ = [
     "JobNotifier",
     "JobWatch",
     "Lease",
+    "OutputReader",
+    "OutputStream",
     "connect",
+    "lease_holder",
     "ping",
+    "queue_depths",
     "queue_name",
     "run_worker",
 ]

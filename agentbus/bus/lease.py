@@ -48,3 +48,15 @@ class Lease:
     def holder(self) -> str | None:
         v = self.conn.get(self.key)
         return v.decode() if isinstance(v, bytes) else None
+
+
+@translate_errors
+def lease_holder(conn: redis.Redis, name: str = "orchestrator") -> tuple[str | None, float]:
+    """Who holds the lease ``name`` and for how many more seconds (0 when nobody does)."""
+    pipe = conn.pipeline(transaction=False)
+    pipe.get(f"agentbus:lease:{name}")
+    pipe.pttl(f"agentbus:lease:{name}")
+    holder, ttl_ms = pipe.execute()
+    if not isinstance(holder, bytes):
+        return None, 0.0
+    return holder.decode(), max(0.0, int(ttl_ms) / 1000)

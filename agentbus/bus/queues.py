@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 
 import redis
 from rq import Queue
 from rq.command import send_command
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from agentbus.bus.connection import translate_errors
 from agentbus.domain.messages import Dispatch
@@ -89,3 +91,33 @@ class Dispatcher:
     def lengths(self) -> dict[str, int]:
         """How many RQ jobs wait in each queue this dispatcher has sent to."""
         return {name: q.count for name, q in self._queues.items()}
+
+
+@translate_errors
+def queue_depths(conn: redis.Redis) -> dict[str, tuple[int, float | None]]:
+    """Every agentbus queue RQ knows: {name: (dispatches waiting, when the oldest was enqueued)}."""
+    keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in conn.smembers(Queue.redis_queues_keys))
+    keys = [k for k in keys if k.startswith(Queue.redis_queue_namespace_prefix + QUEUE_PREFIX)]
+    if not keys:
+        return {}
+    pipe = conn.pipeline(transaction=False)
+    for k in keys:
+        pipe.llen(k)
+        pipe.lindex(k, 0)  # RQ pushes on the right and pops on the left: the head waited longest
+    answers = pipe.execute()
+    heads = [h.decode() if isinstance(h, bytes) else None for h in answers[1::2]]
+    enqueued: list[object] = [None] * len(heads)
+    if any(heads):
+        for h in heads:
+            pipe.hget(f"rq:job:{h}", "enqueued_at")
+        enqueued = pipe.execute()
+    out: dict[str, tuple[int, float | None]] = {}
+    for k, n, head, at in zip(keys, answers[0::2], heads, enqueued, strict=True):
+        when = None
+        if head is not None and isinstance(at, bytes):
+            try:
+                when = utcparse(at.decode()).replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                pass
+        out[k.removeprefix(Queue.redis_queue_namespace_prefix)] = (int(n), when)
+    return out

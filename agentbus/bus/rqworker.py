@@ -20,6 +20,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
@@ -33,6 +34,7 @@ from agentbus.bus.queues import CANCEL_COMMAND, CHUNK_FUNC, queue_name
 from agentbus.bus.replay import ReplayGuard
 from agentbus.domain.errors import MessageRejected
 from agentbus.domain.messages import Dispatch
+from agentbus.observability import metrics
 from agentbus.security.signing import Keyring
 
 log = logging.getLogger("agentbus.worker")
@@ -72,6 +74,11 @@ def _func_name(job: Job) -> str | None:
         return None
 
 
+def _timestamp(at: datetime | None) -> float | None:
+    """RQ's times are naive UTC datetimes."""
+    return None if at is None else at.replace(tzinfo=UTC).timestamp()
+
+
 class DispatchJob(Job):
     executor: Executor | None = None
     keyring: Keyring | None = None
@@ -89,6 +96,7 @@ class DispatchJob(Job):
             raise MessageRejected(f"refusing RQ job {self.id}: payload belongs to {dispatch.dispatch_id}")
         if self.guard is not None and not self.guard.first_sight([(nonce, uuid.uuid4().hex)])[0]:
             raise MessageRejected(f"refusing RQ job {self.id}: a replay of a dispatch that already ran")
+        metrics.dispatch_taken(self.origin, _timestamp(self.enqueued_at))
         self.executor(dispatch, self.origin)
         return None
 

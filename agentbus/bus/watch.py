@@ -5,8 +5,10 @@ thread is held while it waits. The listener (an asyncio task, one Redis connecti
 whole process) subscribes to every job notice (``JobNotifier.finished`` and ``changed``) and
 sets the events of the job named. A notice is only a hint: the waiter re-reads the record
 when woken and on a slow safety timer. Notices sent while the listener was away are lost,
-so every waiter is woken when it (re)subscribes. While Redis is unreachable ``healthy`` is
-False and waiters read the record on a short timer instead.
+so every waiter is woken when it (re)subscribes. Output notices (``bus/output.py``: a batch of
+``ctx.emit`` reached the job's output stream) wake output waiters only, so that a stream of
+tokens reads Redis, not the record; ``outputs`` reads those streams on the same event loop.
+While Redis is unreachable ``healthy`` is False and waiters read the record on a short timer instead.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import redis
 from redis import asyncio as aioredis
 
 from agentbus.bus.notify import CHANGED, CHANNEL
+from agentbus.bus.output import OUTPUT_NOTICE, OutputReader
 
 log = logging.getLogger("agentbus.bus")
 
-PATTERNS = (CHANNEL + "*", CHANGED + "*")
+PATTERNS = (CHANNEL + "*", CHANGED + "*", OUTPUT_NOTICE + "*")
 
 
 def _job_of(channel: str) -> str:
@@ -38,8 +41,10 @@ class JobWatch:
         self._url = url
         self._reconnect_s = reconnect_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._output_waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.healthy = False
+        self.outputs = OutputReader(url)
 
     @property
     def waiting(self) -> int:
@@ -57,6 +62,7 @@ class JobWatch:
                 await task
         self.healthy = False
         self._wake_all()
+        await self.outputs.close()
 
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -65,16 +71,14 @@ class JobWatch:
         Register before reading the record: a notice that lands during the read leaves the
         event set, so it is never missed.
         """
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
-        try:
+        with _registered(self._waiters, job_id) as event:
             yield event
-        finally:
-            waiters = self._waiters.get(job_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[job_id]
+
+    @contextlib.contextmanager
+    def watch_outputs(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever outputs of ``job_id`` were appended (register before reading them)."""
+        with _registered(self._output_waiters, job_id) as event:
+            yield event
 
     async def wait(self, event: asyncio.Event, timeout: float) -> None:
         """Until a notice or ``timeout`` seconds, whichever comes first."""
@@ -84,14 +88,19 @@ class JobWatch:
                     await event.wait()
         event.clear()
 
-    def _wake(self, job_id: str) -> None:
-        for event in self._waiters.get(job_id, ()):
+    def _wake(self, channel: str) -> None:
+        if channel.startswith(OUTPUT_NOTICE):
+            waiters = self._output_waiters.get(channel[len(OUTPUT_NOTICE) :], ())
+        else:
+            waiters = self._waiters.get(_job_of(channel), ())
+        for event in waiters:
             event.set()
 
     def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+        for table in (self._waiters, self._output_waiters):
+            for waiters in table.values():
+                for event in waiters:
+                    event.set()
 
     async def _run(self) -> None:
         while True:
@@ -106,7 +115,7 @@ class JobWatch:
                     if message is not None and message.get("type") == "pmessage":
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-                        self._wake(_job_of(name))
+                        self._wake(name)
             except (redis.RedisError, OSError) as exc:
                 if self.healthy:
                     log.warning("job notices unavailable, waiters read the record instead: %s", exc)
@@ -120,3 +129,17 @@ class JobWatch:
                 with contextlib.suppress(Exception):
                     await conn.aclose()
             await asyncio.sleep(self._reconnect_s)
+
+
+@contextlib.contextmanager
+def _registered(table: dict[str, set[asyncio.Event]], job_id: str) -> Iterator[asyncio.Event]:
+    event = asyncio.Event()
+    table.setdefault(job_id, set()).add(event)
+    try:
+        yield event
+    finally:
+        waiters = table.get(job_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del table[job_id]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import sys
 import time
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -73,6 +73,12 @@ class Role(StrEnum):
     worker_gpu = "worker-gpu"
 
 
+LogLevelOption = Annotated[
+    str | None, typer.Option(help="debug, info, warning, error [env AGENTBUS_LOG_LEVEL; warning]")
+]
+LogFormatOption = Annotated[str | None, typer.Option(help="text or json lines [env AGENTBUS_LOG_FORMAT; text]")]
+
+
 def load_app(spec: str) -> App:
     """``module:attr`` → the App it names."""
     module_name, _, attr = spec.partition(":")
@@ -111,10 +117,24 @@ def run(
     ] = False,
     gpu_memory: Annotated[str, typer.Option(help="worker-gpu --simulate-gpu: the simulated device's memory")] = "16GB",
     name_suffix: Annotated[str | None, typer.Option(hidden=True)] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="/metrics here, /healthz and /readyz (not on the api); 0: none [env AGENTBUS_METRICS_PORT]"),
+    ] = None,
 ) -> None:
     """Start one service."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = _settings(app=app, worker_concurrency=concurrency)
+    level, fmt = (v.lower() if v else None for v in (log_level, log_format))
+    settings = _settings(app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level,
+                         log_format=fmt)  # fmt: skip
+    from agentbus.observability import configure_logging, metrics, tracing
+
+    configure_logging(role.value, settings.log_level, settings.log_format)
+    tracing.configure_tracing(role.value, settings.tracing)
+    metrics.for_role(role.value)
+    if settings.metrics_port == 0:
+        metrics.disable()
     if role == Role.worker_gpu and simulate_gpu:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported, here or in the App
     the_app = load_app(settings.app)
@@ -143,7 +163,7 @@ def run(
         argv = [a for a in sys.argv[1:]]
         i = argv.index("--gpus") if "--gpus" in argv else -1
         argv = argv[:i] + argv[i + 2 :] if i >= 0 else [a for a in argv if not a.startswith("--gpus=")]
-        raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv))
+        raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv, settings.metrics_port))
     device = gpu.detect(parse_bytes(gpu_memory))
     run_worker_role(settings, the_app, role.value, listed or gpu.targets_for(device), name=name, burst=burst,
                     device=device)  # fmt: skip
@@ -167,11 +187,18 @@ def dev(
     workers: Annotated[int, typer.Option(help="CPU worker processes")] = 2,
     data_dir: Annotated[str, typer.Option(help="where the SQLite file and embedded Redis live")] = ".agentbus",
     app: Annotated[str | None, typer.Option(help="module:attr of your App")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="first of the roles' metrics ports (api, orchestrator, workers: one each); 0: none")
+    ] = 0,
 ) -> None:
     """Run every role on this machine: SQLite + embedded Redis unless AGENTBUS_*_URL say otherwise."""
     from agentbus.devmode import run_dev
 
-    raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app))
+    logs = {"AGENTBUS_LOG_LEVEL": log_level, "AGENTBUS_LOG_FORMAT": log_format}
+    raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app, metrics_port=metrics_port,
+                             log_env={k: v for k, v in logs.items() if v}))  # fmt: skip
 
 
 def _client() -> Client:
@@ -202,6 +229,13 @@ def submit(
             raise typer.Exit(ExitCode.JOB_FAILED)
 
 
+def output_line(data: dict[str, Any]) -> str:
+    """One ``task.output`` event for people: ``name[seq] data`` (a string as it is, else JSON)."""
+    value = data.get("data")
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"{data.get('name')}[{data.get('seq')}] {text}"
+
+
 def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
     """Follow the job's events with a progress bar, telling how to answer its questions; return its result."""
     states: dict[str, str] = {}
@@ -216,6 +250,10 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
                 states[str(data["id"])] = str(data.get("state"))
             elif event.event == "job" and data.get("status"):
                 bar.update(t, description=str(data["status"]))
+            elif event.event == "task.output":  # streamed output, as it arrives (stderr: stdout is the result)
+                bar.console.print(output_line(data), markup=False, highlight=False, soft_wrap=True)
+            elif event.event == "task.output.dropped":
+                bar.console.print(f"[yellow]{data.get('count')} outputs dropped[/]: {escape(str(data.get('reason')))}")
             elif event.event == "approval":
                 approval_id = str(data.get("approval_id") or data.get("id") or "")
                 if approval_id and data.get("status") == "pending" and approval_id not in told:
@@ -249,6 +287,40 @@ def workers(output: OutputOption = Output.table) -> None:
             str(w.get("done", "")), str(w.get("failed", "")),
         )  # fmt: skip
     out.print(table)
+
+
+@cli.command("status")
+def status(output: OutputOption = Output.table) -> None:
+    """The cluster on one screen: lease holder, queues, open jobs, workers and their slots, recent failures."""
+    with _client() as c:
+        st = c.status()
+    if output == Output.json:
+        print_json(st)
+        return
+    orch = st["orchestrator"]
+    holder = f"[green]{escape(orch['lease_holder'])}[/] (lease {orch['lease_ttl_s']:g}s left)" if orch[
+        "lease_holder"] else "[red]nobody holds the lease: no orchestrator is active[/]"  # fmt: skip
+    jobs = st["jobs"]
+    out.print(f"orchestrator: {holder}")
+    out.print("open jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items())
+              + f"; approvals pending {st['approvals_pending']}")  # fmt: skip
+    queues = Table("queue", "priority", "waiting", "oldest", title="queues")
+    for q in st["queues"]:
+        age = duration(timedelta(seconds=q["oldest_age_s"])) if q["oldest_age_s"] is not None else ""
+        queues.add_row(escape(q["queue"]), q["priority"], str(q["depth"]), age)
+    out.print(queues)
+    workers = Table("id", "role", "status", "slots busy/free", "done", "failed", title="workers")
+    for w in st["workers"]:
+        style = {"lost": "red", "draining": "yellow"}.get(w["status"], "green")
+        workers.add_row(escape(str(w["id"])), str(w["role"]), f"[{style}]{w['status']}[/]", f"{w['busy']}/{w['free']}",
+                        str(w["done"]), str(w["failed"]))  # fmt: skip
+    out.print(workers)
+    failures = id_table("recent failure", "type", "error", "finished")
+    for f in st["recent_failures"]:
+        e = f.get("error") or {}
+        failures.add_row(f["id"], escape(f["type"]), escape(f"{e.get('type', '')}: {e.get('message', '')}"[:80]),
+                         when(f["finished_at"]))  # fmt: skip
+    out.print(failures)
 
 
 @cli.command("types")

@@ -124,7 +124,7 @@ class AsyncClient:
     async def events(
         self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None
     ) -> AsyncIterator[r.Event]:
-        """The job's server-sent events (job, task, approval), then an ``end`` event once it has finished.
+        """The job's server-sent events (job, task, approval, task.output), then ``end`` once it has finished.
 
         ``timeout``: raise TimeoutError once that many seconds have passed (checked as lines come;
         the server sends a keep-alive line every 15 s).
@@ -160,6 +160,10 @@ class AsyncClient:
 
     async def workers(self) -> list[r.Worker]:
         return await self._send(p.workers())
+
+    async def status(self) -> dict[str, Any]:
+        """The cluster on one page (``GET /status``, an admin key): lease, queues, jobs, workers, failures."""
+        return await self._send(p.status())
 
     # -- human in the loop ---------------------------------------------------------------------
     async def approvals(

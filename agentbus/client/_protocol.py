@@ -103,6 +103,10 @@ def workers() -> Call[list[r.Worker]]:
     return Call("GET", "/workers", lambda resp: [r.Worker.from_json(w) for w in resp.json()["workers"]])
 
 
+def status() -> Call[dict[str, Any]]:
+    return Call("GET", "/status", lambda resp: dict(resp.json()))
+
+
 def events_path(job_id: str) -> str:
     return f"/jobs/{_seg(job_id)}/events"
 

@@ -116,7 +116,7 @@ class Client:
     def events(
         self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None
     ) -> Iterator[r.Event]:
-        """The job's server-sent events (job, task, approval), then an ``end`` event once it has finished.
+        """The job's server-sent events (job, task, approval, task.output), then ``end`` once it has finished.
 
         ``timeout``: raise TimeoutError once that many seconds have passed (checked as lines come;
         the server sends a keep-alive line every 15 s).
@@ -152,6 +152,10 @@ class Client:
 
     def workers(self) -> list[r.Worker]:
         return self._send(p.workers())
+
+    def status(self) -> dict[str, Any]:
+        """The cluster on one page (``GET /status``, an admin key): lease, queues, jobs, workers, failures."""
+        return self._send(p.status())
 
     # -- human in the loop ---------------------------------------------------------------------
     def approvals(

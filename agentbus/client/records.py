@@ -320,7 +320,9 @@ class Namespace(_Record):
 
 
 class Event(NamedTuple):
-    """One server-sent event of ``GET /jobs/{id}/events``: ``event`` is job, task, approval or end."""
+    """One server-sent event of ``GET /jobs/{id}/events``: ``event`` is job, task, approval or end, or
+    ``task.output`` (a ``ctx.emit``: task_id, name, attempt, seq, data) and ``task.output.dropped``
+    (``count`` outputs the reader missed, and why)."""
 
     id: str
     event: str

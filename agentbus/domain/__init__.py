@@ -28,6 +28,7 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.messages import ControlEvent, Dispatch, TaskCall
 from agentbus.domain.replay import (
     AskHuman,
+    Emitted,
     ErrorInfo,
     RecordValue,
     ReplayResult,
@@ -49,6 +50,7 @@ __all__ = [
     "Context",
     "ControlEvent",
     "Dispatch",
+    "Emitted",
     "ErrorInfo",
     "Forbidden",
     "HumanRequest",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agentbus.domain.errors import NotInAgent
+from agentbus.domain.output import MAX_OUTPUT_BYTES, Output, check_output
 
 
 class Context:
@@ -51,6 +54,14 @@ class Context:
     def now(self) -> float:
         raise self._agent_only("now")
 
+    def emit(self, data: Any) -> None:
+        """Send partial output (a model token, progress) to the job's event stream as it runs.
+
+        ``data`` is JSON (at most ``AGENTBUS_OUTPUT_MAX_BYTES``); never waits on the network.
+        Best-effort and bounded (docs/workers.md "Streamed output"): the result stays the record.
+        """
+        raise NotImplementedError
+
     def uuid(self) -> str:
         raise self._agent_only("uuid")
 
@@ -59,7 +70,15 @@ class TaskContext(Context):
     """What a task receives on a worker."""
 
     def __init__(
-        self, job_id: str, task_id: str, name: str, attempt: int, device: str = "cpu", memory: Any = None
+        self,
+        job_id: str,
+        task_id: str,
+        name: str,
+        attempt: int,
+        device: str = "cpu",
+        memory: Any = None,
+        emit: Callable[[Output], None] | None = None,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.job_id = job_id
         self.memory = memory
@@ -70,6 +89,15 @@ class TaskContext(Context):
         """Where this call runs: ``"gpu"`` on a GPU worker, else ``"cpu"`` (e.g. after a fallback)."""
         # An Event, not a bool: the worker's event loop sets it while the task's thread reads it.
         self._cancelled = threading.Event()
+        self._emit = emit
+        self._max_output_bytes = max_output_bytes
+        self._seqs = itertools.count()  # next() is atomic: a task's own threads may emit at once
+
+    def emit(self, data: Any) -> None:
+        text = check_output(data, self._max_output_bytes)
+        # no sink: a test calling the task itself; cancelled: the call is over (an abandoned thread)
+        if self._emit is not None and not self._cancelled.is_set():
+            self._emit(Output(self.job_id, self.task_id, self.name, self.attempt, next(self._seqs), text, time.time()))
 
     @property
     def cancelled(self) -> bool:

@@ -42,6 +42,8 @@ class TaskCall:
     retries: int
     timeout: float
     backoff: float
+    trace: str | None = None
+    """The dispatching replay's W3C traceparent when tracing is on (observability/tracing.py)."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,18 @@ class Dispatch:
                     retries=int(c["retries"]),
                     timeout=float(c["timeout"]),
                     backoff=float(c["backoff"]),
+                    trace=_traceparent(c.get("trace")),
                 )
                 for c in d["calls"]
             )
             return cls(str(d["dispatch_id"]), calls)
         except (KeyError, TypeError, ValueError) as exc:
             raise MessageRejected(f"malformed dispatch: {exc}") from None
+
+
+def _traceparent(value: Any) -> str | None:
+    """A short string or nothing: a malformed trace field is dropped, never a reason to refuse a call."""
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
 
 
 @dataclass(frozen=True)

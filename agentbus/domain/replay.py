@@ -18,7 +18,7 @@ still counted against the cap at once, so a fan-out over the cap fails before an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef
@@ -31,6 +31,7 @@ from agentbus.domain.errors import (
     TooManyTasks,
 )
 from agentbus.domain.hitl import HumanRequest
+from agentbus.domain.output import MAX_OUTPUT_BYTES, check_output
 from agentbus.domain.states import TaskState
 
 StepKind = Literal["task", "agent", "sleep", "value", "human"]
@@ -94,6 +95,14 @@ Command = ScheduleTask | StartChild | StartTimer | RecordValue | AskHuman
 
 
 @dataclass(frozen=True)
+class Emitted:
+    """An agent's ``ctx.emit`` that no earlier replay made: send it (``seq``: the n-th emit of the agent)."""
+
+    seq: int
+    data_json: str
+
+
+@dataclass(frozen=True)
 class ReplayResult:
     status: Literal["completed", "failed", "suspended"]
     commands: tuple[Command, ...] = ()
@@ -101,6 +110,7 @@ class ReplayResult:
     error: ErrorInfo | None = None
     more: bool = False
     """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
+    outputs: tuple[Emitted, ...] = ()
 
 
 class _Suspend(BaseException):
@@ -129,6 +139,7 @@ class AgentContext(Context):
         new_uuid: Callable[[], str],
         max_steps: int | None = None,
         max_new_calls: int | None = None,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.app = app
         self.job_id = job_id
@@ -141,6 +152,10 @@ class AgentContext(Context):
         """Set when the budget of new calls stopped this replay before the agent asked for all it will."""
         self._seq = 0
         self.commands: list[Command] = []
+        self._frontier = max(journal, default=-1) + 1
+        self._emits = 0
+        self._max_output_bytes = max_output_bytes
+        self.outputs: list[Emitted] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
         """Set on a divergence, so that an agent catching ``Exception`` cannot hide it."""
@@ -317,6 +332,21 @@ class AgentContext(Context):
             out.append(rec.result)
         return out
 
+    def emit(self, data: Any) -> None:
+        """Partial output, sent once although the agent is replayed many times.
+
+        An emit is not a step. The code before a journaled step ran in the replay that recorded
+        that step, so an emit made while the journal still holds steps at or after this point
+        was sent then; only once this replay has moved past the journal is an emit new. Emits
+        are numbered in the order the agent makes them, so an emit has the same ``seq`` in
+        every replay.
+        """
+        seq = self._emits
+        self._emits += 1
+        text = check_output(data, self._max_output_bytes)  # refused in every replay alike
+        if self._seq >= self._frontier:
+            self.outputs.append(Emitted(seq, text))
+
     def now_unrecorded(self) -> float:
         return self._clock()
 
@@ -352,22 +382,23 @@ def replay(
     new_uuid: Callable[[], str],
     max_steps: int | None = None,
     max_new_calls: int | None = None,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> ReplayResult:
-    """Run the agent once against ``journal`` and say what it did.
+    """Run the agent once against ``journal`` and say what it did (and what it emitted anew).
 
     A job that asks for more than ``max_steps`` steps fails with ``TooManyTasks`` and no commands:
     none of the calls it asked for this time is scheduled.
     """
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls)
+    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls, max_output_bytes)
     res = _run(ctx, job_type, input, journal)
     if ctx.over_cap is not None:
-        return ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
-    if ctx.more and res.status == "suspended":
-        return ReplayResult("suspended", res.commands, more=True)
-    if ctx.divergence is not None:
+        res = ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
+    elif ctx.more and res.status == "suspended":
+        res = ReplayResult("suspended", res.commands, more=True)
+    elif ctx.divergence is not None:
         err = ctx.divergence
-        return ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
-    return res
+        res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
+    return replace(res, outputs=tuple(ctx.outputs))
 
 
 def _run(

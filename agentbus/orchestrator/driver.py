@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, queue_name
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream, queue_name
 from agentbus.config import Settings
 from agentbus.domain import (
     App,
@@ -20,6 +20,7 @@ from agentbus.domain import (
     ConfigError,
     ControlEvent,
     Dispatch,
+    Emitted,
     ErrorInfo,
     JobState,
     NotFound,
@@ -30,9 +31,12 @@ from agentbus.domain import (
     TaskCall,
     TaskOptions,
     TaskState,
+    Unavailable,
     replay,
 )
 from agentbus.domain.messages import Heartbeat
+from agentbus.domain.output import Output
+from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
 from agentbus.store import JobRecord, NewJob, NewStep, Replayed, StepRow, Store, step_id
 
@@ -65,6 +69,7 @@ class Driver:
         self.fleet = fleet
         self.settings = settings
         self.notifier = JobNotifier(dispatcher.conn)
+        self.outputs = OutputStream(dispatcher.conn, settings.output_buffer, settings.output_ttl_s)
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
         self._resumable: dict[str, None] = {}
         """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
@@ -77,6 +82,7 @@ class Driver:
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
+        bind(tenant=job.tenant)
         if job.state.terminal:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
@@ -86,7 +92,8 @@ class Driver:
         try:
             job_type = self.app.job_type(job.type)
         except NotFound as exc:
-            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("NotFound", str(exc)))
+            err = ErrorInfo("NotFound", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         journal = self.store.load_journal(job_id)
         # The cap is enforced inside the replay, step by step: a job asking for millions of calls
@@ -104,13 +111,13 @@ class Driver:
             new_uuid=_hex_uuid,
             max_steps=s.max_tasks_per_job,
             max_new_calls=s.max_calls_per_replay,
+            max_output_bytes=s.output_max_bytes,
         )
         try:
             steps, dispatches, children = self._plan(job_id, job.priority, res.commands, job.tenant)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
-            self._finish(
-                job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, ErrorInfo("ConfigError", str(exc))
-            )
+            err = ErrorInfo("ConfigError", str(exc))
+            self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
         asks = [(c.seq, c.request) for c in res.commands if isinstance(c, AskHuman)]
         outcome: JobState | None = None
@@ -125,8 +132,13 @@ class Driver:
             outcome = JobState.FAILED
         for child in children:
             self.store.create_job(child)
+            metrics.job_submitted(child.type)
         if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
+        if outcome is not None:
+            metrics.job_finished(job.type, outcome.value)
+        if res.outputs:  # after the record: a replay that did not count sends nothing (at most once)
+            self._send_outputs(job_id, job.type, res.outputs)
         if children:
             self.stream.publish([ControlEvent("job.submitted", tuple(c.id for c in children if c.id))])
         for queue, batch in dispatches.items():
@@ -142,18 +154,17 @@ class Driver:
         else:
             self.notifier.changed([job_id])  # wakes the job's event streams (api/events.py)
 
-    def advance_many(self, job_ids: Sequence[str]) -> None:
+    def advance_many(self, job_ids: Sequence[str]) -> list[str]:
         """Advance every job named in one read of the stream with a few statements in all.
 
         The jobs and their journals are read at once, every replay that only adds steps and
         moves its job is written in one transaction (compare-and-set per job, as ``advance``),
         and new calls of different jobs bound for the same queue share dispatches. A job whose
-        replay needs more (children, questions for people, a limit or a routing error) goes
-        through ``advance`` alone.
+        replay needs more (children, questions for people, a routing error) is returned: the
+        caller advances each of those alone (``advance``).
         """
-        if len(job_ids) == 1:
-            self.advance(job_ids[0])
-            return
+        if len(job_ids) < 2:
+            return list(job_ids)
         found = self.store.jobs_to_advance(job_ids)
         for job_id in job_ids:
             if job_id not in found:
@@ -177,11 +188,15 @@ class Driver:
         parents: dict[str, JobRecord] = {}
         s = self.settings
         more: list[str] = []  # fan-outs built in parts: replayed again soon (see advance)
+        traces: dict[str, str | None] = {}
+        outputs: dict[str, Any] = {}
         for job in ready:
             journal = journals[job.id]
-            res = replay(self.app, types[job.id], job.input, journal, job_id=job.id, clock=time.time,
-                         new_uuid=_hex_uuid, max_steps=s.max_tasks_per_job,
-                         max_new_calls=s.max_calls_per_replay)  # fmt: skip
+            with metrics.replay_timer(), tracing.advancing(job.id):
+                res = replay(self.app, types[job.id], job.input, journal, job_id=job.id, clock=time.time,
+                             new_uuid=_hex_uuid, max_steps=s.max_tasks_per_job, max_new_calls=s.max_calls_per_replay,
+                             max_output_bytes=s.output_max_bytes)  # fmt: skip
+                traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
             if not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
                 alone.append(job)
                 continue
@@ -197,12 +212,17 @@ class Driver:
             outcome, result, error = self._outcome_of(res)
             replays.append(Replayed(job.id, steps, outcome, result, error))
             parents[job.id] = job
-        dispatches = self._bundle(calls)
+            if res.outputs:
+                outputs[job.id] = res.outputs
+        dispatches = self._bundle(calls, traces)
         moved = self.store.record_replays([
             Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
             for r in replays
         ])  # fmt: skip
         self._resumable.update((j, None) for j in more if j in moved)
+        for job_id, emitted in outputs.items():  # after the record: a replay that did not count sends nothing
+            if job_id in moved:
+                self._send_outputs(job_id, parents[job_id].type, emitted)
         for queue, batch in dispatches.by_queue.items():
             kept = [Dispatch(d.dispatch_id, tuple(c for c in d.calls if c.job_id in moved)) for d in batch]
             self.dispatcher.send(queue, [d for d in kept if d.calls])
@@ -210,6 +230,8 @@ class Driver:
                for st in r.steps):  # fmt: skip
             self.dispatch_pending()
         finished = [r for r in replays if r.job_id in moved and r.outcome is not None]
+        for r in finished:
+            metrics.job_finished(parents[r.job_id].type, r.outcome.value if r.outcome else "")
         if finished:
             self.notifier.finished([r.job_id for r in finished])
         going = [r.job_id for r in replays if r.job_id in moved and r.outcome is None]
@@ -219,8 +241,7 @@ class Driver:
             job = parents[r.job_id]
             if job.parent_id is not None and job.parent_seq is not None and r.outcome is not None:
                 self._settle_parent(job.parent_id, job.parent_seq, r.outcome, r.result, r.error)
-        for job in alone:
-            self.advance(job.id)
+        return [job.id for job in alone]
 
     @staticmethod
     def _outcome_of(res: Any) -> tuple[JobState | None, Any, ErrorInfo | None]:
@@ -261,7 +282,9 @@ class Driver:
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         return steps, by_queue
 
-    def _bundle(self, calls: dict[str, list[tuple[str, int, ScheduleTask, str]]]) -> _Bundled:
+    def _bundle(
+        self, calls: dict[str, list[tuple[str, int, ScheduleTask, str]]], traces: dict[str, str | None]
+    ) -> _Bundled:
         """Calls of many jobs bound for one queue, in dispatches spread over that queue's workers."""
         out = _Bundled()
         for queue, items in calls.items():
@@ -281,7 +304,7 @@ class Driver:
                                 priority=priority, route_reason=reason)
                     )  # fmt: skip
                     tcs.append(TaskCall(step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout,
-                                        o.backoff))  # fmt: skip
+                                        o.backoff, trace=traces.get(job_id)))  # fmt: skip
                 batch.append(Dispatch(did, tuple(tcs)))
             out.by_queue[queue] = batch
         return out
@@ -295,6 +318,14 @@ class Driver:
     @property
     def resuming(self) -> bool:
         return bool(self._resumable)
+
+    def _send_outputs(self, job_id: str, name: str, emitted: Sequence[Emitted]) -> None:
+        """An agent's new ``ctx.emit``s (task id: the job's own id); lost with a warning if Redis is away."""
+        now = time.time()
+        try:
+            self.outputs.append([Output(job_id, job_id, name, 1, e.seq, e.data_json, now) for e in emitted])
+        except Unavailable as exc:
+            log.warning("dropped %d outputs of job %s: %s", len(emitted), job_id, exc)
 
     def _plan(
         self, job_id: str, priority: int, commands: Sequence[Any], tenant: str = "default"
@@ -331,6 +362,7 @@ class Driver:
             elif isinstance(cmd, RecordValue):
                 steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         dispatches: dict[str, list[Dispatch]] = {}
+        traced = tracing.current()  # the replay's span: each call's span will be its child
         for queue, items in by_queue.items():
             size = items[0][0].task.options.chunk or self._chunk_size(len(items))
             batch: list[Dispatch] = []
@@ -346,7 +378,8 @@ class Driver:
                     )  # fmt: skip
                     calls.append(
                         TaskCall(
-                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff
+                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff,
+                            trace=traced,
                         )
                     )
                 batch.append(Dispatch(did, tuple(calls)))
@@ -373,12 +406,11 @@ class Driver:
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
-                error: ErrorInfo | None) -> None:  # fmt: skip
-        if (
-            self.store.record_replay(job_id, [], state, result=result, error=error)
-            and parent_id
-            and parent_seq is not None
-        ):
+                error: ErrorInfo | None, job_type: str = "unknown") -> None:  # fmt: skip
+        if not self.store.record_replay(job_id, [], state, result=result, error=error):
+            return
+        metrics.job_finished(job_type, state.value)
+        if parent_id and parent_seq is not None:
             self._settle_parent(parent_id, parent_seq, state, result, error)
 
     def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:
@@ -441,7 +473,8 @@ class Driver:
                 )  # fmt: skip
                 if moved:
                     batch.append(Dispatch(did, tuple(
-                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
+                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff,
+                                 trace=tracing.current() or tracing.for_job(r.job_id))
                         for r in moved
                     )))  # fmt: skip
                     sent += len(moved)

@@ -24,6 +24,7 @@ from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.retention import cutoff as retention_cutoff
+from agentbus.observability import metrics
 from agentbus.orchestrator.driver import Driver
 from agentbus.store import PurgeCounts, Retention, StepRow, TaskOutcome
 
@@ -49,7 +50,9 @@ class Maintenance:
             self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
         for job_id in self.store.fire_timers(now):
             self.driver.advance(job_id)
-        for job_id in self.store.expire_due(now):
+        expired = self.store.expire_due(now)
+        metrics.approvals_expired(len(expired))
+        for job_id in expired:
             self.driver.advance(job_id)
         self.driver.dispatch_pending()
 
@@ -66,7 +69,9 @@ class Maintenance:
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s
-        for job_id in self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff):
+        stuck = self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
+        metrics.reconciled("job_advanced", len(stuck))
+        for job_id in stuck:
             self.driver.advance(job_id)
         self.store.sweep_orphans()
         stale = self.store.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
@@ -82,6 +87,7 @@ class Maintenance:
                 lost.append(r)
         if lost:
             n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
+            metrics.reconciled("call_redispatched", n)
             log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
 
     def _watch_fleet(self) -> dict[str, Heartbeat]:
@@ -90,6 +96,7 @@ class Maintenance:
         for worker_id, hb in self._known.items():
             if worker_id not in live and not hb.draining:
                 self.driver.fleet.mark_lost(worker_id, hb.to_dict())
+                metrics.reaped("worker_lost")
                 log.warning("worker %s went silent: marked lost", worker_id)
         self._known = live
         return live
@@ -121,6 +128,7 @@ class Maintenance:
             del self._unlisted_since[key]
         if lost:
             n = self.driver.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
+            metrics.reaped("call_recovered", n)
             log.warning("recovered %d tasks from lost workers", n)
         self._enforce_timeouts(live.values(), now)
 
@@ -157,5 +165,6 @@ class Maintenance:
                 else:
                     out = TaskOutcome(cur.task_id, cur.attempt, TaskState.FAILED, error=err)
                 if self.store.record_outcomes([out]):
+                    metrics.reaped("call_timed_out")
                     self.driver.dispatcher.cancel_call(w.id, cur.task_id)
                     self.driver.advance(cur.job_id)

@@ -10,9 +10,10 @@ import time
 import uuid
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease
+from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease, ping, queue_depths
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
+from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.webhooks import WebhookSender
@@ -32,6 +33,7 @@ class Orchestrator:
         self.maintenance = Maintenance(self.driver, settings)
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()
+        metrics.watch_lease(self.active.is_set)
         self.stop = threading.Event()
         secret = (settings.webhook_secret or settings.secret).encode()
         self.webhooks = WebhookSender(store, secret, settings.webhook_allow_private)
@@ -81,6 +83,7 @@ class Orchestrator:
     def _handle(self, entries: list[Entry]) -> None:
         if not entries:
             return
+        metrics.stream_lag(e.id for e in entries)
         cancels: dict[str, None] = {}
         others: dict[str, None] = {}
         for e in entries:
@@ -90,18 +93,21 @@ class Orchestrator:
         for job_id in cancels:
             self.driver.cancel(job_id)
         try:
-            self.driver.advance_many(list(others))
+            alone = self.driver.advance_many(list(others))
         except Unavailable:
             raise
         except Exception:  # find the job at fault: the others go on one by one
             log.exception("advancing %d jobs together failed; advancing them one by one", len(others))
-            for job_id in others:
-                self._advance(job_id)
+            alone = list(others)
+        for job_id in alone:
+            self._advance(job_id)
         self.stream.ack([e.id for e in entries])
 
     def _advance(self, job_id: str, resume: bool = False) -> None:
         try:
-            self.driver.advance(job_id, resume=resume)
+            with log_context(job_id=job_id, tenant=None), metrics.replay_timer(), tracing.advancing(job_id):
+                self.driver.advance(job_id, resume=resume)
+                log.debug("advanced job %s", job_id)
         except Unavailable:
             raise
         except Exception:
@@ -155,7 +161,18 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
     from agentbus.bus import connect
 
     store = Store.from_url(settings.database_url)
-    orch = Orchestrator(settings, app, store, connect(settings.redis_url), name=name)
+    conn = connect(settings.redis_url)
+    orch = Orchestrator(settings, app, store, conn, name=name)
+    metrics.watch_queues(lambda: queue_depths(conn))
+    metrics.watch_jobs(store.open_jobs_by_state, store.pending_approvals)
+
+    def readiness() -> Readiness:
+        """Ready when Redis and PostgreSQL answer: holding the lease, or a healthy standby."""
+        checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(store)})
+        ok = all(v == "ok" for v in checks.values())
+        return Readiness(ok, {"lease": "held" if orch.active.is_set() else "standby", "id": orch.id, "checks": checks})
+
+    server = MetricsServer(settings.metrics_port, readiness=readiness).start()
 
     def _stop(signum: int, frame: object) -> None:
         orch.stop.set()
@@ -164,4 +181,14 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
     signal.signal(signal.SIGINT, _stop)
     log.warning("orchestrator %s started (standby until it holds the lease)", orch.id)
     orch.run()
+    server.close()
     store.close()
+
+
+def _ping_store(store: Store) -> None:
+    """A probe on its own thread: the connection it takes goes back at once."""
+    try:
+        store.ping()
+    finally:
+        if not store.db.is_closed():
+            store.db.close()

@@ -22,6 +22,7 @@ from agentbus import memory
 from agentbus.domain.errors import InvalidInput, NotFound, PayloadTooLarge, ValidationFailed
 from agentbus.domain.jsonsafe import first_problem, text_problem
 from agentbus.memory.validation import row_norms
+from agentbus.observability import metrics
 from agentbus.store import NamespaceRecord, NewItem, Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")
@@ -51,6 +52,7 @@ class MemoryService:
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
         self._counts: dict[str, tuple[float, int]] = {}
+        metrics.watch_memory_index(lambda: sum(len(c.index) for c in list(self._cache.values())))
 
     @property
     def embedder(self) -> memory.Embedder:
@@ -140,6 +142,7 @@ class MemoryService:
         row = self.store.item(ns.id, item_id)
         return {"id": row.item_id, "text": row.text, "metadata": row.metadata or {}, "expires_at": row.expires_at}
 
+    @metrics.MEMORY_SEARCH.time()
     def search(
         self, tenant: str, namespace: str, *, q: str | None = None, vector: Any = None, k: Any = 10,
         filter: Mapping[str, Any] | None = None,

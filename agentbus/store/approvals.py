@@ -154,6 +154,10 @@ class ApprovalQueries:
         return rec
 
     @translate_errors
+    def pending_approvals(self) -> int:
+        return int(Approval.select().where(Approval.status == "pending").count())
+
+    @translate_errors
     def expire_due(self, now: float, limit: int = 200) -> list[str]:
         """Apply the timeout policy of every pending approval past its deadline; returns jobs to advance.
 

@@ -295,6 +295,16 @@ class JobQueries:
         return int(Job.select().where((Job.tenant == tenant) & Job.state.in_(open_states)).count())
 
     @translate_errors
+    def open_jobs_by_state(self) -> dict[str, int]:
+        """How many jobs are open in each open state (the ``agentbus_jobs`` gauge, ``agentbus status``)."""
+        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        counts = {s: 0 for s in open_states}
+        q = Job.select(Job.state, peewee.fn.COUNT(Job.id)).where(Job.state.in_(open_states)).group_by(Job.state)
+        for state, n in q.tuples():
+            counts[state] = int(n)
+        return counts
+
+    @translate_errors
     def children(self, job_id: str) -> list[str]:
         return [r[0] for r in Job.select(Job.id).where(Job.parent_id == job_id).tuples()]
 

@@ -14,6 +14,8 @@ marked running when it is taken, wait in this process for a free slot, and run:
   with the result, or the loop at the deadline or a cancel — decides its outcome.
 
 Outcomes go to PostgreSQL in batches through an ``OutcomeWriter`` that retries until written.
+Streamed output (``ctx.emit``) goes to Redis through an ``OutputSender`` (its own thread; an emit
+never waits on the network); a call's outcome is handed to the writer after its outputs were sent.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ from agentbus.domain import (
     TaskState,
 )
 from agentbus.domain.messages import CallInfo
+from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OutputRecord
+from agentbus.observability import bind, metrics, tracing
 from agentbus.store import Store, TaskOutcome
+from agentbus.worker._outputs import OutputSender
 from agentbus.worker._threads import Threads
 from agentbus.worker.outcomes import OutcomeWriter
 
@@ -107,6 +112,9 @@ class Executor:
         concurrency: int = 100,
         max_abandoned: int = 50,
         after_sync_call: Callable[[], None] | None = None,
+        outputs: Callable[[list[OutputRecord]], None] | None = None,
+        output_buffer: int = OUTPUT_BUFFER,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ):
         self.app = app
         self.store = store
@@ -135,12 +143,17 @@ class Executor:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="agentbus-loop", daemon=True)
         self.writer = OutcomeWriter(store, publish, worker_id, self._written)
+        self.outputs = OutputSender(outputs, output_buffer) if outputs is not None else None
+        """Where ``ctx.emit`` goes (None: outputs are checked and dropped, as in a bare test)."""
+        self.max_output_bytes = max_output_bytes
 
     # -- lifecycle (main thread) ----------------------------------------------------------------
     def start(self) -> None:
         self._loop_thread.start()
         self._loop.call_soon_threadsafe(self._sweep)
         self.writer.start()
+        if self.outputs is not None:
+            self.outputs.start()
 
     def wait_for_room(self, timeout: float) -> bool:
         """Block until this worker holds fewer calls than its concurrency (then it takes a dispatch)."""
@@ -186,6 +199,8 @@ class Executor:
                 self._lock.wait_for(lambda: not self._slots.running, 5.0)
         self._on_loop(self._return_waiting)  # a dispatch taken while stopping
         self._hand_back_returned()
+        if self.outputs is not None:
+            self.outputs.close(WRITE_GRACE_S)  # outcomes waiting for their outputs go to the writer
         self.writer.close(WRITE_GRACE_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
@@ -242,7 +257,13 @@ class Executor:
                 self.stats.done += 1
             elif outcome.state in (TaskState.FAILED, TaskState.RETRYING):
                 self.stats.failed += 1
-        self.writer.put(outcome)
+        metrics.call_finished(h.call.name, h.origin, outcome.state.value, h.started)
+        tracing.call_finished(h.call.trace, h.call.name, h.call.task_id, h.call.attempt, outcome.state.value, h.started)
+        log.debug("call %s (%s) %s", h.call.task_id, h.call.name, outcome.state.value)
+        if self.outputs is None:
+            self.writer.put(outcome)
+        else:  # a reader sees the call's last outputs before it sees the call end
+            self.outputs.then(lambda: self.writer.put(outcome))
 
     def _written(self, outcomes: list[TaskOutcome]) -> None:
         with self._lock:
@@ -303,7 +324,10 @@ class Executor:
 
     def _context(self, call: TaskCall) -> TaskContext:
         mem = self.memory(call.job_id) if self.memory is not None else None
-        return TaskContext(call.job_id, call.task_id, call.name, call.attempt, self.device, mem)
+        emit = self.outputs.put if self.outputs is not None else None
+        return TaskContext(
+            call.job_id, call.task_id, call.name, call.attempt, self.device, mem, emit, self.max_output_bytes
+        )
 
     def _sweep(self) -> None:
         """Sync calls past their deadline fail with ``TaskTimeout`` now; their threads are abandoned."""
@@ -372,6 +396,7 @@ class Executor:
             err = ErrorInfo("NotFound", f"task {call.name!r} is not registered in this worker's app")
             return self._failed(call, err)
         ctx = h.ctx = self._context(call)
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this coroutine's own context
         deadline: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout(call.timeout) as deadline:
@@ -394,6 +419,7 @@ class Executor:
     def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
         call = h.call
         assert h.ctx is not None
+        bind(job_id=call.job_id, task_id=call.task_id, attempt=call.attempt)  # this thread's until its next call
         try:
             outcome = self._succeeded(call, fn(h.ctx, **call.args))
         except TaskCancelled:

@@ -31,13 +31,15 @@ def targets_for(device: dict[str, Any]) -> list[str]:
     return gpu_targets(int(device["memory_total"]))
 
 
-def supervise(gpus: list[str], argv: list[str]) -> int:
-    """Start one worker-gpu process per GPU index with CUDA_VISIBLE_DEVICES set; forward signals."""
+def supervise(gpus: list[str], argv: list[str], metrics_port: int = 0) -> int:
+    """Start one worker-gpu process per GPU index with CUDA_VISIBLE_DEVICES set; forward signals.
+    With a metrics port, the process of the i-th GPU serves on ``metrics_port + i``."""
     children = []
-    for index in gpus:
+    for i, index in enumerate(gpus):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": index}
-        children.append(subprocess.Popen([sys.executable, "-m", "agentbus", *argv, "--name-suffix", f"gpu{index}"],
-                                         env=env))  # fmt: skip
+        port = ["--metrics-port", str(metrics_port + i if metrics_port else 0)]  # the last one given counts
+        children.append(subprocess.Popen([sys.executable, "-m", "agentbus", *argv, *port, "--name-suffix",
+                                          f"gpu{index}"], env=env))  # fmt: skip
 
     def forward(signum: int, frame: object) -> None:
         for c in children:

@@ -11,11 +11,12 @@ import time
 import uuid
 from typing import Any
 
-from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, connect, run_worker
+from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, OutputStream, connect, ping, run_worker
 from agentbus.bus.routing import listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
 from agentbus.domain.messages import Heartbeat
+from agentbus.observability import MetricsServer, Readiness, metrics, probe
 from agentbus.services import JobMemory, MemoryService
 from agentbus.store import Store
 from agentbus.worker.execute import Executor
@@ -78,6 +79,8 @@ def run_worker_role(
         app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),
         concurrency=concurrency, max_abandoned=settings.worker_max_abandoned, after_sync_call=release_connection,
+        outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
+        output_buffer=settings.output_buffer, max_output_bytes=settings.output_max_bytes,
     )  # fmt: skip
     executor.start()
     worker = AgentbusWorker(
@@ -85,6 +88,7 @@ def run_worker_role(
         on_cancel=executor.request_cancel, capacity=executor, should_stop=lambda: executor.exhausted,
     )  # fmt: skip
     stop = threading.Event()
+    last_beat = [0.0]  # monotonic time of the last heartbeat Redis took
 
     def beat() -> None:
         failing = False
@@ -97,6 +101,7 @@ def run_worker_role(
             )  # fmt: skip
             try:
                 fleet.beat(hb)
+                last_beat[0] = time.monotonic()
                 if failing:
                     log.warning("heartbeats are back")
                 failing = False
@@ -108,6 +113,23 @@ def run_worker_role(
                 return
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+    def ping_store() -> None:
+        try:
+            store.ping()
+        finally:
+            release_connection()
+
+    def readiness() -> Readiness:
+        """Ready when its heartbeat reached Redis within the worker TTL and Redis and PostgreSQL answer."""
+        age = time.monotonic() - last_beat[0]
+        checks = {"heartbeat": "ok" if age < settings.worker_ttl_s else f"none for {age:.1f}s"}
+        checks.update(probe({"redis": lambda: ping(conn), "postgresql": ping_store}))
+        ok = all(v == "ok" for v in checks.values())
+        return Readiness(ok, {"id": worker_id, "draining": executor.stopping or worker.stopping, "checks": checks})
+
+    metrics.watch_slots(lambda: len(executor.calls()), concurrency)
+    server = MetricsServer(settings.metrics_port, readiness=readiness).start()
     log.warning("worker %s serving %s, %d calls at once", worker_id, ", ".join(targets), concurrency)
     try:
         run_worker(worker, burst=burst)
@@ -116,6 +138,7 @@ def run_worker_role(
         executor.drain(settings.shutdown_grace_s, force=lambda: worker.stop_requests > 1)
     finally:
         stop.set()
+        server.close()
         try:
             fleet.forget(worker_id)
         except Unavailable:

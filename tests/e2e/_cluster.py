@@ -24,6 +24,7 @@ FAST = {
     "AGENTBUS_HEARTBEAT_INTERVAL": "0.5",
     "AGENTBUS_WORKER_TTL": "2",
     "AGENTBUS_LEASE_TTL": "3",
+    "AGENTBUS_METRICS_PORT": "0",  # several roles share this host: a test that scrapes picks free ports
 }
 
 

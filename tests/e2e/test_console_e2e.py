@@ -6,6 +6,7 @@ fresh browser context. Set ``CONSOLE_SCREENSHOTS=docs/img`` to write the README'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -128,6 +129,17 @@ def test_submit_a_job_and_watch_it_finish_live(page: Any, console_cluster: Clust
     watcher.locator(f"#job-rows a[href$='{job_id}']").wait_for()
     watcher.locator("#job-rows tr", has=watcher.locator(f"a[href$='{job_id}']")).locator(".s-succeeded").wait_for()
     shot(watcher, "jobs")
+
+
+def test_a_tasks_streamed_output_appears_on_the_job_page_in_order(page: Any, console_cluster: Cluster) -> None:
+    c = console_cluster
+    job = c.client.submit("chatter", {"n": 12, "every": 0.05, "delay": 1.0})
+    page.goto(f"{base(c)}/jobs/{job.id}")
+    out = page.locator("#output")
+    page.locator("#job-status .s-succeeded").wait_for()
+    page.wait_for_function("document.getElementById('output').textContent.includes('t11')")
+    lines = [line for line in out.inner_text().splitlines() if line.strip()]
+    assert [json.loads(line)["token"] for line in lines] == [f"t{i}" for i in range(12)]
 
 
 def test_a_jobs_steps_and_sub_agents(page: Any, console_cluster: Cluster) -> None:

@@ -17,7 +17,7 @@ from agentbus.api.console._base import HERE, PREFIX
 def mounted() -> list[BaseRoute]:
     """What the API's app adds to its routes: ``/ui`` itself (the app does not redirect slashes) and
     everything under it."""
-    return [Route(PREFIX, signin.home, methods=["GET"]), Mount(PREFIX, routes=routes())]
+    return [Route(PREFIX, signin.home, methods=["GET"], include_in_schema=False), Mount(PREFIX, routes=routes())]
 
 
 def routes() -> list[BaseRoute]:
