@@ -545,7 +545,8 @@ def main() -> None:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         cmd = " ".join(["python -m bench.jobs", *sys.argv[1:]])
-        title = "Many jobs at once (bench/jobs.py)" + (" — " + args.tag if args.tag != "run" else "")
+        # not the hand-written "Many jobs at once (bench/jobs.py)" section, which holds the profile story
+        title = "Many jobs at once: latest run" + (" — " + args.tag if args.tag != "run" else "")
         path = write_section(title, f"`{cmd}` on {machine}, {time.strftime('%Y-%m-%d %H:%M')}; PostgreSQL, "
                              f"Redis, every role and the load client on the same machine.\n\n{table}\n\n"
                              + "\n".join(f"- {n}" for n in notes) + "\n")  # fmt: skip
