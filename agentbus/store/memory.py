@@ -3,6 +3,8 @@ so that ``changes_since(version)`` gives a reader every change after the ones it
 
 from __future__ import annotations
 
+import io
+import struct
 import time
 import uuid
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ import peewee
 
 from agentbus.domain.errors import NotFound, RateLimited, ValidationFailed
 from agentbus.store.db import is_postgres, translate_errors
-from agentbus.store.models import MemoryItem, MemoryNamespace
+from agentbus.store.models import MemoryItem, MemoryNamespace, MemoryTenant
 from agentbus.store.records import dumps, loads
 
 
@@ -48,6 +50,24 @@ class NewItem:
     metadata: dict[str, Any] | None
     vector: bytes
     expires_at: float | None
+    code: bytes | None = None  # float32 scale (little-endian) + uint8 codes of the normalised vector
+
+
+@dataclass(frozen=True)
+class LoadChunk:
+    """Live items of a namespace, column by column: ``blobs``
+    is the concatenation of each row's ``code`` (or ``vector``), ``expires`` float64 big-endian
+    (``inf`` = never), ``metadata`` the JSON text of each row (None: none)."""
+
+    ids: list[str]
+    blobs: bytes
+    metadata: list[str | None]
+    expires: bytes
+
+
+_COPY_COLUMNS = ("namespace", "item_id", "text", "metadata", "vector", "code", "expires_at", "version", "deleted",
+                 "created_at", "updated_at")  # fmt: skip
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 _LIVE = MemoryItem.deleted == False  # noqa: E712 - peewee builds SQL from the comparison
@@ -88,9 +108,27 @@ class MemoryQueries:
 
     def _bump(self, ns_id: str) -> int:
         """Take the namespace's row lock and the next version (inside the caller's transaction)."""
+        if is_postgres(self.db):
+            cur = self.db.execute_sql(
+                "UPDATE ab_memory_namespaces SET version = version + 1 WHERE id = %s RETURNING version", (ns_id,)
+            )
+            return int(cur.fetchone()[0])
         MemoryNamespace.update(version=MemoryNamespace.version + 1).where(MemoryNamespace.id == ns_id).execute()
         version: int = MemoryNamespace.select(MemoryNamespace.version).where(MemoryNamespace.id == ns_id).scalar()
         return version
+
+    def _count(self, tenant: str, delta: int, max_items: int | None = None) -> None:
+        """Add ``delta`` live items to the tenant's counter, refusing to pass ``max_items``. The row
+        lock it takes is held to the commit, so concurrent writers of a tenant see each other's counts."""
+        if delta == 0:
+            return
+        MemoryTenant.insert(tenant=tenant, items=0).on_conflict_ignore().execute()
+        ok = MemoryTenant.update(items=MemoryTenant.items + delta).where(MemoryTenant.tenant == tenant)
+        if max_items is not None and delta > 0:
+            ok = ok.where(MemoryTenant.items + delta <= max_items)
+        if ok.execute() == 0:
+            stored = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar()
+            raise RateLimited(f"tenant {tenant!r} stores {stored} memory items, its cap is {max_items}", 60.0)
 
     @translate_errors
     def store_items(
@@ -101,66 +139,115 @@ class MemoryQueries:
         embedder: str | None,
         items: Sequence[NewItem],
         max_items: int,
-        stored: int | None = None,
     ) -> NamespaceRecord:
-        """Upsert ``items`` into the namespace (created on first use), all or nothing.
-
-        ``stored``: the tenant's item count if the caller knows it (counting is a scan); else it is counted.
-        """  # fmt: skip
+        """Upsert ``items`` into the namespace (created on first use), all or nothing; a repeated id
+        keeps its last occurrence. Refused (``RateLimited``) if the tenant's live items would pass
+        ``max_items``: the count is exact, whatever other writers do meanwhile."""
         now = time.time()
         ns_id = namespace_id(tenant, name)
+        batch = list({it.item_id: it for it in items}.values())
         with self.db.atomic():
             MemoryNamespace.insert(
                 id=ns_id, tenant=tenant, name=name, dim=dim, embedder=embedder, version=0,
                 generation=uuid.uuid4().hex, created_at=now,
             ).on_conflict_ignore().execute()  # fmt: skip
-            version = self._bump(ns_id)
+            version = self._bump(ns_id)  # holds the namespace's row lock to the commit
             ns = _ns(MemoryNamespace.get_by_id(ns_id))
             if ns.dim != dim:
                 raise ValidationFailed(
                     f"vectors of namespace {name!r} have dimension {ns.dim}, these have {dim}",
                     [{"loc": ["items", "vector"], "msg": f"expected dimension {ns.dim}"}],
                 )
-            if stored is None:
-                stored = self.memory_items(tenant)
-            if stored + len(items) > max_items:
-                raise RateLimited(f"tenant {tenant!r} stores {stored} memory items, its cap is {max_items}", 60.0)
-            rows = [
-                {"namespace": ns_id, "item_id": it.item_id, "text": it.text,
-                 "metadata": None if it.metadata is None else dumps(it.metadata), "vector": it.vector,
-                 "expires_at": it.expires_at, "version": version, "deleted": False, "created_at": now,
-                 "updated_at": now}
-                for it in items
-            ]  # fmt: skip
-            for i in range(0, len(rows), 500):
-                MemoryItem.insert_many(rows[i : i + 500]).on_conflict(
-                    conflict_target=[MemoryItem.namespace, MemoryItem.item_id],
-                    update={
-                        MemoryItem.text: peewee.EXCLUDED.text,
-                        MemoryItem.metadata: peewee.EXCLUDED.metadata,
-                        MemoryItem.vector: peewee.EXCLUDED.vector,
-                        MemoryItem.expires_at: peewee.EXCLUDED.expires_at,
-                        MemoryItem.version: peewee.EXCLUDED.version,
-                        MemoryItem.deleted: False,
-                        MemoryItem.updated_at: peewee.EXCLUDED.updated_at,
-                    },
-                ).execute()
-        return _ns(MemoryNamespace.get_by_id(ns_id))
+            present = self._present(ns_id, [it.item_id for it in batch])
+            self._count(tenant, sum(1 for it in batch if present.get(it.item_id, True)), max_items)
+            fresh = [it for it in batch if it.item_id not in present]
+            again = [it for it in batch if it.item_id in present]
+            if fresh and is_postgres(self.db):
+                self._copy_in(ns_id, fresh, version, now)
+            else:
+                again = batch if not is_postgres(self.db) else again
+            self._upsert(ns_id, again, version, now)
+        return ns
+
+    def _present(self, ns_id: str, item_ids: list[str]) -> dict[str, bool]:
+        """``{item_id: deleted}`` of those of ``item_ids`` that have a row (live or tombstone)."""
+        if is_postgres(self.db):
+            cur = self.db.execute_sql(
+                "SELECT item_id, deleted FROM ab_memory_items WHERE namespace = %s AND item_id = ANY(%s)",
+                (ns_id, item_ids),
+            )
+            return dict(cur.fetchall())
+        present: dict[str, bool] = {}
+        for i in range(0, len(item_ids), 500):  # SQLite's limit on bound parameters
+            q = MemoryItem.select(MemoryItem.item_id, MemoryItem.deleted).where(
+                (MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(item_ids[i : i + 500])
+            )
+            present.update((item_id, bool(d)) for item_id, d in q.tuples())
+        return present
+
+    def _copy_in(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
+        """New rows by ``COPY ... FROM STDIN`` (one round trip, no SQL to parse per row)."""
+
+        def text(v: str | None) -> str:
+            return "\\N" if v is None else v.translate(_COPY_ESCAPES)
+
+        def blob(b: bytes | None) -> str:
+            return "\\N" if b is None else "\\\\x" + b.hex()
+
+        stamp, ver, ns = repr(now), str(version), text(ns_id)
+        lines = [
+            "\t".join((ns, text(it.item_id), text(it.text), text(None if it.metadata is None else dumps(it.metadata)),
+                       blob(it.vector), blob(it.code), "\\N" if it.expires_at is None else repr(it.expires_at), ver,
+                       "f", stamp, stamp))
+            for it in items
+        ]  # fmt: skip
+        lines.append("")
+        cursor = self.db.cursor()
+        cursor.copy_expert(
+            f"COPY ab_memory_items ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("\n".join(lines))
+        )
+
+    def _upsert(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
+        rows = [
+            {"namespace": ns_id, "item_id": it.item_id, "text": it.text,
+             "metadata": None if it.metadata is None else dumps(it.metadata), "vector": it.vector, "code": it.code,
+             "expires_at": it.expires_at, "version": version, "deleted": False, "created_at": now, "updated_at": now}
+            for it in items
+        ]  # fmt: skip
+        for i in range(0, len(rows), 500):
+            MemoryItem.insert_many(rows[i : i + 500]).on_conflict(
+                conflict_target=[MemoryItem.namespace, MemoryItem.item_id],
+                update={
+                    MemoryItem.text: peewee.EXCLUDED.text,
+                    MemoryItem.metadata: peewee.EXCLUDED.metadata,
+                    MemoryItem.vector: peewee.EXCLUDED.vector,
+                    MemoryItem.code: peewee.EXCLUDED.code,
+                    MemoryItem.expires_at: peewee.EXCLUDED.expires_at,
+                    MemoryItem.version: peewee.EXCLUDED.version,
+                    MemoryItem.deleted: False,
+                    MemoryItem.updated_at: peewee.EXCLUDED.updated_at,
+                },
+            ).execute()
 
     @translate_errors
     def memory_items(self, tenant: str) -> int:
         """Live items of every namespace of the tenant (for the per-tenant cap)."""
-        mine = MemoryNamespace.select(MemoryNamespace.id).where(MemoryNamespace.tenant == tenant)
-        return int(MemoryItem.select().where(MemoryItem.namespace.in_(mine) & _LIVE).count())
+        n = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar()
+        return int(n or 0)
 
     @translate_errors
-    def changes_since(self, ns_id: str, version: int, limit: int = 50_000) -> list[MemoryRow]:
+    def live_items(self, ns_id: str) -> int:
+        """Live items of one namespace (expired ones not yet purged included)."""
+        return int(MemoryItem.select().where((MemoryItem.namespace == ns_id) & _LIVE).count())
+
+    @translate_errors
+    def changes_since(self, ns_id: str, version: int, limit: int = 50_000, text: bool = False) -> list[MemoryRow]:
         """Changes after ``version``, oldest first, at most ``limit`` rows (whole versions may be cut:
-        a reader goes on from the last version it fully saw)."""
+        a reader goes on from the last version it fully saw); ``text``: with the items' text."""
         q = (
             MemoryItem.select(
-                MemoryItem.item_id, MemoryItem.metadata, MemoryItem.vector, MemoryItem.expires_at,
-                MemoryItem.version, MemoryItem.deleted,
+                MemoryItem.item_id, MemoryItem.text if text else peewee.Value(None), MemoryItem.metadata,
+                MemoryItem.vector, MemoryItem.expires_at, MemoryItem.version, MemoryItem.deleted,
             )
             .where((MemoryItem.namespace == ns_id) & (MemoryItem.version > version))
             .order_by(MemoryItem.version)
@@ -168,7 +255,7 @@ class MemoryQueries:
             .tuples()
         )  # fmt: skip
         cursor = q.iterator() if is_postgres(self.db) else q
-        return [MemoryRow(i, None, loads(m), bytes(v), e, ver, bool(d)) for i, m, v, e, ver, d in cursor]
+        return [MemoryRow(i, t, loads(m), bytes(v), e, ver, bool(d)) for i, t, m, v, e, ver, d in cursor]
 
     @translate_errors
     def item(self, ns_id: str, item_id: str) -> MemoryRow:
@@ -207,10 +294,11 @@ class MemoryQueries:
                 raise NotFound(f"no memory namespace {name!r}")
             version = self._bump(ns_id)
             n = (
-                MemoryItem.update(deleted=True, version=version, updated_at=now, text=None, metadata=None)
+                MemoryItem.update(deleted=True, version=version, updated_at=now, text=None, metadata=None, code=None)
                 .where((MemoryItem.namespace == ns_id) & (MemoryItem.item_id == item_id) & _LIVE)
                 .execute()
             )
+            self._count(tenant, -n)
         return bool(n)
 
     @translate_errors
@@ -219,4 +307,137 @@ class MemoryQueries:
         with self.db.atomic():
             if MemoryNamespace.delete().where(MemoryNamespace.id == ns_id).execute() == 0:
                 raise NotFound(f"no memory namespace {name!r}")
+            live = MemoryItem.select().where((MemoryItem.namespace == ns_id) & _LIVE).count()
+            self._count(tenant, -live)
             return int(MemoryItem.delete().where(MemoryItem.namespace == ns_id).execute())
+
+    # -- bulk reads for a cold load --------------------------------------------------------------
+    @translate_errors
+    def load_plan(self, ns_id: str, upto: int, rows: int = 65_536) -> list[tuple[int, int, int]]:
+        """Version ranges ``(after, upto, items)`` covering the live items of versions ``<= upto``,
+        each of about ``rows`` items (whole versions): the chunks of a cold load. Rows of one write
+        share a version and sit together on disk, so a range is a cheap index scan and needs no sort."""
+        counts = (
+            MemoryItem.select(MemoryItem.version, peewee.fn.COUNT(MemoryItem.item_id))
+            .where((MemoryItem.namespace == ns_id) & _LIVE & (MemoryItem.version <= upto))
+            .group_by(MemoryItem.version)
+            .order_by(MemoryItem.version)
+            .tuples()
+        )
+        plan: list[tuple[int, int, int]] = []
+        after, size, last = 0, 0, 0
+        for version, n in counts:
+            size, last = size + int(n), int(version)
+            if size >= rows:
+                plan.append((after, last, size))
+                after, size = last, 0
+        if size:
+            plan.append((after, last, size))
+        return plan
+
+    @translate_errors
+    def load_chunk(self, ns_id: str, after: int, upto: int, column: str = "code") -> LoadChunk:
+        """The live items of versions in ``(after, upto]`` with a stored ``column`` (``"code"`` or ``"vector"``).
+
+        On PostgreSQL the server concatenates the chunk's columns and sends them as one row of
+        ``COPY ... (FORMAT binary)``: a million items are a few dozen round trips of raw bytes, no
+        per-row objects on either side (row-by-row reading took 79 s for 1M x 384)."""
+        if column not in ("code", "vector"):
+            raise ValueError(f"column must be 'code' or 'vector', got {column!r}")
+        if not is_postgres(self.db):
+            return self._load_chunk_rows(ns_id, after, upto, column)
+        cur = self.db.cursor()
+        inner = cur.mogrify(
+            f"SELECT item_id, {column} AS blob, metadata, expires_at FROM ab_memory_items "
+            f"WHERE namespace = %s AND version > %s AND version <= %s AND NOT deleted AND {column} IS NOT NULL",
+            (ns_id, after, upto),
+        ).decode()
+        sql = (
+            "COPY (SELECT string_agg(int4send(octet_length(item_id)) || convert_to(item_id, 'UTF8'), ''::bytea), "
+            "string_agg(blob, ''::bytea), string_agg(coalesce(metadata, ''), E'\\x1e'), "
+            f"string_agg(float8send(coalesce(expires_at, 'Infinity'::float8)), ''::bytea) FROM ({inner}) s) "
+            "TO STDOUT (FORMAT binary)"
+        )
+        out = io.BytesIO()
+        cur.copy_expert(sql, out)
+        ids_raw, blobs, metas, expires = _binary_copy_row(out.getbuffer())
+        if ids_raw is None:
+            return LoadChunk([], b"", [], b"")
+        meta_text = (metas or b"").decode()
+        return LoadChunk(
+            _length_prefixed(ids_raw), blobs or b"", [m or None for m in meta_text.split("\x1e")], expires or b""
+        )
+
+    def _load_chunk_rows(self, ns_id: str, after: int, upto: int, column: str) -> LoadChunk:
+        field = MemoryItem.code if column == "code" else MemoryItem.vector
+        rows = list(
+            MemoryItem.select(MemoryItem.item_id, field, MemoryItem.metadata, MemoryItem.expires_at)
+            .where(
+                (MemoryItem.namespace == ns_id) & (MemoryItem.version > after) & (MemoryItem.version <= upto)
+                & _LIVE & field.is_null(False)
+            )
+            .tuples()
+        )  # fmt: skip
+        expires = struct.pack(f">{len(rows)}d", *(float("inf") if r[3] is None else r[3] for r in rows))
+        return LoadChunk([r[0] for r in rows], b"".join(bytes(r[1]) for r in rows), [r[2] for r in rows], expires)
+
+    @translate_errors
+    def uncoded(self, ns_id: str, upto: int) -> list[MemoryRow]:
+        """Live items stored before codes were (migration 0008): a loader quantises these itself."""
+        q = MemoryItem.select(
+            MemoryItem.item_id, MemoryItem.metadata, MemoryItem.vector, MemoryItem.expires_at, MemoryItem.version
+        ).where((MemoryItem.namespace == ns_id) & _LIVE & MemoryItem.code.is_null() & (MemoryItem.version <= upto))
+        return [MemoryRow(i, None, loads(m), bytes(v), e, ver, False) for i, m, v, e, ver in q.tuples()]
+
+    @translate_errors
+    def stored_vectors(self, ns_id: str, item_ids: Sequence[str]) -> dict[str, bytes]:
+        """The float32 vectors of ``item_ids`` as stored, deleted rows included: the exact re-rank of
+        an int8-only index, whose candidates may have been deleted since its last refresh."""
+        if not item_ids:
+            return {}
+        if is_postgres(self.db):
+            cur = self.db.execute_sql(
+                "SELECT item_id, vector FROM ab_memory_items WHERE namespace = %s AND item_id = ANY(%s)",
+                (ns_id, list(item_ids)),
+            )
+            return {i: bytes(v) for i, v in cur.fetchall()}
+        q = MemoryItem.select(MemoryItem.item_id, MemoryItem.vector).where(
+            (MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(list(item_ids))
+        )
+        return {i: bytes(v) for i, v in q.tuples()}
+
+    @translate_errors
+    def all_texts(self, ns_id: str) -> list[tuple[str, str]]:
+        """``(item_id, text)`` of the namespace's live items that have text (for a keyword index)."""
+        q = MemoryItem.select(MemoryItem.item_id, MemoryItem.text).where(
+            (MemoryItem.namespace == ns_id) & _LIVE & MemoryItem.text.is_null(False)
+        )
+        cursor = q.tuples().iterator() if is_postgres(self.db) else q.tuples()
+        return list(cursor)
+
+
+def _binary_copy_row(buf: memoryview) -> list[bytes | None]:
+    """The fields of the single row of a ``COPY ... (FORMAT binary)`` stream."""
+    pos = 11 + 4  # signature, flags
+    pos += 4 + int.from_bytes(buf[pos : pos + 4], "big")  # header extension
+    count = int.from_bytes(buf[pos : pos + 2], "big", signed=True)
+    pos += 2
+    fields: list[bytes | None] = []
+    for _ in range(max(count, 0)):
+        size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+        pos += 4
+        if size < 0:
+            fields.append(None)
+        else:
+            fields.append(bytes(buf[pos : pos + size]))
+            pos += size
+    return fields
+
+
+def _length_prefixed(raw: bytes) -> list[str]:
+    out, pos, end = [], 0, len(raw)
+    while pos < end:
+        size = int.from_bytes(raw[pos : pos + 4], "big")
+        out.append(raw[pos + 4 : pos + 4 + size].decode())
+        pos += 4 + size
+    return out
