@@ -236,3 +236,14 @@ def test_hybrid_search_needs_text_and_modes_are_checked(store: Store) -> None:
         svc.search("t1", "notes", vector=[0.1] * 384, mode="hybrid")
     with pytest.raises(InvalidInput):
         svc.search("t1", "notes", q="refund", mode="keyword")
+
+
+def test_text_and_metadata_round_trip_through_the_bulk_insert(store: Store) -> None:
+    odd = "tab\there\nnew line \\N back\\slash \r é 日本 \x1e\x1f 🙂"
+    svc = MemoryService(store)
+    svc.store_items("t1", "odd", [{"id": "x\ty\\N", "text": odd, "metadata": {"k\n": odd, "n": None}, "ttl": 3600}])
+    item = svc.get_item("t1", "odd", "x\ty\\N")
+    assert item["text"] == odd and item["metadata"] == {"k\n": odd, "n": None} and item["expires_at"] > 0
+    lean = MemoryService(store, budget=1)  # loads ids and metadata from the aggregated chunks
+    hit = lean.search("t1", "odd", q=odd, k=1)[0]
+    assert hit["id"] == "x\ty\\N" and hit["metadata"] == {"k\n": odd, "n": None}
