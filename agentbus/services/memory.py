@@ -258,10 +258,15 @@ class MemoryService:
                 cached = self._cache[ns.id] = _Cached(ns.generation)
             self._cache.move_to_end(ns.id)
         with cached.lock:  # this namespace only: searches of the others go on meanwhile
-            if cached.index is None:
-                self._load(ns, cached)
-            else:
-                self._refresh(ns, cached)
+            try:
+                if cached.index is None:
+                    self._load(ns, cached)
+                else:
+                    self._refresh(ns, cached)
+            except BaseException:
+                if cached.index is None:
+                    self._charge(ns.id, cached, 0)  # a failed load holds no memory; the next search retries
+                raise
             if keywords and cached.keywords is None:
                 cached.keywords = KeywordIndex()
                 for item_id, text in self.store.all_texts(ns.id):

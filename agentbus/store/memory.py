@@ -185,14 +185,23 @@ class MemoryQueries:
             self._upsert(ns_id, again, version, now)
         return ns
 
+    def _by_ids(self, ns_id: str, item_ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
+        """``(item_id, *columns)`` of those of ``item_ids`` that have a row, one unique-index probe each.
+
+        Written as a lateral lookup per id because ``item_id = ANY(...)`` lets the planner, whose
+        statistics lag a bulk load, scan the whole namespace by its version index instead: 1.3 s a
+        batch at 500k items, growing with every batch."""
+        cur = self.db.execute_sql(
+            f"SELECT u.id, i.* FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
+            f"(SELECT {columns} FROM ab_memory_items WHERE namespace = %s AND item_id = u.id) i",
+            (list(item_ids), ns_id),
+        )
+        return list(cur.fetchall())
+
     def _present(self, ns_id: str, item_ids: list[str]) -> dict[str, bool]:
         """``{item_id: deleted}`` of those of ``item_ids`` that have a row (live or tombstone)."""
         if is_postgres(self.db):
-            cur = self.db.execute_sql(
-                "SELECT item_id, deleted FROM ab_memory_items WHERE namespace = %s AND item_id = ANY(%s)",
-                (ns_id, item_ids),
-            )
-            return dict(cur.fetchall())
+            return dict(self._by_ids(ns_id, item_ids, "deleted"))
         present: dict[str, bool] = {}
         for i in range(0, len(item_ids), 500):  # SQLite's limit on bound parameters
             q = MemoryItem.select(MemoryItem.item_id, MemoryItem.deleted).where(
@@ -280,6 +289,8 @@ class MemoryQueries:
     def texts(self, ns_id: str, item_ids: Sequence[str]) -> dict[str, str | None]:
         if not item_ids:
             return {}
+        if is_postgres(self.db):
+            return {i: t for i, t, _ in self._by_ids(ns_id, item_ids, "text, deleted")}
         q = (
             MemoryItem.select(MemoryItem.item_id, MemoryItem.text)
             .where((MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(list(item_ids)))
@@ -289,6 +300,8 @@ class MemoryQueries:
 
     @translate_errors
     def vectors_of(self, ns_id: str, item_ids: Sequence[str]) -> dict[str, bytes]:
+        if is_postgres(self.db):
+            return {i: bytes(v) for i, v, d in self._by_ids(ns_id, item_ids, "vector, deleted") if not d}
         q = (
             MemoryItem.select(MemoryItem.item_id, MemoryItem.vector)
             .where((MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(list(item_ids)) & _LIVE)
@@ -407,11 +420,7 @@ class MemoryQueries:
         if not item_ids:
             return {}
         if is_postgres(self.db):
-            cur = self.db.execute_sql(
-                "SELECT item_id, vector FROM ab_memory_items WHERE namespace = %s AND item_id = ANY(%s)",
-                (ns_id, list(item_ids)),
-            )
-            return {i: bytes(v) for i, v in cur.fetchall()}
+            return {i: bytes(v) for i, v, _ in self._by_ids(ns_id, item_ids, "vector, deleted")}
         q = MemoryItem.select(MemoryItem.item_id, MemoryItem.vector).where(
             (MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(list(item_ids))
         )
