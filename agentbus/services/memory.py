@@ -277,8 +277,7 @@ class MemoryService:
     def _load(self, ns: NamespaceRecord, cached: _Cached) -> None:
         """A cold load: the namespace's rows in large chunks (codes only, when int8-only)."""
         version = ns.version  # every change after it is re-applied by the next refresh (idempotent)
-        plan = self.store.load_plan(ns.id, version, LOAD_CHUNK)
-        count = sum(n for _, _, n in plan)
+        count = ns.items
         full = count * (ns.dim * 3 + 4 + 13 + ITEM_OVERHEAD)
         with self._lock:
             free = self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns.id)
@@ -291,7 +290,7 @@ class MemoryService:
         self._charge(ns.id, cached, count * (ns.dim + 4 + 13 + ITEM_OVERHEAD) if column == "code" else full)
         index.reserve(count + count // 16 + 8)
         parsed: dict[str, Any] = {}  # items often share their metadata: one dict for each distinct text
-        for after, upto, _ in plan:
+        for after, upto in self.store.load_plan(ns.id, version, LOAD_CHUNK):
             chunk = self.store.load_chunk(ns.id, after, upto, column)
             metas = [_shared_json(m, parsed) for m in chunk.metadata]
             expires = np.frombuffer(chunk.expires, ">f8").astype(np.float64)

@@ -29,6 +29,7 @@ class NamespaceRecord:
     version: int
     generation: str
     created_at: float
+    items: int = 0  # live items (expired ones not yet purged included)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ _LIVE = MemoryItem.deleted == False  # noqa: E712 - peewee builds SQL from the c
 
 
 def _ns(r: MemoryNamespace) -> NamespaceRecord:
-    return NamespaceRecord(r.id, r.tenant, r.name, r.dim, r.embedder, r.version, r.generation, r.created_at)
+    return NamespaceRecord(r.id, r.tenant, r.name, r.dim, r.embedder, r.version, r.generation, r.created_at, r.items)
 
 
 def namespace_id(tenant: str, name: str) -> str:
@@ -175,7 +176,10 @@ class MemoryQueries:
                     [{"loc": ["items", "vector"], "msg": f"expected dimension {ns.dim}"}],
                 )
             present = self._present(ns_id, [it.item_id for it in batch])
-            self._count(tenant, sum(1 for it in batch if present.get(it.item_id, True)), max_items)
+            added = sum(1 for it in batch if present.get(it.item_id, True))
+            self._count(tenant, added, max_items)
+            if added:
+                MemoryNamespace.update(items=MemoryNamespace.items + added).where(MemoryNamespace.id == ns_id).execute()
             fresh = [it for it in batch if it.item_id not in present]
             again = [it for it in batch if it.item_id in present]
             if fresh and is_postgres(self.db):
@@ -183,7 +187,7 @@ class MemoryQueries:
             else:
                 again = batch if not is_postgres(self.db) else again
             self._upsert(ns_id, again, version, now)
-        return ns
+        return _ns(MemoryNamespace.get_by_id(ns_id))
 
     def _by_ids(self, ns_id: str, item_ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
         """``(item_id, *columns)`` of those of ``item_ids`` that have a row, one unique-index probe each.
@@ -256,11 +260,6 @@ class MemoryQueries:
         return int(n or 0)
 
     @translate_errors
-    def live_items(self, ns_id: str) -> int:
-        """Live items of one namespace (expired ones not yet purged included)."""
-        return int(MemoryItem.select().where((MemoryItem.namespace == ns_id) & _LIVE).count())
-
-    @translate_errors
     def changes_since(self, ns_id: str, version: int, limit: int = 50_000, text: bool = False) -> list[MemoryRow]:
         """Changes after ``version``, oldest first, at most ``limit`` rows (whole versions may be cut:
         a reader goes on from the last version it fully saw); ``text``: with the items' text."""
@@ -323,6 +322,8 @@ class MemoryQueries:
                 .execute()
             )
             self._count(tenant, -n)
+            if n:
+                MemoryNamespace.update(items=MemoryNamespace.items - n).where(MemoryNamespace.id == ns_id).execute()
         return bool(n)
 
     @translate_errors
@@ -337,27 +338,28 @@ class MemoryQueries:
 
     # -- bulk reads for a cold load --------------------------------------------------------------
     @translate_errors
-    def load_plan(self, ns_id: str, upto: int, rows: int = 65_536) -> list[tuple[int, int, int]]:
-        """Version ranges ``(after, upto, items)`` covering the live items of versions ``<= upto``,
-        each of about ``rows`` items (whole versions): the chunks of a cold load. Rows of one write
-        share a version and sit together on disk, so a range is a cheap index scan and needs no sort."""
-        counts = (
-            MemoryItem.select(MemoryItem.version, peewee.fn.COUNT(MemoryItem.item_id))
-            .where((MemoryItem.namespace == ns_id) & _LIVE & (MemoryItem.version <= upto))
-            .group_by(MemoryItem.version)
-            .order_by(MemoryItem.version)
-            .tuples()
-        )
-        plan: list[tuple[int, int, int]] = []
-        after, size, last = 0, 0, 0
-        for version, n in counts:
-            size, last = size + int(n), int(version)
-            if size >= rows:
-                plan.append((after, last, size))
-                after, size = last, 0
-        if size:
-            plan.append((after, last, size))
-        return plan
+    def load_plan(self, ns_id: str, upto: int, rows: int = 65_536) -> list[tuple[int, int]]:
+        """Version ranges ``(after, upto]`` of about ``rows`` items each (whole versions) covering
+        versions ``<= upto``: the chunks of a cold load. Rows of one write share a version and sit
+        together on disk, so a chunk is an index range scan with no sort; each boundary is one probe
+        ``rows`` entries along the (namespace, version) index, not a count of the whole namespace."""
+        plan: list[tuple[int, int]] = []
+        after = 0
+        while True:
+            cut = (
+                MemoryItem.select(MemoryItem.version)
+                .where((MemoryItem.namespace == ns_id) & (MemoryItem.version > after) & (MemoryItem.version <= upto))
+                .order_by(MemoryItem.version)
+                .offset(rows)
+                .limit(1)
+                .scalar()
+            )
+            if cut is None:
+                plan.append((after, upto))
+                return plan
+            end = cut if cut == after + 1 else cut - 1  # a version with more than ``rows`` items is one chunk
+            plan.append((after, end))
+            after = end
 
     @translate_errors
     def load_chunk(self, ns_id: str, after: int, upto: int, column: str = "code") -> LoadChunk:
@@ -377,7 +379,7 @@ class MemoryQueries:
             (ns_id, after, upto),
         ).decode()
         sql = (
-            "COPY (SELECT string_agg(int4send(octet_length(item_id)) || convert_to(item_id, 'UTF8'), ''::bytea), "
+            "COPY (SELECT string_agg(convert_to(item_id, 'UTF8') || '\\x00'::bytea, ''::bytea), "
             "string_agg(blob, ''::bytea), string_agg(coalesce(metadata, ''), E'\\x1e'), "
             f"string_agg(float8send(coalesce(expires_at, 'Infinity'::float8)), ''::bytea) FROM ({inner}) s) "
             "TO STDOUT (FORMAT binary)"
@@ -388,9 +390,8 @@ class MemoryQueries:
         if ids_raw is None:
             return LoadChunk([], b"", [], b"")
         meta_text = (metas or b"").decode()
-        return LoadChunk(
-            _length_prefixed(ids_raw), blobs or b"", [m or None for m in meta_text.split("\x1e")], expires or b""
-        )
+        ids = ids_raw.decode().split("\x00")[:-1]  # NUL ends each id: no text can hold one
+        return LoadChunk(ids, blobs or b"", [m or None for m in meta_text.split("\x1e")], expires or b"")
 
     def _load_chunk_rows(self, ns_id: str, after: int, upto: int, column: str) -> LoadChunk:
         field = MemoryItem.code if column == "code" else MemoryItem.vector
@@ -452,12 +453,3 @@ def _binary_copy_row(buf: memoryview) -> list[bytes | None]:
             fields.append(bytes(buf[pos : pos + size]))
             pos += size
     return fields
-
-
-def _length_prefixed(raw: bytes) -> list[str]:
-    out, pos, end = [], 0, len(raw)
-    while pos < end:
-        size = int.from_bytes(raw[pos : pos + 4], "big")
-        out.append(raw[pos + 4 : pos + 4 + size].decode())
-        pos += 4 + size
-    return out

@@ -172,6 +172,7 @@ class MemoryNamespace(BaseModel):
     version = IntegerField(default=0)
     generation = CharField(max_length=40)
     created_at = DoubleField()
+    items = IntegerField(default=0)  # live items (not deleted), kept by the writers under the row's lock
 
     class Meta:
         table_name = "ab_memory_namespaces"

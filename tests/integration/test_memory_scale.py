@@ -44,13 +44,17 @@ def _run_all(work: Callable[[int], None], threads: int) -> list[BaseException]:
     return errors
 
 
+# One Store per process, as in the roles: its pool gives each thread its own connection, so the
+# threads are concurrent transactions (peewee binds the models to one database per process).
+
+
 def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
-    # eight replicas, each storing 4 batches of 5 new items in namespaces of one tenant: 160 asked, cap 50
-    stores = [Store.from_url(pg_url) for _ in range(8)]
+    # eight replicas' caches, each storing 4 batches of 5 new items in namespaces of one tenant: 160 asked, cap 50
+    store = Store.from_url(pg_url)
     try:
 
         def work(n: int) -> None:
-            svc = MemoryService(stores[n], max_items=50)
+            svc = MemoryService(store, max_items=50)
             for b in range(4):
                 try:
                     svc.store_items("t1", f"ns{n % 3}", _items(f"w{n}b{b}-", _vectors(5, seed=n * 10 + b)))
@@ -58,22 +62,21 @@ def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
                     pass
 
         assert _run_all(work, 8) == []
-        svc = MemoryService(stores[0], max_items=50)
-        assert sum(ns["items"] for ns in svc.namespaces("t1")) == 50 == stores[0].memory_items("t1")
+        svc = MemoryService(store, max_items=50)
+        assert sum(ns["items"] for ns in svc.namespaces("t1")) == 50 == store.memory_items("t1")
         svc.delete_item("t1", "ns0", next(iter(svc.search("t1", "ns0", vector=[1.0] * 32, k=1)))["id"])
         svc.store_items("t1", "ns0", [{"id": "again", "vector": [1.0] * 32}])  # a delete frees its place
         with pytest.raises(RateLimited):
             svc.store_items("t1", "ns0", [{"id": "over", "vector": [1.0] * 32}])
         svc.store_items("t1", "ns0", [{"id": "again", "vector": [0.5] * 32}])  # replacing adds nothing
     finally:
-        for s in stores:
-            s.close()
+        store.close()
 
 
 def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url: str) -> None:
-    stores = [Store.from_url(pg_url) for _ in range(5)]
+    store = Store.from_url(pg_url)
     try:
-        reader = MemoryService(stores[4])
+        reader = MemoryService(store)
         reader.store_items("t1", "shared", [{"id": "seed", "vector": [1.0] * 32}])
         writing = [True]
 
@@ -82,7 +85,7 @@ def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url
                 while writing[0]:
                     reader.search("t1", "shared", vector=[1.0] * 32, k=5)
                 return
-            svc = MemoryService(stores[n])
+            svc = MemoryService(store)
             for b in range(10):
                 svc.store_items("t1", "shared", _items(f"w{n}b{b}-", _vectors(20, seed=n * 100 + b)))
             svc.store_items("t1", "shared", _items(f"w{n}b0-", _vectors(5, seed=n)))  # replaces, adds nothing
@@ -92,11 +95,10 @@ def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url
         assert _run_all(work, 5) == []
         hits = reader.search("t1", "shared", vector=[1.0] * 32, k=1000)
         assert len(hits) == 1 + 4 * 10 * 20  # every item, none twice
-        assert stores[0].memory_items("t1") == len(hits)
+        assert store.memory_items("t1") == len(hits)
         assert len({h["id"] for h in hits}) == len(hits)
     finally:
-        for s in stores:
-            s.close()
+        store.close()
 
 
 def test_a_namespace_over_the_budget_is_served_from_int8_codes_with_an_exact_rerank(store: Store) -> None:
