@@ -130,21 +130,30 @@ class MemoryQueries:
                 "UPDATE ab_memory_namespaces SET version = version + 1 WHERE id = %s RETURNING version", (ns_id,)
             )
             return int(cur.fetchone()[0])
-        MemoryNamespace.update(version=MemoryNamespace.version + 1).where(MemoryNamespace.id == ns_id).execute()
-        version: int = MemoryNamespace.select(MemoryNamespace.version).where(MemoryNamespace.id == ns_id).scalar()
+        this = MemoryNamespace.id == ns_id
+        MemoryNamespace.update(version=MemoryNamespace.version + 1).where(this).execute(self.db)
+        version: int = MemoryNamespace.select(MemoryNamespace.version).where(this).scalar(self.db)
         return version
+
+    def _ns_row(self, ns_id: str) -> NamespaceRecord:
+        # on self.db explicitly, as every statement of a write: peewee binds the models to the last
+        # database a Store opened, and a transaction spread over two connections waits on itself
+        return _ns(MemoryNamespace.select().where(MemoryNamespace.id == ns_id).get(self.db))
+
+    def _add_items(self, ns_id: str, delta: int) -> None:
+        MemoryNamespace.update(items=MemoryNamespace.items + delta).where(MemoryNamespace.id == ns_id).execute(self.db)
 
     def _count(self, tenant: str, delta: int, max_items: int | None = None) -> None:
         """Add ``delta`` live items to the tenant's counter, refusing to pass ``max_items``. The row
         lock it takes is held to the commit, so concurrent writers of a tenant see each other's counts."""
         if delta == 0:
             return
-        MemoryTenant.insert(tenant=tenant, items=0).on_conflict_ignore().execute()
+        MemoryTenant.insert(tenant=tenant, items=0).on_conflict_ignore().execute(self.db)
         ok = MemoryTenant.update(items=MemoryTenant.items + delta).where(MemoryTenant.tenant == tenant)
         if max_items is not None and delta > 0:
             ok = ok.where(MemoryTenant.items + delta <= max_items)
-        if ok.execute() == 0:
-            stored = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar()
+        if ok.execute(self.db) == 0:
+            stored = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar(self.db)
             raise RateLimited(f"tenant {tenant!r} stores {stored} memory items, its cap is {max_items}", 60.0)
 
     @translate_errors
@@ -167,9 +176,9 @@ class MemoryQueries:
             MemoryNamespace.insert(
                 id=ns_id, tenant=tenant, name=name, dim=dim, embedder=embedder, version=0,
                 generation=uuid.uuid4().hex, created_at=now,
-            ).on_conflict_ignore().execute()  # fmt: skip
+            ).on_conflict_ignore().execute(self.db)  # fmt: skip
             version = self._bump(ns_id)  # holds the namespace's row lock to the commit
-            ns = _ns(MemoryNamespace.get_by_id(ns_id))
+            ns = self._ns_row(ns_id)
             if ns.dim != dim:
                 raise ValidationFailed(
                     f"vectors of namespace {name!r} have dimension {ns.dim}, these have {dim}",
@@ -179,7 +188,7 @@ class MemoryQueries:
             added = sum(1 for it in batch if present.get(it.item_id, True))
             self._count(tenant, added, max_items)
             if added:
-                MemoryNamespace.update(items=MemoryNamespace.items + added).where(MemoryNamespace.id == ns_id).execute()
+                self._add_items(ns_id, added)
             fresh = [it for it in batch if it.item_id not in present]
             again = [it for it in batch if it.item_id in present]
             if fresh and is_postgres(self.db):
@@ -187,7 +196,7 @@ class MemoryQueries:
             else:
                 again = batch if not is_postgres(self.db) else again
             self._upsert(ns_id, again, version, now)
-        return _ns(MemoryNamespace.get_by_id(ns_id))
+            return self._ns_row(ns_id)
 
     def _by_ids(self, ns_id: str, item_ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
         """``(item_id, *columns)`` of those of ``item_ids`` that have a row, one unique-index probe each.
@@ -211,7 +220,7 @@ class MemoryQueries:
             q = MemoryItem.select(MemoryItem.item_id, MemoryItem.deleted).where(
                 (MemoryItem.namespace == ns_id) & MemoryItem.item_id.in_(item_ids[i : i + 500])
             )
-            present.update((item_id, bool(d)) for item_id, d in q.tuples())
+            present.update((item_id, bool(d)) for item_id, d in q.tuples().execute(self.db))
         return present
 
     def _copy_in(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
@@ -251,12 +260,12 @@ class MemoryQueries:
                     MemoryItem.deleted: False,
                     MemoryItem.updated_at: peewee.EXCLUDED.updated_at,
                 },
-            ).execute()
+            ).execute(self.db)
 
     @translate_errors
     def memory_items(self, tenant: str) -> int:
         """Live items of every namespace of the tenant (for the per-tenant cap)."""
-        n = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar()
+        n = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar(self.db)
         return int(n or 0)
 
     @translate_errors
@@ -313,28 +322,28 @@ class MemoryQueries:
         ns_id = namespace_id(tenant, name)
         now = time.time()
         with self.db.atomic():
-            if MemoryNamespace.get_or_none(MemoryNamespace.id == ns_id) is None:
+            if not MemoryNamespace.select().where(MemoryNamespace.id == ns_id).exists(self.db):
                 raise NotFound(f"no memory namespace {name!r}")
             version = self._bump(ns_id)
             n = (
                 MemoryItem.update(deleted=True, version=version, updated_at=now, text=None, metadata=None, code=None)
                 .where((MemoryItem.namespace == ns_id) & (MemoryItem.item_id == item_id) & _LIVE)
-                .execute()
+                .execute(self.db)
             )
             self._count(tenant, -n)
             if n:
-                MemoryNamespace.update(items=MemoryNamespace.items - n).where(MemoryNamespace.id == ns_id).execute()
+                self._add_items(ns_id, -n)
         return bool(n)
 
     @translate_errors
     def delete_namespace(self, tenant: str, name: str) -> int:
         ns_id = namespace_id(tenant, name)
         with self.db.atomic():
-            if MemoryNamespace.delete().where(MemoryNamespace.id == ns_id).execute() == 0:
+            if MemoryNamespace.delete().where(MemoryNamespace.id == ns_id).execute(self.db) == 0:
                 raise NotFound(f"no memory namespace {name!r}")
-            live = MemoryItem.select().where((MemoryItem.namespace == ns_id) & _LIVE).count()
+            live = MemoryItem.select().where((MemoryItem.namespace == ns_id) & _LIVE).count(self.db)
             self._count(tenant, -live)
-            return int(MemoryItem.delete().where(MemoryItem.namespace == ns_id).execute())
+            return int(MemoryItem.delete().where(MemoryItem.namespace == ns_id).execute(self.db))
 
     # -- bulk reads for a cold load --------------------------------------------------------------
     @translate_errors
