@@ -201,12 +201,12 @@ class MemoryQueries:
     def _by_ids(self, ns_id: str, item_ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
         """``(item_id, *columns)`` of those of ``item_ids`` that have a row, one unique-index probe each.
 
-        Written as a lateral lookup per id because ``item_id = ANY(...)`` lets the planner, whose
-        statistics lag a bulk load, scan the whole namespace by its version index instead: 1.3 s a
-        batch at 500k items, growing with every batch."""
+        Written as a lateral lookup per id, kept from being flattened into a join by its ``LIMIT``,
+        because with ``item_id = ANY(...)`` or a join the planner, whose statistics lag a bulk load,
+        scans the whole namespace instead: 1.3 s a batch at 500k items, growing with every batch."""
         cur = self.db.execute_sql(
             f"SELECT u.id, i.* FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
-            f"(SELECT {columns} FROM ab_memory_items WHERE namespace = %s AND item_id = u.id) i",
+            f"(SELECT {columns} FROM ab_memory_items WHERE namespace = %s AND item_id = u.id LIMIT 1) i",
             (list(item_ids), ns_id),
         )
         return list(cur.fetchall())
