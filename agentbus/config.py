@@ -57,6 +57,26 @@ def _cidrs(env: Mapping[str, str], key: str) -> tuple[str, ...]:
     return nets
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}  # fmt: skip
+
+
+def _size(env: Mapping[str, str], key: str, default: int) -> int:
+    """A size in bytes: ``805306368``, ``768MiB``, ``768M``, ``1GB``, ``0.75GiB``."""
+    raw = env.get(key, "").strip()
+    if raw == "":
+        return default
+    number = raw.rstrip("BbKkMmGgIi ")
+    unit = raw[len(number) :].strip().lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{key} must be a size such as 805306368, 768MiB or 1GB, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a size of 0 or more bytes, got {raw!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///.agentbus/agentbus.db"
@@ -121,6 +141,7 @@ class Settings:
     embedder: str = "hash"
     memory_max_batch: int = 1000
     max_memory_items: int = 1_000_000
+    memory_budget: int = 640 << 20  # bytes of vector caches a replica holds (fits a 1 GB replica)
     # webhooks
     webhook_allow_private: bool = False
     webhook_secret: str = ""
@@ -187,6 +208,7 @@ class Settings:
             embedder=env.get("AGENTBUS_EMBEDDER", d.embedder),
             memory_max_batch=_int(env, "AGENTBUS_MEMORY_MAX_BATCH", d.memory_max_batch),
             max_memory_items=_int(env, "AGENTBUS_MAX_MEMORY_ITEMS", d.max_memory_items),
+            memory_budget=_size(env, "AGENTBUS_MEMORY_BUDGET", d.memory_budget),
             webhook_allow_private=env.get("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             webhook_secret=env.get("AGENTBUS_WEBHOOK_SECRET", ""),
             retention_s=_age(env, "AGENTBUS_RETENTION", d.retention_s),

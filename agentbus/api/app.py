@@ -98,7 +98,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     web.state.agentbus = state
     web.state.status = status.Sources(conn)
     web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
-    web.state.memory = MemoryService(db, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
+    web.state.memory = MemoryService.from_settings(db, settings)
     return web
 
 

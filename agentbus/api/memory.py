@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,8 @@ class SearchMemory(Body):
     vector: list[float] | None = None
     k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = None
+    # hybrid: BM25 over the items' text fused with the vector ranking (reciprocal rank fusion)
+    mode: Literal["vector", "hybrid"] = "vector"
 
 
 def _service(request: Request) -> MemoryService:
@@ -50,14 +52,15 @@ async def store(request: Request) -> JSONResponse:
 
 async def search_get(request: Request) -> JSONResponse:
     q = request.query_params
-    unknown = set(q) - {"namespace", "q", "k", "filter"}
+    unknown = set(q) - {"namespace", "q", "k", "filter", "mode"}
     if unknown:
         raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))}")
     raw_k = q.get("k", "10")
     if not (raw_k.lstrip("-").isdigit() and raw_k.isascii() and len(raw_k) <= 6):  # "²" is a digit to isdigit
         raise InvalidInput(f"k must be a whole number from 1 to 1000, got {raw_k!r}")
     flt = _filter_param(request, q["filter"]) if "filter" in q else None
-    body = parse(SearchMemory, {"namespace": q.get("namespace", ""), "q": q.get("q"), "k": int(raw_k), "filter": flt})
+    given = {"namespace": q.get("namespace", ""), "q": q.get("q"), "k": int(raw_k), "filter": flt}
+    body = parse(SearchMemory, {**given, "mode": q.get("mode", "vector")})
     return await _search(request, body)
 
 
@@ -75,10 +78,9 @@ async def search_post(request: Request) -> JSONResponse:
 
 
 async def _search(request: Request, body: SearchMemory) -> JSONResponse:
+    query: dict[str, Any] = {"q": body.q, "vector": body.vector, "k": body.k, "filter": body.filter}
     hits = await run_in_threadpool(
-        lambda: _service(request).search(
-            tenant_of(request), body.namespace, q=body.q, vector=body.vector, k=body.k, filter=body.filter
-        )
+        lambda: _service(request).search(tenant_of(request), body.namespace, mode=body.mode, **query)
     )
     return JSONResponse({"namespace": body.namespace, "hits": hits})
 

@@ -332,6 +332,12 @@ def document(app: App) -> dict[str, Any]:
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
                     {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     {"name": "filter", "in": "query", "schema": {"type": "string"}, "description": "JSON"},
+                    {
+                        "name": "mode",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["vector", "hybrid"], "default": "vector"},
+                        "description": "hybrid: BM25 over the text fused with the vector ranking (RRF)",
+                    },
                 ],
                 "responses": {"200": _resp("hits", hits), **_errors(400, 404, 422, 503)},
             },

@@ -211,8 +211,10 @@ class AsyncClient:
         vector: list[float] | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "vector",
     ) -> list[r.MemoryHit]:
-        return await self._send(p.memory_search(namespace, q, vector, k, filter))
+        """``mode="hybrid"``: keywords (BM25 over the text) fused with the vector ranking; needs ``q``."""
+        return await self._send(p.memory_search(namespace, q, vector, k, filter, mode))
 
     async def memory_get(self, namespace: str, item_id: str) -> r.MemoryItem:
         return await self._send(p.memory_get(namespace, item_id))

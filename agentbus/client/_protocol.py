@@ -143,9 +143,14 @@ def memory_store(namespace: str, items: list[Mapping[str, Any]]) -> Call[r.Store
 
 
 def memory_search(
-    namespace: str, q: str | None, vector: list[float] | None, k: int, filter: Mapping[str, Any] | None
+    namespace: str,
+    q: str | None,
+    vector: list[float] | None,
+    k: int,
+    filter: Mapping[str, Any] | None,
+    mode: str = "vector",
 ) -> Call[list[r.MemoryHit]]:
-    body = {"namespace": namespace, "k": k, **_params(q=q, vector=vector, filter=filter)}
+    body = {"namespace": namespace, "k": k, "mode": mode, **_params(q=q, vector=vector, filter=filter)}
     return Call(
         "POST", "/memory/search", lambda resp: [r.MemoryHit.from_json(h) for h in resp.json()["hits"]], json=body
     )

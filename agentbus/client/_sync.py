@@ -202,8 +202,10 @@ class Client:
         vector: list[float] | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "vector",
     ) -> list[r.MemoryHit]:
-        return self._send(p.memory_search(namespace, q, vector, k, filter))
+        """``mode="hybrid"``: keywords (BM25 over the text) fused with the vector ranking; needs ``q``."""
+        return self._send(p.memory_search(namespace, q, vector, k, filter, mode))
 
     def memory_get(self, namespace: str, item_id: str) -> r.MemoryItem:
         return self._send(p.memory_get(namespace, item_id))

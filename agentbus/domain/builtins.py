@@ -26,10 +26,11 @@ def register(app: App) -> None:
     @app.task(name="memory.search")
     def memory_search(
         ctx: Any, namespace: str, q: str | None = None, vector: list[float] | None = None, k: int = 10,
-        filter: dict[str, Any] | None = None,
+        filter: dict[str, Any] | None = None, mode: str = "vector",
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """The k items nearest the query text or vector: [{id, text, metadata, score}]."""
-        hits: list[dict[str, Any]] = ctx.memory.search(namespace, q=q, vector=vector, k=k, filter=filter)
+        """The k items nearest the query text or vector (``mode="hybrid"``: fused with BM25 over the
+        text): [{id, text, metadata, score}]."""
+        hits: list[dict[str, Any]] = ctx.memory.search(namespace, q=q, vector=vector, k=k, filter=filter, mode=mode)
         return hits
 
     @app.task(name="memory.knn_batch", device="gpu", fallback="cpu")
@@ -76,9 +77,12 @@ class AgentMemory:
 
     def search(
         self, namespace: str, q: str | None = None, vector: list[float] | None = None, k: int = 10,
-        filter: dict[str, Any] | None = None,
+        filter: dict[str, Any] | None = None, mode: str = "vector",
     ) -> list[dict[str, Any]]:  # fmt: skip
-        out: list[dict[str, Any]] = self._ctx.run("memory.search", namespace, q, vector, k, filter)
+        # mode travels only when it is not the default: a journal written before it existed replays
+        # the same step arguments
+        args = (namespace, q, vector, k, filter) + (() if mode == "vector" else (mode,))
+        out: list[dict[str, Any]] = self._ctx.run("memory.search", *args)
         return out
 
     def knn_batch(

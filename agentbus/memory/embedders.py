@@ -120,6 +120,14 @@ def _slot(feature: str, dim: int) -> tuple[int, float]:
     return h % dim, (1.0 if h >> 63 else -1.0)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _word_features(word: str) -> tuple[tuple[str, float], ...]:
+    """A word's unigram and character 3-gram features, in order (words repeat across texts: cached)."""
+    padded = f"<{word}>"
+    grams = (("c\x1f" + padded[i : i + 3], _CHARGRAM) for i in range(len(padded) - 2))
+    return (("w\x1f" + word, _UNIGRAM), *grams)
+
+
 def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
@@ -144,10 +152,7 @@ class HashEmbedder:
         content = [w for w in words if w not in _STOPWORDS] or words
         feats: Counter[tuple[str, float]] = Counter()
         for w in content:
-            feats["w\x1f" + w, _UNIGRAM] += 1
-            padded = f"<{w}>"
-            for i in range(len(padded) - 2):
-                feats["c\x1f" + padded[i : i + 3], _CHARGRAM] += 1
+            feats.update(_word_features(w))
         for a, b in itertools.pairwise(content):
             feats[f"b\x1f{a} {b}", _BIGRAM] += 1
         if not feats:  # no word characters at all: hash the raw text so it still gets a direction
@@ -155,10 +160,11 @@ class HashEmbedder:
         return feats
 
     def embed_one(self, text: str) -> np.ndarray:
-        vec = np.zeros(self.dim, np.float64)
+        acc = [0.0] * self.dim  # Python floats: the same float64 sums as a numpy array, far cheaper per add
         for (feature, weight), tf in self.features(text).items():
             bucket, sign = _slot(feature, self.dim)
-            vec[bucket] += sign * weight * (1.0 + math.log(tf))
+            acc[bucket] += sign * weight * (1.0 if tf == 1 else 1.0 + math.log(tf))
+        vec = np.array(acc, np.float64)
         norm = float(np.linalg.norm(vec))
         if norm == 0.0:  # features cancelled out exactly (vanishingly rare): any fixed direction will do
             vec[_slot("r\x1f" + text, self.dim)[0]] = norm = 1.0

@@ -178,6 +178,43 @@ class VectorIndex:
             tgt[j] = r
         return tgt
 
+    def add_codes(
+        self,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        scales: np.ndarray,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        expires_at: np.ndarray | None = None,
+    ) -> None:
+        """Add items already quantised (:func:`~agentbus.memory.storage.encode_codes` of their vectors):
+        the cold load of an int8-only index (``rerank="none"``), with no float32 read or requantisation.
+        ``codes`` ``(n, dim)`` uint8, ``scales`` ``(n,)``; ids already present are replaced."""
+        ids = list(ids)
+        m = len(ids)
+        if self._store.storage != "int8" or self._store.orig is not None:
+            raise ValueError("add_codes needs an index with storage='int8' and rerank='none'")
+        if codes.shape != (m, self.dim) or scales.shape != (m,) or len(set(ids)) != m:
+            raise MemoryInputError("add_codes: ids, codes (n, dim) and scales (n,) must match, ids unique")
+        metas: list[Mapping[str, Any] | None] = [None] * m if metadata is None else list(metadata)
+        exp = np.full(m, np.inf) if expires_at is None else np.asarray(expires_at, np.float64)
+        with self._lock:
+            present = self._rows.keys() & ids
+            if present:
+                self.delete_many(present)
+            tgt = self._assign_rows(ids, metas)
+            store = self._store
+            a = int(tgt[0]) if m else 0  # new ids are appended: one contiguous span
+            store.codes[a : a + m, : self.dim] = codes
+            store.codes[a : a + m, self.dim :] = 128
+            store.scales[a : a + m] = scales
+            store.alive[a : a + m] = 1
+            store.expires[a : a + m] = exp
+            self._expiring += int(np.isfinite(exp).sum())
+            if len(self._columns):
+                for j in range(m):
+                    self._columns.set_row(a + j, metas[j])
+            self.version += 1
+
     def delete(self, id: str) -> bool:
         """Remove one item; False if it was not there."""
         return self.delete_many([id]) == 1
@@ -257,6 +294,21 @@ class VectorIndex:
             exp = float(self._store.expires[r])
             return Item(id, self._store.vector(r), self._meta[r] or _EMPTY_META, None if exp == np.inf else exp)
 
+    def admits(
+        self, ids: Sequence[str], filter: Mapping[str, Any] | None = None, now: float | None = None
+    ) -> dict[str, Mapping[str, Any]]:
+        """Those of ``ids`` a search could return (present, not expired, matching ``filter``), with
+        their metadata: the same rule as :meth:`search`, for candidates found some other way."""
+        clauses = compile_filter(filter)
+        with self._lock:
+            mask = self._mask(clauses, now)
+            out: dict[str, Mapping[str, Any]] = {}
+            for i in ids:
+                r = self._rows.get(i)
+                if r is not None and (mask is None or mask[r]):
+                    out[i] = self._meta[r] or _EMPTY_META
+            return out
+
     def _mask(self, clauses: Sequence[Clause], now: float | None) -> np.ndarray | None:
         n = self._n
         if not (self._dead or self._expiring or clauses):
@@ -285,7 +337,10 @@ class VectorIndex:
             q = normalize_rows(q.copy())
         wanted = k if self._fetch is None else max(k * self.oversample, k + 24)
         with self._lock:
-            rows, scores = self._store.search(q, wanted, self._n, self._mask(clauses, now), self.oversample)
+            # with a fetch, ``wanted`` is the oversampled candidate list already: oversampling it again
+            # kept 8x more candidates per chunk than the re-rank reads, and slowed the scan
+            oversample = self.oversample if self._fetch is None else 1
+            rows, scores = self._store.search(q, wanted, self._n, self._mask(clauses, now), oversample)
             hits = [
                 [
                     Hit(self._ids[r] or "", float(s), self._meta[r] or _EMPTY_META)

@@ -16,9 +16,9 @@ import numpy as np
 from agentbus.memory import kernels_cpu
 from agentbus.memory.filters import MetadataColumns
 from agentbus.memory.items import Hit
-from agentbus.memory.validation import as_matrix, normalize_rows
+from agentbus.memory.validation import normalize_rows
 
-__all__ = ["RERANKS", "STORAGES", "FetchVectors", "RowStore", "rerank_fetched"]
+__all__ = ["RERANKS", "STORAGES", "FetchVectors", "RowStore", "decode_codes", "encode_codes", "rerank_fetched"]
 
 # fetch_vectors(ids) -> float32 (len(ids), dim): the originals of those items, e.g. read from PostgreSQL
 FetchVectors = Callable[[Sequence[str]], np.ndarray]
@@ -111,6 +111,31 @@ class RowStore:
         )
 
 
+def encode_codes(x: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Rows ``(n, 4 + dim)`` uint8: each row's float32 scale (little-endian) then its int8 codes + 128,
+    exactly what an int8 index computes for those vectors: the form a store keeps beside each vector
+    so that a replica loads int8 codes without reading (or quantising) the float32 vectors."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if normalize:
+        x = normalize_rows(x.copy())
+    n, d = x.shape
+    codes, scales = kernels_cpu.quantize(x)
+    out = np.empty((n, 4 + d), np.uint8)
+    out[:, :4] = scales.astype("<f4").view(np.uint8).reshape(n, 4)
+    out[:, 4:] = codes[:, :d]
+    return out
+
+
+def decode_codes(blob: bytes | memoryview, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes (n, dim) uint8, scales (n,) float32)`` of rows made by :func:`encode_codes`, concatenated."""
+    rows = np.frombuffer(blob, np.uint8)
+    if rows.size % (4 + dim):
+        raise ValueError(f"{rows.size} bytes are not whole rows of {4 + dim}")
+    rows = rows.reshape(-1, 4 + dim)
+    scales = np.ascontiguousarray(rows[:, :4]).view("<f4").reshape(-1).astype(np.float32)
+    return rows[:, 4:], scales
+
+
 def rerank_fetched(
     fetch: FetchVectors, q: np.ndarray, hits: list[list[Hit]], k: int, normalize: bool
 ) -> list[list[Hit]]:
@@ -118,10 +143,15 @@ def rerank_fetched(
     ids = list(dict.fromkeys(h.id for row in hits for h in row))
     if not ids:
         return [[] for _ in hits]
-    vecs = as_matrix(fetch(ids), q.shape[1])
+    vecs = np.array(fetch(ids), dtype=np.float32).reshape(len(ids), q.shape[1])
+    # a candidate the source no longer has (deleted since the index last heard) comes back all zeros
+    # or non-finite: it is dropped, never scored
+    known = np.isfinite(vecs).all(axis=1) & (vecs != 0).any(axis=1)
+    vecs[~known] = 1.0
     if normalize:
-        vecs = normalize_rows(vecs.copy())
+        vecs = normalize_rows(vecs)
     where = {i: n for n, i in enumerate(ids)}
+    hits = [[h for h in row if known[where[h.id]]] for row in hits]
     out = []
     for j, row in enumerate(hits):
         exact = vecs[[where[h.id] for h in row]] @ q[j] if row else np.zeros(0, np.float32)

@@ -4,16 +4,25 @@ Every search first reads the namespace's change counter (one indexed read), appl
 changes since the version this process has seen, then searches in memory. So an item
 stored or deleted through any replica is found (or gone) in the next search on every
 replica, and a cold process loads a namespace once, then follows it incrementally.
+
+The cache lives within a budget (``AGENTBUS_MEMORY_BUDGET``): a namespace that fits in what is
+left is held whole (int8 codes + float16 originals for the re-rank); one that does not is held
+as int8 codes only, re-ranked against the float32 vectors read from the store; if even that does
+not fit, the least recently searched namespaces are dropped. Each namespace loads under its own
+lock, so a cold load never stalls the searches of the others.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,21 +30,45 @@ import numpy as np
 from agentbus import memory
 from agentbus.domain.errors import InvalidInput, NotFound, PayloadTooLarge, ValidationFailed
 from agentbus.domain.jsonsafe import first_problem, text_problem
+from agentbus.memory.keywords import KeywordIndex, fuse
+from agentbus.memory.storage import decode_codes, encode_codes
 from agentbus.memory.validation import row_norms
 from agentbus.observability import metrics
 from agentbus.store import NamespaceRecord, NewItem, Store
 
+log = logging.getLogger(__name__)
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")
 MAX_TEXT = 100_000
 REFRESH_SLICE = 50_000
-COUNT_TTL_S = 10.0
+LOAD_CHUNK = 65_536
+DEFAULT_BUDGET = 640 << 20  # the vector caches of a 1 GB replica, leaving room for the process itself
+# Python-side cost of an item beyond its vector arrays: its id (str, dict entry, list slot) and
+# metadata; measured ~240 B for 1M short ids (docs/memory.md), so this errs on the safe side
+ITEM_OVERHEAD = 260
+MODES = ("vector", "hybrid")
+
+
+@dataclass(frozen=True)
+class CachedNamespace:
+    """A namespace in a replica's cache: ``tier`` is ``"full"`` (int8 + float16 in memory) or
+    ``"int8"`` (codes only, re-ranked from the store); ``nbytes`` what it is charged to the budget."""
+
+    namespace_id: str
+    tier: str
+    nbytes: int
+    items: int
 
 
 @dataclass
 class _Cached:
     generation: str
-    index: memory.VectorIndex
-    version: int
+    index: memory.VectorIndex | None = None
+    version: int = 0
+    tier: str = ""  # "full" (float16 re-rank in memory) or "int8" (re-rank from the store)
+    nbytes: int = 0
+    keywords: KeywordIndex | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _input_error(exc: Exception) -> ValidationFailed:
@@ -43,16 +76,32 @@ def _input_error(exc: Exception) -> ValidationFailed:
 
 
 class MemoryService:
-    def __init__(self, store: Store, embedder: str = "hash", max_batch: int = 1000, max_items: int = 1_000_000):
+    def __init__(
+        self,
+        store: Store,
+        embedder: str = "hash",
+        max_batch: int = 1000,
+        max_items: int = 1_000_000,
+        *,
+        budget: int = DEFAULT_BUDGET,
+    ):
         self.store = store
         self.embedder_name = embedder
         self._embedder: memory.Embedder | None = None
         self.max_batch = max_batch
         self.max_items = max_items
-        self._cache: dict[str, _Cached] = {}
-        self._lock = threading.Lock()
-        self._counts: dict[str, tuple[float, int]] = {}
-        metrics.watch_memory_index(lambda: sum(len(c.index) for c in list(self._cache.values())))
+        self.budget = budget
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()  # least recently searched first
+        self._lock = threading.Lock()  # guards the dict and the budget, never held during a load
+        metrics.watch_memory_index(
+            lambda: sum(len(c.index) for c in list(self._cache.values()) if c.index is not None)
+        )
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Any) -> MemoryService:
+        """The service an entry point builds from its :class:`~agentbus.config.Settings`."""
+        limits = (settings.memory_max_batch, settings.max_memory_items)
+        return cls(store, settings.embedder, *limits, budget=settings.memory_budget)
 
     @property
     def embedder(self) -> memory.Embedder:
@@ -105,23 +154,13 @@ class MemoryService:
             row_norms(vectors)  # an all-zero vector has no direction: refused now, not at search time
         except (ValueError, LookupError) as exc:
             raise _input_error(exc) from None
-        rows = [NewItem(ids[i], texts[i], metas[i], vectors[i].tobytes(), expires[i]) for i in range(len(items))]
-        self.store.store_items(
-            tenant, namespace, dim, self.embedder_name if missing else None, rows, self.max_items, self._stored(tenant)
-        )
-        seen, count = self._counts.get(tenant, (0.0, 0))
-        self._counts[tenant] = (seen, count + len(rows))  # an upper bound until the next recount
+        codes = encode_codes(vectors)  # stored beside each vector: an int8 replica loads these, not the floats
+        rows = [
+            NewItem(ids[i], texts[i], metas[i], vectors[i].tobytes(), expires[i], codes[i].tobytes())
+            for i in range(len(items))
+        ]
+        self.store.store_items(tenant, namespace, dim, self.embedder_name if missing else None, rows, self.max_items)
         return ids
-
-    def _stored(self, tenant: str) -> int | None:
-        """The tenant's item count for the cap: recounted every COUNT_TTL_S (a count is a scan), and
-        bumped by what this process stores in between. Replicas may overshoot the cap by what they
-        store within that window."""
-        seen, count = self._counts.get(tenant, (0.0, 0))
-        if time.monotonic() - seen > COUNT_TTL_S:
-            count = self.store.memory_items(tenant)
-            self._counts[tenant] = (time.monotonic(), count)
-        return count
 
     def delete_item(self, tenant: str, namespace: str, item_id: str) -> None:
         _check_id(item_id)
@@ -145,13 +184,26 @@ class MemoryService:
     @metrics.MEMORY_SEARCH.time()
     def search(
         self, tenant: str, namespace: str, *, q: str | None = None, vector: Any = None, k: Any = 10,
-        filter: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None, mode: str = "vector",
     ) -> list[dict[str, Any]]:  # fmt: skip
+        """The ``k`` best items. ``mode="vector"``: nearest to ``q`` (embedded) or ``vector``.
+        ``mode="hybrid"``: BM25 over the items' text for ``q``, fused with the vector ranking by
+        reciprocal rank fusion (the score is the fused one), so a name or id in ``q`` counts as such."""
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         ns = self._namespace(tenant, namespace)
-        index = self._index(ns)
+        if mode == "hybrid" and (q is None or q == ""):
+            raise _input_error(memory.MissingQueryError("mode=hybrid needs q: its keyword half searches the text"))
+        cached = self._cached(ns, keywords=mode == "hybrid")
+        index = cached.index
+        assert index is not None
         try:
             query = self._query(ns, q, vector)
-            hits = index.search(query, k, filter)
+            if mode == "hybrid":
+                assert cached.keywords is not None and q is not None
+                hits = _hybrid(index, cached.keywords, query, q, memory.check_k(k), filter)
+            else:
+                hits = index.search(query, k, filter)
         except (ValueError, LookupError) as exc:
             raise _input_error(exc) from None
         texts = self.store.texts(ns.id, [h.id for h in hits])
@@ -186,6 +238,12 @@ class MemoryService:
         return [[{"id": h.id, "score": h.score} for h in row] for row in hits]
 
     # -- the cache ------------------------------------------------------------------------------
+    def cached(self) -> list[CachedNamespace]:
+        """What this replica holds, least recently searched first."""
+        with self._lock:
+            entries = list(self._cache.items())
+        return [CachedNamespace(key, c.tier, c.nbytes, len(c.index or ())) for key, c in entries]
+
     def _namespace(self, tenant: str, namespace: str) -> NamespaceRecord:
         _check_name(namespace)
         ns = self.store.namespace(tenant, namespace)
@@ -194,34 +252,115 @@ class MemoryService:
         return ns
 
     def _index(self, ns: NamespaceRecord) -> memory.VectorIndex:
+        index = self._cached(ns).index
+        assert index is not None
+        return index
+
+    def _cached(self, ns: NamespaceRecord, keywords: bool = False) -> _Cached:
         with self._lock:
             cached = self._cache.get(ns.id)
             if cached is None or cached.generation != ns.generation:
-                cached = _Cached(ns.generation, memory.VectorIndex(ns.dim), 0)
-                self._cache[ns.id] = cached
-            while ns.version > cached.version:
-                # in slices, so a cold load of a large namespace never holds all its rows at once
-                changes = self.store.changes_since(ns.id, cached.version, REFRESH_SLICE)
-                if not changes:
-                    cached.version = ns.version
-                    break
-                live = [r for r in changes if not r.deleted]
-                gone = [r.item_id for r in changes if r.deleted]
-                cached.index.apply(
-                    [
-                        memory.Item(r.item_id, np.frombuffer(r.vector, np.float32), r.metadata, r.expires_at)
-                        for r in live
-                    ],
-                    gone,
-                )
-                last = changes[-1].version
-                if len(changes) < REFRESH_SLICE:
-                    cached.version = max(ns.version, last)
-                elif changes[0].version != last:
-                    cached.version = last - 1  # the last version may be cut: read it again (applying is idempotent)
+                cached = self._cache[ns.id] = _Cached(ns.generation)
+            self._cache.move_to_end(ns.id)
+        with cached.lock:  # this namespace only: searches of the others go on meanwhile
+            try:
+                if cached.index is None:
+                    self._load(ns, cached)
                 else:
-                    cached.version = last
-            return cached.index
+                    self._refresh(ns, cached)
+            except BaseException:
+                if cached.index is None:
+                    self._charge(ns.id, cached, 0)  # a failed load holds no memory; the next search retries
+                raise
+            if keywords and cached.keywords is None:
+                cached.keywords = KeywordIndex()
+                for item_id, text in self.store.all_texts(ns.id):
+                    cached.keywords.set(item_id, text)
+                self._charge(ns.id, cached, cached.nbytes + cached.keywords.nbytes)
+        return cached
+
+    def _load(self, ns: NamespaceRecord, cached: _Cached) -> None:
+        """A cold load: the namespace's rows in large chunks (codes only, when int8-only)."""
+        version = ns.version  # every change after it is re-applied by the next refresh (idempotent)
+        count = ns.items
+        full = count * (ns.dim * 3 + 4 + 13 + ITEM_OVERHEAD)
+        with self._lock:
+            free = self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns.id)
+        if full <= free:
+            cached.tier, column = "full", "vector"
+            index = memory.VectorIndex(ns.dim)
+        else:
+            cached.tier, column = "int8", "code"
+            index = memory.VectorIndex(ns.dim, rerank="none", fetch_vectors=self._fetcher(ns))
+        self._charge(ns.id, cached, count * (ns.dim + 4 + 13 + ITEM_OVERHEAD) if column == "code" else full)
+        index.reserve(count + count // 16 + 8)
+        parsed: dict[str, Any] = {}  # items often share their metadata: one dict for each distinct text
+        for after, upto in self.store.load_plan(ns.id, version, LOAD_CHUNK):
+            chunk = self.store.load_chunk(ns.id, after, upto, column)
+            metas = [_shared_json(m, parsed) for m in chunk.metadata]
+            expires = np.frombuffer(chunk.expires, ">f8").astype(np.float64)
+            if column == "code":
+                codes, scales = decode_codes(chunk.blobs, ns.dim)
+                index.add_codes(chunk.ids, codes, scales, metas, expires)
+            elif chunk.ids:
+                vectors = np.frombuffer(chunk.blobs, np.float32).reshape(-1, ns.dim)
+                index.upsert_many(chunk.ids, vectors, metas, expires)
+        if column == "code":  # rows stored before codes were kept: quantised here
+            _apply(index, self.store.uncoded(ns.id, version))
+        cached.index, cached.version = index, version
+        self._charge(ns.id, cached, index.nbytes + len(index) * ITEM_OVERHEAD)
+        self._refresh(ns, cached)
+
+    def _charge(self, ns_id: str, cached: _Cached, nbytes: int) -> None:
+        """Set what a namespace costs, then drop the least recently searched others while over budget."""
+        with self._lock:
+            cached.nbytes = nbytes
+            for key in list(self._cache):
+                if sum(c.nbytes for c in self._cache.values()) <= self.budget:
+                    break
+                if key != ns_id:
+                    log.info("memory budget: dropping namespace %s from this replica's cache", key)
+                    del self._cache[key]
+
+    def _fetcher(self, ns: NamespaceRecord) -> memory.FetchVectors:
+        def fetch(ids: Sequence[str]) -> np.ndarray:
+            found = self.store.stored_vectors(ns.id, ids)
+            out = np.zeros((len(ids), ns.dim), np.float32)  # all zeros: gone from the store, dropped
+            for j, item_id in enumerate(ids):
+                raw = found.get(item_id)
+                if raw is not None:
+                    out[j] = np.frombuffer(raw, np.float32)
+            return out
+
+        return fetch
+
+    def _refresh(self, ns: NamespaceRecord, cached: _Cached) -> None:
+        index = cached.index
+        assert index is not None
+        while ns.version > cached.version:
+            # in slices, so a cold load of a large namespace never holds all its rows at once
+            changes = self.store.changes_since(ns.id, cached.version, REFRESH_SLICE, cached.keywords is not None)
+            if len(changes) == REFRESH_SLICE and cached.keywords is None:
+                cached.index = None  # far behind (a bulk store meanwhile): a cold load is much faster
+                self._load(ns, cached)
+                return
+            if not changes:
+                cached.version = ns.version
+                break
+            _apply(index, changes)
+            if cached.keywords is not None:
+                for r in changes:
+                    if r.deleted or r.text is None:
+                        cached.keywords.remove(r.item_id)
+                    else:
+                        cached.keywords.set(r.item_id, r.text)
+            last = changes[-1].version
+            if len(changes) < REFRESH_SLICE:
+                cached.version = max(ns.version, last)
+            elif changes[0].version != last:
+                cached.version = last - 1  # the last version may be cut: read it again (applying is idempotent)
+            else:
+                cached.version = last
 
     def _query(self, ns: NamespaceRecord, q: str | None, vector: Any) -> Any:
         if vector is not None:
@@ -231,6 +370,42 @@ class MemoryService:
         if self.embedder.dim != ns.dim:
             raise memory.DimensionMismatchError(ns.dim, self.embedder.dim)
         return self.embedder.embed([q])[0]
+
+
+def _shared_json(text: str | None, parsed: dict[str, Any]) -> Any:
+    if text is None:
+        return None
+    value = parsed.get(text)
+    if value is None:
+        value = parsed[text] = json.loads(text)
+    return value
+
+
+def _apply(index: memory.VectorIndex, changes: Sequence[Any]) -> None:
+    live = [r for r in changes if not r.deleted]
+    index.apply(
+        [memory.Item(r.item_id, np.frombuffer(r.vector, np.float32), r.metadata, r.expires_at) for r in live],
+        [r.item_id for r in changes if r.deleted],
+    )
+
+
+def _hybrid(
+    index: memory.VectorIndex,
+    keywords: KeywordIndex,
+    query: Any,
+    text: str,
+    k: int,
+    filter: Mapping[str, Any] | None,
+) -> list[memory.Hit]:
+    """Reciprocal rank fusion of the vector ranking and BM25 over the text, each cut at ``depth``."""
+    depth = max(4 * k, 50)
+    by_vector = index.search(query, min(depth, memory.MAX_K), filter)
+    candidates = keywords.search(text, depth * 4)
+    admitted = index.admits([c for c, _ in candidates], filter)
+    by_keyword = [c for c, _ in candidates if c in admitted][:depth]
+    fused = fuse([[h.id for h in by_vector], by_keyword])[:k]
+    meta = {h.id: h.metadata for h in by_vector}
+    return [memory.Hit(i, score, meta[i] if i in meta else admitted[i]) for i, score in fused]
 
 
 def index_vectors(index: memory.VectorIndex) -> tuple[list[str], np.ndarray]:

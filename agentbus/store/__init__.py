@@ -8,7 +8,7 @@ from agentbus.store.approvals import ApprovalQueries, approval_payload
 from agentbus.store.db import is_postgres, migrate, open_database
 from agentbus.store.jobs import JobQueries
 from agentbus.store.keys import KeyQueries, KeyRecord
-from agentbus.store.memory import MemoryQueries, MemoryRow, NamespaceRecord, NewItem
+from agentbus.store.memory import LoadChunk, MemoryQueries, MemoryRow, NamespaceRecord, NewItem
 from agentbus.store.models import MODELS
 from agentbus.store.records import (
     ApprovalRecord,
@@ -54,6 +54,7 @@ __all__ = [
     "ApprovalRecord",
     "JobRecord",
     "KeyRecord",
+    "LoadChunk",
     "MemoryRow",
     "NamespaceRecord",
     "NewItem",

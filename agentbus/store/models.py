@@ -173,6 +173,7 @@ class MemoryNamespace(BaseModel):
     version = IntegerField(default=0)
     generation = CharField(max_length=40)
     created_at = DoubleField()
+    items = IntegerField(default=0)  # live items (not deleted), kept by the writers under the row's lock
 
     class Meta:
         table_name = "ab_memory_namespaces"
@@ -184,6 +185,9 @@ class MemoryItem(BaseModel):
     text = TextField(null=True)
     metadata = TextField(null=True)
     vector = BlobField()
+    # the float32 scale (little-endian) then the uint8 codes of the normalised vector: what an
+    # int8-only replica loads, a quarter of the vector's bytes (NULL: rows from before 0008)
+    code = BlobField(null=True)
     expires_at = DoubleField(null=True)
     version = IntegerField()
     deleted = BooleanField(default=False)
@@ -195,4 +199,14 @@ class MemoryItem(BaseModel):
         primary_key = False
 
 
-MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem])
+class MemoryTenant(BaseModel):
+    """A tenant's live memory items (not deleted), kept in the writers' transactions: the exact cap."""
+
+    tenant = CharField(primary_key=True, max_length=100)
+    items = IntegerField(default=0)
+
+    class Meta:
+        table_name = "ab_memory_tenants"
+
+
+MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem, MemoryTenant])

@@ -74,7 +74,7 @@ def run_worker_role(
         if not store.db.is_closed():
             store.db.close()
 
-    memory = MemoryService(store, settings.embedder, settings.memory_max_batch, settings.max_memory_items)
+    memory = MemoryService.from_settings(store, settings)
     executor = Executor(
         app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),

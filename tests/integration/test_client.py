@@ -196,6 +196,21 @@ def test_memory_store_search_get_delete(client: Any) -> None:
     assert client.memory_namespaces() == []
 
 
+def test_memory_search_hybrid_finds_an_id_by_its_name(client: Any) -> None:
+    client.memory_store(
+        "tickets",
+        [
+            {"id": "t1", "text": "refund for invoice INV-2041 was approved"},
+            {"id": "t2", "text": "customer asks about a refund for a late order"},
+            {"id": "t3", "text": "shipping label printed for order 77"},
+        ],
+    )
+    hits = client.memory_search("tickets", "INV-2041", k=1, mode="hybrid")
+    assert [h.id for h in hits] == ["t1"]
+    with pytest.raises(InvalidInput):
+        client.memory_search("tickets", "refund", mode="fuzzy")
+
+
 def test_workers_and_job_types(client: Any) -> None:
     assert client.workers() == []
     types = {t.name: t for t in client.job_types()}
