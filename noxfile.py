@@ -33,6 +33,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.throughput", "--write-docs", *session.posargs)
     session.run("python", "-m", "bench.io", "--write-docs")
+    session.run("python", "-m", "bench.jobs", "--write-docs")
     session.run("python", "-m", "bench.recovery", "--write-docs")
     session.run("python", "-m", "bench.memory", "--write-docs")
 

@@ -18,7 +18,7 @@ from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
 from agentbus.observability import metrics, tracing
-from agentbus.store import NewJob
+from agentbus.store import JobRecord, NewJob
 
 log = logging.getLogger("agentbus.api")
 
@@ -60,17 +60,23 @@ async def submit_job(request: Request) -> JSONResponse:
     body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
     tenant = tenant_of(request)
-    running = await run_in_threadpool(st.store.running_jobs, tenant)
+    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
+    rec, created = await run_in_threadpool(_submit, st, new, started)  # one thread hop for the whole write path
+    return JSONResponse(render.job(rec), status_code=201 if created else 200)
+
+
+def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
+    running = st.store.running_jobs(new.tenant)
     if running >= st.settings.max_running_jobs:
         metrics.rate_limited("open_jobs")
-        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
-    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
-    rec, created = await run_in_threadpool(st.store.create_job, new)
+        cap = st.settings.max_running_jobs
+        raise RateLimited(f"tenant {new.tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
+    rec, created = st.store.create_job(new)
     if created:
         metrics.job_submitted(rec.type)
         tracing.submitted(rec.id, rec.type, started)
-        await run_in_threadpool(_publish, st, ControlEvent("job.submitted", (rec.id,)))
-    return JSONResponse(render.job(rec), status_code=201 if created else 200)
+        _publish(st, ControlEvent("job.submitted", (rec.id,)))
+    return rec, created
 
 
 TASKS_SHOWN = 100

@@ -9,9 +9,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream, queue_name
 from agentbus.config import Settings
 from agentbus.domain import (
     App,
@@ -37,7 +38,7 @@ from agentbus.domain.messages import Heartbeat
 from agentbus.domain.output import Output
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
-from agentbus.store import NewJob, NewStep, StepRow, Store, step_id
+from agentbus.store import JobRecord, NewJob, NewStep, Replayed, StepRow, Store, step_id
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -48,6 +49,14 @@ def _hex_uuid() -> str:
 
 def new_dispatch_id() -> str:
     return "d" + uuid.uuid4().hex
+
+
+@dataclass
+class _Bundled:
+    """Dispatches by queue, and the queued steps they carry by job."""
+
+    by_queue: dict[str, list[Dispatch]] = field(default_factory=dict)
+    steps: defaultdict[str, list[NewStep]] = field(default_factory=lambda: defaultdict(list))
 
 
 class Driver:
@@ -144,6 +153,161 @@ class Driver:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, result, error)
         else:
             self.notifier.changed([job_id])  # wakes the job's event streams (api/events.py)
+
+    def advance_many(self, job_ids: Sequence[str]) -> list[str]:
+        """Advance every job named in one read of the stream with a few statements in all.
+
+        The jobs and their journals are read at once, every replay that only adds steps and
+        moves its job is written in one transaction (compare-and-set per job, as ``advance``),
+        and new calls of different jobs bound for the same queue share dispatches. A job whose
+        replay needs more (children, questions for people, a routing error) is returned: the
+        caller advances each of those alone (``advance``).
+        """
+        if len(job_ids) < 2:
+            return list(job_ids)
+        found = self.store.jobs_to_advance(job_ids)
+        for job_id in job_ids:
+            if job_id not in found:
+                log.warning("event for unknown job %s dropped", job_id)
+        ready: list[JobRecord] = []
+        alone: list[JobRecord] = []  # advanced one by one
+        types: dict[str, Any] = {}
+        for job, waiting in found.values():
+            if job.state.terminal:
+                if job.state == JobState.CANCELLED and waiting:
+                    self.cancel(job.id)
+            elif not waiting:
+                try:
+                    types[job.id] = self.app.job_type(job.type)
+                    ready.append(job)
+                except NotFound:
+                    alone.append(job)
+        journals = self.store.load_journals([j.id for j in ready])
+        replays: list[Replayed] = []
+        calls: dict[str, list[tuple[str, int, ScheduleTask, str]]] = defaultdict(list)
+        parents: dict[str, JobRecord] = {}
+        s = self.settings
+        more: list[str] = []  # fan-outs built in parts: replayed again soon (see advance)
+        traces: dict[str, str | None] = {}
+        outputs: dict[str, Any] = {}
+        for job in ready:
+            journal = journals[job.id]
+            with metrics.replay_timer(), tracing.advancing(job.id):
+                res = replay(self.app, types[job.id], job.input, journal, job_id=job.id, clock=time.time,
+                             new_uuid=_hex_uuid, max_steps=s.max_tasks_per_job, max_new_calls=s.max_calls_per_replay,
+                             max_output_bytes=s.output_max_bytes)  # fmt: skip
+                traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
+            if not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
+                alone.append(job)
+                continue
+            if res.more:
+                more.append(job.id)
+            try:
+                steps, queued = self._plan_steps(job.id, job.priority, res.commands)
+            except ConfigError:
+                alone.append(job)
+                continue
+            for queue, items in queued.items():
+                calls[queue] += [(job.id, job.priority, c, reason) for c, reason in items]
+            outcome, result, error = self._outcome_of(res)
+            replays.append(Replayed(job.id, steps, outcome, result, error))
+            parents[job.id] = job
+            if res.outputs:
+                outputs[job.id] = res.outputs
+        dispatches = self._bundle(calls, traces)
+        moved = self.store.record_replays([
+            Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
+            for r in replays
+        ])  # fmt: skip
+        self._resumable.update((j, None) for j in more if j in moved)
+        for job_id, emitted in outputs.items():  # after the record: a replay that did not count sends nothing
+            if job_id in moved:
+                self._send_outputs(job_id, parents[job_id].type, emitted)
+        for queue, batch in dispatches.by_queue.items():
+            kept = [Dispatch(d.dispatch_id, tuple(c for c in d.calls if c.job_id in moved)) for d in batch]
+            self.dispatcher.send(queue, [d for d in kept if d.calls])
+        if any(st.state == TaskState.PENDING and st.kind == "task" for r in replays if r.job_id in moved
+               for st in r.steps):  # fmt: skip
+            self.dispatch_pending()
+        finished = [r for r in replays if r.job_id in moved and r.outcome is not None]
+        for r in finished:
+            metrics.job_finished(parents[r.job_id].type, r.outcome.value if r.outcome else "")
+        if finished:
+            self.notifier.finished([r.job_id for r in finished])
+        going = [r.job_id for r in replays if r.job_id in moved and r.outcome is None]
+        if going:
+            self.notifier.changed(going)  # wakes the jobs' event streams (api/events.py)
+        for r in finished:
+            job = parents[r.job_id]
+            if job.parent_id is not None and job.parent_seq is not None and r.outcome is not None:
+                self._settle_parent(job.parent_id, job.parent_seq, r.outcome, r.result, r.error)
+        return [job.id for job in alone]
+
+    @staticmethod
+    def _outcome_of(res: Any) -> tuple[JobState | None, Any, ErrorInfo | None]:
+        result, error = res.result, res.error
+        if res.status == "completed":
+            try:
+                json.dumps(result)
+                return JobState.SUCCEEDED, result, error
+            except (TypeError, ValueError) as exc:
+                return JobState.FAILED, None, ErrorInfo("TypeError", f"result is not JSON: {exc}")
+        if res.status == "failed":
+            return JobState.FAILED, result, error
+        return None, result, error
+
+    def _plan_steps(
+        self, job_id: str, priority: int, commands: Sequence[Any]
+    ) -> tuple[list[NewStep], dict[str, list[tuple[ScheduleTask, str]]]]:
+        """A simple replay's steps, and its calls that can go to a queue now (by queue)."""
+        steps: list[NewStep] = []
+        by_queue: dict[str, list[tuple[ScheduleTask, str]]] = defaultdict(list)
+        for cmd in commands:
+            if isinstance(cmd, ScheduleTask):
+                o = cmd.task.options
+                key = o.concurrency_for(cmd.args)
+                r = self._route(o, priority)
+                if r.queue is None or key is not None:
+                    reason = r.reason if r.queue is None else "waiting for a concurrency slot"
+                    steps.append(
+                        NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
+                                retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
+                                priority=priority, concurrency_key=key, route_reason=reason)
+                    )  # fmt: skip
+                else:
+                    by_queue[r.queue].append((cmd, r.reason))
+            elif isinstance(cmd, StartTimer):
+                steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
+            elif isinstance(cmd, RecordValue):
+                steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
+        return steps, by_queue
+
+    def _bundle(
+        self, calls: dict[str, list[tuple[str, int, ScheduleTask, str]]], traces: dict[str, str | None]
+    ) -> _Bundled:
+        """Calls of many jobs bound for one queue, in dispatches spread over that queue's workers."""
+        out = _Bundled()
+        for queue, items in calls.items():
+            workers = sum(1 for hb in self._workers() if queue in hb.queues or queue_name(queue) in hb.queues)
+            size = items[0][2].task.options.chunk or max(self._chunk_size(len(items)),
+                                                         math.ceil(len(items) / max(1, workers)))  # fmt: skip
+            size = min(size, self.settings.dispatch_chunk)
+            batch: list[Dispatch] = []
+            for i in range(0, len(items), size):
+                did = new_dispatch_id()
+                tcs = []
+                for job_id, priority, c, reason in items[i : i + size]:
+                    o = c.task.options
+                    out.steps[job_id].append(
+                        NewStep(job_id, c.seq, "task", c.task.name, TaskState.QUEUED, args=c.args, retries=o.retries,
+                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did,
+                                priority=priority, route_reason=reason)
+                    )  # fmt: skip
+                    tcs.append(TaskCall(step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout,
+                                        o.backoff, trace=traces.get(job_id)))  # fmt: skip
+                batch.append(Dispatch(did, tuple(tcs)))
+            out.by_queue[queue] = batch
+        return out
 
     def take_resumable(self) -> list[str]:
         """The jobs to ``advance(job_id, resume=True)`` next. Nothing is lost if that never happens (a

@@ -92,7 +92,14 @@ class Orchestrator:
                 target[job_id] = None
         for job_id in cancels:
             self.driver.cancel(job_id)
-        for job_id in others:
+        try:
+            alone = self.driver.advance_many(list(others))
+        except Unavailable:
+            raise
+        except Exception:  # find the job at fault: the others go on one by one
+            log.exception("advancing %d jobs together failed; advancing them one by one", len(others))
+            alone = list(others)
+        for job_id in alone:
             self._advance(job_id)
         self.stream.ack([e.id for e in entries])
 

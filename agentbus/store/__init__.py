@@ -21,7 +21,7 @@ from agentbus.store.records import (
     step_id,
 )
 from agentbus.store.retention import PurgeCounts, Retention
-from agentbus.store.steps import StepQueries
+from agentbus.store.steps import Replayed, StepQueries
 
 
 class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries, MemoryQueries):
@@ -61,6 +61,7 @@ __all__ = [
     "NewJob",
     "NewStep",
     "PurgeCounts",
+    "Replayed",
     "Retention",
     "StepRow",
     "Store",

@@ -6,12 +6,14 @@ import contextlib
 import functools
 import inspect
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
+import psycopg2
 from playhouse.migrations import Runner
 from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
@@ -23,6 +25,42 @@ R = TypeVar("R")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+_PG_URL_OPTIONS = frozenset({"options", "application_name", "sslmode"})
+PING_IDLE_S = 5.0
+"""A pooled connection handed back this recently is reused without a ``SELECT 1`` round trip."""
+
+
+class _PooledPostgres(PooledPostgresqlDatabase):
+    """peewee's pool pings every connection it hands out (a round trip per unit of work).
+
+    A connection returned to the pool less than ``PING_IDLE_S`` ago skips the ping: its
+    status was checked at check-in, and one that breaks anyway fails its first statement,
+    which closes it (``translate_errors``) so that the pool never hands it out again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned_at: dict[int, float] = {}
+
+    def _is_closed(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        at = self._returned_at.get(id(conn))
+        if at is not None and time.monotonic() - at < PING_IDLE_S:
+            return False
+        return bool(super()._is_closed(conn))
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        super()._close(conn, close_conn)
+        if close_conn or conn.closed:
+            self._returned_at.pop(id(conn), None)
+        else:
+            now = time.monotonic()
+            self._returned_at[id(conn)] = now
+            if len(self._returned_at) > 4 * (self._max_connections or 32):  # forget closed ones
+                self._returned_at = {k: t for k, t in self._returned_at.items() if now - t < PING_IDLE_S}
+
+
 def open_database(url: str, max_connections: int = 32, pool_timeout: float = 10.0) -> peewee.Database:
     """``postgresql://user:pw@host:port/db`` or ``sqlite:///path/to/file.db``.
 
@@ -31,7 +69,7 @@ def open_database(url: str, max_connections: int = 32, pool_timeout: float = 10.
     """
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql"):
-        return PooledPostgresqlDatabase(
+        return _PooledPostgres(
             unquote(parsed.path.lstrip("/")) or "postgres",
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
@@ -41,6 +79,8 @@ def open_database(url: str, max_connections: int = 32, pool_timeout: float = 10.
             stale_timeout=300,
             timeout=pool_timeout,
             connect_timeout=5,
+            # ``?options=-c synchronous_commit=off`` (libpq's option string) and the like reach the server
+            **{k: v[-1] for k, v in parse_qs(parsed.query).items() if k in _PG_URL_OPTIONS},
         )
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db, sqlite:////absolute/path.db (as SQLAlchemy spells them)
@@ -121,6 +161,11 @@ class ConnectionPerCall:
         return scoped
 
 
+# peewee wraps the driver's errors only inside ``execute_sql``; a raw cursor (``execute_values``, one
+# statement without BEGIN) raises psycopg2's own
+_LOST = (peewee.OperationalError, peewee.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
 def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a lost or refused database connection into ``Unavailable``."""
 
@@ -128,7 +173,7 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        except _LOST as exc:
             store: Any = args[0]
             try:
                 store.db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -18,6 +19,17 @@ from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
 
 _OPEN = [s.value for s in TaskState if s not in TASK_TERMINAL]
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What one replay decided for its job: new steps, and the final state (None: it goes on)."""
+
+    job_id: str
+    steps: Sequence[NewStep]
+    outcome: JobState | None
+    result: Any = None
+    error: ErrorInfo | None = None
 _INSERT_CHUNK = 2000
 
 
@@ -60,6 +72,76 @@ class StepQueries:
             err = ErrorInfo(etype, emsg or "") if etype else None
             journal[seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
         return journal
+
+    @translate_errors
+    def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
+        """The journals of many jobs in one statement (a job without steps gets an empty one)."""
+        journals: dict[str, dict[int, StepRecord]] = {j: {} for j in job_ids}
+        if not journals:
+            return journals
+        q = (
+            Step.select(
+                Step.job_id, Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type,
+                Step.error_message,
+            )
+            .where(Step.job_id.in_(list(journals)))
+            .tuples()
+        )  # fmt: skip
+        for job_id, seq, kind, name, state, result, etype, emsg in q:
+            err = ErrorInfo(etype, emsg or "") if etype else None
+            journals[job_id][seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
+        return journals
+
+    @translate_errors
+    def record_replays(self, replays: Sequence[Replayed]) -> set[str]:
+        """``record_replay`` for many jobs in one transaction (no approvals: those go one by one).
+
+        Each job moves by compare-and-set from an open state, as in ``record_replay``; the steps
+        and events of the jobs that moved are inserted, those of jobs no longer open (cancelled
+        meanwhile) are not. Returns the ids of the jobs that moved.
+        """
+        if not replays:
+            return set()
+        if not self._pg():
+            return {r.job_id for r in replays if self.record_replay(r.job_id, r.steps, r.outcome, result=r.result,
+                                                                    error=r.error)}  # fmt: skip
+        now = time.time()
+        rows = []
+        for r in replays:
+            state = (r.outcome or JobState.RUNNING).value
+            rows.append((
+                r.job_id, state, None if r.outcome is None or r.result is None else dumps(r.result),
+                r.error.type if r.outcome is not None and r.error else None,
+                r.error.message if r.outcome is not None and r.error else None,
+                None if r.outcome is None else now,
+            ))  # fmt: skip
+        with self.db.atomic():
+            cur = self.db.cursor()
+            open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+            head = cur.mogrify(
+                "UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
+                "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
+                "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message) ",
+                (now, now),
+            ).decode()
+            tail = cur.mogrify("WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id", (open_states,)).decode()
+            got = execute_values(
+                cur,
+                head + "FROM (VALUES %s) AS v(id, state, result, etype, emsg, fin) " + tail.replace("%", "%%"),
+                rows,
+                template="(%s, %s, %s, %s, %s, %s::double precision)",
+                fetch=True,
+                page_size=len(rows),
+            )
+            moved = {g[0] for g in got}
+            if not moved:
+                return moved
+            events = [(r.job_id, now, "job", dumps({"status": (r.outcome or JobState.RUNNING).value}))
+                      for r in replays if r.job_id in moved]  # fmt: skip
+            execute_values(cur, "INSERT INTO ab_job_events (job_id, at, kind, data) VALUES %s", events,
+                           page_size=len(events))  # fmt: skip
+            self._insert_steps([s for r in replays if r.job_id in moved for s in r.steps], now)
+        return moved
 
     @translate_errors
     def has_open_steps(self, job_id: str) -> bool:
@@ -144,24 +226,24 @@ class StepQueries:
         """queued → running for the calls whose attempt still matches; returns their ids."""
         calls = list(calls)
         now = time.time()
+        if self._pg():  # one statement: atomic by itself, no BEGIN/COMMIT round trips
+            cur = self.db.cursor()
+            sql = cur.mogrify(
+                "UPDATE ab_steps AS s SET state = 'running', worker = %s, started_at = %s, updated_at = %s ",
+                (worker, now, now),
+            ).decode()
+            got = execute_values(
+                cur,
+                sql + "FROM (VALUES %s) AS v(id, attempt) "
+                "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'queued' "
+                "AND NOT EXISTS (SELECT 1 FROM ab_jobs j WHERE j.id = s.job_id AND j.state = 'cancelled') "
+                "RETURNING s.id",
+                calls,
+                fetch=True,
+                page_size=max(1, len(calls)),
+            )
+            return {r[0] for r in got}
         with self.db.atomic():
-            if self._pg():
-                cur = self.db.cursor()
-                sql = cur.mogrify(
-                    "UPDATE ab_steps AS s SET state = 'running', worker = %s, started_at = %s, updated_at = %s ",
-                    (worker, now, now),
-                ).decode()
-                got = execute_values(
-                    cur,
-                    sql + "FROM (VALUES %s) AS v(id, attempt) "
-                    "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'queued' "
-                    "AND NOT EXISTS (SELECT 1 FROM ab_jobs j WHERE j.id = s.job_id AND j.state = 'cancelled') "
-                    "RETURNING s.id",
-                    calls,
-                    fetch=True,
-                    page_size=max(1, len(calls)),
-                )
-                return {r[0] for r in got}
             started: set[str] = set()
             cur = self.db.cursor()
             for task_id, attempt in calls:
@@ -194,22 +276,22 @@ class StepQueries:
         ]  # fmt: skip
         if not rows:
             return []
+        if self._pg():  # one statement: atomic by itself
+            cur = self.db.cursor()
+            got = execute_values(
+                cur,
+                "UPDATE ab_steps AS s SET state = v.state, result = v.result, error_type = v.etype, "
+                "error_message = v.emsg, not_before = v.nb, finished_at = v.fin, "
+                f"updated_at = {now!r} "
+                "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, nb, fin) "
+                "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'running' RETURNING s.job_id",
+                rows,
+                template="(%s, %s::int, %s, %s, %s, %s, %s::double precision, %s::double precision)",
+                fetch=True,
+                page_size=len(rows),
+            )
+            return sorted({r[0] for r in got})
         with self.db.atomic():
-            if self._pg():
-                cur = self.db.cursor()
-                got = execute_values(
-                    cur,
-                    "UPDATE ab_steps AS s SET state = v.state, result = v.result, error_type = v.etype, "
-                    "error_message = v.emsg, not_before = v.nb, finished_at = v.fin, "
-                    f"updated_at = {now!r} "
-                    "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, nb, fin) "
-                    "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'running' RETURNING s.job_id",
-                    rows,
-                    template="(%s, %s::int, %s, %s, %s, %s, %s::double precision, %s::double precision)",
-                    fetch=True,
-                    page_size=len(rows),
-                )
-                return sorted({r[0] for r in got})
             jobs: set[str] = set()
             cur = self.db.cursor()
             for tid, attempt, state, result, etype, emsg, nb, fin in rows:

@@ -20,7 +20,6 @@ from agentbus.store import Store, TaskOutcome
 
 log = logging.getLogger("agentbus.worker")
 
-FLUSH_EVERY_S = 0.02
 FLUSH_EVERY_N = 256
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
@@ -58,14 +57,15 @@ class OutcomeWriter:
         return not self._thread.is_alive() and not self.failing
 
     def _run(self) -> None:
+        # No fixed delay: write what is there now. Outcomes that arrive while a write is in flight
+        # wait for it and go together in the next one, so batches grow with the load by themselves.
         while True:
             first = self._items.get()
             batch = [] if first is None else [first]
             stop = first is None
-            deadline = time.monotonic() + FLUSH_EVERY_S
             while not stop and len(batch) < FLUSH_EVERY_N:
                 try:
-                    item = self._items.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._items.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:

@@ -16,7 +16,7 @@ from agentbus.domain import (
     StepRecord,
     TaskState,
 )
-from agentbus.store import NewJob, NewStep, Store, TaskOutcome, step_id
+from agentbus.store import NewJob, NewStep, Replayed, Store, TaskOutcome, step_id
 
 T = TaskState
 
@@ -237,6 +237,35 @@ def test_record_replay_for_a_cancelled_job_writes_nothing(store: Store) -> None:
     assert store.load_journal(job_id) == {}
     assert store.get_job(job_id).state == JobState.CANCELLED
 
+
+
+def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_meanwhile(store: Store) -> None:
+    going, done, failed, cancelled = (submit(store) for _ in range(4))
+    store.cancel_job(cancelled)
+    moved = store.record_replays([
+        Replayed(going, [task(going, 0)], None),
+        Replayed(done, [task(done, 0, T.SUCCEEDED, result=1)], JobState.SUCCEEDED, result={"sum": 1}),
+        Replayed(failed, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope")),
+        Replayed(cancelled, [task(cancelled, 0)], None),
+    ])  # fmt: skip
+    assert moved == {going, done, failed}
+    jobs = store.jobs_to_advance([going, done, failed, cancelled, "missing"])
+    assert {j: (rec.state, open_) for j, (rec, open_) in jobs.items()} == {
+        going: (JobState.RUNNING, True),
+        done: (JobState.SUCCEEDED, False),
+        failed: (JobState.FAILED, False),
+        cancelled: (JobState.CANCELLED, False),
+    }
+    assert jobs[done][0].result == {"sum": 1} and jobs[failed][0].error == ErrorInfo("ValueError", "nope")
+    assert jobs[done][0].finished_at is not None and jobs[going][0].finished_at is None
+    journals = store.load_journals([going, done, cancelled])
+    assert [r.state for r in journals[going].values()] == [T.QUEUED]
+    assert journals[cancelled] == {}  # compare-and-set: nothing written for a job no longer open
+    # a second delivery of the same replays: finished jobs stay as they are, steps are not doubled
+    assert store.record_replays([Replayed(going, [task(going, 0)], None),
+                                 Replayed(done, [], JobState.FAILED)]) == {going}  # fmt: skip
+    assert store.get_job(done).state == JobState.SUCCEEDED
+    assert len(store.load_journal(going)) == 1
 
 def test_has_open_steps(store: Store) -> None:
     job_id, (t0,) = running_job(store)
@@ -472,3 +501,15 @@ def test_unreachable_database_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         store.ping()
     store.close()
+
+
+def test_a_postgresql_url_can_opt_into_asynchronous_commits(pg_url: str) -> None:
+    """The faster durability mode is opt-in through the URL (docs/benchmarks.md); the default stays synchronous."""
+    from agentbus.store.db import open_database
+
+    for url, expected in ((pg_url, "on"), (f"{pg_url}?options=-c%20synchronous_commit%3Doff", "off")):
+        db = open_database(url)
+        try:
+            assert db.execute_sql("SHOW synchronous_commit").fetchone() == (expected,)
+        finally:
+            db.close_all()  # type: ignore[attr-defined]

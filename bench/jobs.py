@@ -1,0 +1,557 @@
+"""Many independent one-task jobs at once: agentbus beside Celery, arq and raw RQ, in one run.
+
+    python -m bench.jobs [--clients 32] [--n 5000] [--submit-only] [--profile DIR] [--soak SECONDS]
+                         [--skip-baselines] [--write-docs]
+
+Each of C clients submits a one-task job (``POST /jobs`` of ``echo``) and long-polls its result
+(``GET /jobs/{id}/results?wait=30``), then the next, until N jobs are done; the API, one
+orchestrator and 2 CPU workers run as processes on local PostgreSQL and Redis. Printed:
+completed jobs/s, p50/p99 submit→result, p50/p99 of ``POST /jobs``, errors; per role, its CPU
+milliseconds, PostgreSQL statements and Redis round trips per job (counted inside each role by
+``bench/_counted.py``), and PostgreSQL commits and rows per job (``pg_stat_database``).
+The same C clients then drive Celery (2 solo-pool workers, Redis broker and result backend,
+``send_task().get()``), arq (2 workers, ``enqueue_job`` then ``result()``) and raw RQ
+(2 SimpleWorkers, ``enqueue`` then polling the job's status) on a no-op.
+
+``--submit-only``: 50 clients only submit (one API process, no orchestrator or workers): the
+accept rate of ``POST /jobs``. ``--one``: one client, one job at a time. ``--profile DIR``:
+py-spy records every role during the measured window (collapsed stacks in DIR, and the top
+frames printed). ``--async-commit``: the roles connect with ``synchronous_commit=off``
+(docs/benchmarks.md says what a crash can lose). ``--soak S``: run for S seconds instead of N
+jobs and report resident memory of each role over time and PostgreSQL table growth per job.
+
+The load client is an asyncio loop with ``httpx.AsyncClient``; its own CPU use is printed
+(``client CPU``): near 100 % of a core it would be the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg2
+import redis
+
+from bench._baselines import _env as baseline_env
+from bench._baselines import _Workers
+from bench._counted import read_counts
+from bench._docs import write_section
+from bench._roles import Roles, fresh_database
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES_RUN = ("api", "orchestrator", "worker0", "worker1")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+@dataclass
+class Load:
+    """What a load run measured (milliseconds)."""
+
+    seconds: float = 0.0
+    done: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    total: list[float] = field(default_factory=list)
+    submit: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    load_avg: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        out = (
+            f"{self.rate:,.0f} jobs/s ({self.done:,} in {self.seconds:.1f} s), submit→result p50 "
+            f"{pct(self.total, 50):.1f} ms p99 {pct(self.total, 99):.1f} ms"
+        )
+        if self.submit:
+            out += f"; POST /jobs p50 {pct(self.submit, 50):.1f} ms p99 {pct(self.submit, 99):.1f} ms"
+        errors = sum(self.errors.values())
+        out += f"; errors {errors}" + (f" {dict(self.errors)}" if errors else "")
+        return out
+
+
+def _load_avg() -> float:
+    return os.getloadavg()[0]
+
+
+async def _agentbus_load(
+    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None, submit_only: bool
+) -> Load:
+    out = Load()
+    issued = 0
+    stop_at = None if seconds is None else time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    def take() -> bool:
+        nonlocal issued
+        if stop_at is not None:
+            return time.monotonic() < stop_at
+        if issued >= n:
+            return False
+        issued += 1
+        return True
+
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http:
+
+        async def client() -> None:
+            while take():
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post("/jobs", json={"type": "echo", "input": {"message": "x"}})
+                    t1 = time.perf_counter()
+                    if r.status_code != 201:
+                        out.errors[f"POST {r.status_code}"] += 1
+                        continue
+                    out.submit.append((t1 - t0) * 1000)
+                    if submit_only:
+                        out.done += 1
+                        continue
+                    job_id = r.json()["id"]
+                    while True:
+                        r = await http.get(f"/jobs/{job_id}/results", params={"wait": 30})
+                        if r.status_code != 202:
+                            break
+                    if r.status_code != 200 or r.json()["status"] != "succeeded":
+                        out.errors[f"GET {r.status_code} {r.json().get('status')}"] += 1
+                        continue
+                    out.total.append((time.perf_counter() - t0) * 1000)
+                    out.done += 1
+                except httpx.HTTPError as exc:
+                    out.errors[type(exc).__name__] += 1
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        out.seconds = time.perf_counter() - t0
+        out.client_cpu = (time.process_time() - cpu0) / out.seconds
+    out.load_avg = _load_avg()
+    return out
+
+
+def agentbus_load(base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None = None,
+                  submit_only: bool = False) -> Load:  # fmt: skip
+    return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only))
+
+
+# -- what each role spends ----------------------------------------------------------------------
+def _cpu_s(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+PG_TABLES = ("ab_jobs", "ab_steps", "ab_job_events")
+
+
+def _pg_stats(db_url: str) -> dict[str, float]:
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted "
+                "FROM pg_stat_database WHERE datname = current_database()"
+            )
+            row = cur.fetchone()
+            assert row is not None
+            out = dict(zip(("commits", "returned", "fetched", "inserted", "updated", "deleted"), map(float, row),
+                           strict=True))  # fmt: skip
+            for t in PG_TABLES:
+                cur.execute("SELECT pg_table_size(%s), pg_indexes_size(%s)", (t, t))
+                size = cur.fetchone()
+                assert size is not None
+                out[f"{t} table"], out[f"{t} indexes"] = float(size[0]), float(size[1])
+    finally:
+        conn.close()
+    return out
+
+
+class CountedRoles(Roles):
+    """Roles started through bench/_counted.py, so each counts its statements and round trips."""
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        counts = self.logs / f"{name}.counts.json"
+        argv = [sys.executable, "-m", "bench._counted", str(counts), "run", *args]
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.procs[name] = proc
+        return proc
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        time.sleep(0.5)  # the counters are written every 0.2 s
+        out: dict[str, dict[str, float]] = {}
+        for name, proc in self.procs.items():
+            raw = read_counts(self.logs / f"{name}.counts.json")
+            kinds = raw.pop("kinds", {})
+            counts: dict[str, float] = {k: float(v) for k, v in raw.items()}
+            counts.update({f"kind:{k}": float(v) for k, v in kinds.items()})
+            counts["cpu_ms"] = _cpu_s(proc.pid) * 1000
+            out[name] = counts
+        return out
+
+
+class Profiler:
+    """py-spy record on every role for the measured window (collapsed stacks)."""
+
+    def __init__(self, roles: CountedRoles, out_dir: Path, tag: str) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.files: dict[str, Path] = {}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spy = str(Path(sys.executable).parent / "py-spy")
+        for name, proc in roles.procs.items():
+            f = out_dir / f"{tag}-{name}.txt"
+            self.files[name] = f
+            self.procs[name] = subprocess.Popen(
+                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200", "--threads",
+                 "--nonblocking", "-o", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def stop(self) -> dict[str, list[tuple[str, float]]]:
+        for p in self.procs.values():
+            p.send_signal(signal.SIGINT)
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        return {name: top_frames(f) for name, f in self.files.items()}
+
+
+def top_frames(path: Path, n: int = 12) -> list[tuple[str, float]]:
+    """Share of busy samples under each agentbus/peewee/psycopg2/redis frame ("inclusive"), top n."""
+    if not path.exists():
+        return []
+    inclusive: Counter[str] = Counter()
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(w in leaf for w in ("select", "epoll", "poll (", "wait (", "_wait_for_tstate_lock", "recv_into")):
+            continue  # idle: waiting on a socket or a lock
+        k = int(count)
+        busy += k
+        for fr in set(frames[1:]):
+            name = fr.split(" (")[0]
+            where = fr.split("(")[-1]
+            if any(m in where for m in ("agentbus/", "peewee", "psycopg2", "redis/", "rq/", "starlette", "uvicorn")):
+                inclusive[f"{name} ({where.split('/')[-1].rstrip(')')})"] += k
+    return [(f, 100.0 * c / busy) for f, c in inclusive.most_common(n)] if busy else []
+
+
+# -- agentbus ---------------------------------------------------------------------------------------
+def start_agentbus(args: argparse.Namespace, db_name: str, api_only: bool = False) -> tuple[CountedRoles, str]:
+    redis.Redis.from_url(args.redis_url).flushdb()
+    db_url = fresh_database(args.pg_admin_url, db_name)
+    role_url = db_url + ("?options=-c%20synchronous_commit%3Doff" if args.async_commit else "")
+    env = {**os.environ, "AGENTBUS_DATABASE_URL": role_url, "AGENTBUS_REDIS_URL": args.redis_url,
+           "AGENTBUS_APP": "agentbus.examples:app", "PYTHONPATH": str(ROOT),
+           "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
+    roles = CountedRoles(env, ROOT / ".agentbus" / "bench-logs" / f"jobs-{uuid.uuid4().hex[:6]}")
+    if not api_only:
+        roles.start("orchestrator", "--role", "orchestrator")
+        for i in range(2):
+            roles.start(f"worker{i}", "--role", "worker-cpu", "--name", f"jobs-w{i}")
+    roles.api(args.port)
+    return roles, db_url
+
+
+def per_job(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], jobs: int) -> list[str]:
+    lines = []
+    for name in after:
+        d = {k: (after[name].get(k, 0) - before.get(name, {}).get(k, 0)) / max(1, jobs) for k in after[name]}
+        lines.append(
+            f"{name}: {d['cpu_ms']:.2f} CPU ms, {d['sql']:.2f} SQL statements, "
+            f"{d['redis_round_trips']:.2f} Redis round trips ({d['redis_commands']:.2f} commands) per job"
+        )
+        kinds = sorted(((v, k[5:]) for k, v in d.items() if k.startswith("kind:") and v >= 0.05), reverse=True)
+        lines.append(f"{name} per job: " + "; ".join(f"{k} x{v:.2f}" for v, k in kinds))
+    return lines
+
+
+def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str], Load]:
+    rows: list[tuple[str, str]] = []
+    notes: list[str] = []
+    roles, db_url = start_agentbus(args, "agentbus_bench_jobs", api_only=args.submit_only)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        clients = 50 if args.submit_only and args.clients == 32 else args.clients
+        agentbus_load(base, roles.headers, clients, min(200, args.n), submit_only=args.submit_only)  # warm up
+        before, pg0 = roles.snapshot(), _pg_stats(db_url)
+        rss0 = {name: _rss_mb(p.pid) for name, p in roles.procs.items()}
+        prof = Profiler(roles, Path(args.profile), args.tag) if args.profile else None
+        sampler = _RssSampler(roles) if args.soak else None
+        if args.one:
+            clients = 1
+        load = agentbus_load(base, roles.headers, clients, args.n, seconds=args.soak or None,
+                             submit_only=args.submit_only)  # fmt: skip
+        tops = prof.stop() if prof else {}
+        after, pg1 = roles.snapshot(), _pg_stats(db_url)
+        what = "submit only" if args.submit_only else "submit → result"
+        rows.append((f"agentbus, {clients} clients, {what}", load.line()))
+        notes.append(f"load client CPU {100 * load.client_cpu:.0f} % of one core; load average {load.load_avg:.1f}")
+        notes += per_job(before, after, load.done)
+        dj = max(1, load.done)
+        notes.append(
+            "PostgreSQL per job: "
+            + ", ".join(f"{(pg1[k] - pg0[k]) / dj:.1f} {k}" for k in ("commits", "inserted", "updated", "fetched"))
+        )
+        size = {k: pg1[k] - pg0[k] for k in pg1}
+        growth = {t: size[f"{t} table"] + size[f"{t} indexes"] for t in PG_TABLES}
+        notes.append("PostgreSQL growth per job: " + ", ".join(f"{t} {b / dj:.0f} B" for t, b in growth.items()))
+        if sampler is not None:
+            notes += sampler.stop(rss0)
+        for name, frames in tops.items():
+            notes.append(f"profile {name}: " + "; ".join(f"{f} {p:.0f}%" for f, p in frames))
+    finally:
+        roles.stop()
+    return rows, notes, load
+
+
+class _RssSampler:
+    """Resident memory of each role every 10 s (the soak)."""
+
+    def __init__(self, roles: CountedRoles) -> None:
+        self.roles = roles
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(10):
+            self.samples.append((time.monotonic() - self._t0,
+                                 {n: _rss_mb(p.pid) for n, p in self.roles.procs.items()}))  # fmt: skip
+
+    def stop(self, start: dict[str, float]) -> list[str]:
+        self._stop.set()
+        self._thread.join()
+        if len(self.samples) < 3:
+            return ["soak too short for an RSS trend"]
+        warm = self.samples[max(0, len(self.samples) // 10)]  # after the first tenth
+        last = self.samples[-1]
+        return [
+            f"RSS {n}: start {start.get(n, 0):.0f} MB, after warm-up ({warm[0]:.0f} s) {warm[1][n]:.0f} MB, "
+            f"end ({last[0]:.0f} s) {last[1][n]:.0f} MB ({100 * (last[1][n] / warm[1][n] - 1):+.1f} %), "
+            f"peak {max(s[1][n] for s in self.samples):.0f} MB"
+            for n in last[1]
+        ]
+
+
+# -- baselines -----------------------------------------------------------------------------------
+def _threads_load(clients: int, n: int, one: Any) -> Load:
+    out = Load()
+    lock = threading.Lock()
+    left = [n]
+
+    def client() -> None:
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            t0 = time.perf_counter()
+            try:
+                one()
+                with lock:
+                    out.total.append((time.perf_counter() - t0) * 1000)
+                    out.done += 1
+            except Exception as exc:
+                with lock:
+                    out.errors[type(exc).__name__] += 1
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.seconds = time.perf_counter() - t0
+    out.client_cpu = (time.process_time() - cpu0) / out.seconds
+    out.load_avg = _load_avg()
+    return out
+
+
+def celery_jobs(url: str, clients: int, n: int) -> Load:
+    redis.Redis.from_url(url).flushdb()
+    workers = _Workers("celery")
+    try:
+        for i in range(2):
+            workers.start([sys.executable, "-m", "celery", "-A", "bench._io_celery", "worker", "--pool", "solo",
+                           "--loglevel", "WARNING", "-n", f"jobs{i}@%h", "--without-gossip", "--without-mingle",
+                           "--without-heartbeat"], {**baseline_env(), "BENCH_IO_REDIS": url})  # fmt: skip
+        os.environ["BENCH_IO_REDIS"] = url
+        from bench._io_celery import app
+
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=1.0) or []) < 2:
+            workers.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Celery workers did not come up")
+
+        def one() -> None:
+            app.send_task("bench_io.wait", args=[0]).get(timeout=30)
+
+        _threads_load(clients, min(200, n), one)  # warm up
+        return _threads_load(clients, n, one)
+    finally:
+        workers.stop()
+
+
+def arq_jobs(url: str, clients: int, n: int) -> Load:
+    redis.Redis.from_url(url).flushdb()
+    workers = _Workers("arq")
+    arq = str(Path(sys.executable).parent / "arq")
+    try:
+        for _ in range(2):
+            workers.start([arq, "bench._io_arq.WorkerSettings"], {**baseline_env(), "BENCH_IO_REDIS": url})
+        from arq.connections import RedisSettings, create_pool
+
+        async def go(count: int) -> Load:
+            pool = await create_pool(RedisSettings.from_dsn(url))
+            out = Load()
+            left = [count]
+
+            async def client() -> None:
+                while left[0] > 0:
+                    left[0] -= 1
+                    t0 = time.perf_counter()
+                    try:
+                        job = await pool.enqueue_job("wait", 0)
+                        assert job is not None
+                        await job.result(timeout=30, poll_delay=0.005)
+                        out.total.append((time.perf_counter() - t0) * 1000)
+                        out.done += 1
+                    except Exception as exc:
+                        out.errors[type(exc).__name__] += 1
+
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(clients)))
+            out.seconds = time.perf_counter() - t0
+            out.client_cpu = (time.process_time() - cpu0) / out.seconds
+            out.load_avg = _load_avg()
+            await pool.aclose()
+            return out
+
+        time.sleep(2)  # the workers connect
+        asyncio.run(go(min(200, n)))
+        return asyncio.run(go(n))
+    finally:
+        workers.stop()
+
+
+def rq_jobs(url: str, clients: int, n: int) -> Load:
+    from rq import Queue
+    from rq.job import JobStatus
+    from rq.serializers import JSONSerializer
+
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    name = f"agentbus-bench-jobs-{uuid.uuid4().hex[:6]}"
+    workers = _Workers("rq")
+    try:
+        for i in range(2):
+            workers.start([sys.executable, "-m", "rq.cli", "worker", "--url", url, "--worker-class",
+                           "rq.worker.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer",
+                           "--logging_level", "WARNING", "--name", f"{name}-w{i}", "--path", str(ROOT), name],
+                          baseline_env())  # fmt: skip
+        time.sleep(2)
+        q = Queue(name, connection=conn, serializer=JSONSerializer)
+
+        def one() -> None:
+            job = q.enqueue("bench._baselines.noop", result_ttl=600)
+            while True:
+                status = job.get_status(refresh=True)
+                if status == JobStatus.FINISHED:
+                    return
+                if status == JobStatus.FAILED:
+                    raise RuntimeError("rq job failed")
+                time.sleep(0.005)
+
+        _threads_load(clients, min(200, n), one)
+        return _threads_load(clients, n, one)
+    finally:
+        workers.stop()
+        conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--submit-only", action="store_true")
+    ap.add_argument("--one", action="store_true", help="one client, one job at a time")
+    ap.add_argument("--soak", type=float, default=0.0, help="run for this many seconds instead of --n jobs")
+    ap.add_argument("--async-commit", action="store_true",
+                    help="the opt-in faster durability mode: synchronous_commit=off in the roles' database URL")
+    ap.add_argument("--profile", default="", help="directory for py-spy's collapsed stacks of each role")
+    ap.add_argument("--tag", default="run", help="prefix of the profile files")
+    ap.add_argument(
+        "--pg-admin-url", default=os.environ.get("AGENTBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    ap.add_argument("--redis-url", default=os.environ.get("AGENTBUS_TEST_REDIS", "redis://127.0.0.1:6379/14"))
+    ap.add_argument("--port", type=int, default=8767)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+
+    rows, notes, ours = agentbus_run(args)
+    if not (args.skip_baselines or args.submit_only or args.soak or args.one):
+        for label, fn in (("Celery, 2 solo workers, Redis results, send_task().get()", celery_jobs),
+                          ("arq, 2 workers, enqueue_job + result()", arq_jobs),
+                          ("raw RQ, 2 SimpleWorkers, enqueue + poll status", rq_jobs)):  # fmt: skip
+            try:
+                r = fn(args.redis_url, args.clients, args.n)
+                rows.append((f"{label}, {args.clients} clients", r.line()))
+                rows.append((f"agentbus ÷ {label.split(',')[0]}", f"{ours.rate / r.rate:.2f}x"))
+                notes.append(f"{label.split(',')[0]}: client CPU {100 * r.client_cpu:.0f} %, load avg {r.load_avg:.1f}")
+            except Exception as exc:  # a baseline that cannot run is reported, not hidden
+                rows.append((label, f"not measured: {exc}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)} | result")
+    print("-" * width + "-+-" + "-" * 40)
+    for k, v in rows:
+        print(f"{k.ljust(width)} | {v}")
+    print()
+    for line in notes:
+        print("-", line)
+    if args.write_docs:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        cmd = " ".join(["python -m bench.jobs", *sys.argv[1:]])
+        # not the hand-written "Many jobs at once (bench/jobs.py)" section, which holds the profile story
+        title = "Many jobs at once: latest run" + (" — " + args.tag if args.tag != "run" else "")
+        path = write_section(title, f"`{cmd}` on {machine}, {time.strftime('%Y-%m-%d %H:%M')}; PostgreSQL, "
+                             f"Redis, every role and the load client on the same machine.\n\n{table}\n\n"
+                             + "\n".join(f"- {n}" for n in notes) + "\n")  # fmt: skip
+        print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
