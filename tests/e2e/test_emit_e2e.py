@@ -83,7 +83,9 @@ def test_submit_wait_prints_outputs_as_they_arrive(running: Cluster) -> None:
     reader.start()
     wait_until(lambda: any('chatter[0] {"token": "t0"}' in line for line in told), 60, "the first token")
     assert proc.poll() is None  # printed while the job still runs, not with its result
-    out, _ = proc.communicate(timeout=120)
+    # not communicate(): it would read stderr too, racing the reader thread for the lines
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    proc.wait(120)
     reader.join(10)
     assert proc.returncode == 0 and '"result": 3' in out
     lines = [line for line in told if line.startswith("chatter[")]
