@@ -399,3 +399,10 @@ def narrator(ctx: Context, steps: int = 3) -> list[int]:
         got.append(ctx.run(square, i))
         ctx.emit({"step": i, "phase": "after"})
     return got
+
+
+@app.agent
+def clumsy(ctx: Context, x: int = 3) -> int:
+    """Its own code raises once its task is done: the job fails with a traceback that names it."""
+    squared: int = ctx.run(square, x)
+    return squared // 0

@@ -21,6 +21,18 @@ def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
     return out
 
 
+_JOB_ERROR: dict[str, Any] = {
+    "type": ["object", "null"],
+    "required": ["type", "message"],
+    "properties": {
+        "type": {"type": "string"},
+        "message": {"type": "string"},
+        # only where user code raised: the last 16 KiB of its traceback
+        "traceback": {"type": "string", "description": "where the task's or agent's own code raised"},
+    },
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "malformed request",
@@ -127,7 +139,7 @@ def document(app: App) -> dict[str, Any]:
                     "started_at": {"type": ["string", "null"]},
                     "finished_at": {"type": ["string", "null"]},
                     "updated_at": {"type": "string"},
-                    "error": {"type": ["object", "null"]},
+                    "error": _JOB_ERROR,
                     "progress": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
             },
@@ -138,7 +150,7 @@ def document(app: App) -> dict[str, Any]:
                     "id": {"type": "string"},
                     "status": {"type": "string"},
                     "result": {},
-                    "error": {"type": ["object", "null"]},
+                    "error": _JOB_ERROR,
                 },
             },
         }

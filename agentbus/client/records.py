@@ -44,10 +44,14 @@ class JobError(_Record):
     type: str
     message: str
     raw: Mapping[str, Any] = field(repr=False)
+    traceback: str | None = field(default=None, repr=False)
+    """Where the task's or agent's own code raised (None for errors agentbus decided, and older servers)."""
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobError:
-        return cls(type=str(d.get("type", "")), message=str(d.get("message", "")), raw=d)
+        tb = d.get("traceback")
+        return cls(type=str(d.get("type", "")), message=str(d.get("message", "")), raw=d,
+                   traceback=tb if isinstance(tb, str) else None)  # fmt: skip
 
 
 def _error(d: Any) -> JobError | None:

@@ -108,11 +108,12 @@ class StepError(AgentbusError):
 class TaskFailed(StepError):
     """A task failed for good (its retries exhausted). Carries the task's own error."""
 
-    def __init__(self, task: str, error_type: str, error_message: str) -> None:
+    def __init__(self, task: str, error_type: str, error_message: str, error_traceback: str | None = None) -> None:
         super().__init__(f"task {task!r} failed: {error_type}: {error_message}")
         self.task = task
         self.error_type = error_type
         self.error_message = error_message
+        self.error_traceback = error_traceback  # the task's own, where it raised (None if not recorded)
 
 
 class TaskTimeout(StepError):

@@ -17,8 +17,9 @@ still counted against the cap at once, so a fan-out over the cap fails before an
 
 from __future__ import annotations
 
+import traceback as _tb
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef
@@ -41,9 +42,35 @@ StepKind = Literal["task", "agent", "sleep", "value", "human"]
 class ErrorInfo:
     type: str
     message: str
+    traceback: str | None = field(default=None, compare=False)
+    """Where the user's own code raised (``format_traceback``); None for errors agentbus itself decides.
+    Not compared: two reports of one error are equal wherever the code raised it from."""
 
     def to_dict(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
+        d = {"type": self.type, "message": self.message}
+        if self.traceback is not None:  # only when set: readers of the old shape see no new key otherwise
+            d["traceback"] = self.traceback
+        return d
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        """The error of user code that raised ``exc``, caught in the frame that called it."""
+        return cls(type(exc).__name__, str(exc), format_traceback(exc))
+
+
+MAX_TRACEBACK_CHARS = 16 * 1024
+"""A traceback keeps its last 16 KiB: the innermost frames and the exception line say what failed, and a
+deep recursion must not make every job row (and API response) megabytes long."""
+
+
+def format_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback without its first frame (the executor's or engine's own call of the user's
+    function, which says nothing to the user), trimmed to its last ``MAX_TRACEBACK_CHARS``."""
+    tb = exc.__traceback__
+    text = "".join(_tb.format_exception(type(exc), exc, tb.tb_next if tb is not None else None))
+    if len(text) > MAX_TRACEBACK_CHARS:
+        text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
+    return text
 
 
 @dataclass(frozen=True)
@@ -124,7 +151,7 @@ def _raise_for(rec: StepRecord) -> NoReturn:
     if rec.state == TaskState.CANCELLED:
         raise TaskCancelled(f"{rec.kind} {rec.name!r} was cancelled")
     err = rec.error or ErrorInfo("Error", "unknown error")
-    raise TaskFailed(rec.name, err.type, err.message)
+    raise TaskFailed(rec.name, err.type, err.message, err.traceback)
 
 
 class AgentContext(Context):
@@ -414,10 +441,12 @@ def _run(
     except TaskFailed as exc:
         error = ErrorInfo("TaskFailed", str(exc))
         if isinstance(job_type, TaskDef):  # a single-task job reports the task's own error
-            error = ErrorInfo(exc.error_type, exc.error_message)
+            error = ErrorInfo(exc.error_type, exc.error_message, exc.error_traceback)
+        else:  # where the agent's code did not catch it
+            error = replace(error, traceback=format_traceback(exc))
         return ReplayResult("failed", tuple(ctx.commands), error=error)
     except Exception as exc:
-        return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo(type(exc).__name__, str(exc)))
+        return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo.of(exc))
     extra = sorted(s for s in journal if s >= ctx.steps_taken)
     if extra:
         err = NonDeterministicAgent(

@@ -34,6 +34,7 @@ class StepView:
     route_reason: str | None
     error_type: str | None
     error_message: str | None
+    error_traceback: str | None
     created_at: float
     queued_at: float | None
     started_at: float | None
@@ -65,8 +66,8 @@ class ChildView:
 
 
 _FIELDS = (Step.id, Step.seq, Step.kind, Step.name, Step.state, Step.attempt, Step.retries, Step.queue, Step.worker,
-           Step.route_reason, Step.error_type, Step.error_message, Step.created_at, Step.queued_at, Step.started_at,
-           Step.finished_at)  # fmt: skip
+           Step.route_reason, Step.error_type, Step.error_message, Step.error_traceback, Step.created_at,
+           Step.queued_at, Step.started_at, Step.finished_at)  # fmt: skip
 
 
 def cursor_before(ts: float) -> str:

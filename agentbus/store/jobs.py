@@ -21,7 +21,7 @@ from agentbus.store.records import JobRecord, NewJob, dumps, loads
 
 
 def job_record(row: Job) -> JobRecord:
-    error = ErrorInfo(row.error_type, row.error_message or "") if row.error_type else None
+    error = ErrorInfo(row.error_type, row.error_message or "", row.error_traceback) if row.error_type else None
     return JobRecord(
         id=row.id,
         type=row.type,
@@ -43,21 +43,21 @@ def job_record(row: Job) -> JobRecord:
 
 _JOB_FIELDS = (
     "id", "type", "state", "input", "result", "error_type", "error_message", "idempotency_key", "priority",
-    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at", "tenant",
+    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at", "tenant", "error_traceback",
 )  # fmt: skip
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
 
 def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     (jid, type_, state, input_, result, etype, emsg, key, priority, parent, pseq, created, started, finished,
-     updated, tenant) = t[:16]  # fmt: skip
+     updated, tenant, etb) = t[:17]  # fmt: skip
     return JobRecord(
         id=jid,
         type=type_,
         state=JobState(state),
         input=loads(input_),
         result=loads(result),
-        error=ErrorInfo(etype, emsg or "") if etype else None,
+        error=ErrorInfo(etype, emsg or "", etb) if etype else None,
         idempotency_key=key,
         priority=priority,
         parent_id=parent,

@@ -63,13 +63,16 @@ class StepQueries:
     @translate_errors
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
         q = (
-            Step.select(Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type, Step.error_message)
+            Step.select(
+                Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type, Step.error_message,
+                Step.error_traceback,
+            )
             .where(Step.job_id == job_id)
             .tuples()
-        )
+        )  # fmt: skip
         journal: dict[int, StepRecord] = {}
-        for seq, kind, name, state, result, etype, emsg in q:
-            err = ErrorInfo(etype, emsg or "") if etype else None
+        for seq, kind, name, state, result, etype, emsg, etb in q:
+            err = ErrorInfo(etype, emsg or "", etb) if etype else None
             journal[seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
         return journal
 
@@ -82,13 +85,13 @@ class StepQueries:
         q = (
             Step.select(
                 Step.job_id, Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type,
-                Step.error_message,
+                Step.error_message, Step.error_traceback,
             )
             .where(Step.job_id.in_(list(journals)))
             .tuples()
         )  # fmt: skip
-        for job_id, seq, kind, name, state, result, etype, emsg in q:
-            err = ErrorInfo(etype, emsg or "") if etype else None
+        for job_id, seq, kind, name, state, result, etype, emsg, etb in q:
+            err = ErrorInfo(etype, emsg or "", etb) if etype else None
             journals[job_id][seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
         return journals
 
@@ -113,6 +116,7 @@ class StepQueries:
                 r.job_id, state, None if r.outcome is None or r.result is None else dumps(r.result),
                 r.error.type if r.outcome is not None and r.error else None,
                 r.error.message if r.outcome is not None and r.error else None,
+                r.error.traceback if r.outcome is not None and r.error else None,
                 None if r.outcome is None else now,
             ))  # fmt: skip
         with self.db.atomic():
@@ -121,15 +125,16 @@ class StepQueries:
             head = cur.mogrify(
                 "UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
                 "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
-                "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message) ",
+                "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message), "
+                "error_traceback = CASE WHEN v.etype IS NULL THEN j.error_traceback ELSE v.etb END ",
                 (now, now),
             ).decode()
             tail = cur.mogrify("WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id", (open_states,)).decode()
             got = execute_values(
                 cur,
-                head + "FROM (VALUES %s) AS v(id, state, result, etype, emsg, fin) " + tail.replace("%", "%%"),
+                head + "FROM (VALUES %s) AS v(id, state, result, etype, emsg, etb, fin) " + tail.replace("%", "%%"),
                 rows,
-                template="(%s, %s, %s, %s, %s, %s::double precision)",
+                template="(%s, %s, %s, %s, %s, %s, %s::double precision)",
                 fetch=True,
                 page_size=len(rows),
             )
@@ -181,6 +186,7 @@ class StepQueries:
                 if error is not None:
                     values[Job.error_type] = error.type
                     values[Job.error_message] = error.message
+                    values[Job.error_traceback] = error.traceback
             n = Job.update(values).where((Job.id == job_id) & Job.state.in_(open_states)).execute()
             if not n:
                 return False
@@ -270,7 +276,7 @@ class StepQueries:
                 o.task_id, o.attempt, o.state.value,
                 None if o.result is None and o.state != TaskState.SUCCEEDED else dumps(o.result),
                 o.error.type if o.error else None, o.error.message if o.error else None,
-                o.not_before, now if o.state in TASK_TERMINAL else None,
+                o.error.traceback if o.error else None, o.not_before, now if o.state in TASK_TERMINAL else None,
             )
             for o in outcomes
         ]  # fmt: skip
@@ -281,12 +287,12 @@ class StepQueries:
             got = execute_values(
                 cur,
                 "UPDATE ab_steps AS s SET state = v.state, result = v.result, error_type = v.etype, "
-                "error_message = v.emsg, not_before = v.nb, finished_at = v.fin, "
+                "error_message = v.emsg, error_traceback = v.etb, not_before = v.nb, finished_at = v.fin, "
                 f"updated_at = {now!r} "
-                "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, nb, fin) "
+                "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, etb, nb, fin) "
                 "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'running' RETURNING s.job_id",
                 rows,
-                template="(%s, %s::int, %s, %s, %s, %s, %s::double precision, %s::double precision)",
+                template="(%s, %s::int, %s, %s, %s, %s, %s, %s::double precision, %s::double precision)",
                 fetch=True,
                 page_size=len(rows),
             )
@@ -294,12 +300,12 @@ class StepQueries:
         with self.db.atomic():
             jobs: set[str] = set()
             cur = self.db.cursor()
-            for tid, attempt, state, result, etype, emsg, nb, fin in rows:
+            for tid, attempt, state, result, etype, emsg, etb, nb, fin in rows:
                 cur.execute(
                     "UPDATE ab_steps SET state = ?, result = ?, error_type = ?, error_message = ?, "
-                    "not_before = ?, finished_at = ?, updated_at = ? "
+                    "error_traceback = ?, not_before = ?, finished_at = ?, updated_at = ? "
                     "WHERE id = ? AND attempt = ? AND state = 'running'",
-                    (state, result, etype, emsg, nb, fin, now, tid, attempt),
+                    (state, result, etype, emsg, etb, nb, fin, now, tid, attempt),
                 )
                 if cur.rowcount:
                     jobs.add(tid.rsplit("-", 1)[0])
@@ -392,6 +398,7 @@ class StepQueries:
                 result=None if result is None else dumps(result),
                 error_type=error.type if error else None,
                 error_message=error.message if error else None,
+                error_traceback=error.traceback if error else None,
                 finished_at=now,
                 updated_at=now,
             )
@@ -489,6 +496,7 @@ class StepQueries:
                 Step.worker,
                 Step.error_type,
                 Step.error_message,
+                Step.error_traceback,
             )
             .where((Step.job_id == job_id) & (Step.kind == "task") & (Step.seq > after_seq))
             .order_by(Step.seq)
@@ -506,5 +514,6 @@ class StepQueries:
             "worker",
             "error_type",
             "error_message",
+            "error_traceback",
         )
         return [dict(zip(keys, row, strict=True)) for row in q]  # type: ignore[call-overload]

@@ -413,7 +413,7 @@ class Executor:
             if deadline is not None and deadline.expired():
                 ctx.cancel()
                 return self._failure(call, ErrorInfo("TaskTimeout", f"task ran past its timeout of {call.timeout}s"))
-            return self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
+            return self._failure(call, ErrorInfo.of(exc))
 
     # -- on a call's thread ---------------------------------------------------------------------
     def _run_sync(self, h: _Held, fn: Callable[..., Any]) -> None:
@@ -425,7 +425,7 @@ class Executor:
         except TaskCancelled:
             outcome = self._cancelled(call)
         except Exception as exc:  # the task's own failure or an unserializable result
-            outcome = self._failure(call, ErrorInfo(type(exc).__name__, str(exc)))
+            outcome = self._failure(call, ErrorInfo.of(exc))
         finally:
             if self.after_sync_call is not None:
                 self.after_sync_call()

@@ -56,7 +56,8 @@ def test_exhausted_retries_fail_the_job_with_the_task_error(running: Cluster) ->
     job = running.client.submit("always_fails", {"reason": "nope"})
     body = running.wait(job["id"])
     assert body["status"] == "failed"
-    assert body["error"] == {"type": "ValueError", "message": "nope"}
+    assert (body["error"]["type"], body["error"]["message"]) == ("ValueError", "nope")
+    assert "in always_fails" in body["error"]["traceback"]  # where the task raised (issue 13)
 
 
 def test_durable_sleep(running: Cluster) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,12 +15,15 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agentbus.api import create_app
+from agentbus.bus import ControlStream, Dispatcher, Fleet
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
-from agentbus.domain import ErrorInfo, JobState, TaskState
+from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
 from agentbus.examples import app as examples
+from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
-from agentbus.store import NewStep, Store
+from agentbus.store import NewStep, Store, TaskOutcome, step_id
+from agentbus.worker.execute import Executor
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 
@@ -399,3 +403,62 @@ def test_wrong_method_is_a_json_405(sqlite_client: TestClient) -> None:
     r = client.delete("/jobs")
     assert r.status_code == 405
     assert error(r)["type"] == "HTTPError"
+
+
+def test_a_failing_tasks_traceback_reaches_the_job_and_its_task(
+    client: TestClient, redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """The worker's executor runs the task, the driver fails its job: both name where it raised."""
+    store = store_of(client)
+    job_id = submit(client, "always_fails", {"reason": "nope"}).json()["id"]
+    args = {"reason": "nope"}
+    store.record_replay(job_id, [NewStep(job_id, 0, "task", "always_fails", TaskState.QUEUED, args=args,
+                                         queue="cpu", dispatch_id="d1")], None)  # fmt: skip
+    executor = Executor(examples, store, lambda events: None, "w-test", lambda origin, calls: None)
+    executor.start()
+    try:
+        executor(Dispatch("d1", (TaskCall(step_id(job_id, 0), job_id, "always_fails", args, 1, 0, 30.0, 0.5),)), "cpu")
+        deadline = time.monotonic() + 20
+        while store.load_journal(job_id)[0].state != TaskState.FAILED:
+            assert time.monotonic() < deadline, "the task never failed"
+            time.sleep(0.02)
+    finally:
+        executor.drain(0.0, force=lambda: True)
+    ring = Keyring.parse("k1:traceback-test-secret-0123456")
+    Driver(examples, store, Dispatcher(redis_conn, ring), ControlStream(redis_conn, ring), Fleet(redis_conn, ttl_s=30),
+           settings).advance(job_id)  # fmt: skip
+
+    body = client.get(f"/jobs/{job_id}").json()
+    assert body["status"] == "failed"
+    assert (body["error"]["type"], body["error"]["message"]) == ("ValueError", "nope")
+    for tb in (body["error"]["traceback"], body["tasks"][0]["error_traceback"],
+               client.get(f"/jobs/{job_id}/results").json()["error"]["traceback"]):  # fmt: skip
+        assert "in always_fails" in tb and tb.rstrip().endswith("ValueError: nope")
+        assert "execute.py" not in tb  # the executor's own frame is left out
+    assert client.get(f"/jobs/{job_id}/tasks").json()["tasks"][0]["error_traceback"] == body["error"]["traceback"]
+
+
+def test_an_agent_that_raises_reports_a_traceback_naming_the_agent(
+    client: TestClient, redis_conn: redis.Redis, settings: Settings
+) -> None:
+    store = store_of(client)
+    ring = Keyring.parse("k1:traceback-test-secret-0123456")
+    driver = Driver(examples, store, Dispatcher(redis_conn, ring), ControlStream(redis_conn, ring),
+                    Fleet(redis_conn, ttl_s=30), settings)  # fmt: skip
+    jobs = [submit(client, "clumsy", {"x": 3}).json()["id"] for _ in range(2)]  # two: advanced together
+    assert driver.advance_many(jobs) == []
+    calls = [(step_id(j, 0), 1) for j in jobs]
+    assert store.mark_running(calls, "w1") == {c for c, _ in calls}
+    done = store.record_outcomes([TaskOutcome(c, 1, TaskState.SUCCEEDED, result=9) for c, _ in calls])
+    assert driver.advance_many(done) == []
+
+    for job_id in jobs:
+        error = client.get(f"/jobs/{job_id}").json()["error"]
+        assert error["type"] == "ZeroDivisionError"
+        assert "in clumsy" in error["traceback"] and "ZeroDivisionError" in error["traceback"]
+
+
+def test_errors_recorded_without_a_traceback_keep_their_old_shape(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    store_of(client).record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("Cancelled", "by hand"))
+    assert client.get(f"/jobs/{job_id}").json()["error"] == {"type": "Cancelled", "message": "by hand"}

@@ -10,12 +10,12 @@ from starlette.testclient import TestClient
 
 from agentbus.api import create_app
 from agentbus.config import Settings
-from agentbus.domain import JobState, TaskState
+from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.hitl import HumanRequest
 from agentbus.examples import REVIEW_SCHEMA
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import NewJob, NewStep, Store
+from agentbus.store import NewJob, NewStep, Store, TaskOutcome, step_id
 
 
 @pytest.fixture
@@ -285,3 +285,20 @@ def test_failed_sign_ins_are_limited_per_address(pg_url: str, redis_url: str) ->
 def test_ui_without_a_slash_leads_to_the_console(web: TestClient) -> None:
     r = web.get("/ui", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/jobs"
+
+
+def test_the_job_page_shows_the_error_with_its_traceback_escaped(web: TestClient, store: Store) -> None:
+    token, _ = store.create_key("default", keys.SCOPES)
+    sign_in(web, token)
+    job, _ = store.create_job(NewJob("always_fails", {"reason": "nope"}))
+    tb = 'Traceback (most recent call last):\n  File "t.py", line 3, in always_fails\nValueError: <script>x</script>\n'
+    store.record_replay(job.id, [NewStep(job.id, 0, "task", "always_fails", TaskState.QUEUED, args={})], None)
+    store.mark_running([(step_id(job.id, 0), 1)], "w1")
+    store.record_outcomes([TaskOutcome(step_id(job.id, 0), 1, TaskState.FAILED,
+                                       error=ErrorInfo("ValueError", "<script>x</script>", tb))])  # fmt: skip
+    store.record_replay(job.id, [], JobState.FAILED, error=ErrorInfo("ValueError", "<script>x</script>", tb))
+
+    page = web.get(f"/ui/jobs/{job.id}").text
+    assert '<details id="job-traceback">' in page
+    assert page.count("line 3, in always_fails") == 2  # under the job's error and under its step's
+    assert "<script>x</script>" not in page and "ValueError: &lt;script&gt;x&lt;/script&gt;" in page

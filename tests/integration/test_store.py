@@ -513,3 +513,30 @@ def test_a_postgresql_url_can_opt_into_asynchronous_commits(pg_url: str) -> None
             assert db.execute_sql("SHOW synchronous_commit").fetchone() == (expected,)
         finally:
             db.close_all()  # type: ignore[attr-defined]
+
+
+def test_tracebacks_are_kept_with_their_errors_and_read_back(store: Store) -> None:
+    tb = 'Traceback (most recent call last):\n  File "t.py", line 1, in echo\nValueError: nope\n'
+    job_id, (sid,) = running_job(store)
+    assert store.mark_running([(sid, 1)], "w1") == {sid}
+    assert store.record_outcomes([TaskOutcome(sid, 1, T.FAILED, error=ErrorInfo("ValueError", "nope", tb))])
+    assert store.load_journal(job_id)[0].error.traceback == tb  # type: ignore[union-attr]
+    assert store.load_journals([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
+    assert store.task_rows(job_id)[0]["error_traceback"] == tb
+
+    assert store.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope", tb))
+    assert store.get_job(job_id).error.traceback == tb  # type: ignore[union-attr]
+    assert store.jobs_to_advance([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
+
+    many = [submit(store) for _ in range(2)]  # the batched write (one statement on PostgreSQL)
+    batch = [Replayed(many[0], [], JobState.FAILED, error=ErrorInfo("E", "m", tb)),
+             Replayed(many[1], [], JobState.FAILED, error=ErrorInfo("E", "m"))]  # fmt: skip
+    assert store.record_replays(batch) == set(many)
+    assert [store.get_job(j).error.traceback for j in many] == [tb, None]  # type: ignore[union-attr]
+
+
+def test_settling_a_child_step_keeps_the_childs_traceback(store: Store) -> None:
+    parent = submit(store)
+    assert store.record_replay(parent, [NewStep(parent, 0, "agent", "child", T.RUNNING)], None)
+    assert store.settle_child_step(parent, 0, T.FAILED, None, ErrorInfo("ValueError", "nope", "the trace"))
+    assert store.load_journal(parent)[0].error.traceback == "the trace"  # type: ignore[union-attr]

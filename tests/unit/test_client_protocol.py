@@ -148,3 +148,14 @@ def test_importing_the_domain_does_not_import_the_http_client() -> None:
 
 def test_the_version_is_the_installed_packages() -> None:
     assert agentbus.__version__ == importlib.metadata.version("agentbus")
+
+
+def test_a_job_error_carries_its_traceback_when_the_server_sent_one() -> None:
+    from agentbus.client.records import Job
+
+    base = {"id": "j", "type": "t", "status": "failed", "input": {}, "priority": 0, "idempotency_key": None,
+            "parent_id": None, "created_at": None, "started_at": None, "finished_at": None}  # fmt: skip
+    with_tb = Job.from_json({**base, "error": {"type": "E", "message": "m", "traceback": "in f"}})
+    without = Job.from_json({**base, "error": {"type": "E", "message": "m"}})
+    assert with_tb.error is not None and with_tb.error.traceback == "in f"
+    assert without.error is not None and (without.error.type, without.error.traceback) == ("E", None)

@@ -23,6 +23,7 @@ from agentbus.domain import (
     replay,
 )
 from agentbus.domain.app import AgentDef, TaskDef
+from agentbus.domain.replay import MAX_TRACEBACK_CHARS, format_traceback
 
 JOB = "job-1"
 S = TaskState.SUCCEEDED
@@ -545,3 +546,37 @@ def test_agent_only_calls_inside_a_task_raise_not_in_agent() -> None:
         ctx.run("double", 1)
     with pytest.raises(NotInAgent):
         ctx.now()
+
+
+def test_an_agent_that_raises_reports_a_traceback_naming_its_own_code() -> None:
+    app, _ = make_app()
+
+    def helper() -> None:
+        raise ValueError("nope")
+
+    @app.agent
+    def broken_with_a_trace(ctx: Context) -> None:
+        helper()
+
+    res = run(app, broken_with_a_trace)
+    assert res.status == "failed" and res.error is not None
+    tb = res.error.traceback or ""
+    assert "broken_with_a_trace" in tb and "helper" in tb and "ValueError: nope" in tb
+    assert "_run" not in tb.split("broken_with_a_trace")[0]  # the engine's own frame is left out
+    assert res.error.to_dict() == {"type": "ValueError", "message": "nope", "traceback": tb}
+
+
+def test_a_single_task_job_reports_its_tasks_traceback_and_errors_without_one_keep_the_old_shape() -> None:
+    app, t = make_app()
+    step = StepRecord(0, "task", "fetch", TaskState.FAILED, None, ErrorInfo("TimeoutError", "slow", "in fetch"))
+    res = run(app, t["fetch"], {0: step}, {"url": "http://x"})
+    assert res.error is not None and res.error.traceback == "in fetch"
+    assert ErrorInfo("TimeoutError", "slow").to_dict() == {"type": "TimeoutError", "message": "slow"}
+
+
+def test_a_traceback_keeps_only_its_last_16_kib() -> None:
+    try:
+        raise RuntimeError("x" * 40_000 + " the end")
+    except RuntimeError as exc:
+        tb = format_traceback(exc)
+    assert len(tb) <= MAX_TRACEBACK_CHARS + 4 and tb.startswith("...\n") and tb.endswith(" the end\n")
