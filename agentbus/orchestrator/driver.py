@@ -263,24 +263,38 @@ class Driver:
         steps: list[NewStep] = []
         by_queue: dict[str, list[tuple[ScheduleTask, str]]] = defaultdict(list)
         for cmd in commands:
-            if isinstance(cmd, ScheduleTask):
-                o = cmd.task.options
-                key = o.concurrency_for(cmd.args)
-                r = self._route(o, priority)
-                if r.queue is None or key is not None:
-                    reason = r.reason if r.queue is None else "waiting for a concurrency slot"
-                    steps.append(
-                        NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
-                                retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
-                                priority=priority, concurrency_key=key, route_reason=reason)
-                    )  # fmt: skip
-                else:
-                    by_queue[r.queue].append((cmd, r.reason))
-            elif isinstance(cmd, StartTimer):
-                steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
-            elif isinstance(cmd, RecordValue):
-                steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
+            self._place(job_id, priority, cmd, steps, by_queue)
         return steps, by_queue
+
+    def _place(
+        self,
+        job_id: str,
+        priority: int,
+        cmd: Any,
+        steps: list[NewStep],
+        by_queue: dict[str, list[tuple[ScheduleTask, str]]],
+    ) -> bool:
+        """A task call, a timer or a recorded value: its step (or its queue); False for other commands."""
+        if isinstance(cmd, ScheduleTask):
+            o = cmd.task.options
+            key = o.concurrency_for(cmd.args)
+            r = self._route(o, priority)
+            if r.queue is None or key is not None:
+                reason = r.reason if r.queue is None else "waiting for a concurrency slot"
+                steps.append(
+                    NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
+                            retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
+                            priority=priority, concurrency_key=key, route_reason=reason)
+                )  # fmt: skip
+            else:
+                by_queue[r.queue].append((cmd, r.reason))
+        elif isinstance(cmd, StartTimer):
+            steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
+        elif isinstance(cmd, RecordValue):
+            steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
+        else:
+            return False
+        return True
 
     def _bundle(
         self, calls: dict[str, list[tuple[str, int, ScheduleTask, str]]], traces: dict[str, str | None]
@@ -334,33 +348,18 @@ class Driver:
         children: list[NewJob] = []
         by_queue: dict[str, list[tuple[ScheduleTask, str]]] = defaultdict(list)
         for cmd in commands:
-            if isinstance(cmd, ScheduleTask):
-                o = cmd.task.options
-                key = o.concurrency_for(cmd.args)
-                r = self._route(o, priority)
-                if r.queue is None or key is not None:
-                    reason = r.reason if r.queue is None else "waiting for a concurrency slot"
-                    steps.append(
-                        NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
-                                retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
-                                priority=priority, concurrency_key=key, route_reason=reason)
-                    )  # fmt: skip
-                else:
-                    by_queue[r.queue].append((cmd, r.reason))
-            elif isinstance(cmd, StartChild):
+            if self._place(job_id, priority, cmd, steps, by_queue):
+                continue
+            if isinstance(cmd, StartChild):
                 steps.append(NewStep(job_id, cmd.seq, "agent", cmd.agent, TaskState.RUNNING, args=cmd.input))
                 children.append(
                     NewJob(cmd.agent, cmd.input, priority=priority, parent_id=job_id, parent_seq=cmd.seq,
                            id=step_id(job_id, cmd.seq), tenant=tenant)
                 )  # fmt: skip
-            elif isinstance(cmd, StartTimer):
-                steps.append(NewStep(job_id, cmd.seq, "sleep", "sleep", TaskState.PENDING, not_before=cmd.fire_at))
             elif isinstance(cmd, AskHuman):
                 steps.append(
                     NewStep(job_id, cmd.seq, "human", "ask_human", TaskState.PENDING, args=cmd.request.to_dict())
                 )
-            elif isinstance(cmd, RecordValue):
-                steps.append(NewStep(job_id, cmd.seq, "value", cmd.name, TaskState.SUCCEEDED, result=cmd.value))
         dispatches: dict[str, list[Dispatch]] = {}
         traced = tracing.current()  # the replay's span: each call's span will be its child
         for queue, items in by_queue.items():
