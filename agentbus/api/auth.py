@@ -108,6 +108,12 @@ def _presented_key_id(header: str | None) -> str | None:
     return parsed[0] if parsed else None
 
 
+def authfail_buckets(client: str, key_id: str | None, rate: Rate) -> list[tuple[str, Rate]]:
+    """The buckets a failed attempt is charged to: its address and, when it named one, the key id
+    (brute force on one key is limited whatever the address). The console's sign-in uses them too."""
+    return [(f"authfail:{client}", rate)] + ([(f"authfail-key:{key_id}", rate)] if key_id else [])
+
+
 def _rate_headers(v: Verdict) -> dict[str, str]:
     return {"RateLimit-Limit": str(v.limit), "RateLimit-Remaining": str(v.remaining),
             "RateLimit-Reset": str(max(0, round(v.reset_s)))}  # fmt: skip
@@ -183,11 +189,8 @@ class AuthMiddleware:
         if until > now:  # already over: answer without another round-trip
             metrics.rate_limited("authfail")
             raise RateLimited("too many failed authentication attempts", until - now)
-        buckets = [(f"authfail:{client}", self.authfail)]
-        if key_id:
-            buckets.append((f"authfail-key:{key_id}", self.authfail))
         try:
-            v = self.limiter.hit(buckets)
+            v = self.limiter.hit(authfail_buckets(client, key_id, self.authfail))
         except Unavailable:
             return
         if not v.allowed:

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from agentbus.api.auth import Principal, client_address
+from agentbus.api.auth import Principal, authfail_buckets, client_address
 from agentbus.bus.ratelimit import Rate
 from agentbus.config import Settings
 from agentbus.domain import RateLimited, Unavailable
@@ -55,11 +55,8 @@ class Limits:
         """Charge a failed sign-in to its address and to the key id it named, like a failed API call."""
         if self.limiter is None:
             return
-        buckets = [(f"authfail:{client}", self.authfail)]
-        if key_id:
-            buckets.append((f"authfail-key:{key_id}", self.authfail))
         try:
-            v = self.limiter.hit(buckets)
+            v = self.limiter.hit(authfail_buckets(client, key_id, self.authfail))
         except Unavailable:
             return
         if not v.allowed:
