@@ -24,8 +24,14 @@ def _embedded_redis(data_dir: Path) -> tuple[object, str]:
     return server, f"unix://{server.socket_file}"
 
 
-def run_dev(port: int, workers: int, data_dir: str, app: str | None, metrics_port: int = 0,
-            log_env: dict[str, str] | None = None) -> int:  # fmt: skip
+def run_dev(
+    port: int,
+    workers: int,
+    data_dir: str,
+    app: str | None,
+    metrics_port: int = 0,
+    log_env: dict[str, str] | None = None,
+) -> int:
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(log_env or {})}
@@ -45,8 +51,12 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None, metrics_por
     from agentbus.store import Store
 
     store = Store.from_url(env["AGENTBUS_DATABASE_URL"])
-    key, _ = store.create_key("dev", ("jobs:read", "jobs:write", "approvals:write", "memory:read", "memory:write",
-                                      "admin"), expires_in=7 * 86400, name="agentbus dev")  # fmt: skip
+    key, _ = store.create_key(
+        "dev",
+        ("jobs:read", "jobs:write", "approvals:write", "memory:read", "memory:write", "admin"),
+        expires_in=7 * 86400,
+        name="agentbus dev",
+    )
     store.close()
     env["AGENTBUS_API_KEY"] = key
     commands = [
@@ -73,14 +83,20 @@ def run_dev(port: int, workers: int, data_dir: str, app: str | None, metrics_por
                     break
                 except Exception:
                     time.sleep(0.1)
-        console.print(f"[green]agentbus dev[/] is up: API at [bold]{settings.api_url}[/] "
-                      f"(database {env['AGENTBUS_DATABASE_URL']}, redis {env['AGENTBUS_REDIS_URL']})")  # fmt: skip
+        console.print(
+            f"[green]agentbus dev[/] is up: API at [bold]{settings.api_url}[/] "
+            f"(database {env['AGENTBUS_DATABASE_URL']}, redis {env['AGENTBUS_REDIS_URL']})"
+        )
         console.print(f"API key (tenant dev, all scopes, 7 days): [bold]{key}[/]")
-        console.print(f"try:  export AGENTBUS_API_URL={settings.api_url} AGENTBUS_API_KEY={key}\n"
-                      "      agentbus submit map_reduce --input '{\"n\": 100}' --wait")  # fmt: skip
+        console.print(
+            f"try:  export AGENTBUS_API_URL={settings.api_url} AGENTBUS_API_KEY={key}\n"
+            "      agentbus submit map_reduce --input '{\"n\": 100}' --wait"
+        )
         if metrics_port:
-            console.print(f"metrics: http://127.0.0.1:{metrics_port}/metrics (api), then one port each for the "
-                          f"orchestrator and the workers up to {metrics_port + len(commands) - 1}")  # fmt: skip
+            console.print(
+                f"metrics: http://127.0.0.1:{metrics_port}/metrics (api), then one port each for the "
+                f"orchestrator and the workers up to {metrics_port + len(commands) - 1}"
+            )
         console.print("Ctrl-C stops everything.")
         while not stopping:
             dead = [p for p in children if p.poll() is not None]

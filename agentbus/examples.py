@@ -153,9 +153,11 @@ def editorial(ctx: Context, topic: str, max_rounds: int = 3, reviewers: list[str
     for revision in range(max_rounds):
         text = ctx.run(draft, topic, revision, notes)
         answer = ctx.ask_human(
-            f"Publish this draft about {topic}?", data={"text": text, "revision": revision},
-            schema=REVIEW_SCHEMA, assignees=reviewers or ["editors"],
-        )  # fmt: skip
+            f"Publish this draft about {topic}?",
+            data={"text": text, "revision": revision},
+            schema=REVIEW_SCHEMA,
+            assignees=reviewers or ["editors"],
+        )
         if answer["approved"]:
             return {"outcome": "published", "rounds": revision + 1, **ctx.run(publish, text, answer["input"]["title"])}
         notes = answer["comment"]

@@ -197,19 +197,29 @@ def measure_rq(
         for i in range(n_workers):
             workers.start(
                 [
-                    sys.executable, "-m", "rq.cli", "worker",
-                    "--url", redis_url,
-                    "--worker-class", "rq.worker.SimpleWorker",
-                    "--serializer", "rq.serializers.JSONSerializer",
-                    "--logging_level", "WARNING",
+                    sys.executable,
+                    "-m",
+                    "rq.cli",
+                    "worker",
+                    "--url",
+                    redis_url,
+                    "--worker-class",
+                    "rq.worker.SimpleWorker",
+                    "--serializer",
+                    "rq.serializers.JSONSerializer",
+                    "--logging_level",
+                    "WARNING",
                     "--disable-job-desc-logging",
-                    "--max-idle-time", str(int(timeout)),  # a safety net if we were killed
-                    "--name", f"{name}-w{i}",
-                    "--path", str(REPO_ROOT),
+                    "--max-idle-time",
+                    str(int(timeout)),  # a safety net if we were killed
+                    "--name",
+                    f"{name}-w{i}",
+                    "--path",
+                    str(REPO_ROOT),
                     name,
                 ],
                 _env(),
-            )  # fmt: skip
+            )
         _wait(
             f"{n_workers} RQ workers to register",
             lambda: Worker.count(connection=conn, queue=queue) >= n_workers,
@@ -308,15 +318,25 @@ def measure_celery(
         for i in range(n_workers):
             workers.start(
                 [
-                    sys.executable, "-m", "celery", "-A", "bench._noop_tasks", "worker",
-                    "--pool=solo", "--concurrency=1",
-                    "-n", nodes[i],
-                    "-Q", f"{queue}-idle",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench._noop_tasks",
+                    "worker",
+                    "--pool=solo",
+                    "--concurrency=1",
+                    "-n",
+                    nodes[i],
+                    "-Q",
+                    f"{queue}-idle",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
                     "--loglevel=WARNING",
                 ],
                 env,
-            )  # fmt: skip
+            )
         _wait(
             f"{n_workers} Celery workers to be ready",
             lambda: int(conn.get(ready_key) or 0) >= n_workers,

@@ -11,9 +11,13 @@ URL = os.environ.get("BENCH_IO_REDIS", "redis://127.0.0.1:6379/14")
 
 app = Celery("bench_io", broker=URL, backend=URL)
 app.conf.update(
-    task_serializer="json", result_serializer="json", accept_content=["json"], worker_hijack_root_logger=False,
-    broker_connection_retry_on_startup=True, worker_send_task_events=False,
-)  # fmt: skip
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    worker_send_task_events=False,
+)
 
 
 @app.task(name="bench_io.wait")

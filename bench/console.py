@@ -44,10 +44,23 @@ def insert_jobs(db_url: str, n: int, start: float) -> None:
                 done = state in ("succeeded", "failed", "cancelled")
                 failed = state == "failed"
                 finished = created + 3.0 if done else None
-                rows.append((uuid.uuid4().hex, rnd.choice(TYPES), state, json.dumps({"topic": f"t{i}", "n": i % 50}),
-                             json.dumps({"ok": True}) if state == "succeeded" else None,
-                             "ValueError" if failed else None, "bad luck" if failed else None,
-                             created, created + 0.1, finished, created + 3.0, TENANT, 0))  # fmt: skip
+                rows.append(
+                    (
+                        uuid.uuid4().hex,
+                        rnd.choice(TYPES),
+                        state,
+                        json.dumps({"topic": f"t{i}", "n": i % 50}),
+                        json.dumps({"ok": True}) if state == "succeeded" else None,
+                        "ValueError" if failed else None,
+                        "bad luck" if failed else None,
+                        created,
+                        created + 0.1,
+                        finished,
+                        created + 3.0,
+                        TENANT,
+                        0,
+                    )
+                )
             psycopg2.extras.execute_values(
                 cur,
                 "INSERT INTO ab_jobs (id, type, state, input, result, error_type, error_message, created_at, "
@@ -71,9 +84,29 @@ def insert_big_job(db_url: str, steps: int, now: float) -> str:
         for seq in range(steps):
             t = now + seq * 0.01
             done = seq < steps - 200
-            rows.append((f"{job_id}-{seq}", job_id, seq, "task", "noop", json.dumps({"i": seq}),
-                         "succeeded" if done else "running", "cpu", f"w{seq % 8}", "cpu task", t, t, t + 0.05,
-                         t + 0.06 if done else None, t + 0.06, 1, 0, 0.5, 0))  # fmt: skip
+            rows.append(
+                (
+                    f"{job_id}-{seq}",
+                    job_id,
+                    seq,
+                    "task",
+                    "noop",
+                    json.dumps({"i": seq}),
+                    "succeeded" if done else "running",
+                    "cpu",
+                    f"w{seq % 8}",
+                    "cpu task",
+                    t,
+                    t,
+                    t + 0.05,
+                    t + 0.06 if done else None,
+                    t + 0.06,
+                    1,
+                    0,
+                    0.5,
+                    0,
+                )
+            )
         psycopg2.extras.execute_values(
             cur,
             "INSERT INTO ab_steps (id, job_id, seq, kind, name, args, state, queue, worker, route_reason, created_at, "

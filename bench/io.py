@@ -47,9 +47,14 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
 def agentbus_runs(args: argparse.Namespace) -> list[Row]:
     redis.Redis.from_url(args.redis_url).flushdb()
     db_url = fresh_database(args.pg_admin_url, "agentbus_bench_io")
-    env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
-           "AGENTBUS_APP": "agentbus.examples:app",
-           "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "AGENTBUS_DATABASE_URL": db_url,
+        "AGENTBUS_REDIS_URL": args.redis_url,
+        "AGENTBUS_APP": "agentbus.examples:app",
+        "AGENTBUS_RATE_READ": "100000/s:100000",
+        "AGENTBUS_RATE_WRITE": "100000/s:100000",
+    }
     rows: list[Row] = []
     roles = Roles(env, ROOT / ".agentbus" / "bench-logs" / f"io-{uuid.uuid4().hex[:6]}")
     try:
@@ -62,8 +67,12 @@ def agentbus_runs(args: argparse.Namespace) -> list[Row]:
             for mode, target in (("async", 2.0), ("sync", 3.0)):
                 elapsed, result = run_job(http, "io_map", {"n": 200, "seconds": 0.5, "mode": mode}, 0)
                 assert result["n"] == 200
-                rows.append((f"(a) agentbus, 2 workers (default 100 slots each): 200 x 0.5 s {mode} calls",
-                             f"{elapsed:.2f} s (target ≤ {target:g} s)"))  # fmt: skip
+                rows.append(
+                    (
+                        f"(a) agentbus, 2 workers (default 100 slots each): 200 x 0.5 s {mode} calls",
+                        f"{elapsed:.2f} s (target ≤ {target:g} s)",
+                    )
+                )
             for i in range(2):
                 roles.kill(f"worker{i}")
             w = roles.start("big", "--role", "worker-cpu", "--name", "io-big", "--concurrency", "1000")
@@ -71,9 +80,13 @@ def agentbus_runs(args: argparse.Namespace) -> list[Row]:
             elapsed, result = run_job(http, "io_map", {"n": 1000, "seconds": 1.0, "mode": "async"}, 0)
             assert result["n"] == 1000
             peak, now = peak_rss_mb(w.pid)
-            rows.append(("(b) agentbus, 1 worker --concurrency 1000: 1,000 x 1 s async calls",
-                         f"{elapsed:.2f} s (target ≤ 3 s); worker RSS peak {peak:.0f} MB, now {now:.0f} MB "
-                         "(target ≤ 300 MB)"))  # fmt: skip
+            rows.append(
+                (
+                    "(b) agentbus, 1 worker --concurrency 1000: 1,000 x 1 s async calls",
+                    f"{elapsed:.2f} s (target ≤ 3 s); worker RSS peak {peak:.0f} MB, now {now:.0f} MB "
+                    "(target ≤ 300 MB)",
+                )
+            )
     finally:
         roles.stop()
     return rows
@@ -165,16 +178,24 @@ def arq_run(url: str, n: int, seconds: float, workers: int, max_jobs: int) -> tu
 def baseline_runs(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     try:
-        rows.append(("(a) Celery, 2 workers, threads pool (100): 200 x 0.5 s sync calls",
-                     f"{celery_run(args.redis_url, 200, 0.5):.2f} s"))  # fmt: skip
+        rows.append(
+            (
+                "(a) Celery, 2 workers, threads pool (100): 200 x 0.5 s sync calls",
+                f"{celery_run(args.redis_url, 200, 0.5):.2f} s",
+            )
+        )
     except Exception as exc:  # a baseline that cannot run is reported, not hidden
         rows.append(("(a) Celery", f"not measured: {exc}"))
     try:
         elapsed, _ = arq_run(args.redis_url, 200, 0.5, workers=2, max_jobs=100)
         rows.append(("(a) arq, 2 workers, max_jobs 100: 200 x 0.5 s async calls", f"{elapsed:.2f} s"))
         elapsed, peak = arq_run(args.redis_url, 1000, 1.0, workers=1, max_jobs=1000)
-        rows.append(("(b) arq, 1 worker, max_jobs 1000: 1,000 x 1 s async calls",
-                     f"{elapsed:.2f} s; worker RSS peak {peak:.0f} MB"))  # fmt: skip
+        rows.append(
+            (
+                "(b) arq, 1 worker, max_jobs 1000: 1,000 x 1 s async calls",
+                f"{elapsed:.2f} s; worker RSS peak {peak:.0f} MB",
+            )
+        )
     except Exception as exc:
         rows.append(("(a, b) arq", f"not measured: {exc}"))
     return rows

@@ -147,8 +147,9 @@ async def _agentbus_load(
     return out
 
 
-def agentbus_load(base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None = None,
-                  submit_only: bool = False) -> Load:  # fmt: skip
+def agentbus_load(
+    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None = None, submit_only: bool = False
+) -> Load:
     return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only))
 
 
@@ -178,8 +179,9 @@ def _pg_stats(db_url: str) -> dict[str, float]:
             )
             row = cur.fetchone()
             assert row is not None
-            out = dict(zip(("commits", "returned", "fetched", "inserted", "updated", "deleted"), map(float, row),
-                           strict=True))  # fmt: skip
+            out = dict(
+                zip(("commits", "returned", "fetched", "inserted", "updated", "deleted"), map(float, row), strict=True)
+            )
             for t in PG_TABLES:
                 cur.execute("SELECT pg_table_size(%s), pg_indexes_size(%s)", (t, t))
                 size = cur.fetchone()
@@ -226,8 +228,23 @@ class Profiler:
             f = out_dir / f"{tag}-{name}.txt"
             self.files[name] = f
             self.procs[name] = subprocess.Popen(
-                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200", "--threads",
-                 "--nonblocking", "-o", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--threads",
+                    "--nonblocking",
+                    "-o",
+                    str(f),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def stop(self) -> dict[str, list[tuple[str, float]]]:
         for p in self.procs.values():
@@ -269,9 +286,15 @@ def start_agentbus(args: argparse.Namespace, db_name: str, api_only: bool = Fals
     redis.Redis.from_url(args.redis_url).flushdb()
     db_url = fresh_database(args.pg_admin_url, db_name)
     role_url = db_url + ("?options=-c%20synchronous_commit%3Doff" if args.async_commit else "")
-    env = {**os.environ, "AGENTBUS_DATABASE_URL": role_url, "AGENTBUS_REDIS_URL": args.redis_url,
-           "AGENTBUS_APP": "agentbus.examples:app", "PYTHONPATH": str(ROOT),
-           "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "AGENTBUS_DATABASE_URL": role_url,
+        "AGENTBUS_REDIS_URL": args.redis_url,
+        "AGENTBUS_APP": "agentbus.examples:app",
+        "PYTHONPATH": str(ROOT),
+        "AGENTBUS_RATE_READ": "100000/s:100000",
+        "AGENTBUS_RATE_WRITE": "100000/s:100000",
+    }
     roles = CountedRoles(env, ROOT / ".agentbus" / "bench-logs" / f"jobs-{uuid.uuid4().hex[:6]}")
     if not api_only:
         roles.start("orchestrator", "--role", "orchestrator")
@@ -308,8 +331,9 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
         sampler = _RssSampler(roles) if args.soak else None
         if args.one:
             clients = 1
-        load = agentbus_load(base, roles.headers, clients, args.n, seconds=args.soak or None,
-                             submit_only=args.submit_only)  # fmt: skip
+        load = agentbus_load(
+            base, roles.headers, clients, args.n, seconds=args.soak or None, submit_only=args.submit_only
+        )
         tops = prof.stop() if prof else {}
         after, pg1 = roles.snapshot(), _pg_stats(db_url)
         what = "submit only" if args.submit_only else "submit → result"
@@ -346,8 +370,7 @@ class _RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(10):
-            self.samples.append((time.monotonic() - self._t0,
-                                 {n: _rss_mb(p.pid) for n, p in self.roles.procs.items()}))  # fmt: skip
+            self.samples.append((time.monotonic() - self._t0, {n: _rss_mb(p.pid) for n, p in self.roles.procs.items()}))
 
     def stop(self, start: dict[str, float]) -> list[str]:
         self._stop.set()
@@ -403,9 +426,26 @@ def celery_jobs(url: str, clients: int, n: int) -> Load:
     workers = _Workers("celery")
     try:
         for i in range(2):
-            workers.start([sys.executable, "-m", "celery", "-A", "bench._io_celery", "worker", "--pool", "solo",
-                           "--loglevel", "WARNING", "-n", f"jobs{i}@%h", "--without-gossip", "--without-mingle",
-                           "--without-heartbeat"], {**baseline_env(), "BENCH_IO_REDIS": url})  # fmt: skip
+            workers.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench._io_celery",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "--loglevel",
+                    "WARNING",
+                    "-n",
+                    f"jobs{i}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                {**baseline_env(), "BENCH_IO_REDIS": url},
+            )
         os.environ["BENCH_IO_REDIS"] = url
         from bench._io_celery import app
 
@@ -477,10 +517,28 @@ def rq_jobs(url: str, clients: int, n: int) -> Load:
     workers = _Workers("rq")
     try:
         for i in range(2):
-            workers.start([sys.executable, "-m", "rq.cli", "worker", "--url", url, "--worker-class",
-                           "rq.worker.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer",
-                           "--logging_level", "WARNING", "--name", f"{name}-w{i}", "--path", str(ROOT), name],
-                          baseline_env())  # fmt: skip
+            workers.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "rq.cli",
+                    "worker",
+                    "--url",
+                    url,
+                    "--worker-class",
+                    "rq.worker.SimpleWorker",
+                    "--serializer",
+                    "rq.serializers.JSONSerializer",
+                    "--logging_level",
+                    "WARNING",
+                    "--name",
+                    f"{name}-w{i}",
+                    "--path",
+                    str(ROOT),
+                    name,
+                ],
+                baseline_env(),
+            )
         time.sleep(2)
         q = Queue(name, connection=conn, serializer=JSONSerializer)
 
@@ -508,8 +566,11 @@ def main() -> None:
     ap.add_argument("--submit-only", action="store_true")
     ap.add_argument("--one", action="store_true", help="one client, one job at a time")
     ap.add_argument("--soak", type=float, default=0.0, help="run for this many seconds instead of --n jobs")
-    ap.add_argument("--async-commit", action="store_true",
-                    help="the opt-in faster durability mode: synchronous_commit=off in the roles' database URL")
+    ap.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="the opt-in faster durability mode: synchronous_commit=off in the roles' database URL",
+    )
     ap.add_argument("--profile", default="", help="directory for py-spy's collapsed stacks of each role")
     ap.add_argument("--tag", default="run", help="prefix of the profile files")
     ap.add_argument(
@@ -523,9 +584,11 @@ def main() -> None:
 
     rows, notes, ours = agentbus_run(args)
     if not (args.skip_baselines or args.submit_only or args.soak or args.one):
-        for label, fn in (("Celery, 2 solo workers, Redis results, send_task().get()", celery_jobs),
-                          ("arq, 2 workers, enqueue_job + result()", arq_jobs),
-                          ("raw RQ, 2 SimpleWorkers, enqueue + poll status", rq_jobs)):  # fmt: skip
+        for label, fn in (
+            ("Celery, 2 solo workers, Redis results, send_task().get()", celery_jobs),
+            ("arq, 2 workers, enqueue_job + result()", arq_jobs),
+            ("raw RQ, 2 SimpleWorkers, enqueue + poll status", rq_jobs),
+        ):
             try:
                 r = fn(args.redis_url, args.clients, args.n)
                 rows.append((f"{label}, {args.clients} clients", r.line()))
@@ -547,9 +610,13 @@ def main() -> None:
         cmd = " ".join(["python -m bench.jobs", *sys.argv[1:]])
         # not the hand-written "Many jobs at once (bench/jobs.py)" section, which holds the profile story
         title = "Many jobs at once: latest run" + (" — " + args.tag if args.tag != "run" else "")
-        path = write_section(title, f"`{cmd}` on {machine}, {time.strftime('%Y-%m-%d %H:%M')}; PostgreSQL, "
-                             f"Redis, every role and the load client on the same machine.\n\n{table}\n\n"
-                             + "\n".join(f"- {n}" for n in notes) + "\n")  # fmt: skip
+        path = write_section(
+            title,
+            f"`{cmd}` on {machine}, {time.strftime('%Y-%m-%d %H:%M')}; PostgreSQL, "
+            f"Redis, every role and the load client on the same machine.\n\n{table}\n\n"
+            + "\n".join(f"- {n}" for n in notes)
+            + "\n",
+        )
         print(f"\nwritten to {path}")
 
 

@@ -89,9 +89,15 @@ def _ingest(svc: object, n: int, dim: int, batch: int, writers: int) -> tuple[fl
                     return
                 start = starts.pop(0)
             m = min(batch, n - start)
-            items = [{"id": f"i{start + j}", "text": f"item {start + j} of the benchmark",
-                      "metadata": {"g": (start + j) % 10}, "vector": vectors[start + j].tolist()}
-                     for j in range(m)]  # fmt: skip
+            items = [
+                {
+                    "id": f"i{start + j}",
+                    "text": f"item {start + j} of the benchmark",
+                    "metadata": {"g": (start + j) % 10},
+                    "vector": vectors[start + j].tolist(),
+                }
+                for j in range(m)
+            ]
             try:
                 svc.store_items("bench", "big", items)  # type: ignore[attr-defined]
             except BaseException as exc:  # reported after the threads end
@@ -138,8 +144,14 @@ def main() -> None:
     t0 = time.perf_counter()
     for start in range(0, args.text_items, args.batch):
         m = min(args.batch, args.text_items - start)
-        svc.store_items("bench", "texts", [{"text": f"note {start + j} on project alpha-{(start + j) % 97}, "
-                                            f"deploy step {(start + j) % 13}"} for j in range(m)])  # fmt: skip
+        svc.store_items(
+            "bench",
+            "texts",
+            [
+                {"text": f"note {start + j} on project alpha-{(start + j) % 97}, deploy step {(start + j) % 13}"}
+                for j in range(m)
+            ],
+        )
     text_s = time.perf_counter() - t0
     store.close()
 
@@ -149,12 +161,17 @@ def main() -> None:
     truth = [set(f"i{r}" for r in np.argpartition(-(vectors @ q), 10)[:10]) for q in queries]
     del vectors
     rows = [
-        (f"store {args.n:,} items x {args.dim}-d, batches of {args.batch}, {args.writers} writer threads "
-         "(memory service → PostgreSQL)", f"{args.n / stored_s:,.0f} items/s ({stored_s:.1f} s; the machine's "
-         f"CPUs {load:.0%} busy meanwhile, this process and PostgreSQL included)"),
-        (f"store {args.text_items:,} text-only items (hash embedder), 1 writer",
-         f"{args.text_items / text_s:,.0f} items/s"),
-    ]  # fmt: skip
+        (
+            f"store {args.n:,} items x {args.dim}-d, batches of {args.batch}, {args.writers} writer threads "
+            "(memory service → PostgreSQL)",
+            f"{args.n / stored_s:,.0f} items/s ({stored_s:.1f} s; the machine's "
+            f"CPUs {load:.0%} busy meanwhile, this process and PostgreSQL included)",
+        ),
+        (
+            f"store {args.text_items:,} text-only items (hash embedder), 1 writer",
+            f"{args.text_items / text_s:,.0f} items/s",
+        ),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         qpath = str(Path(tmp) / "queries.npy")
         np.save(qpath, queries)
@@ -165,13 +182,19 @@ def main() -> None:
             child = json.loads(out.stdout.strip().splitlines()[-1])
             recall = np.mean([len(truth[i] & set(f)) / 10 for i, f in enumerate(child["found"])])
             rows += [
-                (f"`{mode}` ({child['tier']}): fresh process, first search (cold load from PostgreSQL)",
-                 f"{child['first_search_s']:.1f} s"),
-                (f"`{mode}`: resident memory after imports → with the namespace (peak)",
-                 f"{child['rss_before_mb']} MB → {child['rss_mb']} MB ({child['peak_mb']} MB)"),
-                (f"`{mode}`: single query p50 / p99, recall@10 vs exact float32 ({args.queries} queries)",
-                 f"{child['p50_ms']:.1f} ms / {child['p99_ms']:.1f} ms, {recall:.4f}"),
-            ]  # fmt: skip
+                (
+                    f"`{mode}` ({child['tier']}): fresh process, first search (cold load from PostgreSQL)",
+                    f"{child['first_search_s']:.1f} s",
+                ),
+                (
+                    f"`{mode}`: resident memory after imports → with the namespace (peak)",
+                    f"{child['rss_before_mb']} MB → {child['rss_mb']} MB ({child['peak_mb']} MB)",
+                ),
+                (
+                    f"`{mode}`: single query p50 / p99, recall@10 vs exact float32 ({args.queries} queries)",
+                    f"{child['p50_ms']:.1f} ms / {child['p99_ms']:.1f} ms, {recall:.4f}",
+                ),
+            ]
     for k, v in rows:
         print(f"{k:100s} {v}")
     if args.write_docs:

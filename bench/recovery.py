@@ -91,8 +91,11 @@ def main() -> None:
         print(f"{k:70s} {v}")
     if args.write_docs:
         table = "| measure | seconds |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-        write_section("Recovery", "`python -m bench.recovery`, default settings (lease 10 s, worker TTL 10 s, "
-                      f"reconciler every 2 s), {time.strftime('%Y-%m-%d')}.\n\n{table}")  # fmt: skip
+        write_section(
+            "Recovery",
+            "`python -m bench.recovery`, default settings (lease 10 s, worker TTL 10 s, "
+            f"reconciler every 2 s), {time.strftime('%Y-%m-%d')}.\n\n{table}",
+        )
 
 
 if __name__ == "__main__":

@@ -85,10 +85,15 @@ def main() -> None:
 
     redis.Redis.from_url(args.redis_url).flushdb()
     db_url = fresh_database(args.pg_admin_url, "agentbus_bench")
-    env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
-           "AGENTBUS_APP": "agentbus.examples:app",
-           # the limiter runs on every request, but with limits this benchmark never reaches
-           "AGENTBUS_RATE_READ": "100000/s:100000", "AGENTBUS_RATE_WRITE": "100000/s:100000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "AGENTBUS_DATABASE_URL": db_url,
+        "AGENTBUS_REDIS_URL": args.redis_url,
+        "AGENTBUS_APP": "agentbus.examples:app",
+        # the limiter runs on every request, but with limits this benchmark never reaches
+        "AGENTBUS_RATE_READ": "100000/s:100000",
+        "AGENTBUS_RATE_WRITE": "100000/s:100000",
+    }
     rows: list[tuple[str, str]] = []
     roles = Roles(env, ROOT / ".agentbus" / "bench-logs" / uuid.uuid4().hex[:6])
     try:
@@ -101,8 +106,12 @@ def main() -> None:
             elapsed, result = run_job(http, "noop_map", {"n": args.tasks}, 0)
             assert result == args.tasks
             ours = args.tasks / elapsed
-            rows.append((f"(a) agentbus: map agent over {args.tasks:,} no-op tasks, end to end",
-                         f"{ours:,.0f} tasks/s ({elapsed:.2f} s)"))  # fmt: skip
+            rows.append(
+                (
+                    f"(a) agentbus: map agent over {args.tasks:,} no-op tasks, end to end",
+                    f"{ours:,.0f} tasks/s ({elapsed:.2f} s)",
+                )
+            )
             # the client long-polls GET /jobs/{id}/results?wait=30: the answer comes when the job finishes
             lat = [run_job(http, "echo", {"message": "x"}, 0)[0] * 1000 for _ in range(args.latency_jobs)]
             rows.append(

@@ -71,8 +71,10 @@ async def run(args: argparse.Namespace, roles: Roles, port: int) -> None:
     pid = roles.procs["api"].pid
     report("nothing waiting", await measure(base, roles.headers, args.samples), threads_of(pid))
     async with httpx.AsyncClient(base_url=base, headers=roles.headers, timeout=30) as client:
-        jobs = [(await client.post("/jobs", json={"type": "echo", "input": {"message": "w"}})).json()["id"]
-                for _ in range(50)]  # fmt: skip
+        jobs = [
+            (await client.post("/jobs", json={"type": "echo", "input": {"message": "w"}})).json()["id"]
+            for _ in range(50)
+        ]
     t0 = time.perf_counter()
     writers = await asyncio.gather(
         *[open_waiter(port, roles.key, f"/jobs/{jobs[i % 50]}/results?wait=60") for i in range(args.long_polls)],
@@ -98,8 +100,13 @@ def main() -> None:
     args = ap.parse_args()
     redis.Redis.from_url(args.redis_url).flushdb()
     db_url = fresh_database(args.pg_admin_url, "agentbus_waiters")
-    env = {**os.environ, "AGENTBUS_DATABASE_URL": db_url, "AGENTBUS_REDIS_URL": args.redis_url,
-           "AGENTBUS_RATE_READ": UNLIMITED, "AGENTBUS_RATE_WRITE": UNLIMITED}  # fmt: skip
+    env = {
+        **os.environ,
+        "AGENTBUS_DATABASE_URL": db_url,
+        "AGENTBUS_REDIS_URL": args.redis_url,
+        "AGENTBUS_RATE_READ": UNLIMITED,
+        "AGENTBUS_RATE_WRITE": UNLIMITED,
+    }
     roles = Roles(env, ROOT / ".agentbus" / "bench-logs" / f"waiters-{uuid.uuid4().hex[:6]}")
     try:
         roles.api(args.port)

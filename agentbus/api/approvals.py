@@ -24,9 +24,11 @@ class AnswerApproval(Body):
     input: Any = None
     comment: str | None = Field(default=None, max_length=10_000)
     by: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None,
+        min_length=1,
+        max_length=200,
         description="who answers, as a note; the answering API key is recorded as answered_key",
-    )  # fmt: skip
+    )
 
 
 def _approval_id(request: Request) -> str:
@@ -91,9 +93,15 @@ async def answer_approval(request: Request) -> JSONResponse:
         check_input(rec, body.input, body.decision)
     key_id = request.state.key_id
     answered = await run_in_threadpool(
-        st.store.answer_approval, approval_id, body.decision == "approve", body.input, body.comment,
-        body.by or f"key:{key_id}", tenant, key_id,
-    )  # fmt: skip
+        st.store.answer_approval,
+        approval_id,
+        body.decision == "approve",
+        body.input,
+        body.comment,
+        body.by or f"key:{key_id}",
+        tenant,
+        key_id,
+    )
     await run_in_threadpool(_publish, st, ControlEvent("job.advance", (answered.job_id,)))
     await run_in_threadpool(_changed, st, answered.job_id)
     return JSONResponse(_render(answered))

@@ -115,8 +115,11 @@ def authfail_buckets(client: str, key_id: str | None, rate: Rate) -> list[tuple[
 
 
 def _rate_headers(v: Verdict) -> dict[str, str]:
-    return {"RateLimit-Limit": str(v.limit), "RateLimit-Remaining": str(v.remaining),
-            "RateLimit-Reset": str(max(0, round(v.reset_s)))}  # fmt: skip
+    return {
+        "RateLimit-Limit": str(v.limit),
+        "RateLimit-Remaining": str(v.remaining),
+        "RateLimit-Reset": str(max(0, round(v.reset_s))),
+    }
 
 
 class AuthMiddleware:
@@ -171,8 +174,9 @@ class AuthMiddleware:
         tenant_rate = Rate(rate.per_second * self.factor, int(rate.burst * self.factor))
         kind = "r" if rate is self.read else "w"
         try:
-            verdict = self.limiter.hit([(f"key:{principal.key_id}:{kind}", rate),
-                                        (f"tenant:{principal.tenant}:{kind}", tenant_rate)])  # fmt: skip
+            verdict = self.limiter.hit(
+                [(f"key:{principal.key_id}:{kind}", rate), (f"tenant:{principal.tenant}:{kind}", tenant_rate)]
+            )
         except Unavailable as exc:  # fail open: PostgreSQL is the record, keep accepting work
             log.warning("rate limiting skipped: %s", exc)
             return principal, None

@@ -127,9 +127,7 @@ async def job_events(request: Request) -> StreamingResponse:
             while True:
                 fresh: list[tuple[float, str, str, dict[str, Any]]] = []
                 if read_record:
-                    events, finished = await run_in_threadpool(
-                        _poll, st.store, job_id, max(0.0, cursor - LOOK_BACK_S)
-                    )
+                    events, finished = await run_in_threadpool(_poll, st.store, job_id, max(0.0, cursor - LOOK_BACK_S))
                     fresh = [e for e in events if e[2] not in sent and e[0] > since]
                 for ts, kind, key, data in fresh:
                     sent.add(key)

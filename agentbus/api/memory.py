@@ -106,4 +106,3 @@ async def delete_namespace(request: Request) -> JSONResponse:
     name = request.path_params["namespace"]
     n = await run_in_threadpool(_service(request).delete_namespace, tenant_of(request), name)
     return JSONResponse({"deleted": name, "items": n})
-

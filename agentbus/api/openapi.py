@@ -81,8 +81,11 @@ def document(app: App) -> dict[str, Any]:
     job_ref = {"$ref": "#/components/schemas/Job"}
     approval_ref = {"$ref": "#/components/schemas/Approval"}
     approval_id = {
-        "name": "approval_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 160}
-    }  # fmt: skip
+        "name": "approval_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 160},
+    }
     schemas["AnswerApproval"] = AnswerApproval.model_json_schema()
     for model in (StoreMemory, SearchMemory):
         body = model.model_json_schema()
@@ -90,22 +93,44 @@ def document(app: App) -> dict[str, Any]:
         schemas[model.__name__] = body
     namespace = {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 120}}
     item_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
-    hits = {"type": "object", "properties": {"namespace": {"type": "string"}, "hits": {"type": "array", "items": {
-        "type": "object", "properties": {"id": {"type": "string"}, "text": {"type": ["string", "null"]},
-                                         "metadata": {"type": "object"}, "score": {"type": "number"}}}}}}  # fmt: skip
+    hits = {
+        "type": "object",
+        "properties": {
+            "namespace": {"type": "string"},
+            "hits": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "text": {"type": ["string", "null"]},
+                        "metadata": {"type": "object"},
+                        "score": {"type": "number"},
+                    },
+                },
+            },
+        },
+    }
     schemas["Approval"] = {
         "type": "object",
         "required": ["id", "job_id", "status", "prompt"],
         "properties": {
-            "id": {"type": "string"}, "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": list(APPROVAL_STATES)}, "prompt": {"type": "string"},
-            "data": {}, "schema": {"type": ["object", "null"]},
-            "assignees": {"type": "array", "items": {"type": "string"}}, "level": {"type": "integer"},
-            "deadline": {"type": ["string", "null"]}, "decision": {"type": ["string", "null"]}, "input": {},
-            "comment": {"type": ["string", "null"]}, "answered_by": {"type": ["string", "null"]},
+            "id": {"type": "string"},
+            "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": list(APPROVAL_STATES)},
+            "prompt": {"type": "string"},
+            "data": {},
+            "schema": {"type": ["object", "null"]},
+            "assignees": {"type": "array", "items": {"type": "string"}},
+            "level": {"type": "integer"},
+            "deadline": {"type": ["string", "null"]},
+            "decision": {"type": ["string", "null"]},
+            "input": {},
+            "comment": {"type": ["string", "null"]},
+            "answered_by": {"type": ["string", "null"]},
             "answered_key": {"type": ["string", "null"], "description": "the API key id that answered"},
         },
-    }  # fmt: skip
+    }
     schemas.update(
         {
             "Error": {

@@ -209,8 +209,10 @@ async def readyz(request: Request) -> JSONResponse:
     Redis answers, each within READY_TIMEOUT_S: a saturated pool or thread pool is not ready."""
     st = _state(request)
     checks: dict[str, str] = {}
-    for name, probe in (("postgresql" if st.store.backend == "postgresql" else "sqlite", st.store.ping),
-                        ("redis", st.ping_redis)):  # fmt: skip
+    for name, probe in (
+        ("postgresql" if st.store.backend == "postgresql" else "sqlite", st.store.ping),
+        ("redis", st.ping_redis),
+    ):
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):  # abandon a probe stuck on a full pool
                 await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
@@ -220,5 +222,8 @@ async def readyz(request: Request) -> JSONResponse:
         except TimeoutError:
             checks[name] = f"no answer within {READY_TIMEOUT_S:g}s"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503,
-                        headers=None if ok else {"Retry-After": "1"})  # fmt: skip
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+        headers=None if ok else {"Retry-After": "1"},
+    )

@@ -161,9 +161,13 @@ class AgentbusWorker(SimpleWorker):
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
                 result = self.queue_class.dequeue_any(
-                    self._ordered_queues, None if burst else POLL_S, connection=self.connection,
-                    job_class=self.job_class, serializer=self.serializer, death_penalty_class=self.death_penalty_class,
-                )  # fmt: skip
+                    self._ordered_queues,
+                    None if burst else POLL_S,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
                 self._redis_back()
                 if result is None:
                     if burst and (self._capacity is None or not self._capacity.busy):

@@ -39,17 +39,20 @@ from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
 
 __all__ = ["cli", "main"]
 
-cli = typer.Typer(help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)  # fmt: skip
+cli = typer.Typer(
+    help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 cli.add_typer(jobs_cli, name="jobs")
-keys_cli = typer.Typer(help="API keys (talks to the database directly: run where AGENTBUS_DATABASE_URL points).",
-                       no_args_is_help=True)  # fmt: skip
+keys_cli = typer.Typer(
+    help="API keys (talks to the database directly: run where AGENTBUS_DATABASE_URL points).", no_args_is_help=True
+)
 cli.add_typer(keys_cli, name="keys")
 approvals_cli = typer.Typer(help="Questions agents put to people: list, show, approve, reject.", no_args_is_help=True)
 cli.add_typer(approvals_cli, name="approvals")
 out = Console()
 err = Console(stderr=True)
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -126,8 +129,9 @@ def run(
 ) -> None:
     """Start one service."""
     level, fmt = (v.lower() if v else None for v in (log_level, log_format))
-    settings = _settings(app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level,
-                         log_format=fmt)  # fmt: skip
+    settings = _settings(
+        app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level, log_format=fmt
+    )
     from agentbus.observability import configure_logging, metrics, tracing
 
     configure_logging(role.value, settings.log_level, settings.log_format)
@@ -165,8 +169,9 @@ def run(
         argv = argv[:i] + argv[i + 2 :] if i >= 0 else [a for a in argv if not a.startswith("--gpus=")]
         raise typer.Exit(gpu.supervise([g.strip() for g in gpus.split(",") if g.strip()], argv, settings.metrics_port))
     device = gpu.detect(parse_bytes(gpu_memory))
-    run_worker_role(settings, the_app, role.value, listed or gpu.targets_for(device), name=name, burst=burst,
-                    device=device)  # fmt: skip
+    run_worker_role(
+        settings, the_app, role.value, listed or gpu.targets_for(device), name=name, burst=burst, device=device
+    )
 
 
 @cli.command()
@@ -197,8 +202,16 @@ def dev(
     from agentbus.devmode import run_dev
 
     logs = {"AGENTBUS_LOG_LEVEL": log_level, "AGENTBUS_LOG_FORMAT": log_format}
-    raise typer.Exit(run_dev(port=port, workers=workers, data_dir=data_dir, app=app, metrics_port=metrics_port,
-                             log_env={k: v for k, v in logs.items() if v}))  # fmt: skip
+    raise typer.Exit(
+        run_dev(
+            port=port,
+            workers=workers,
+            data_dir=data_dir,
+            app=app,
+            metrics_port=metrics_port,
+            log_env={k: v for k, v in logs.items() if v},
+        )
+    )
 
 
 def _client() -> Client:
@@ -241,8 +254,9 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
     states: dict[str, str] = {}
     told: set[str] = set()
     deadline = time.monotonic() + timeout
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
         t = bar.add_task("submitted", total=None)
         for event in c.events(job_id, timeout=timeout):
             data = event.data
@@ -282,10 +296,16 @@ def workers(output: OutputOption = Output.table) -> None:
         device = "cpu" if d.get("kind") != "gpu" else f"{d.get('name')} ({int(d.get('memory_total', 0)) / 2**30:g} GB)"
         names = sorted({str(c.get("name")) for c in w.get("calls") or []})
         table.add_row(
-            str(w.get("id")), w["status"], str(w.get("role")), device, ", ".join(w.get("targets", [])),
-            f"{w.get('busy', '')}/{w.get('free', '')}", ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""),
-            str(w.get("done", "")), str(w.get("failed", "")),
-        )  # fmt: skip
+            str(w.get("id")),
+            w["status"],
+            str(w.get("role")),
+            device,
+            ", ".join(w.get("targets", [])),
+            f"{w.get('busy', '')}/{w.get('free', '')}",
+            ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""),
+            str(w.get("done", "")),
+            str(w.get("failed", "")),
+        )
     out.print(table)
 
 
@@ -298,12 +318,18 @@ def status(output: OutputOption = Output.table) -> None:
         print_json(st)
         return
     orch = st["orchestrator"]
-    holder = f"[green]{escape(orch['lease_holder'])}[/] (lease {orch['lease_ttl_s']:g}s left)" if orch[
-        "lease_holder"] else "[red]nobody holds the lease: no orchestrator is active[/]"  # fmt: skip
+    holder = (
+        f"[green]{escape(orch['lease_holder'])}[/] (lease {orch['lease_ttl_s']:g}s left)"
+        if orch["lease_holder"]
+        else "[red]nobody holds the lease: no orchestrator is active[/]"
+    )
     jobs = st["jobs"]
     out.print(f"orchestrator: {holder}")
-    out.print("open jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items())
-              + f"; approvals pending {st['approvals_pending']}")  # fmt: skip
+    out.print(
+        "open jobs: "
+        + ", ".join(f"{k} {v}" for k, v in jobs.items())
+        + f"; approvals pending {st['approvals_pending']}"
+    )
     queues = Table("queue", "priority", "waiting", "oldest", title="queues")
     for q in st["queues"]:
         age = duration(timedelta(seconds=q["oldest_age_s"])) if q["oldest_age_s"] is not None else ""
@@ -312,14 +338,24 @@ def status(output: OutputOption = Output.table) -> None:
     workers = Table("id", "role", "status", "slots busy/free", "done", "failed", title="workers")
     for w in st["workers"]:
         style = {"lost": "red", "draining": "yellow"}.get(w["status"], "green")
-        workers.add_row(escape(str(w["id"])), str(w["role"]), f"[{style}]{w['status']}[/]", f"{w['busy']}/{w['free']}",
-                        str(w["done"]), str(w["failed"]))  # fmt: skip
+        workers.add_row(
+            escape(str(w["id"])),
+            str(w["role"]),
+            f"[{style}]{w['status']}[/]",
+            f"{w['busy']}/{w['free']}",
+            str(w["done"]),
+            str(w["failed"]),
+        )
     out.print(workers)
     failures = id_table("recent failure", "type", "error", "finished")
     for f in st["recent_failures"]:
         e = f.get("error") or {}
-        failures.add_row(f["id"], escape(f["type"]), escape(f"{e.get('type', '')}: {e.get('message', '')}"[:80]),
-                         when(f["finished_at"]))  # fmt: skip
+        failures.add_row(
+            f["id"],
+            escape(f["type"]),
+            escape(f"{e.get('type', '')}: {e.get('message', '')}"[:80]),
+            when(f["finished_at"]),
+        )
     out.print(failures)
 
 

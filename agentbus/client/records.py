@@ -50,8 +50,12 @@ class JobError(_Record):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobError:
         tb = d.get("traceback")
-        return cls(type=str(d.get("type", "")), message=str(d.get("message", "")), raw=d,
-                   traceback=tb if isinstance(tb, str) else None)  # fmt: skip
+        return cls(
+            type=str(d.get("type", "")),
+            message=str(d.get("message", "")),
+            raw=d,
+            traceback=tb if isinstance(tb, str) else None,
+        )
 
 
 def _error(d: Any) -> JobError | None:

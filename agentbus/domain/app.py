@@ -169,9 +169,18 @@ class App:
         if max_concurrency is not None:
             chunk = 1  # one call a message, so a free slot is filled by exactly one call
         options = TaskOptions(
-            device, fallback, retries, float(timeout), queue, float(backoff), chunk, parse_bytes(gpu_memory),
-            concurrency_key, max_concurrency, worker_concurrency,
-        )  # fmt: skip
+            device,
+            fallback,
+            retries,
+            float(timeout),
+            queue,
+            float(backoff),
+            chunk,
+            parse_bytes(gpu_memory),
+            concurrency_key,
+            max_concurrency,
+            worker_concurrency,
+        )
 
         def register(f: Callable[..., Any]) -> TaskDef:
             task_name = name or f.__name__

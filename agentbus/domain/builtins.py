@@ -25,9 +25,14 @@ def register(app: App) -> None:
 
     @app.task(name="memory.search")
     def memory_search(
-        ctx: Any, namespace: str, q: str | None = None, vector: list[float] | None = None, k: int = 10,
-        filter: dict[str, Any] | None = None, mode: str = "vector",
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        ctx: Any,
+        namespace: str,
+        q: str | None = None,
+        vector: list[float] | None = None,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        mode: str = "vector",
+    ) -> list[dict[str, Any]]:
         """The k items nearest the query text or vector (``mode="hybrid"``: fused with BM25 over the
         text): [{id, text, metadata, score}]."""
         hits: list[dict[str, Any]] = ctx.memory.search(namespace, q=q, vector=vector, k=k, filter=filter, mode=mode)
@@ -35,9 +40,12 @@ def register(app: App) -> None:
 
     @app.task(name="memory.knn_batch", device="gpu", fallback="cpu")
     def memory_knn_batch(
-        ctx: Any, namespace: str, queries: list[list[float]] | None = None, ids: list[str] | None = None,
+        ctx: Any,
+        namespace: str,
+        queries: list[list[float]] | None = None,
+        ids: list[str] | None = None,
         k: int = 10,
-    ) -> list[list[dict[str, Any]]]:  # fmt: skip
+    ) -> list[list[dict[str, Any]]]:
         """k nearest neighbours of each query vector (or of each stored item named in ``ids``): a
         numba.cuda kernel on a GPU worker, the CPU kernels elsewhere. For deduplicating or
         clustering memories."""
@@ -54,9 +62,14 @@ class AgentMemory:
         self._ctx = ctx
 
     def store(
-        self, namespace: str, texts: list[str] | None = None, vectors: list[list[float]] | None = None,
-        metadata: list[dict[str, Any]] | None = None, ids: list[str] | None = None, ttl: float | None = None,
-    ) -> list[str]:  # fmt: skip
+        self,
+        namespace: str,
+        texts: list[str] | None = None,
+        vectors: list[list[float]] | None = None,
+        metadata: list[dict[str, Any]] | None = None,
+        ids: list[str] | None = None,
+        ttl: float | None = None,
+    ) -> list[str]:
         n = len(texts if texts is not None else vectors or [])
         items: list[dict[str, Any]] = []
         for i in range(n):
@@ -76,9 +89,14 @@ class AgentMemory:
         return out
 
     def search(
-        self, namespace: str, q: str | None = None, vector: list[float] | None = None, k: int = 10,
-        filter: dict[str, Any] | None = None, mode: str = "vector",
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        namespace: str,
+        q: str | None = None,
+        vector: list[float] | None = None,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        mode: str = "vector",
+    ) -> list[dict[str, Any]]:
         # mode travels only when it is not the default: a journal written before it existed replays
         # the same step arguments
         args = (namespace, q, vector, k, filter) + (() if mode == "vector" else (mode,))

@@ -87,8 +87,15 @@ class HumanRequest:
             problem = text_problem(text)
             if problem:
                 raise ValueError(f"ask_human: {text[:40]!r} {problem}")
-        return cls(prompt, data, schema, None if timeout is None else float(timeout), on_timeout,  # type: ignore[arg-type]
-                   tuple(groups), webhook)  # fmt: skip
+        return cls(
+            prompt,
+            data,
+            schema,
+            None if timeout is None else float(timeout),
+            on_timeout,  # type: ignore[arg-type]
+            tuple(groups),
+            webhook,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -107,9 +107,15 @@ def _calls(raw: Any) -> tuple[CallInfo, ...]:
         try:
             started = c.get("started")
             out.append(
-                CallInfo(str(c["task_id"]), str(c["name"]), int(c["attempt"]), int(c["retries"]),
-                         float(c["timeout"]), None if started is None else float(started))
-            )  # fmt: skip
+                CallInfo(
+                    str(c["task_id"]),
+                    str(c["name"]),
+                    int(c["attempt"]),
+                    int(c["retries"]),
+                    float(c["timeout"]),
+                    None if started is None else float(started),
+                )
+            )
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return tuple(out)

@@ -27,10 +27,13 @@ class GpuDevice:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.index, "name": self.name, "memory_total": self.memory_total,
-            "memory_free": self.memory_free, "compute_capability": self.compute_capability,
+            "index": self.index,
+            "name": self.name,
+            "memory_total": self.memory_total,
+            "memory_free": self.memory_free,
+            "compute_capability": self.compute_capability,
             "simulated": self.simulated,
-        }  # fmt: skip
+        }
 
 
 def simulated() -> bool:

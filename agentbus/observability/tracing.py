@@ -132,8 +132,9 @@ def current() -> str | None:
     return carrier.get("traceparent")
 
 
-def call_finished(trace_parent: str | None, task: str, task_id: str, attempt: int, outcome: str,
-                  started: float | None) -> None:  # fmt: skip
+def call_finished(
+    trace_parent: str | None, task: str, task_id: str, attempt: int, outcome: str, started: float | None
+) -> None:
     """A worker's call, from the start of its slot to its outcome: a child of the replay that sent it."""
     if not _enabled or not trace_parent:
         return

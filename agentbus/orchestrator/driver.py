@@ -60,8 +60,9 @@ class _Bundled:
 
 
 class Driver:
-    def __init__(self, app: App, store: Store, dispatcher: Dispatcher, stream: ControlStream, fleet: Fleet,
-                 settings: Settings) -> None:  # fmt: skip
+    def __init__(
+        self, app: App, store: Store, dispatcher: Dispatcher, stream: ControlStream, fleet: Fleet, settings: Settings
+    ) -> None:
         self.app = app
         self.store = store
         self.dispatcher = dispatcher
@@ -193,9 +194,18 @@ class Driver:
         for job in ready:
             journal = journals[job.id]
             with metrics.replay_timer(), tracing.advancing(job.id):
-                res = replay(self.app, types[job.id], job.input, journal, job_id=job.id, clock=time.time,
-                             new_uuid=_hex_uuid, max_steps=s.max_tasks_per_job, max_new_calls=s.max_calls_per_replay,
-                             max_output_bytes=s.output_max_bytes)  # fmt: skip
+                res = replay(
+                    self.app,
+                    types[job.id],
+                    job.input,
+                    journal,
+                    job_id=job.id,
+                    clock=time.time,
+                    new_uuid=_hex_uuid,
+                    max_steps=s.max_tasks_per_job,
+                    max_new_calls=s.max_calls_per_replay,
+                    max_output_bytes=s.output_max_bytes,
+                )
                 traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
             if not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
                 alone.append(job)
@@ -215,10 +225,12 @@ class Driver:
             if res.outputs:
                 outputs[job.id] = res.outputs
         dispatches = self._bundle(calls, traces)
-        moved = self.store.record_replays([
-            Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
-            for r in replays
-        ])  # fmt: skip
+        moved = self.store.record_replays(
+            [
+                Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
+                for r in replays
+            ]
+        )
         self._resumable.update((j, None) for j in more if j in moved)
         for job_id, emitted in outputs.items():  # after the record: a replay that did not count sends nothing
             if job_id in moved:
@@ -226,8 +238,9 @@ class Driver:
         for queue, batch in dispatches.by_queue.items():
             kept = [Dispatch(d.dispatch_id, tuple(c for c in d.calls if c.job_id in moved)) for d in batch]
             self.dispatcher.send(queue, [d for d in kept if d.calls])
-        if any(st.state == TaskState.PENDING and st.kind == "task" for r in replays if r.job_id in moved
-               for st in r.steps):  # fmt: skip
+        if any(
+            st.state == TaskState.PENDING and st.kind == "task" for r in replays if r.job_id in moved for st in r.steps
+        ):
             self.dispatch_pending()
         finished = [r for r in replays if r.job_id in moved and r.outcome is not None]
         for r in finished:
@@ -282,10 +295,22 @@ class Driver:
             if r.queue is None or key is not None:
                 reason = r.reason if r.queue is None else "waiting for a concurrency slot"
                 steps.append(
-                    NewStep(job_id, cmd.seq, "task", cmd.task.name, TaskState.PENDING, args=cmd.args,
-                            retries=o.retries, timeout=o.timeout, backoff=o.backoff, queue=r.queue,
-                            priority=priority, concurrency_key=key, route_reason=reason)
-                )  # fmt: skip
+                    NewStep(
+                        job_id,
+                        cmd.seq,
+                        "task",
+                        cmd.task.name,
+                        TaskState.PENDING,
+                        args=cmd.args,
+                        retries=o.retries,
+                        timeout=o.timeout,
+                        backoff=o.backoff,
+                        queue=r.queue,
+                        priority=priority,
+                        concurrency_key=key,
+                        route_reason=reason,
+                    )
+                )
             else:
                 by_queue[r.queue].append((cmd, r.reason))
         elif isinstance(cmd, StartTimer):
@@ -303,8 +328,9 @@ class Driver:
         out = _Bundled()
         for queue, items in calls.items():
             workers = sum(1 for hb in self._workers() if queue in hb.queues or queue_name(queue) in hb.queues)
-            size = items[0][2].task.options.chunk or max(self._chunk_size(len(items)),
-                                                         math.ceil(len(items) / max(1, workers)))  # fmt: skip
+            size = items[0][2].task.options.chunk or max(
+                self._chunk_size(len(items)), math.ceil(len(items) / max(1, workers))
+            )
             size = min(size, self.settings.dispatch_chunk)
             batch: list[Dispatch] = []
             for i in range(0, len(items), size):
@@ -313,12 +339,35 @@ class Driver:
                 for job_id, priority, c, reason in items[i : i + size]:
                     o = c.task.options
                     out.steps[job_id].append(
-                        NewStep(job_id, c.seq, "task", c.task.name, TaskState.QUEUED, args=c.args, retries=o.retries,
-                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did,
-                                priority=priority, route_reason=reason)
-                    )  # fmt: skip
-                    tcs.append(TaskCall(step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout,
-                                        o.backoff, trace=traces.get(job_id)))  # fmt: skip
+                        NewStep(
+                            job_id,
+                            c.seq,
+                            "task",
+                            c.task.name,
+                            TaskState.QUEUED,
+                            args=c.args,
+                            retries=o.retries,
+                            timeout=o.timeout,
+                            backoff=o.backoff,
+                            queue=queue,
+                            dispatch_id=did,
+                            priority=priority,
+                            route_reason=reason,
+                        )
+                    )
+                    tcs.append(
+                        TaskCall(
+                            step_id(job_id, c.seq),
+                            job_id,
+                            c.task.name,
+                            c.args,
+                            1,
+                            o.retries,
+                            o.timeout,
+                            o.backoff,
+                            trace=traces.get(job_id),
+                        )
+                    )
                 batch.append(Dispatch(did, tuple(tcs)))
             out.by_queue[queue] = batch
         return out
@@ -353,9 +402,16 @@ class Driver:
             if isinstance(cmd, StartChild):
                 steps.append(NewStep(job_id, cmd.seq, "agent", cmd.agent, TaskState.RUNNING, args=cmd.input))
                 children.append(
-                    NewJob(cmd.agent, cmd.input, priority=priority, parent_id=job_id, parent_seq=cmd.seq,
-                           id=step_id(job_id, cmd.seq), tenant=tenant)
-                )  # fmt: skip
+                    NewJob(
+                        cmd.agent,
+                        cmd.input,
+                        priority=priority,
+                        parent_id=job_id,
+                        parent_seq=cmd.seq,
+                        id=step_id(job_id, cmd.seq),
+                        tenant=tenant,
+                    )
+                )
             elif isinstance(cmd, AskHuman):
                 steps.append(
                     NewStep(job_id, cmd.seq, "human", "ask_human", TaskState.PENDING, args=cmd.request.to_dict())
@@ -371,13 +427,32 @@ class Driver:
                 for c, reason in items[i : i + size]:
                     o = c.task.options
                     steps.append(
-                        NewStep(job_id, c.seq, "task", c.task.name, TaskState.QUEUED, args=c.args, retries=o.retries,
-                                timeout=o.timeout, backoff=o.backoff, queue=queue, dispatch_id=did,
-                                priority=priority, route_reason=reason)
-                    )  # fmt: skip
+                        NewStep(
+                            job_id,
+                            c.seq,
+                            "task",
+                            c.task.name,
+                            TaskState.QUEUED,
+                            args=c.args,
+                            retries=o.retries,
+                            timeout=o.timeout,
+                            backoff=o.backoff,
+                            queue=queue,
+                            dispatch_id=did,
+                            priority=priority,
+                            route_reason=reason,
+                        )
+                    )
                     calls.append(
                         TaskCall(
-                            step_id(job_id, c.seq), job_id, c.task.name, c.args, 1, o.retries, o.timeout, o.backoff,
+                            step_id(job_id, c.seq),
+                            job_id,
+                            c.task.name,
+                            c.args,
+                            1,
+                            o.retries,
+                            o.timeout,
+                            o.backoff,
                             trace=traced,
                         )
                     )
@@ -404,8 +479,16 @@ class Driver:
         return decided
 
     # -- endings ---------------------------------------------------------------------------------
-    def _finish(self, job_id: str, parent_id: str | None, parent_seq: int | None, state: JobState, result: Any,
-                error: ErrorInfo | None, job_type: str = "unknown") -> None:  # fmt: skip
+    def _finish(
+        self,
+        job_id: str,
+        parent_id: str | None,
+        parent_seq: int | None,
+        state: JobState,
+        result: Any,
+        error: ErrorInfo | None,
+        job_type: str = "unknown",
+    ) -> None:
         if not self.store.record_replay(job_id, [], state, result=result, error=error):
             return
         metrics.job_finished(job_type, state.value)
@@ -467,15 +550,33 @@ class Driver:
             for i in range(0, len(group), size):
                 did = new_dispatch_id()
                 moved = self.store.requeue(
-                    [r.id for r in group[i : i + size]], from_states, did, new_attempt=new_attempt, queue=queue,
+                    [r.id for r in group[i : i + size]],
+                    from_states,
+                    did,
+                    new_attempt=new_attempt,
+                    queue=queue,
                     reason=reason or None,
-                )  # fmt: skip
+                )
                 if moved:
-                    batch.append(Dispatch(did, tuple(
-                        TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff,
-                                 trace=tracing.current() or tracing.for_job(r.job_id))
-                        for r in moved
-                    )))  # fmt: skip
+                    batch.append(
+                        Dispatch(
+                            did,
+                            tuple(
+                                TaskCall(
+                                    r.id,
+                                    r.job_id,
+                                    r.name,
+                                    r.args,
+                                    r.attempt,
+                                    r.retries,
+                                    r.timeout,
+                                    r.backoff,
+                                    trace=tracing.current() or tracing.for_job(r.job_id),
+                                )
+                                for r in moved
+                            ),
+                        )
+                    )
                     sent += len(moved)
             self.dispatcher.send(queue, batch)
         return sent

@@ -93,9 +93,7 @@ class MemoryService:
         self.budget = budget
         self._cache: OrderedDict[str, _Cached] = OrderedDict()  # least recently searched first
         self._lock = threading.Lock()  # guards the dict and the budget, never held during a load
-        metrics.watch_memory_index(
-            lambda: sum(len(c.index) for c in list(self._cache.values()) if c.index is not None)
-        )
+        metrics.watch_memory_index(lambda: sum(len(c.index) for c in list(self._cache.values()) if c.index is not None))
 
     @classmethod
     def from_settings(cls, store: Store, settings: Any) -> MemoryService:
@@ -126,14 +124,18 @@ class MemoryService:
         for i, it in enumerate(items):
             text, vector = it.get("text"), it.get("vector")
             if (text is None or text == "") and vector is None:
-                raise ValidationFailed(f"item {i} has neither text nor vector",
-                                       [{"loc": ["items", str(i)], "msg": "give text, a vector, or both"}])  # fmt: skip
+                raise ValidationFailed(
+                    f"item {i} has neither text nor vector",
+                    [{"loc": ["items", str(i)], "msg": "give text, a vector, or both"}],
+                )
             if text is not None and len(text) > MAX_TEXT:
                 raise PayloadTooLarge(f"item {i}: text over {MAX_TEXT} characters")
             ttl = it.get("ttl")
             if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 1e10):
-                raise ValidationFailed(f"item {i}: ttl must be a positive number of seconds",
-                                       [{"loc": ["items", str(i), "ttl"], "msg": "positive seconds"}])  # fmt: skip
+                raise ValidationFailed(
+                    f"item {i}: ttl must be a positive number of seconds",
+                    [{"loc": ["items", str(i), "ttl"], "msg": "positive seconds"}],
+                )
             _check_holdable(i, it)
             ids.append(str(it.get("id") or uuid.uuid4().hex))
             texts.append(text)
@@ -172,8 +174,10 @@ class MemoryService:
 
     # -- reads ----------------------------------------------------------------------------------
     def namespaces(self, tenant: str) -> list[dict[str, Any]]:
-        return [{"name": ns.name, "dim": ns.dim, "items": n, "embedder": ns.embedder}
-                for ns, n in self.store.namespaces(tenant)]  # fmt: skip
+        return [
+            {"name": ns.name, "dim": ns.dim, "items": n, "embedder": ns.embedder}
+            for ns, n in self.store.namespaces(tenant)
+        ]
 
     def get_item(self, tenant: str, namespace: str, item_id: str) -> dict[str, Any]:
         _check_id(item_id)
@@ -183,9 +187,16 @@ class MemoryService:
 
     @metrics.MEMORY_SEARCH.time()
     def search(
-        self, tenant: str, namespace: str, *, q: str | None = None, vector: Any = None, k: Any = 10,
-        filter: Mapping[str, Any] | None = None, mode: str = "vector",
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        tenant: str,
+        namespace: str,
+        *,
+        q: str | None = None,
+        vector: Any = None,
+        k: Any = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str = "vector",
+    ) -> list[dict[str, Any]]:
         """The ``k`` best items. ``mode="vector"``: nearest to ``q`` (embedded) or ``vector``.
         ``mode="hybrid"``: BM25 over the items' text for ``q``, fused with the vector ranking by
         reciprocal rank fusion (the score is the fused one), so a name or id in ``q`` counts as such."""
@@ -210,9 +221,16 @@ class MemoryService:
         return [{"id": h.id, "text": texts.get(h.id), "metadata": dict(h.metadata), "score": h.score} for h in hits]
 
     def knn_batch(
-        self, tenant: str, namespace: str, *, queries: Any = None, ids: Sequence[str] | None = None, k: int = 10,
-        filter: Mapping[str, Any] | None = None, gpu: bool = False,
-    ) -> list[list[dict[str, Any]]]:  # fmt: skip
+        self,
+        tenant: str,
+        namespace: str,
+        *,
+        queries: Any = None,
+        ids: Sequence[str] | None = None,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        gpu: bool = False,
+    ) -> list[list[dict[str, Any]]]:
         """The k nearest items of each query (vectors, or the stored vectors of ``ids``)."""
         ns = self._namespace(tenant, namespace)
         index = self._index(ns)
@@ -230,8 +248,10 @@ class MemoryService:
                 data = index_vectors(index)
                 unit = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
                 rows, scores = kernels_cuda.search_cuda(data[1], unit, memory.check_k(k), threads=64)
-                return [[{"id": data[0][r], "score": float(s)} for r, s in zip(rr, ss, strict=True) if r >= 0]
-                        for rr, ss in zip(rows.tolist(), scores.tolist(), strict=True)]  # fmt: skip
+                return [
+                    [{"id": data[0][r], "score": float(s)} for r, s in zip(rr, ss, strict=True) if r >= 0]
+                    for rr, ss in zip(rows.tolist(), scores.tolist(), strict=True)
+                ]
             hits = index.search_batch(q, k, filter)
         except ValueError as exc:
             raise _input_error(exc) from None

@@ -21,12 +21,29 @@ from agentbus.store.records import ApprovalRecord, WebhookRow, dumps, loads, ste
 
 def _record(r: Approval) -> ApprovalRecord:
     return ApprovalRecord(
-        id=r.id, job_id=r.job_id, seq=r.seq, prompt=r.prompt, data=loads(r.data), schema=loads(r.schema),
-        status=r.status, assignees=loads(r.assignees), level=r.level, timeout=r.timeout, on_timeout=r.on_timeout,
-        deadline=r.deadline, webhook=r.webhook, decision=r.decision, input=loads(r.input), comment=r.comment,
-        answered_by=r.answered_by, answered_at=r.answered_at, created_at=r.created_at, updated_at=r.updated_at,
-        tenant=r.tenant, answered_key=r.answered_key,
-    )  # fmt: skip
+        id=r.id,
+        job_id=r.job_id,
+        seq=r.seq,
+        prompt=r.prompt,
+        data=loads(r.data),
+        schema=loads(r.schema),
+        status=r.status,
+        assignees=loads(r.assignees),
+        level=r.level,
+        timeout=r.timeout,
+        on_timeout=r.on_timeout,
+        deadline=r.deadline,
+        webhook=r.webhook,
+        decision=r.decision,
+        input=loads(r.input),
+        comment=r.comment,
+        answered_by=r.answered_by,
+        answered_at=r.answered_at,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        tenant=r.tenant,
+        answered_key=r.answered_key,
+    )
 
 
 def _members(groups: list[list[str]], level: int) -> str:
@@ -39,10 +56,17 @@ def _iso(ts: float) -> str:
 
 def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
     return {
-        "event": event, "approval_id": rec.id, "job_id": rec.job_id, "status": rec.status, "level": rec.level,
-        "prompt": rec.prompt, "assignees": rec.current_assignees, "decision": rec.decision, "by": rec.answered_by,
+        "event": event,
+        "approval_id": rec.id,
+        "job_id": rec.job_id,
+        "status": rec.status,
+        "level": rec.level,
+        "prompt": rec.prompt,
+        "assignees": rec.current_assignees,
+        "decision": rec.decision,
+        "by": rec.answered_by,
         "key": rec.answered_key,
-    }  # fmt: skip
+    }
 
 
 class ApprovalQueries:
@@ -53,13 +77,24 @@ class ApprovalQueries:
         for seq, req in asks:
             groups = [list(g) for g in req.assignees]
             row = {
-                "id": step_id(job_id, seq), "job_id": job_id, "seq": seq, "prompt": req.prompt,
-                "data": dumps(req.data), "schema": None if req.schema is None else dumps(req.schema),
-                "status": "pending", "assignees": dumps(groups), "level": 0, "current_assignees": _members(groups, 0),
-                "timeout": req.timeout, "on_timeout": req.on_timeout,
-                "deadline": None if req.timeout is None else now + req.timeout, "webhook": req.webhook,
-                "created_at": now, "updated_at": now, "tenant": tenant,
-            }  # fmt: skip
+                "id": step_id(job_id, seq),
+                "job_id": job_id,
+                "seq": seq,
+                "prompt": req.prompt,
+                "data": dumps(req.data),
+                "schema": None if req.schema is None else dumps(req.schema),
+                "status": "pending",
+                "assignees": dumps(groups),
+                "level": 0,
+                "current_assignees": _members(groups, 0),
+                "timeout": req.timeout,
+                "on_timeout": req.on_timeout,
+                "deadline": None if req.timeout is None else now + req.timeout,
+                "webhook": req.webhook,
+                "created_at": now,
+                "updated_at": now,
+                "tenant": tenant,
+            }
             if Approval.insert(row).on_conflict_ignore().execute() is not None:
                 self._approval_changed(_record(Approval.get_by_id(row["id"])), "approval.created", now)
 
@@ -69,10 +104,17 @@ class ApprovalQueries:
         if not rec.webhook:
             return
         WebhookDelivery.insert(
-            id=uuid.uuid4().hex, approval_id=rec.id, url=rec.webhook, event=event,
-            payload=dumps(approval_payload(rec, event)), status="pending", attempts=0, next_at=now,
-            created_at=now, updated_at=now,
-        ).execute()  # fmt: skip
+            id=uuid.uuid4().hex,
+            approval_id=rec.id,
+            url=rec.webhook,
+            event=event,
+            payload=dumps(approval_payload(rec, event)),
+            status="pending",
+            attempts=0,
+            next_at=now,
+            created_at=now,
+            updated_at=now,
+        ).execute()
 
     def _resume_if_answered(self, job_id: str, now: float) -> None:
         """waiting_human → running once none of the job's approvals is pending."""
@@ -95,9 +137,15 @@ class ApprovalQueries:
 
     @translate_errors
     def list_approvals(
-        self, *, status: str | None = None, job_id: str | None = None, assignee: str | None = None,
-        limit: int = 50, cursor: str | None = None, tenant: str | None = None,
-    ) -> tuple[list[ApprovalRecord], str | None]:  # fmt: skip
+        self,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        assignee: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        tenant: str | None = None,
+    ) -> tuple[list[ApprovalRecord], str | None]:
         q = Approval.select().order_by(Approval.created_at.desc(), Approval.id.desc())
         if tenant is not None:
             q = q.where(Approval.tenant == tenant)
@@ -116,9 +164,15 @@ class ApprovalQueries:
 
     @translate_errors
     def answer_approval(
-        self, approval_id: str, approved: bool, input: Any, comment: str | None, by: str, tenant: str | None = None,
+        self,
+        approval_id: str,
+        approved: bool,
+        input: Any,
+        comment: str | None,
+        by: str,
+        tenant: str | None = None,
         key_id: str | None = None,
-    ) -> ApprovalRecord:  # fmt: skip
+    ) -> ApprovalRecord:
         """Exactly one answer wins; any other (or an answer to a closed approval) is a Conflict.
 
         ``by`` is what the answerer says of themselves; ``key_id``, the key that authenticated
@@ -182,10 +236,16 @@ class ApprovalQueries:
         guard = (Approval.id == rec.id) & (Approval.status == "pending") & (Approval.level == rec.level)
         policy = rec.on_timeout
         if policy == "escalate" and rec.level + 1 < len(rec.assignees):
-            n = Approval.update(
-                level=rec.level + 1, current_assignees=_members(rec.assignees, rec.level + 1),
-                deadline=now + (rec.timeout or 0), updated_at=now,
-            ).where(guard).execute()  # fmt: skip
+            n = (
+                Approval.update(
+                    level=rec.level + 1,
+                    current_assignees=_members(rec.assignees, rec.level + 1),
+                    deadline=now + (rec.timeout or 0),
+                    updated_at=now,
+                )
+                .where(guard)
+                .execute()
+            )
             if n:
                 self._approval_changed(self.get_approval(rec.id), "approval.escalated", now)
             return False
@@ -195,9 +255,12 @@ class ApprovalQueries:
         step = Step.update(finished_at=now, updated_at=now)
         if policy == "fail":
             step = Step.update(
-                state=TaskState.FAILED.value, error_type="ApprovalExpired", error_message=waited,
-                finished_at=now, updated_at=now,
-            )  # fmt: skip
+                state=TaskState.FAILED.value,
+                error_type="ApprovalExpired",
+                error_message=waited,
+                finished_at=now,
+                updated_at=now,
+            )
         else:
             result = answer(policy == "approve", None, waited, "timeout", _iso(now), timed_out=True)
             step = Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now)
@@ -233,9 +296,12 @@ class ApprovalQueries:
     @translate_errors
     def webhook_attempted(self, delivery_id: str, status: str, next_at: float, error: str | None) -> None:
         WebhookDelivery.update(
-            status=status, attempts=WebhookDelivery.attempts + 1, next_at=next_at, last_error=error,
+            status=status,
+            attempts=WebhookDelivery.attempts + 1,
+            next_at=next_at,
+            last_error=error,
             updated_at=time.time(),
-        ).where(WebhookDelivery.id == delivery_id).execute()  # fmt: skip
+        ).where(WebhookDelivery.id == delivery_id).execute()
 
     @translate_errors
     def webhook_deliveries(self, approval_id: str) -> list[dict[str, Any]]:

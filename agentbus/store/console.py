@@ -65,9 +65,25 @@ class ChildView:
     depth: int
 
 
-_FIELDS = (Step.id, Step.seq, Step.kind, Step.name, Step.state, Step.attempt, Step.retries, Step.queue, Step.worker,
-           Step.route_reason, Step.error_type, Step.error_message, Step.error_traceback, Step.created_at,
-           Step.queued_at, Step.started_at, Step.finished_at)  # fmt: skip
+_FIELDS = (
+    Step.id,
+    Step.seq,
+    Step.kind,
+    Step.name,
+    Step.state,
+    Step.attempt,
+    Step.retries,
+    Step.queue,
+    Step.worker,
+    Step.route_reason,
+    Step.error_type,
+    Step.error_message,
+    Step.error_traceback,
+    Step.created_at,
+    Step.queued_at,
+    Step.started_at,
+    Step.finished_at,
+)
 
 
 def cursor_before(ts: float) -> str:

@@ -42,15 +42,47 @@ def job_record(row: Job) -> JobRecord:
 
 
 _JOB_FIELDS = (
-    "id", "type", "state", "input", "result", "error_type", "error_message", "idempotency_key", "priority",
-    "parent_id", "parent_seq", "created_at", "started_at", "finished_at", "updated_at", "tenant", "error_traceback",
-)  # fmt: skip
+    "id",
+    "type",
+    "state",
+    "input",
+    "result",
+    "error_type",
+    "error_message",
+    "idempotency_key",
+    "priority",
+    "parent_id",
+    "parent_seq",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "tenant",
+    "error_traceback",
+)
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
 
 def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
-    (jid, type_, state, input_, result, etype, emsg, key, priority, parent, pseq, created, started, finished,
-     updated, tenant, etb) = t[:17]  # fmt: skip
+    (
+        jid,
+        type_,
+        state,
+        input_,
+        result,
+        etype,
+        emsg,
+        key,
+        priority,
+        parent,
+        pseq,
+        created,
+        started,
+        finished,
+        updated,
+        tenant,
+        etb,
+    ) = t[:17]
     return JobRecord(
         id=jid,
         type=type_,

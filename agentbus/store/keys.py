@@ -31,8 +31,18 @@ class KeyRecord:
 
 
 def _record(r: ApiKey) -> KeyRecord:
-    return KeyRecord(r.id, r.tenant, r.name, r.prefix, tuple(r.scopes.split(",")), r.created_at, r.expires_at,
-                     r.revoked_at, r.last_used_at, r.secret_hash)  # fmt: skip
+    return KeyRecord(
+        r.id,
+        r.tenant,
+        r.name,
+        r.prefix,
+        tuple(r.scopes.split(",")),
+        r.created_at,
+        r.expires_at,
+        r.revoked_at,
+        r.last_used_at,
+        r.secret_hash,
+    )
 
 
 class KeyQueries:
@@ -46,9 +56,15 @@ class KeyQueries:
         new = keys.generate()
         now = time.time()
         ApiKey.insert(
-            id=new.id, tenant=keys.check_tenant(tenant), name=name, prefix=new.prefix, secret_hash=new.secret_hash,
-            scopes=",".join(scopes), created_at=now, expires_at=None if expires_in is None else now + expires_in,
-        ).execute()  # fmt: skip
+            id=new.id,
+            tenant=keys.check_tenant(tenant),
+            name=name,
+            prefix=new.prefix,
+            secret_hash=new.secret_hash,
+            scopes=",".join(scopes),
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
+        ).execute()
         return new.token, _record(ApiKey.get_by_id(new.id))
 
     @translate_errors

@@ -174,9 +174,15 @@ class MemoryQueries:
         batch = list({it.item_id: it for it in items}.values())
         with self.db.atomic():
             MemoryNamespace.insert(
-                id=ns_id, tenant=tenant, name=name, dim=dim, embedder=embedder, version=0,
-                generation=uuid.uuid4().hex, created_at=now,
-            ).on_conflict_ignore().execute(self.db)  # fmt: skip
+                id=ns_id,
+                tenant=tenant,
+                name=name,
+                dim=dim,
+                embedder=embedder,
+                version=0,
+                generation=uuid.uuid4().hex,
+                created_at=now,
+            ).on_conflict_ignore().execute(self.db)
             version = self._bump(ns_id)  # holds the namespace's row lock to the commit
             ns = self._ns_row(ns_id)
             if ns.dim != dim:
@@ -242,11 +248,21 @@ class MemoryQueries:
 
     def _upsert(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
         rows = [
-            {"namespace": ns_id, "item_id": it.item_id, "text": it.text,
-             "metadata": None if it.metadata is None else dumps(it.metadata), "vector": it.vector, "code": it.code,
-             "expires_at": it.expires_at, "version": version, "deleted": False, "created_at": now, "updated_at": now}
+            {
+                "namespace": ns_id,
+                "item_id": it.item_id,
+                "text": it.text,
+                "metadata": None if it.metadata is None else dumps(it.metadata),
+                "vector": it.vector,
+                "code": it.code,
+                "expires_at": it.expires_at,
+                "version": version,
+                "deleted": False,
+                "created_at": now,
+                "updated_at": now,
+            }
             for it in items
-        ]  # fmt: skip
+        ]
         for i in range(0, len(rows), 500):
             MemoryItem.insert_many(rows[i : i + 500]).on_conflict(
                 conflict_target=[MemoryItem.namespace, MemoryItem.item_id],
@@ -274,14 +290,19 @@ class MemoryQueries:
         a reader goes on from the last version it fully saw); ``text``: with the items' text."""
         q = (
             MemoryItem.select(
-                MemoryItem.item_id, MemoryItem.text if text else peewee.Value(None), MemoryItem.metadata,
-                MemoryItem.vector, MemoryItem.expires_at, MemoryItem.version, MemoryItem.deleted,
+                MemoryItem.item_id,
+                MemoryItem.text if text else peewee.Value(None),
+                MemoryItem.metadata,
+                MemoryItem.vector,
+                MemoryItem.expires_at,
+                MemoryItem.version,
+                MemoryItem.deleted,
             )
             .where((MemoryItem.namespace == ns_id) & (MemoryItem.version > version))
             .order_by(MemoryItem.version)
             .limit(limit)
             .tuples()
-        )  # fmt: skip
+        )
         cursor = q.iterator() if is_postgres(self.db) else q
         return [MemoryRow(i, t, loads(m), bytes(v), e, ver, bool(d)) for i, t, m, v, e, ver, d in cursor]
 
@@ -290,8 +311,9 @@ class MemoryQueries:
         r = MemoryItem.get_or_none((MemoryItem.namespace == ns_id) & (MemoryItem.item_id == item_id) & _LIVE)
         if r is None or (r.expires_at is not None and r.expires_at <= time.time()):
             raise NotFound(f"no memory item {item_id!r}")
-        return MemoryRow(r.item_id, r.text, loads(r.metadata), bytes(r.vector), r.expires_at, r.version, False,
-                         r.created_at)  # fmt: skip
+        return MemoryRow(
+            r.item_id, r.text, loads(r.metadata), bytes(r.vector), r.expires_at, r.version, False, r.created_at
+        )
 
     @translate_errors
     def texts(self, ns_id: str, item_ids: Sequence[str]) -> dict[str, str | None]:
@@ -407,11 +429,14 @@ class MemoryQueries:
         rows = list(
             MemoryItem.select(MemoryItem.item_id, field, MemoryItem.metadata, MemoryItem.expires_at)
             .where(
-                (MemoryItem.namespace == ns_id) & (MemoryItem.version > after) & (MemoryItem.version <= upto)
-                & _LIVE & field.is_null(False)
+                (MemoryItem.namespace == ns_id)
+                & (MemoryItem.version > after)
+                & (MemoryItem.version <= upto)
+                & _LIVE
+                & field.is_null(False)
             )
             .tuples()
-        )  # fmt: skip
+        )
         expires = struct.pack(f">{len(rows)}d", *(float("inf") if r[3] is None else r[3] for r in rows))
         return LoadChunk([r[0] for r in rows], b"".join(bytes(r[1]) for r in rows), [r[2] for r in rows], expires)
 

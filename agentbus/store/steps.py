@@ -30,6 +30,8 @@ class Replayed:
     outcome: JobState | None
     result: Any = None
     error: ErrorInfo | None = None
+
+
 _INSERT_CHUNK = 2000
 
 
@@ -64,12 +66,18 @@ class StepQueries:
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
         q = (
             Step.select(
-                Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type, Step.error_message,
+                Step.seq,
+                Step.kind,
+                Step.name,
+                Step.state,
+                Step.result,
+                Step.error_type,
+                Step.error_message,
                 Step.error_traceback,
             )
             .where(Step.job_id == job_id)
             .tuples()
-        )  # fmt: skip
+        )
         journal: dict[int, StepRecord] = {}
         for seq, kind, name, state, result, etype, emsg, etb in q:
             err = ErrorInfo(etype, emsg or "", etb) if etype else None
@@ -84,12 +92,19 @@ class StepQueries:
             return journals
         q = (
             Step.select(
-                Step.job_id, Step.seq, Step.kind, Step.name, Step.state, Step.result, Step.error_type,
-                Step.error_message, Step.error_traceback,
+                Step.job_id,
+                Step.seq,
+                Step.kind,
+                Step.name,
+                Step.state,
+                Step.result,
+                Step.error_type,
+                Step.error_message,
+                Step.error_traceback,
             )
             .where(Step.job_id.in_(list(journals)))
             .tuples()
-        )  # fmt: skip
+        )
         for job_id, seq, kind, name, state, result, etype, emsg, etb in q:
             err = ErrorInfo(etype, emsg or "", etb) if etype else None
             journals[job_id][seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
@@ -106,19 +121,26 @@ class StepQueries:
         if not replays:
             return set()
         if not self._pg():
-            return {r.job_id for r in replays if self.record_replay(r.job_id, r.steps, r.outcome, result=r.result,
-                                                                    error=r.error)}  # fmt: skip
+            return {
+                r.job_id
+                for r in replays
+                if self.record_replay(r.job_id, r.steps, r.outcome, result=r.result, error=r.error)
+            }
         now = time.time()
         rows = []
         for r in replays:
             state = (r.outcome or JobState.RUNNING).value
-            rows.append((
-                r.job_id, state, None if r.outcome is None or r.result is None else dumps(r.result),
-                r.error.type if r.outcome is not None and r.error else None,
-                r.error.message if r.outcome is not None and r.error else None,
-                r.error.traceback if r.outcome is not None and r.error else None,
-                None if r.outcome is None else now,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    r.job_id,
+                    state,
+                    None if r.outcome is None or r.result is None else dumps(r.result),
+                    r.error.type if r.outcome is not None and r.error else None,
+                    r.error.message if r.outcome is not None and r.error else None,
+                    r.error.traceback if r.outcome is not None and r.error else None,
+                    None if r.outcome is None else now,
+                )
+            )
         with self.db.atomic():
             cur = self.db.cursor()
             open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
@@ -141,10 +163,14 @@ class StepQueries:
             moved = {g[0] for g in got}
             if not moved:
                 return moved
-            events = [(r.job_id, now, "job", dumps({"status": (r.outcome or JobState.RUNNING).value}))
-                      for r in replays if r.job_id in moved]  # fmt: skip
-            execute_values(cur, "INSERT INTO ab_job_events (job_id, at, kind, data) VALUES %s", events,
-                           page_size=len(events))  # fmt: skip
+            events = [
+                (r.job_id, now, "job", dumps({"status": (r.outcome or JobState.RUNNING).value}))
+                for r in replays
+                if r.job_id in moved
+            ]
+            execute_values(
+                cur, "INSERT INTO ab_job_events (job_id, at, kind, data) VALUES %s", events, page_size=len(events)
+            )
             self._insert_steps([s for r in replays if r.job_id in moved for s in r.steps], now)
         return moved
 
@@ -199,15 +225,31 @@ class StepQueries:
     def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:
         rows = [
             (
-                s.id, s.job_id, s.seq, s.kind, s.name,
+                s.id,
+                s.job_id,
+                s.seq,
+                s.kind,
+                s.name,
                 None if s.args is None else dumps(s.args),
-                s.state.value, None if s.result is None else dumps(s.result),
-                1, s.retries, s.timeout, s.backoff, s.queue, s.dispatch_id, s.not_before,
-                now, now if s.state == TaskState.QUEUED else None, now,
-                now if s.state in TASK_TERMINAL else None, s.priority, s.concurrency_key, s.route_reason,
+                s.state.value,
+                None if s.result is None else dumps(s.result),
+                1,
+                s.retries,
+                s.timeout,
+                s.backoff,
+                s.queue,
+                s.dispatch_id,
+                s.not_before,
+                now,
+                now if s.state == TaskState.QUEUED else None,
+                now,
+                now if s.state in TASK_TERMINAL else None,
+                s.priority,
+                s.concurrency_key,
+                s.route_reason,
             )
             for s in steps
-        ]  # fmt: skip
+        ]
         cols = (
             "id, job_id, seq, kind, name, args, state, result, attempt, retries, timeout, backoff, "
             "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at, priority, "
@@ -273,13 +315,18 @@ class StepQueries:
         now = time.time()
         rows = [
             (
-                o.task_id, o.attempt, o.state.value,
+                o.task_id,
+                o.attempt,
+                o.state.value,
                 None if o.result is None and o.state != TaskState.SUCCEEDED else dumps(o.result),
-                o.error.type if o.error else None, o.error.message if o.error else None,
-                o.error.traceback if o.error else None, o.not_before, now if o.state in TASK_TERMINAL else None,
+                o.error.type if o.error else None,
+                o.error.message if o.error else None,
+                o.error.traceback if o.error else None,
+                o.not_before,
+                now if o.state in TASK_TERMINAL else None,
             )
             for o in outcomes
-        ]  # fmt: skip
+        ]
         if not rows:
             return []
         if self._pg():  # one statement: atomic by itself
@@ -441,9 +488,13 @@ class StepQueries:
             return 0
         now = time.time()
         values: dict[Any, Any] = {
-            Step.state: TaskState.PENDING.value, Step.route_reason: reason, Step.updated_at: now,
-            Step.worker: None, Step.started_at: None, Step.dispatch_id: None,
-        }  # fmt: skip
+            Step.state: TaskState.PENDING.value,
+            Step.route_reason: reason,
+            Step.updated_at: now,
+            Step.worker: None,
+            Step.started_at: None,
+            Step.dispatch_id: None,
+        }
         if new_attempt:
             values[Step.attempt] = Step.attempt + 1
         q = Step.update(values).where(Step.id.in_(list(task_ids)) & Step.state.in_([s.value for s in from_states]))

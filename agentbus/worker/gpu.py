@@ -38,8 +38,9 @@ def supervise(gpus: list[str], argv: list[str], metrics_port: int = 0) -> int:
     for i, index in enumerate(gpus):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": index}
         port = ["--metrics-port", str(metrics_port + i if metrics_port else 0)]  # the last one given counts
-        children.append(subprocess.Popen([sys.executable, "-m", "agentbus", *argv, *port, "--name-suffix",
-                                          f"gpu{index}"], env=env))  # fmt: skip
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "agentbus", *argv, *port, "--name-suffix", f"gpu{index}"], env=env)
+        )
 
     def forward(signum: int, frame: object) -> None:
         for c in children:

@@ -64,9 +64,18 @@ def run_worker_role(
         did = "d" + uuid.uuid4().hex
         moved = store.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
         if moved:
-            dispatcher.send(origin, [Dispatch(did, tuple(
-                TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff) for r in moved
-            ))])  # fmt: skip
+            dispatcher.send(
+                origin,
+                [
+                    Dispatch(
+                        did,
+                        tuple(
+                            TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
+                            for r in moved
+                        ),
+                    )
+                ],
+            )
             log.warning("handed %d calls back to %s", len(moved), origin)
 
     def release_connection() -> None:
@@ -76,17 +85,32 @@ def run_worker_role(
 
     memory = MemoryService.from_settings(store, settings)
     executor = Executor(
-        app, store, stream.publish, worker_id, hand_back, "gpu" if device["kind"] == "gpu" else "cpu",
-        settings.max_result_bytes, lambda job_id: JobMemory(memory, job_id),
-        concurrency=concurrency, max_abandoned=settings.worker_max_abandoned, after_sync_call=release_connection,
+        app,
+        store,
+        stream.publish,
+        worker_id,
+        hand_back,
+        "gpu" if device["kind"] == "gpu" else "cpu",
+        settings.max_result_bytes,
+        lambda job_id: JobMemory(memory, job_id),
+        concurrency=concurrency,
+        max_abandoned=settings.worker_max_abandoned,
+        after_sync_call=release_connection,
         outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
-        output_buffer=settings.output_buffer, max_output_bytes=settings.output_max_bytes,
-    )  # fmt: skip
+        output_buffer=settings.output_buffer,
+        max_output_bytes=settings.output_max_bytes,
+    )
     executor.start()
     worker = AgentbusWorker(
-        queues, connection=conn, name=worker_id, executor=executor, keyring=keyring,
-        on_cancel=executor.request_cancel, capacity=executor, should_stop=lambda: executor.exhausted,
-    )  # fmt: skip
+        queues,
+        connection=conn,
+        name=worker_id,
+        executor=executor,
+        keyring=keyring,
+        on_cancel=executor.request_cancel,
+        capacity=executor,
+        should_stop=lambda: executor.exhausted,
+    )
     stop = threading.Event()
     last_beat = [0.0]  # monotonic time of the last heartbeat Redis took
 
@@ -94,11 +118,22 @@ def run_worker_role(
         failing = False
         while True:
             hb = Heartbeat(
-                id=worker_id, role=role, queues=tuple(queues), targets=tuple(targets), device=device,
-                host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency, calls=executor.calls(),
-                done=executor.stats.done, failed=executor.stats.failed, draining=executor.stopping or worker.stopping,
-                rejected=worker.rejected, abandoned=executor.stats.abandoned, seen=time.time(),
-            )  # fmt: skip
+                id=worker_id,
+                role=role,
+                queues=tuple(queues),
+                targets=tuple(targets),
+                device=device,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=concurrency,
+                calls=executor.calls(),
+                done=executor.stats.done,
+                failed=executor.stats.failed,
+                draining=executor.stopping or worker.stopping,
+                rejected=worker.rejected,
+                abandoned=executor.stats.abandoned,
+                seen=time.time(),
+            )
             try:
                 fleet.beat(hb)
                 last_beat[0] = time.monotonic()

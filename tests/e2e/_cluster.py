@@ -100,8 +100,11 @@ class Cluster:
     def gpu_worker(self, name: str, memory: str = "16GB") -> subprocess.Popen[bytes]:
         """A worker-gpu under numba's CUDA simulator, reporting ``memory`` of device memory."""
         proc = self.start(name, "--role", "worker-gpu", "--simulate-gpu", "--gpu-memory", memory, "--name", name)
-        wait_until(lambda: any(w["id"] == name for w in self.client.workers()) if "api" in self.procs else True,
-                   60, f"{name} to heartbeat")  # fmt: skip
+        wait_until(
+            lambda: any(w["id"] == name for w in self.client.workers()) if "api" in self.procs else True,
+            60,
+            f"{name} to heartbeat",
+        )
         return proc
 
     def live(self, name: str) -> bool:

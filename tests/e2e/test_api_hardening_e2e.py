@@ -22,8 +22,9 @@ def _auth(cluster: Cluster) -> dict[str, str]:
 
 
 def _submit(cluster: Cluster) -> str:
-    r = httpx.post(f"{_base(cluster)}/jobs", json={"type": "echo", "input": {"message": "x"}},
-                   headers=_auth(cluster), timeout=30)  # fmt: skip
+    r = httpx.post(
+        f"{_base(cluster)}/jobs", json={"type": "echo", "input": {"message": "x"}}, headers=_auth(cluster), timeout=30
+    )
     assert r.status_code == 201, r.text
     job_id: str = r.json()["id"]
     return job_id
@@ -66,8 +67,12 @@ def test_hundreds_of_waiting_clients_do_not_starve_the_api(cluster: Cluster) -> 
     try:
         time.sleep(1.0)  # let the server take them all in
         assert httpx.get(f"{_base(cluster)}/healthz", timeout=20).status_code == 200
-        r = httpx.post(f"{_base(cluster)}/jobs", json={"type": "echo", "input": {"message": "y"}},
-                       headers=_auth(cluster), timeout=20)  # fmt: skip
+        r = httpx.post(
+            f"{_base(cluster)}/jobs",
+            json={"type": "echo", "input": {"message": "y"}},
+            headers=_auth(cluster),
+            timeout=20,
+        )
         assert r.status_code == 201, r.text
         assert httpx.get(f"{_base(cluster)}/jobs/{jobs[0]}", headers=_auth(cluster), timeout=20).status_code == 200
     finally:
@@ -113,7 +118,11 @@ def test_rotating_forwarded_for_from_loopback_does_not_reset_the_failed_auth_lim
     cluster.env["AGENTBUS_AUTHFAIL_RATE"] = "1/m:3"
     cluster.api()
     bad = {"Authorization": f"Bearer ab_{'1' * 12}_{'y' * 43}"}
-    codes = [httpx.get(f"{_base(cluster)}/jobs", headers={**bad, "X-Forwarded-For": f"203.0.113.{i}"},
-                       timeout=10).status_code for i in range(6)]  # fmt: skip
+    codes = [
+        httpx.get(
+            f"{_base(cluster)}/jobs", headers={**bad, "X-Forwarded-For": f"203.0.113.{i}"}, timeout=10
+        ).status_code
+        for i in range(6)
+    ]
     assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}
     assert httpx.get(f"{_base(cluster)}/jobs", headers=_auth(cluster), timeout=10).status_code == 200

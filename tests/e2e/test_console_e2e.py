@@ -33,15 +33,22 @@ NARROW = {"width": 390, "height": 844}
 
 def _admin() -> Any:
     u = urlparse(os.environ.get("AGENTBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    conn = psycopg2.connect(host=u.hostname, port=u.port or 5432, user=u.username, password=u.password,
-                            dbname=u.path.lstrip("/") or "postgres", connect_timeout=5)  # fmt: skip
+    conn = psycopg2.connect(
+        host=u.hostname,
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        dbname=u.path.lstrip("/") or "postgres",
+        connect_timeout=5,
+    )
     conn.autocommit = True
     return conn, u
 
 
 @pytest.fixture(scope="module")
-def console_cluster(pg_template: str, tmp_path_factory: pytest.TempPathFactory,
-                    request: pytest.FixtureRequest) -> Iterator[Cluster]:  # fmt: skip
+def console_cluster(
+    pg_template: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
     """API, orchestrator and one CPU worker on a database and Redis db of this module's own."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
@@ -160,8 +167,9 @@ def test_a_jobs_steps_and_sub_agents(page: Any, console_cluster: Cluster) -> Non
     assert "parent job" in page.locator(".crumbs").inner_text()
 
 
-def test_answer_an_approval_from_the_inbox_and_the_job_resumes(page: Any, browser: Any,
-                                                              console_cluster: Cluster) -> None:  # fmt: skip
+def test_answer_an_approval_from_the_inbox_and_the_job_resumes(
+    page: Any, browser: Any, console_cluster: Cluster
+) -> None:
     c = console_cluster
     job = c.client.submit("editorial", {"topic": "herons", "reviewers": ["alice"]})
     wait_until(lambda: c.client.approvals(status="pending", job=job.id).approvals, 30, "the question")
@@ -221,8 +229,11 @@ def test_tenant_b_sees_none_of_tenant_as_objects(browser: Any, console_cluster: 
 def _axe(page: Any) -> list[str]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [f"{v['id']} ({v['impact']}): {v['help']} — {v['nodes'][0]['target']}"
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]  # fmt: skip
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {v['nodes'][0]['target']}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def test_every_page_passes_axe_and_fits_a_phone(browser: Any, console_cluster: Cluster) -> None:
@@ -230,8 +241,17 @@ def test_every_page_passes_axe_and_fits_a_phone(browser: Any, console_cluster: C
     c.client.memory_store("notes", [{"text": "herons wade in shallow water"}, {"text": "owls hunt at night"}])
     job = c.client.submit("map_reduce", {"n": 2})
     c.wait(job.id)
-    pages = ["/jobs", f"/jobs/{job.id}", "/approvals?status=approved", "/approvals", "/fleet", "/types",
-             "/types/editorial", "/memory", "/memory/notes?q=birds+in+water"]  # fmt: skip
+    pages = [
+        "/jobs",
+        f"/jobs/{job.id}",
+        "/approvals?status=approved",
+        "/approvals",
+        "/fleet",
+        "/types",
+        "/types/editorial",
+        "/memory",
+        "/memory/notes?q=birds+in+water",
+    ]
     problems: dict[str, list[str]] = {}
     for viewport, paths in ((WIDE, pages), (NARROW, ["/jobs", "/approvals?status=approved", f"/jobs/{job.id}"])):
         p = signed_in(browser, c, c.key, viewport, axe=True)

@@ -26,8 +26,11 @@ def test_dev_runs_every_role_without_system_services_and_stops_cleanly(tmp_path:
     log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
     dev = subprocess.Popen(
         [sys.executable, "-m", "agentbus", "dev", "--port", str(port), "--workers", "1", "--data-dir", "state"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
 
         def ready() -> bool:

@@ -90,8 +90,11 @@ def test_higher_priority_jobs_are_taken_first_under_a_backlog(cluster: Cluster) 
     low = cluster.client.submit("stamp", {"label": "low", "n": 6}, priority=-5)
     normal = cluster.client.submit("stamp", {"label": "normal", "n": 6})
     high = cluster.client.submit("stamp", {"label": "high", "n": 6}, priority=5)
-    wait_until(lambda: all(cluster.client.job(j["id"])["progress"].get("queued") == 6 for j in (low, normal, high)),
-               30, "the backlog")  # fmt: skip
+    wait_until(
+        lambda: all(cluster.client.job(j["id"])["progress"].get("queued") == 6 for j in (low, normal, high)),
+        30,
+        "the backlog",
+    )
     cluster.worker("only")  # one worker, three queued jobs
     runs = {j["id"]: cluster.wait(j["id"])["result"] for j in (low, normal, high)}
     starts = {
@@ -158,6 +161,9 @@ def test_workers_endpoint_shows_the_fleet_and_marks_the_silent_lost(cluster: Clu
     cluster.api()
     wait_until(lambda: cluster.live("w1") and cluster.live("doomed"), 30, "two live workers")
     cluster.kill("doomed")
-    wait_until(lambda: any(w["id"] == "doomed" and w["status"] == "lost" for w in cluster.client.workers()), 60,
-               "doomed to be marked lost")  # fmt: skip
+    wait_until(
+        lambda: any(w["id"] == "doomed" and w["status"] == "lost" for w in cluster.client.workers()),
+        60,
+        "doomed to be marked lost",
+    )
     assert cluster.live("w1")

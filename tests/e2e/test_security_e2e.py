@@ -209,8 +209,9 @@ def test_while_redis_is_cut_off_the_api_still_accepts_jobs_fast_and_none_is_lost
     accepted, took = [], []
     for i in range(6):
         t0 = time.monotonic()
-        r = httpx.post(f"{base}/jobs", json={"type": "echo", "input": {"message": f"during {i}"}}, headers=headers,
-                       timeout=30)  # fmt: skip
+        r = httpx.post(
+            f"{base}/jobs", json={"type": "echo", "input": {"message": f"during {i}"}}, headers=headers, timeout=30
+        )
         took.append(time.monotonic() - t0)
         assert r.status_code == 201, r.text  # PostgreSQL is the record: the job is accepted
         accepted.append(r.json()["id"])

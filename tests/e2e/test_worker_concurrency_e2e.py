@@ -155,10 +155,19 @@ def own_redis(tmp_path: Path) -> Any:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        procs.append(subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no",
-                                       "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))  # fmt: skip
-        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
-                   == b"PONG", 10, "redis-server")  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        wait_until(
+            lambda: (
+                subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG"
+            ),
+            10,
+            "redis-server",
+        )
 
     def stop() -> None:
         for p in procs:

@@ -53,8 +53,9 @@ def test_calls_of_many_jobs_share_dispatches_and_each_job_moves_on_its_own(
 
     calls = [(step_id(j, 0), 1) for j in jobs]
     assert store.mark_running(calls, "w1") == {c for c, _ in calls}
-    done = store.record_outcomes([TaskOutcome(c, 1, TaskState.SUCCEEDED, result=f"m{i}") for i, (c, _) in
-                                  enumerate(calls)])  # fmt: skip
+    done = store.record_outcomes(
+        [TaskOutcome(c, 1, TaskState.SUCCEEDED, result=f"m{i}") for i, (c, _) in enumerate(calls)]
+    )
     driver.advance_many(done)
 
     results = [store.get_job(j) for j in jobs]

@@ -412,8 +412,11 @@ def test_a_failing_tasks_traceback_reaches_the_job_and_its_task(
     store = store_of(client)
     job_id = submit(client, "always_fails", {"reason": "nope"}).json()["id"]
     args = {"reason": "nope"}
-    store.record_replay(job_id, [NewStep(job_id, 0, "task", "always_fails", TaskState.QUEUED, args=args,
-                                         queue="cpu", dispatch_id="d1")], None)  # fmt: skip
+    store.record_replay(
+        job_id,
+        [NewStep(job_id, 0, "task", "always_fails", TaskState.QUEUED, args=args, queue="cpu", dispatch_id="d1")],
+        None,
+    )
     executor = Executor(examples, store, lambda events: None, "w-test", lambda origin, calls: None)
     executor.start()
     try:
@@ -425,14 +428,23 @@ def test_a_failing_tasks_traceback_reaches_the_job_and_its_task(
     finally:
         executor.drain(0.0, force=lambda: True)
     ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    Driver(examples, store, Dispatcher(redis_conn, ring), ControlStream(redis_conn, ring), Fleet(redis_conn, ttl_s=30),
-           settings).advance(job_id)  # fmt: skip
+    Driver(
+        examples,
+        store,
+        Dispatcher(redis_conn, ring),
+        ControlStream(redis_conn, ring),
+        Fleet(redis_conn, ttl_s=30),
+        settings,
+    ).advance(job_id)
 
     body = client.get(f"/jobs/{job_id}").json()
     assert body["status"] == "failed"
     assert (body["error"]["type"], body["error"]["message"]) == ("ValueError", "nope")
-    for tb in (body["error"]["traceback"], body["tasks"][0]["error_traceback"],
-               client.get(f"/jobs/{job_id}/results").json()["error"]["traceback"]):  # fmt: skip
+    for tb in (
+        body["error"]["traceback"],
+        body["tasks"][0]["error_traceback"],
+        client.get(f"/jobs/{job_id}/results").json()["error"]["traceback"],
+    ):
         assert "in always_fails" in tb and tb.rstrip().endswith("ValueError: nope")
         assert "execute.py" not in tb  # the executor's own frame is left out
     assert client.get(f"/jobs/{job_id}/tasks").json()["tasks"][0]["error_traceback"] == body["error"]["traceback"]
@@ -443,8 +455,14 @@ def test_an_agent_that_raises_reports_a_traceback_naming_the_agent(
 ) -> None:
     store = store_of(client)
     ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    driver = Driver(examples, store, Dispatcher(redis_conn, ring), ControlStream(redis_conn, ring),
-                    Fleet(redis_conn, ttl_s=30), settings)  # fmt: skip
+    driver = Driver(
+        examples,
+        store,
+        Dispatcher(redis_conn, ring),
+        ControlStream(redis_conn, ring),
+        Fleet(redis_conn, ttl_s=30),
+        settings,
+    )
     jobs = [submit(client, "clumsy", {"x": 3}).json()["id"] for _ in range(2)]  # two: advanced together
     assert driver.advance_many(jobs) == []
     calls = [(step_id(j, 0), 1) for j in jobs]

@@ -128,15 +128,19 @@ def test_a_valid_key_is_not_locked_out_by_other_peoples_failures(pg_url: str, re
 def test_forwarded_addresses_are_ignored_unless_the_peer_is_a_trusted_proxy(pg_url: str, redis_url: str) -> None:
     settings = Settings(database_url=pg_url, redis_url=redis_url, authfail_rate="1/m:3")
     with _app(settings) as web:
-        codes = [web.get("/jobs", headers={"Authorization": f"Bearer nonsense-{i}",
-                                            "X-Forwarded-For": f"203.0.113.{i}"}).status_code
-                 for i in range(6)]  # fmt: skip
+        codes = [
+            web.get(
+                "/jobs", headers={"Authorization": f"Bearer nonsense-{i}", "X-Forwarded-For": f"203.0.113.{i}"}
+            ).status_code
+            for i in range(6)
+        ]
     assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}  # a rotating header buys nothing
 
 
 def test_behind_a_trusted_proxy_each_client_address_has_its_own_failure_budget(pg_url: str, redis_url: str) -> None:
-    settings = Settings(database_url=pg_url, redis_url=redis_url, authfail_rate="1/m:3",
-                        trusted_proxies=("127.0.0.0/8",))  # fmt: skip
+    settings = Settings(
+        database_url=pg_url, redis_url=redis_url, authfail_rate="1/m:3", trusted_proxies=("127.0.0.0/8",)
+    )
 
     def attempt(web: TestClient, forwarded: str, auth: str = "Bearer nonsense") -> int:
         return web.get("/jobs", headers={"Authorization": auth, "X-Forwarded-For": forwarded}).status_code
@@ -169,8 +173,7 @@ def test_an_approval_records_the_key_that_answered_and_keeps_by_as_a_note(
     store.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
     approval_id = f"{job.id}-0"
     with _app(Settings(database_url=pg_url, redis_url=redis_url)) as web:
-        r = web.post(f"/approvals/{approval_id}", json={"decision": "approve", "by": "the-ceo"},
-                     headers=bearer(token))  # fmt: skip
+        r = web.post(f"/approvals/{approval_id}", json={"decision": "approve", "by": "the-ceo"}, headers=bearer(token))
         assert r.status_code == 200, r.text
         assert r.json()["answered_key"] == key.id and r.json()["answered_by"] == "the-ceo"
         assert web.get(f"/approvals/{approval_id}", headers=bearer(token)).json()["answered_key"] == key.id

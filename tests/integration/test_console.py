@@ -148,8 +148,11 @@ def test_submitting_from_a_type_form_validates_like_the_api(web: TestClient, sto
 def test_sign_in_only_redirects_within_the_console(web: TestClient, store: Store) -> None:
     token, _ = store.create_key("default", keys.SCOPES)
     form = web.get("/ui/login")
-    r = web.post("/ui/login", data={"key": token, "csrf": csrf_of(form.text), "next": "https://evil.example/ui/x"},
-                 follow_redirects=False)  # fmt: skip
+    r = web.post(
+        "/ui/login",
+        data={"key": token, "csrf": csrf_of(form.text), "next": "https://evil.example/ui/x"},
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/ui/jobs"
 
 
@@ -181,8 +184,10 @@ def test_the_jobs_page_filters_by_status_type_and_time_newest_first_with_cursor_
 
 def test_a_job_with_many_steps_opens_a_page_of_them_at_a_time(web: TestClient, store: Store) -> None:
     job, _ = store.create_job(NewJob("noop_map", {"n": 250}))
-    steps = [NewStep(job.id, i, "task", "noop", TaskState.QUEUED, args={"i": i}, queue="cpu",
-                     route_reason="cpu task") for i in range(250)]  # fmt: skip
+    steps = [
+        NewStep(job.id, i, "task", "noop", TaskState.QUEUED, args={"i": i}, queue="cpu", route_reason="cpu task")
+        for i in range(250)
+    ]
     store.record_replay(job.id, steps, None)
     token, _ = store.create_key("default", keys.SCOPES)
     sign_in(web, token)
@@ -208,13 +213,19 @@ def test_an_answer_that_fails_the_schema_is_shown_on_the_form_and_not_recorded(w
     r = web.post(f"/ui/approvals/{approval_id}", data={"csrf": csrf, "decision": "approve", "priority": "2"})
     assert r.status_code == 422 and "title" in r.text and 'value="2"' in r.text  # what was typed stays
     assert store.get_approval(approval_id).status == "pending"
-    ok = web.post(f"/ui/approvals/{approval_id}", data={"csrf": csrf, "decision": "approve", "title": "T",
-                                                         "priority": "2", "comment": "fine", "by": "ann"},
-                  follow_redirects=False)  # fmt: skip
+    ok = web.post(
+        f"/ui/approvals/{approval_id}",
+        data={"csrf": csrf, "decision": "approve", "title": "T", "priority": "2", "comment": "fine", "by": "ann"},
+        follow_redirects=False,
+    )
     assert ok.status_code == 303
     rec = store.get_approval(approval_id)
-    assert (rec.status, rec.input, rec.comment, rec.answered_by) == ("approved", {"title": "T", "priority": 2}, "fine",
-                                                                      "ann")  # fmt: skip
+    assert (rec.status, rec.input, rec.comment, rec.answered_by) == (
+        "approved",
+        {"title": "T", "priority": 2},
+        "fine",
+        "ann",
+    )
 
 
 def test_answering_needs_the_approvals_write_scope(web: TestClient, store: Store) -> None:
@@ -238,16 +249,32 @@ def test_submit_again_makes_a_new_job_with_the_same_input(web: TestClient, store
     assert (new.type, new.input, new.tenant) == ("echo", {"message": "again"}, "default")
 
 
-def test_the_fleet_page_shows_devices_current_calls_and_lost_workers(web: TestClient, store: Store,
-                                                                      redis_url: str) -> None:  # fmt: skip
+def test_the_fleet_page_shows_devices_current_calls_and_lost_workers(
+    web: TestClient, store: Store, redis_url: str
+) -> None:
     from agentbus.bus import Fleet, connect
 
     fleet = Fleet(connect(redis_url), 30)
     gpu = {"kind": "gpu", "name": "H100", "memory_total": 80 * 2**30}
-    fleet.heartbeat("gpu-1", {"role": "worker-gpu", "queues": ["gpu.80gb", "gpu"], "device": gpu, "concurrency": 4,
-                              "calls": [{"task_id": "job42-3", "name": "embed", "attempt": 2, "started": 1.0}]})
-    fleet.heartbeat("cpu-1", {"role": "worker-cpu", "queues": ["cpu"], "device": {"kind": "cpu"},
-                              "current": {"task_id": "job43-0", "name": "fetch", "attempt": 1}})
+    fleet.heartbeat(
+        "gpu-1",
+        {
+            "role": "worker-gpu",
+            "queues": ["gpu.80gb", "gpu"],
+            "device": gpu,
+            "concurrency": 4,
+            "calls": [{"task_id": "job42-3", "name": "embed", "attempt": 2, "started": 1.0}],
+        },
+    )
+    fleet.heartbeat(
+        "cpu-1",
+        {
+            "role": "worker-cpu",
+            "queues": ["cpu"],
+            "device": {"kind": "cpu"},
+            "current": {"task_id": "job43-0", "name": "fetch", "attempt": 1},
+        },
+    )
     fleet.mark_lost("cpu-9", {"id": "cpu-9", "role": "worker-cpu", "queues": ["cpu"], "host": "h9"})
     token, _ = store.create_key("default", keys.SCOPES)
     sign_in(web, token)
@@ -260,8 +287,9 @@ def test_the_fleet_page_shows_devices_current_calls_and_lost_workers(web: TestCl
     assert "s-lost" in rows["cpu-9"] and "idle" in rows["cpu-9"]
 
 
-def test_console_pages_are_charged_to_the_keys_rate_limit_like_api_calls(pg_url: str, redis_url: str,
-                                                                           store: Store) -> None:  # fmt: skip
+def test_console_pages_are_charged_to_the_keys_rate_limit_like_api_calls(
+    pg_url: str, redis_url: str, store: Store
+) -> None:
     settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="0.01/s:4")
     token, _ = store.create_key("default", keys.SCOPES)
     with TestClient(create_app(settings, examples)) as web:
@@ -294,8 +322,9 @@ def test_the_job_page_shows_the_error_with_its_traceback_escaped(web: TestClient
     tb = 'Traceback (most recent call last):\n  File "t.py", line 3, in always_fails\nValueError: <script>x</script>\n'
     store.record_replay(job.id, [NewStep(job.id, 0, "task", "always_fails", TaskState.QUEUED, args={})], None)
     store.mark_running([(step_id(job.id, 0), 1)], "w1")
-    store.record_outcomes([TaskOutcome(step_id(job.id, 0), 1, TaskState.FAILED,
-                                       error=ErrorInfo("ValueError", "<script>x</script>", tb))])  # fmt: skip
+    store.record_outcomes(
+        [TaskOutcome(step_id(job.id, 0), 1, TaskState.FAILED, error=ErrorInfo("ValueError", "<script>x</script>", tb))]
+    )
     store.record_replay(job.id, [], JobState.FAILED, error=ErrorInfo("ValueError", "<script>x</script>", tb))
 
     page = web.get(f"/ui/jobs/{job.id}").text

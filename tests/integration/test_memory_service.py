@@ -66,7 +66,9 @@ def test_filters_apply_before_the_top_k(store: Store) -> None:
     query = "bees honey hives"
     assert ids(svc.search("t1", "docs", q=query, k=2, filter={"kind": "machine"})) == ["cars"]
     assert set(ids(svc.search("t1", "docs", q=query, k=5, filter={"kind": {"$in": ["toy", "machine"]}}))) == {
-        "kite", "cars"}  # fmt: skip
+        "kite",
+        "cars",
+    }
     assert ids(svc.search("t1", "docs", q=query, k=5, filter={"year": {"$gte": 2021, "$lt": 2022}})) == ["cars"]
 
 

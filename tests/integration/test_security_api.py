@@ -49,10 +49,19 @@ def test_every_route_but_health_needs_a_key(pg_url: str, redis_url: str) -> None
 def _every_route_needs_a_key(web: TestClient) -> None:
     assert web.get("/healthz").status_code == 200
     assert web.get("/readyz").status_code == 200
-    for method, path in [("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/x"), ("GET", "/jobs/x/results"),
-                         ("POST", "/jobs/x/cancel"), ("GET", "/jobs/x/events"), ("GET", "/approvals"),
-                         ("POST", "/approvals/x"), ("GET", "/workers"), ("GET", "/openapi.json"),
-                         ("GET", "/job-types")]:  # fmt: skip
+    for method, path in [
+        ("GET", "/jobs"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs/x"),
+        ("GET", "/jobs/x/results"),
+        ("POST", "/jobs/x/cancel"),
+        ("GET", "/jobs/x/events"),
+        ("GET", "/approvals"),
+        ("POST", "/approvals/x"),
+        ("GET", "/workers"),
+        ("GET", "/openapi.json"),
+        ("GET", "/job-types"),
+    ]:
         r = web.request(method, path)
         assert r.status_code == 401, (method, path, r.status_code)
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
@@ -101,11 +110,14 @@ def test_another_tenants_objects_are_404_everywhere_and_never_listed(web: TestCl
     store.record_replay(asked.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
     approval = f"{asked.id}-0"
     for method, path, body in [
-        ("GET", f"/jobs/{job['id']}", None), ("GET", f"/jobs/{job['id']}/results", None),
-        ("GET", f"/jobs/{job['id']}/tasks", None), ("GET", f"/jobs/{job['id']}/events", None),
-        ("POST", f"/jobs/{job['id']}/cancel", None), ("GET", f"/approvals/{approval}", None),
+        ("GET", f"/jobs/{job['id']}", None),
+        ("GET", f"/jobs/{job['id']}/results", None),
+        ("GET", f"/jobs/{job['id']}/tasks", None),
+        ("GET", f"/jobs/{job['id']}/events", None),
+        ("POST", f"/jobs/{job['id']}/cancel", None),
+        ("GET", f"/approvals/{approval}", None),
         ("POST", f"/approvals/{approval}", {"decision": "approve"}),
-    ]:  # fmt: skip
+    ]:
         r = web.request(method, path, json=body, headers=bearer(b))
         assert r.status_code == 404, (method, path, r.status_code)
         if method == "GET" and not path.endswith("/events"):
@@ -153,8 +165,10 @@ def test_tenant_bucket_holds_across_keys_of_the_tenant(pg_url: str, redis_url: s
 def test_failed_authentication_is_rate_limited(pg_url: str, redis_url: str) -> None:
     settings = Settings(database_url=pg_url, redis_url=redis_url, authfail_rate="1/m:3")
     with make_client(settings) as web:
-        codes = [web.get("/jobs", headers={"Authorization": f"Bearer ab_{'1' * 12}_{'y' * 43}"}).status_code
-                 for _ in range(6)]  # fmt: skip
+        codes = [
+            web.get("/jobs", headers={"Authorization": f"Bearer ab_{'1' * 12}_{'y' * 43}"}).status_code
+            for _ in range(6)
+        ]
     assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}
 
 

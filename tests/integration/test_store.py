@@ -238,16 +238,17 @@ def test_record_replay_for_a_cancelled_job_writes_nothing(store: Store) -> None:
     assert store.get_job(job_id).state == JobState.CANCELLED
 
 
-
 def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_meanwhile(store: Store) -> None:
     going, done, failed, cancelled = (submit(store) for _ in range(4))
     store.cancel_job(cancelled)
-    moved = store.record_replays([
-        Replayed(going, [task(going, 0)], None),
-        Replayed(done, [task(done, 0, T.SUCCEEDED, result=1)], JobState.SUCCEEDED, result={"sum": 1}),
-        Replayed(failed, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope")),
-        Replayed(cancelled, [task(cancelled, 0)], None),
-    ])  # fmt: skip
+    moved = store.record_replays(
+        [
+            Replayed(going, [task(going, 0)], None),
+            Replayed(done, [task(done, 0, T.SUCCEEDED, result=1)], JobState.SUCCEEDED, result={"sum": 1}),
+            Replayed(failed, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope")),
+            Replayed(cancelled, [task(cancelled, 0)], None),
+        ]
+    )
     assert moved == {going, done, failed}
     jobs = store.jobs_to_advance([going, done, failed, cancelled, "missing"])
     assert {j: (rec.state, open_) for j, (rec, open_) in jobs.items()} == {
@@ -262,10 +263,12 @@ def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_mean
     assert [r.state for r in journals[going].values()] == [T.QUEUED]
     assert journals[cancelled] == {}  # compare-and-set: nothing written for a job no longer open
     # a second delivery of the same replays: finished jobs stay as they are, steps are not doubled
-    assert store.record_replays([Replayed(going, [task(going, 0)], None),
-                                 Replayed(done, [], JobState.FAILED)]) == {going}  # fmt: skip
+    assert store.record_replays([Replayed(going, [task(going, 0)], None), Replayed(done, [], JobState.FAILED)]) == {
+        going
+    }
     assert store.get_job(done).state == JobState.SUCCEEDED
     assert len(store.load_journal(going)) == 1
+
 
 def test_has_open_steps(store: Store) -> None:
     job_id, (t0,) = running_job(store)
@@ -417,9 +420,7 @@ def test_progress_counts_task_steps(store: Store) -> None:
 
 def test_cancel_open_steps_returns_the_running_ones(store: Store) -> None:
     job_id = submit(store)
-    store.record_replay(
-        job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2), task(job_id, 3, T.PENDING)], None
-    )
+    store.record_replay(job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2), task(job_id, 3, T.PENDING)], None)
     t0, t1, t2 = (step_id(job_id, i) for i in range(3))
     store.mark_running([(t0, 1), (t1, 1)], "w1")
     store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 0)])
@@ -529,8 +530,10 @@ def test_tracebacks_are_kept_with_their_errors_and_read_back(store: Store) -> No
     assert store.jobs_to_advance([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
 
     many = [submit(store) for _ in range(2)]  # the batched write (one statement on PostgreSQL)
-    batch = [Replayed(many[0], [], JobState.FAILED, error=ErrorInfo("E", "m", tb)),
-             Replayed(many[1], [], JobState.FAILED, error=ErrorInfo("E", "m"))]  # fmt: skip
+    batch = [
+        Replayed(many[0], [], JobState.FAILED, error=ErrorInfo("E", "m", tb)),
+        Replayed(many[1], [], JobState.FAILED, error=ErrorInfo("E", "m")),
+    ]
     assert store.record_replays(batch) == set(many)
     assert [store.get_job(j).error.traceback for j in many] == [tb, None]  # type: ignore[union-attr]
 

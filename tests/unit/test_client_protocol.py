@@ -153,8 +153,18 @@ def test_the_version_is_the_installed_packages() -> None:
 def test_a_job_error_carries_its_traceback_when_the_server_sent_one() -> None:
     from agentbus.client.records import Job
 
-    base = {"id": "j", "type": "t", "status": "failed", "input": {}, "priority": 0, "idempotency_key": None,
-            "parent_id": None, "created_at": None, "started_at": None, "finished_at": None}  # fmt: skip
+    base = {
+        "id": "j",
+        "type": "t",
+        "status": "failed",
+        "input": {},
+        "priority": 0,
+        "idempotency_key": None,
+        "parent_id": None,
+        "created_at": None,
+        "started_at": None,
+        "finished_at": None,
+    }
     with_tb = Job.from_json({**base, "error": {"type": "E", "message": "m", "traceback": "in f"}})
     without = Job.from_json({**base, "error": {"type": "E", "message": "m"}})
     assert with_tb.error is not None and with_tb.error.traceback == "in f"

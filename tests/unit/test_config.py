@@ -75,9 +75,7 @@ def test_bad_numbers_are_a_config_error_naming_the_variable(key: str, value: str
         Settings.from_env({key: value})
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [("AGENTBUS_MAX_BODY_BYTES", "100"), ("AGENTBUS_DISPATCH_CHUNK", "0")]
-)
+@pytest.mark.parametrize(("key", "value"), [("AGENTBUS_MAX_BODY_BYTES", "100"), ("AGENTBUS_DISPATCH_CHUNK", "0")])
 def test_out_of_range_values_are_a_config_error(key: str, value: str) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env({key: value})

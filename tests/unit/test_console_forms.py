@@ -26,16 +26,26 @@ SCHEMA = {
 def test_each_property_gets_a_control_of_its_type() -> None:
     got = {f.name: (f.control, f.required, f.default) for f in _forms.fields(SCHEMA)}
     assert got == {
-        "title": ("text", True, ""), "count": ("integer", False, "3"), "ratio": ("number", False, ""),
-        "urgent": ("checkbox", False, ""), "colour": ("select", False, ""), "tags": ("json", False, ""),
+        "title": ("text", True, ""),
+        "count": ("integer", False, "3"),
+        "ratio": ("number", False, ""),
+        "urgent": ("checkbox", False, ""),
+        "colour": ("select", False, ""),
+        "tags": ("json", False, ""),
         "note": ("text", False, ""),
-    }  # fmt: skip
+    }
 
 
 def test_a_form_becomes_typed_json_and_empty_optional_fields_are_left_out() -> None:
     form = {"title": "T", "count": "4", "ratio": "0.5", "urgent": "on", "colour": "1", "tags": '["a"]', "note": ""}
-    assert _forms.value(SCHEMA, form) == {"title": "T", "count": 4, "ratio": 0.5, "urgent": True, "colour": 2,
-                                          "tags": ["a"]}  # fmt: skip
+    assert _forms.value(SCHEMA, form) == {
+        "title": "T",
+        "count": 4,
+        "ratio": 0.5,
+        "urgent": True,
+        "colour": 2,
+        "tags": ["a"],
+    }
     assert _forms.value(SCHEMA, {"title": ""}) == {"title": "", "urgent": False}
 
 

@@ -64,9 +64,7 @@ def test_legal_job_transitions(old: JobState, new: JobState) -> None:
     assert old in sources_of_job(new)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), sorted(set(itertools.product(JobState, JobState)) - JOB_LEGAL)
-)
+@pytest.mark.parametrize(("old", "new"), sorted(set(itertools.product(JobState, JobState)) - JOB_LEGAL))
 def test_illegal_job_transitions(old: JobState, new: JobState) -> None:
     assert not can_move_job(old, new)
     with pytest.raises(IllegalTransition):
@@ -81,9 +79,7 @@ def test_legal_task_transitions(old: TaskState, new: TaskState) -> None:
     assert old in sources_of_task(new)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), sorted(set(itertools.product(TaskState, TaskState)) - TASK_LEGAL)
-)
+@pytest.mark.parametrize(("old", "new"), sorted(set(itertools.product(TaskState, TaskState)) - TASK_LEGAL))
 def test_illegal_task_transitions(old: TaskState, new: TaskState) -> None:
     assert not can_move_task(old, new)
     with pytest.raises(IllegalTransition):

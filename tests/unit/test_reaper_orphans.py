@@ -35,8 +35,10 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, Fleet, Maintenance, st
 
     driver = Driver(app, store, Dispatcher(conn, RING), ControlStream(conn, RING), fleet, settings)
     job, _ = store.create_job(NewJob("t", {}))
-    steps = [NewStep(job.id, i, "task", "work", TaskState.QUEUED, args={"i": i}, queue="cpu", dispatch_id="d1")
-             for i in range(2)]  # fmt: skip
+    steps = [
+        NewStep(job.id, i, "task", "work", TaskState.QUEUED, args={"i": i}, queue="cpu", dispatch_id="d1")
+        for i in range(2)
+    ]
     store.record_replay(job.id, steps, None)
     assert store.mark_running([(s.id, 1) for s in steps], "w-live") == {s.id for s in steps}
     return store, fleet, Maintenance(driver, settings), job.id

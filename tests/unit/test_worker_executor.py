@@ -94,8 +94,20 @@ class Harness:
         self.handed_back.extend(calls)
 
     def send(self, name: str, n: int, timeout: float = 30.0, **args: Any) -> list[TaskCall]:
-        steps = [NewStep(self.job_id, self.seq + i, "task", name, TaskState.QUEUED, args=args, timeout=timeout,
-                         queue="cpu", dispatch_id="d1") for i in range(n)]  # fmt: skip
+        steps = [
+            NewStep(
+                self.job_id,
+                self.seq + i,
+                "task",
+                name,
+                TaskState.QUEUED,
+                args=args,
+                timeout=timeout,
+                queue="cpu",
+                dispatch_id="d1",
+            )
+            for i in range(n)
+        ]
         self.store.record_replay(self.job_id, steps, None)
         calls = [TaskCall(step_id(self.job_id, s.seq), self.job_id, name, args, 1, 0, timeout, 0.5) for s in steps]
         self.seq += n
@@ -190,8 +202,9 @@ def test_drain_finishes_running_calls_and_hands_back_the_waiting_ones(harness: A
     h.executor.drain(10.0, force=lambda: False)
     states = h.states(calls)
     assert [s for s, _ in states].count("succeeded") == 2
-    assert sorted(c.task_id for c in h.handed_back) == sorted(c.task_id for c, (s, _) in zip(calls, states, strict=True)
-                                                             if s == "running")  # fmt: skip
+    assert sorted(c.task_id for c in h.handed_back) == sorted(
+        c.task_id for c, (s, _) in zip(calls, states, strict=True) if s == "running"
+    )
     assert len(h.handed_back) == 3
 
 

@@ -12,8 +12,20 @@ from agentbus.worker.service import default_concurrency
 
 def test_heartbeat_round_trips_through_json_with_every_call() -> None:
     calls = (CallInfo("j1-0", "fetch", 1, 3, 60.0, 1700000000.5), CallInfo("j1-1", "fetch", 2, 3, 60.0, None))
-    hb = Heartbeat("w1", "worker-cpu", ("agentbus.cpu",), ("cpu",), {"kind": "cpu"}, "host", 42, 100, calls,
-                   done=7, failed=1, seen=1700000001.0)  # fmt: skip
+    hb = Heartbeat(
+        "w1",
+        "worker-cpu",
+        ("agentbus.cpu",),
+        ("cpu",),
+        {"kind": "cpu"},
+        "host",
+        42,
+        100,
+        calls,
+        done=7,
+        failed=1,
+        seen=1700000001.0,
+    )
     assert Heartbeat.from_json(hb.to_json()) == hb
     assert (hb.busy, hb.free) == (2, 98)
     assert hb.to_dict()["busy"] == 2 and hb.to_dict()["free"] == 98  # what GET /workers shows

@@ -94,8 +94,9 @@ def console(request: Request) -> Console:
         api: ApiState = request.app.state.agentbus
         cfg = api.settings
         # the same wrapping as the API's store: a pooled connection per call, then the breaker
-        queries = Guarded(ConnectionPerCall(ConsoleQueries(api.store.db)), "PostgreSQL", cfg.breaker_fail_max,
-                          cfg.breaker_reset_s)  # fmt: skip
+        queries = Guarded(
+            ConnectionPerCall(ConsoleQueries(api.store.db)), "PostgreSQL", cfg.breaker_fail_max, cfg.breaker_reset_s
+        )
         limiter = getattr(request.app.state, "limiter", None)  # the API's own (create_app shares it)
         found = Console(api, Sessions(cfg.secret), queries, Limits(limiter, cfg))
         request.app.state.console = found
@@ -160,8 +161,9 @@ def signed_in(scope: str | None, *, stream: bool = False) -> Callable[[Handler],
                 status = http_status(exc)
                 if status == 500:
                     log.error("console: unmapped error on %s %s: %r", request.method, request.url.path, exc)
-                return page(request, "error.html", status,
-                            **context(request, title=type(exc).__name__, message=exc.message))  # fmt: skip
+                return page(
+                    request, "error.html", status, **context(request, title=type(exc).__name__, message=exc.message)
+                )
 
         return functools.wraps(handler)(run)
 

@@ -68,9 +68,17 @@ def fields(schema: Mapping[str, Any] | None) -> list[FormField]:
         prop = _plain(raw if isinstance(raw, Mapping) else {})
         control = _control(prop)
         options = tuple(json.dumps(v) if not isinstance(v, str) else v for v in prop.get("enum", ()))
-        out.append(FormField(name=name, label=str(prop.get("title") or name), control=control,
-                             required=name in required, description=prop.get("description"), options=options,
-                             default=_default(prop, control)))  # fmt: skip
+        out.append(
+            FormField(
+                name=name,
+                label=str(prop.get("title") or name),
+                control=control,
+                required=name in required,
+                description=prop.get("description"),
+                options=options,
+                default=_default(prop, control),
+            )
+        )
     return out
 
 

@@ -39,8 +39,9 @@ class Limits:
         kind = "r" if rate is self.read else "w"
         tenant_rate = Rate(rate.per_second * self.factor, int(rate.burst * self.factor))
         try:
-            verdict = self.limiter.hit([(f"key:{principal.key_id}:{kind}", rate),
-                                        (f"tenant:{principal.tenant}:{kind}", tenant_rate)])  # fmt: skip
+            verdict = self.limiter.hit(
+                [(f"key:{principal.key_id}:{kind}", rate), (f"tenant:{principal.tenant}:{kind}", tenant_rate)]
+            )
         except Unavailable as exc:  # fail open, as the API does: PostgreSQL is the record
             log.warning("console rate limiting skipped: %s", exc)
             return

@@ -21,8 +21,9 @@ PAGE = 20
 
 
 def _listing(st: ApiState, tenant: str, status: str, assignee: str, cursor: str | None) -> dict[str, Any]:
-    rows, nxt = st.store.list_approvals(status=status, assignee=assignee or None, limit=PAGE, cursor=cursor,
-                                        tenant=tenant)  # fmt: skip
+    rows, nxt = st.store.list_approvals(
+        status=status, assignee=assignee or None, limit=PAGE, cursor=cursor, tenant=tenant
+    )
     return {"approvals": rows, "next_cursor": nxt, "forms": {a.id: _forms.fields(a.schema) for a in rows}}
 
 
@@ -34,9 +35,20 @@ async def _inbox(request: Request, status_code: int = 200, **extra: Any) -> Resp
         raise InvalidInput(f"unknown status {status!r}; one of {', '.join(APPROVAL_STATES)}")
     assignee = q.get("assignee", "")[:200]
     listing = await run_in_threadpool(_listing, st, request.state.tenant, status, assignee, q.get("cursor") or None)
-    return page(request, "approvals.html", status_code,
-                **context(request, status=status, assignee=assignee, statuses=APPROVAL_STATES, notice=q.get("notice"),
-                          **listing, **extra))  # fmt: skip
+    return page(
+        request,
+        "approvals.html",
+        status_code,
+        **context(
+            request,
+            status=status,
+            assignee=assignee,
+            statuses=APPROVAL_STATES,
+            notice=q.get("notice"),
+            **listing,
+            **extra,
+        ),
+    )
 
 
 @signed_in("jobs:read")

@@ -82,8 +82,9 @@ def list_page(store: Any, f: JobFilter, tenant: str) -> tuple[list[JobRecord], s
     a stop (``from``): newest first, so the first row older than ``from`` ends the listing."""
     since, until = f.bounds()
     cursor = f.cursor or (cursor_before(until) if until is not None else None)
-    rows, nxt = store.list_jobs(states=[f.status] if f.status else None, type=f.type or None, limit=PAGE,
-                                cursor=cursor, tenant=tenant)  # fmt: skip
+    rows, nxt = store.list_jobs(
+        states=[f.status] if f.status else None, type=f.type or None, limit=PAGE, cursor=cursor, tenant=tenant
+    )
     if since is not None:
         kept = [r for r in rows if r.created_at >= since]
         if len(kept) < len(rows):
@@ -97,8 +98,13 @@ async def jobs(request: Request) -> Response:
     st = console(request).api
     f = JobFilter.parse(request.query_params)
     rows, nxt = await run_in_threadpool(list_page, st.store, f, request.state.tenant)
-    return page(request, "jobs.html", **context(request, jobs=rows, f=f, next_cursor=nxt, statuses=STATUSES,
-                                                 types=sorted([*st.app.agents, *st.app.tasks])))  # fmt: skip
+    return page(
+        request,
+        "jobs.html",
+        **context(
+            request, jobs=rows, f=f, next_cursor=nxt, statuses=STATUSES, types=sorted([*st.app.agents, *st.app.tasks])
+        ),
+    )
 
 
 @signed_in("jobs:read", stream=True)

@@ -48,10 +48,20 @@ async def fleet(request: Request) -> Response:
 
 def job_types(st: ApiState) -> list[dict[str, Any]]:
     schemas = st.app.input_schemas()
-    out = [{"name": n, "kind": "task", "device": td.options.device, "doc": (td.fn.__doc__ or "").strip(),
-            "schema": schemas[n]} for n, td in sorted(st.app.tasks.items())]  # fmt: skip
-    out += [{"name": n, "kind": "agent", "device": "", "doc": (ad.fn.__doc__ or "").strip(), "schema": schemas[n]}
-            for n, ad in sorted(st.app.agents.items())]  # fmt: skip
+    out = [
+        {
+            "name": n,
+            "kind": "task",
+            "device": td.options.device,
+            "doc": (td.fn.__doc__ or "").strip(),
+            "schema": schemas[n],
+        }
+        for n, td in sorted(st.app.tasks.items())
+    ]
+    out += [
+        {"name": n, "kind": "agent", "device": "", "doc": (ad.fn.__doc__ or "").strip(), "schema": schemas[n]}
+        for n, ad in sorted(st.app.agents.items())
+    ]
     return out
 
 
@@ -70,8 +80,11 @@ def _type(st: ApiState, name: str) -> dict[str, Any]:
 @signed_in("jobs:read")
 async def job_type(request: Request) -> Response:
     t = _type(console(request).api, str(request.path_params["name"]))
-    return page(request, "type.html", **context(request, t=t, fields=_forms.fields(t["schema"]),
-                                                pretty_schema=json.dumps(t["schema"], indent=2)))
+    return page(
+        request,
+        "type.html",
+        **context(request, t=t, fields=_forms.fields(t["schema"]), pretty_schema=json.dumps(t["schema"], indent=2)),
+    )
 
 
 @signed_in("jobs:write")
@@ -83,9 +96,19 @@ async def submit_type(request: Request) -> Response:
         data = _forms.value(t["schema"], form)
         rec = await run_in_threadpool(submit, st, t["name"], {} if data is None else data, request.state.tenant)
     except ValidationFailed as exc:
-        return page(request, "type.html", 422, **context(request, t=t, fields=_forms.fields(t["schema"]),
-                                                         pretty_schema=json.dumps(t["schema"], indent=2),
-                                                         error=exc.message, typed=form))  # fmt: skip
+        return page(
+            request,
+            "type.html",
+            422,
+            **context(
+                request,
+                t=t,
+                fields=_forms.fields(t["schema"]),
+                pretty_schema=json.dumps(t["schema"], indent=2),
+                error=exc.message,
+                typed=form,
+            ),
+        )
     return redirect(f"/jobs/{rec.id}")
 
 

@@ -27,10 +27,24 @@ def _safe_next(raw: str | None) -> str:
 def _login_page(request: Request, status: int = 200, error: str | None = None) -> Response:
     c = console(request)
     nonce = request.cookies.get(LOGIN_COOKIE) or c.sessions.login_nonce()
-    response = page(request, "login.html", status, principal=None, csrf=c.sessions.login_csrf(nonce), error=error,
-                    next=request.query_params.get("next", ""))  # fmt: skip
-    response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_S, path=PREFIX, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response = page(
+        request,
+        "login.html",
+        status,
+        principal=None,
+        csrf=c.sessions.login_csrf(nonce),
+        error=error,
+        next=request.query_params.get("next", ""),
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_S,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -54,8 +68,15 @@ async def login(request: Request) -> Response:
         return _login_page(request, 401, f"Not signed in: {exc.message}.")
     cookie = await run_in_threadpool(c.sessions.issue, c.api.store, principal)
     response = redirect(_safe_next(form.get("next")))
-    response.set_cookie(COOKIE, cookie, max_age=SESSION_S, path=PREFIX, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=SESSION_S,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
 

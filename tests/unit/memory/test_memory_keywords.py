@@ -9,7 +9,16 @@ from agentbus.memory.keywords import RRF_K, KeywordIndex, fuse, terms
 
 def test_terms_keep_ids_whole_and_in_parts() -> None:
     assert terms("Ticket INV-2024-0042, owner user_42.") == [
-        "ticket", "inv", "2024", "0042", "owner", "user", "42", "inv-2024-0042", "user_42"]  # fmt: skip
+        "ticket",
+        "inv",
+        "2024",
+        "0042",
+        "owner",
+        "user",
+        "42",
+        "inv-2024-0042",
+        "user_42",
+    ]
 
 
 def test_bm25_scores_match_the_formula_and_prefer_rare_terms() -> None:
