@@ -315,8 +315,8 @@ async def wait_async(ctx: TaskContext, i: int, seconds: float = 0.5) -> int:
 @app.agent
 def io_map(ctx: Context, n: int = 200, seconds: float = 0.5, mode: str = "async") -> dict[str, int]:
     """n calls that each wait ``seconds``, as ``async def`` (mode "async") or sync (mode "sync")."""
-    task = wait_async if mode == "async" else wait_sync
-    values = ctx.map(task, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)
+    items = [{"i": i, "seconds": seconds} for i in range(n)]
+    values = ctx.map(wait_async, items, unpack=True) if mode == "async" else ctx.map(wait_sync, items, unpack=True)
     return {"n": len(values), "sum": sum(values)}
 
 

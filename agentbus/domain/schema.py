@@ -43,15 +43,28 @@ def validate(model: type[BaseModel], data: Any) -> dict[str, Any]:
     try:
         value = model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"loc": ["input", *[str(x) for x in e["loc"]]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0]
-        where = ".".join(first["loc"])
-        raise ValidationFailed(f"invalid input at {where}: {first['msg']}", errors) from None
+        raise _failed(exc) from None
     dumped: dict[str, Any] = value.model_dump(mode="json")
     return dumped
+
+
+def validate_json(model: type[BaseModel], text: str) -> None:
+    """Raise ValidationFailed unless the JSON ``text`` is valid input (an agent's call, as the callee
+    will read it)."""
+    try:
+        model.model_validate_json(text)
+    except ValidationError as exc:
+        raise _failed(exc) from None
+
+
+def _failed(exc: ValidationError) -> ValidationFailed:
+    errors = [
+        {"loc": ["input", *[str(x) for x in e["loc"]]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0]
+    where = ".".join(first["loc"])
+    return ValidationFailed(f"invalid input at {where}: {first['msg']}", errors)
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
