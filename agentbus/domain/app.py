@@ -126,11 +126,8 @@ def _check(name: str, kind: str, model: type[BaseModel], args: dict[str, Any]) -
     except (TypeError, ValueError) as exc:
         bad = next((k for k, v in args.items() if not _is_json(v)), None)
         where = f" {bad!r}" if bad is not None else ""
-        raise ValidationFailed(f"{kind} {name!r}: argument{where} is not JSON: {exc}") from None
-    try:
-        schema.validate_json(model, text)
-    except ValidationFailed as exc:
-        raise ValidationFailed(f"{kind} {name!r}: {exc.message}", exc.errors) from None
+        raise ValidationFailed(f"argument{where} of {kind} {name!r} is not JSON: {exc}") from None
+    schema.validate_json(model, text)
 
 
 def _is_json(value: Any) -> bool:

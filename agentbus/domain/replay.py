@@ -142,6 +142,9 @@ class ReplayResult:
     more: bool = False
     """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
     outputs: tuple[Emitted, ...] = ()
+    unfinished: tuple[int, ...] = ()
+    """Completed or failed with steps it started and never waited for still running: the steps to
+    cancel (docs/programming.md "Parallel steps"). Such steps that were new are not in ``commands``."""
 
 
 class _Suspend(BaseException):
@@ -193,6 +196,7 @@ class ReplayContext(AgentContext):
         self._emits = 0
         self._max_output_bytes = max_output_bytes
         self._patches: dict[str, bool] = {}
+        self.started: list[Handle[Any]] = []
         self.outputs: list[Emitted] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
@@ -255,13 +259,11 @@ class ReplayContext(AgentContext):
         self, target: TaskDef[Any, Any] | AgentDef[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Handle[Any]:
         kind: StepKind = "task" if isinstance(target, TaskDef) else "agent"
-        bound: dict[str, Any] | None = None
-        if self._journal.get(self._seq) is None:
-            # a new call: checked before it takes a step, so that a bad call leaves no gap in the
-            # journal and an agent catching its TaskFailed goes on at the same step in every replay
-            bound = _checked(target, args, kwargs)
         seq, rec = self._step(kind, target.name)
-        if rec is None and bound is not None:
+        if rec is None:
+            # checked only when new (a journaled call was checked when it was sent); a bad call keeps
+            # its seq, empty in the journal for good, so that every replay raises at the same step
+            bound = _checked(target, args, kwargs)
             if isinstance(target, AgentDef):
                 self.commands.append(StartChild(seq, target.name, bound))
             elif not self._budget_spent():
@@ -270,13 +272,17 @@ class ReplayContext(AgentContext):
                 self.commands.append(ScheduleTask(seq, target, bound))
                 if self._calls_left is not None:
                     self._calls_left -= 1
-        return Handle(self, seq, kind, target.name)
+        handle: Handle[Any] = Handle(self, seq, kind, target.name)
+        self.started.append(handle)
+        return handle
 
     def _ask(self, request: HumanRequest) -> Handle[dict[str, Any]]:
         seq, rec = self._step("human", "ask_human")
         if rec is None:
             self.commands.append(AskHuman(seq, request))
-        return Handle(self, seq, "human", "ask_human")
+        handle: Handle[dict[str, Any]] = Handle(self, seq, "human", "ask_human")
+        self.started.append(handle)
+        return handle
 
     def _record(self, handle: Handle[Any]) -> StepRecord | None:
         if handle._ctx is not self:
@@ -431,7 +437,25 @@ def replay(
     elif ctx.divergence is not None:
         err = ctx.divergence
         res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
+    if res.status != "suspended" and ctx.started:
+        res = _drop_the_rest(res, ctx.started, journal)
     return replace(res, outputs=tuple(ctx.outputs))
+
+
+_STARTS = (ScheduleTask, StartChild, AskHuman)
+
+
+def _drop_the_rest(res: ReplayResult, started: list[Handle[Any]], journal: Mapping[int, StepRecord]) -> ReplayResult:
+    """A job that ends leaves nothing running: of the steps it started and never waited for, a new one
+    is not sent at all and one already journaled but unfinished is to be cancelled."""
+    new = {c.seq for c in res.commands if isinstance(c, _STARTS)}
+    unfinished = tuple(
+        h.seq
+        for h in started
+        if h.seq not in new and (rec := journal.get(h.seq)) is not None and not rec.state.terminal
+    )
+    commands = tuple(c for c in res.commands if not isinstance(c, _STARTS))
+    return replace(res, commands=commands, unfinished=unfinished)
 
 
 def _run(

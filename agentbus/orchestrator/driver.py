@@ -138,6 +138,8 @@ class Driver:
             return
         if outcome is not None:
             metrics.job_finished(job.type, outcome.value)
+            if res.unfinished:  # steps the agent started and never waited for end with it
+                self.cancel(job_id)
         if res.outputs:  # after the record: a replay that did not count sends nothing (at most once)
             self._send_outputs(job_id, job.type, res.outputs)
         if children:
@@ -207,7 +209,7 @@ class Driver:
                     max_output_bytes=s.output_max_bytes,
                 )
                 traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
-            if not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
+            if res.unfinished or not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
                 alone.append(job)
                 continue
             if res.more:
