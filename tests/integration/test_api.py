@@ -19,11 +19,12 @@ from agentbus.bus import ControlStream, Dispatcher, Fleet
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
-from agentbus.examples import app as examples
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
 from agentbus.store import NewStep, Store, TaskOutcome, step_id
 from agentbus.worker.execute import Executor
+
+from fixture_app import app as examples
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 
