@@ -142,6 +142,9 @@ class ReplayResult:
     more: bool = False
     """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
     outputs: tuple[Emitted, ...] = ()
+    early: bool = False
+    """Suspended waiting for fewer steps than it has open (``wait_any``, or a wait on some steps while
+    others it started run on): replay it as each step finishes, not only once none is open."""
     unfinished: tuple[int, ...] = ()
     """Completed or failed with steps it started and never waited for still running: the steps to
     cancel (docs/programming.md "Parallel steps"). Such steps that were new are not in ``commands``."""
@@ -197,6 +200,8 @@ class ReplayContext(AgentContext):
         self._max_output_bytes = max_output_bytes
         self._patches: dict[str, bool] = {}
         self.started: list[Handle[Any]] = []
+        self.blocked_on: set[int] | None = None
+        """The steps the agent suspended waiting for all of (None: waiting for any one, or not waiting)."""
         self.outputs: list[Emitted] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
@@ -294,6 +299,7 @@ class ReplayContext(AgentContext):
         records = [self._record(h) for h in handles]
         done = [rec for rec in records if rec is not None]
         if len(done) < len(records):
+            self.blocked_on = {h.seq for h, rec in zip(handles, records, strict=True) if rec is None}
             raise _Suspend
         out: list[Any] = []
         for rec in done:
@@ -323,7 +329,7 @@ class ReplayContext(AgentContext):
             return handles[index]
         finished = [i for i, h in enumerate(handles) if self._record(h) is not None]
         if not finished:
-            raise _Suspend  # the same step is asked for again by the next replay
+            raise _Suspend  # the same step is asked for again by the next replay (blocked_on None: any)
         self.commands.append(RecordValue(seq, "wait_any", finished[0]))
         return handles[finished[0]]
 
@@ -331,8 +337,10 @@ class ReplayContext(AgentContext):
         seq, rec = self._step("sleep", "sleep")
         if rec is None:
             self.commands.append(StartTimer(seq, self.now_unrecorded() + float(seconds)))
+            self.blocked_on = {seq}
             raise _Suspend
         if not rec.state.terminal:
+            self.blocked_on = {seq}
             raise _Suspend
 
     def emit(self, data: Any) -> None:
@@ -439,6 +447,10 @@ def replay(
         res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
     if res.status != "suspended" and ctx.started:
         res = _drop_the_rest(res, ctx.started, journal)
+    elif res.status == "suspended" and ctx.started:
+        still_open = {h.seq for h in ctx.started if ctx._record(h) is None}
+        if ctx.blocked_on is None or still_open - ctx.blocked_on:
+            res = replace(res, early=True)
     return replace(res, outputs=tuple(ctx.outputs))
 
 

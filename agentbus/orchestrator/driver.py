@@ -74,6 +74,10 @@ class Driver:
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
         self._resumable: dict[str, None] = {}
         """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
+        self._early: dict[str, None] = {}
+        """Jobs whose last replay waits for fewer steps than are open (``ctx.wait_any``): replayed on each
+        event. Kept in memory only: after a failover such a job is replayed once its steps are all over
+        (later, never wrong: the engine records which step ``wait_any`` returned)."""
 
     # -- replay --------------------------------------------------------------------------------
     def advance(self, job_id: str, *, resume: bool = False) -> None:
@@ -85,10 +89,11 @@ class Driver:
             return
         bind(tenant=job.tenant)
         if job.state.terminal:
+            self._early.pop(job_id, None)
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
-        if waiting and not resume:
+        if waiting and not resume and job_id not in self._early:
             return
         try:
             job_type = self.app.job_type(job.type)
@@ -136,6 +141,10 @@ class Driver:
             metrics.job_submitted(child.type)
         if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
+        if res.early:
+            self._early[job_id] = None
+        else:
+            self._early.pop(job_id, None)
         if outcome is not None:
             metrics.job_finished(job.type, outcome.value)
             if res.unfinished:  # steps the agent started and never waited for end with it
@@ -179,6 +188,8 @@ class Driver:
             if job.state.terminal:
                 if job.state == JobState.CANCELLED and waiting:
                     self.cancel(job.id)
+            elif waiting and job.id in self._early:
+                alone.append(job)  # advanced alone, where the set is kept
             elif not waiting:
                 try:
                     types[job.id] = self.app.job_type(job.type)
@@ -209,7 +220,11 @@ class Driver:
                     max_output_bytes=s.output_max_bytes,
                 )
                 traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
-            if res.unfinished or not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands):
+            if (
+                res.early
+                or res.unfinished
+                or not all(isinstance(c, ScheduleTask | RecordValue | StartTimer) for c in res.commands)
+            ):
                 alone.append(job)
                 continue
             if res.more:

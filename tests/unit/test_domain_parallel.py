@@ -288,3 +288,18 @@ def test_a_handle_of_a_cancelled_step_raises_task_cancelled() -> None:
         return "ok"
 
     assert run(app, reads, {0: cancelled(0, "fetch")}).result == "cancelled"
+
+
+# -- when the orchestrator replays ------------------------------------------------------------------
+
+
+def test_a_wait_on_every_open_step_is_replayed_once_none_is_open() -> None:
+    res = run(app, both, {0: running(0, "fetch"), 1: running(1, "child", "agent")}, input={"url": "u"})
+    assert res.status == "suspended" and not res.early
+
+
+def test_wait_any_and_a_wait_on_some_started_steps_are_replayed_as_each_step_finishes() -> None:
+    assert run(app, race, {0: running(0, "fetch"), 1: running(1, "fetch")}).early
+    # pipeline waits for "score" while "fetch" it started runs on
+    assert run(app, pipeline, {0: running(0, "fetch"), 1: running(1, "score")}).early
+    assert not run(app, pipeline, {0: running(0, "fetch"), 1: ok(1, "score", 3)}).early
