@@ -62,6 +62,7 @@ class TaskOptions:
         """The options ``@app.task`` was given, checked (raises ConfigError) and normalized."""
         o = replace(
             cls(),
+            # a TypedDict's items() are typed object: the keys and types were checked by its signature
             **{k: v for k, v in options.items() if k != "gpu_memory"},  # type: ignore[arg-type]
             gpu_memory=parse_bytes(options.get("gpu_memory")),
         )

@@ -287,7 +287,7 @@ class TaskContext:
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.job_id = job_id
-        self.memory: TaskMemory = memory if memory is not None else _NoMemory()  # type: ignore[assignment]
+        self.memory: TaskMemory = memory if memory is not None else _NoMemory()
         """The memory service, bound to the job's tenant (docs/memory.md)."""
         self.task_id = task_id
         self.name = name
