@@ -14,7 +14,7 @@ from typing import Any
 
 from agentbus import AgentContext, App, TaskContext
 from agentbus.examples import app as examples
-from agentbus.examples import square
+from agentbus.examples import map_reduce, slow, square
 
 app = App("tests")
 app.include(examples)
@@ -154,3 +154,16 @@ def clumsy(ctx: AgentContext, x: int = 3) -> int:
     """Its own code raises once its task is done: the job fails with a traceback that names it."""
     squared: int = ctx.run(square, x)
     return squared // 0
+
+
+@app.agent
+def side_by_side(ctx: AgentContext, n: int = 4) -> dict[str, Any]:
+    """A task and a sub-agent at once (input given positionally), then the first of two calls to finish:
+    the slow one is still running when the agent returns, and is cancelled with the job."""
+    squared = ctx.start(square, n)
+    child = ctx.start(map_reduce, n)
+    long_one = ctx.start(slow, 60.0)
+    quick = ctx.start(square, n + 1)
+    first = ctx.wait_any(long_one, quick)
+    ctx.gather(squared, child)  # both over: their results are read without another wait
+    return {"square": squared.result(), "sum": child.result()["sum"], "first": first.result()}

@@ -24,12 +24,13 @@ from agentbus.domain.output import MAX_OUTPUT_BYTES, Output, check_output
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 StepFailure = TaskFailed | TaskCancelled
 """What a failed step raises in the agent (or stands for it in ``return_exceptions`` lists)."""
 
 
-class Handle(Generic[T]):
+class Handle(Generic[T_co]):
     """A step started with ``ctx.start``: it runs while the agent goes on; wait for it with
     ``ctx.gather``, ``ctx.wait_any`` or ``handle.result()``."""
 
@@ -42,9 +43,9 @@ class Handle(Generic[T]):
         self.kind = kind
         self.name = name
 
-    def result(self) -> T:
+    def result(self) -> T_co:
         """Wait for this step: its result, or its ``TaskFailed``/``TaskCancelled`` raised."""
-        out: T = self._ctx.gather(self)[0]
+        out: T_co = self._ctx.gather(self)[0]
         return out
 
     def __repr__(self) -> str:

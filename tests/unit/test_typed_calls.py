@@ -27,6 +27,7 @@ EXPECTED = {  # as mypy names them, less "builtins." (older versions print it)
     "R8": "list[int]",
     "R9": "list[dict[str, Any]]",
     "R10": "int",  # the decorated task is still its function
+    "R11": "list[object]",
 }
 
 BAD = """

@@ -38,6 +38,7 @@ def agent(ctx: AgentContext, text: str) -> dict[str, Any]:
     f = ctx.wait_any(h).result()
     g = ctx.map(score, ["a", "b"])
     hits = ctx.memory.search("notes", q=text)
+    mixed = ctx.gather(ctx.start(score, text), ctx.start(summarize, text))  # handles of different types
     reveal_type(a)  # R1
     reveal_type(b)  # R2
     reveal_type(c)  # R3
@@ -48,4 +49,5 @@ def agent(ctx: AgentContext, text: str) -> dict[str, Any]:
     reveal_type(g)  # R8
     reveal_type(hits)  # R9
     reveal_type(score(ctx, "direct"))  # R10
-    return {"a": a + b, "c": c.upper(), "d": d, "e": e, "f": f, "g": g, "hits": hits}
+    reveal_type(mixed)  # R11
+    return {"mixed": mixed, "a": a + b, "c": c.upper(), "d": d, "e": e, "f": f, "g": g, "hits": hits}
