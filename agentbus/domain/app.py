@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -110,8 +111,15 @@ def parse_bytes(value: str | int | None) -> int:
         raise ConfigError(f"cannot read {value!r} as a size: use e.g. 512MB, 8GB") from None
 
 
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """Read once per function: a fan-out binds every call's arguments, and reading a signature costs
+    more than binding to it."""
+    return inspect.signature(fn)
+
+
 def _bind(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    sig = inspect.signature(fn)
+    sig = _signature(fn)
     try:
         bound = sig.bind(None, *args, **kwargs)
     except TypeError as exc:
