@@ -1,6 +1,6 @@
 """``ctx.run(task, ...)`` is typed with the task's parameters and return type: checked with mypy's API.
 
-``typing/typed_agents.py`` is correct code whose inferred types are asserted; each bad snippet below
+``typecheck/typed_agents.py`` is correct code whose inferred types are asserted; each bad snippet below
 must make mypy report the error a user needs to see.
 """
 
@@ -14,7 +14,7 @@ import pytest
 mypy_api = pytest.importorskip("mypy.api")
 
 HERE = Path(__file__).parent
-GOOD = HERE / "typing" / "typed_agents.py"
+GOOD = HERE / "typecheck" / "typed_agents.py"
 
 EXPECTED = {  # as mypy names them, less "builtins." (older versions print it)
     "R1": "int",
