@@ -47,6 +47,7 @@ class Maintenance:
         retention: Purger,
         admission: Admission,
         advance: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -58,12 +59,13 @@ class Maintenance:
         self.admission = admission
         self.advance = advance
         """Replays a job whose steps moved (``Driver.advance``)."""
+        self.clock = clock
         self._missing_since: dict[str, float] = {}
         self._known: dict[str, Heartbeat] = {}
         self._unlisted_since: dict[tuple[str, int], float] = {}
 
     def timers(self) -> None:
-        now = time.time()
+        now = self.clock()
         due = self.steps.tasks_in_state(TaskState.RETRYING, due_before=now)
         if due:
             self.admission.redispatch(due, [TaskState.RETRYING], new_attempt=True)
@@ -79,7 +81,7 @@ class Maintenance:
         """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""
         if self.settings.retention_s <= 0:
             return PurgeCounts()
-        now = time.time()
+        now = self.clock()
         before = retention_cutoff(now, self.settings.retention_s)
         got = self.retention.purge_batch(before, now, self.settings.retention_batch)
         if got.total:
@@ -87,7 +89,7 @@ class Maintenance:
         return got
 
     def reconcile(self) -> None:
-        cutoff = time.time() - self.settings.reconcile_after_s
+        cutoff = self.clock() - self.settings.reconcile_after_s
         stuck = self.jobs.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
         metrics.reconciled("job_advanced", len(stuck))
         for job_id in stuck:
@@ -122,7 +124,7 @@ class Maintenance:
 
     def reap(self) -> None:
         live = self._watch_fleet()
-        now = time.time()
+        now = self.clock()
         running = self.steps.tasks_in_state(TaskState.RUNNING, limit=20_000)
         by_worker = defaultdict(list)
         for r in running:
