@@ -8,13 +8,14 @@ from typing import Any
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
 from agentbus.config import Settings
 from agentbus.domain import AgentContext, App, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring
-from agentbus.store import NewJob, Store, TaskOutcome, step_id
+from agentbus.store import NewJob, Retention, Store, TaskOutcome, step_id
 
 RING = Keyring.parse("k1:parallel-steps-test-secret-01")
 
@@ -37,7 +38,20 @@ def driver_for(pg_url: str, redis_conn: redis.Redis) -> tuple[Driver, Store]:
     store = Store.from_url(pg_url)
     fleet = Fleet(redis_conn, ttl_s=30)
     fleet.beat(Heartbeat("w1", queues=("cpu.high", "cpu", "cpu.low"), concurrency=100, seen=time.time()))
-    return Driver(app, store, Dispatcher(redis_conn, RING), ControlStream(redis_conn, RING), fleet, Settings()), store
+    driver = compose(
+        app,
+        Settings(),
+        jobs=store,
+        steps=store,
+        approvals=store,
+        queues=Dispatcher(redis_conn, RING),
+        events=ControlStream(redis_conn, RING),
+        workers=fleet,
+        notices=JobNotifier(redis_conn),
+        outputs=OutputStream(redis_conn),
+        retention=Retention(store.db),
+    ).driver
+    return driver, store
 
 
 def finish(store: Store, job_id: str, seq: int, result: Any) -> None:
