@@ -4,6 +4,10 @@ A task goes to ``<target>[.high|.low]``: target ``cpu``, ``gpu``, ``gpu.<N>gb`` 
 at least N GiB) or a queue the task names. A worker lists its queues high first, so RQ's
 in-order dequeue takes higher-priority work first; a GPU worker serves every memory tier
 its device satisfies, largest first (work only it can do before work anyone can).
+
+Each worker also listens on ``<target>@<build>`` for each of its targets, ``build`` naming the
+set of task names its App has: while workers of several builds share a target (a rolling
+deploy), a call for a task that only some builds have goes to such a queue (docs/workers.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ def gpu_targets(memory_total: int) -> list[str]:
     """The GPU targets a device with ``memory_total`` bytes can serve, most demanding first."""
     tiers = [f"gpu.{gb}gb" for gb in reversed(GPU_TIERS_GB) if gb * GIB <= memory_total]
     return [*tiers, "gpu"]
+
+
+BUILD_SEP = "@"
+
+
+def build_target(target: str, build: str) -> str:
+    """The target served only by workers of ``build`` (those with the same task names)."""
+    return f"{target}{BUILD_SEP}{build}"
 
 
 def listen_order(targets: list[str]) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -122,6 +124,19 @@ def _calls(raw: Any) -> tuple[CallInfo, ...]:
     return tuple(out)
 
 
+def build_of(task_names: Iterable[str]) -> str:
+    """A short name for a set of task names: workers with the same tasks share it (and a queue)."""
+    return hashlib.sha256("\n".join(sorted(set(task_names))).encode()).hexdigest()[:12]
+
+
+def _names(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise TypeError("tasks is not a list")
+    return tuple(str(n) for n in raw)
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     """What a worker says about itself every ``heartbeat_interval_s`` (the fleet's only source).
@@ -145,6 +160,13 @@ class Heartbeat:
     abandoned: int = 0
     """Threads still running calls that timed out or were cancelled (see docs/workers.md)."""
     seen: float = 0.0
+    tasks: tuple[str, ...] | None = None
+    """The task names this worker's App has; None (a heartbeat from before they were sent): every task."""
+    build: str = ""
+    """``build_of(tasks)``: the worker also listens on its targets' queues of this build (docs/workers.md)."""
+
+    def has(self, task: str) -> bool:
+        return self.tasks is None or task in self.tasks
 
     @property
     def busy(self) -> int:
@@ -162,6 +184,7 @@ class Heartbeat:
         d = asdict(self)
         d["queues"], d["targets"] = list(self.queues), list(self.targets)
         d["calls"] = [asdict(c) for c in self.calls]
+        d["tasks"] = None if self.tasks is None else list(self.tasks)
         d["busy"], d["free"] = self.busy, self.free  # for readers of GET /workers; ignored on the way in
         return d
 
@@ -187,6 +210,8 @@ class Heartbeat:
                 rejected=int(d.get("rejected", 0)),
                 abandoned=int(d.get("abandoned", 0)),
                 seen=float(d.get("seen", 0.0)),
+                tasks=_names(d.get("tasks")),
+                build=str(d.get("build") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MessageRejected(f"malformed heartbeat: {exc}") from None

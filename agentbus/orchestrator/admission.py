@@ -1,6 +1,7 @@
 """Admission: which waiting calls may go now, and calls sent again, routed afresh.
 
-A call waits as ``pending`` when no live worker can take it (a GPU call without a GPU worker)
+A call waits as ``pending`` when no live worker can take it (a GPU call without a GPU worker,
+a call for a task that no live worker of its queue has yet)
 or when it carries a concurrency key (``max_concurrency``): it goes once a worker appears, or
 once fewer than the cap of its key's calls are queued or running. A call sent again (a retry,
 a lost message, a lost worker) is routed afresh and parked the same way if it cannot go.
@@ -27,7 +28,7 @@ class Admission:
         self.sender = sender
 
     def dispatch_pending(self) -> int:
-        """Dispatch pending calls that can go now: a GPU worker appeared, a concurrency slot freed."""
+        """Dispatch pending calls that can go now: a GPU worker or one with the task appeared, a slot freed."""
         rows = self.steps.pending_tasks()
         if not rows:
             return 0
@@ -38,7 +39,7 @@ class Admission:
             td = self.app.tasks.get(r.name)
             if td is None:
                 continue
-            rt = self.router.route(td.options, r.priority)
+            rt = self.router.route(td.options, r.priority, td.name)
             if rt.queue is None:
                 if r.route_reason != rt.reason:
                     reasons[rt.reason].append(r.id)
@@ -66,7 +67,7 @@ class Admission:
             if td is None:  # a task this App no longer has: where it went before
                 by_queue[(r.queue or "cpu", r.route_reason or "")].append(r)
                 continue
-            rt = self.router.route(td.options, r.priority)
+            rt = self.router.route(td.options, r.priority, td.name)
             if rt.queue is None or r.concurrency_key is not None:
                 parked[rt.reason if rt.queue is None else WAITING_FOR_SLOT].append(r.id)
             else:

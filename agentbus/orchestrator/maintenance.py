@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+from agentbus.bus.routing import BUILD_SEP
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
@@ -106,6 +107,12 @@ class Maintenance:
             status, worker = statuses.get(r.dispatch_id or "", (None, None))
             if status is None or status in _RQ_DONE or (status == "started" and not alive.get(worker or "", False)):
                 lost.append(r)
+            elif (
+                status == "queued"
+                and BUILD_SEP in (r.queue or "")
+                and not self.admission.router.listening(r.queue or "")
+            ):
+                lost.append(r)  # in the queue of a build none of whose workers is live any more: routed afresh
         if lost:
             n = self.admission.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
             metrics.reconciled("call_redispatched", n)

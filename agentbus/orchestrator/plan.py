@@ -205,7 +205,7 @@ class Planner:
         """A call goes to its queue now, or waits as pending: for a worker that can take it, or
         (with a concurrency key) for admission, which counts the key's calls in flight."""
         key = cmd.task.options.concurrency_for(cmd.args)
-        r = self.router.route(cmd.task.options, job.priority)
+        r = self.router.route(cmd.task.options, job.priority, cmd.task.name)
         if r.queue is None or key is not None:
             reason = r.reason if r.queue is None else WAITING_FOR_SLOT
             out.steps.append(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentbus.bus.queues import queue_name
-from agentbus.bus.routing import GIB, gpu_target, with_level
+from agentbus.bus.routing import GIB, build_target, gpu_target, strip_level, with_level
 from agentbus.domain.app import TaskOptions
 from agentbus.domain.messages import Heartbeat
 from agentbus.orchestrator.ports import Workers
@@ -20,14 +21,47 @@ class Route:
     reason: str
 
 
-def route(options: TaskOptions, workers: Sequence[Heartbeat], priority: int = 0) -> Route:
+def route(options: TaskOptions, workers: Sequence[Heartbeat], priority: int = 0, task: str | None = None) -> Route:
     """The routing policy (docs/workers.md):
 
     * ``device="cpu"``: the CPU queue;
     * ``device="gpu"``: the GPU queue (of the task's memory tier) when a live GPU worker with
       enough memory exists; else the CPU queue if ``fallback="cpu"``; else wait;
-    * ``device="any"``: an idle GPU worker's queue if there is one, else the CPU queue.
+    * ``device="any"``: an idle GPU worker's queue if there is one, else the CPU queue;
+    * then, for a ``task`` that some live workers of that queue lack (two builds during a
+      rolling deploy): the queue of a build that has it, or wait until a worker has it.
     """
+    decided = _by_device(options, workers, priority)
+    if task is None or decided.queue is None:
+        return decided
+    return _to_a_build_with(task, decided, workers, priority)
+
+
+def listens(hb: Heartbeat, queue: str) -> bool:
+    return queue in hb.queues or queue_name(queue) in hb.queues
+
+
+def _to_a_build_with(task: str, decided: Route, workers: Sequence[Heartbeat], priority: int) -> Route:
+    """Keep the queue when every live worker on it has ``task`` (or none is live: the call waits
+    there as any call does), else send it where only workers that have it listen."""
+    assert decided.queue is not None
+    target = strip_level(decided.queue)  # a worker listens on every level of its targets
+    on_queue = [w for w in workers if listens(w, target)]
+    if all(w.has(task) for w in on_queue):
+        return decided
+    builds = Counter(w.build for w in on_queue if w.build and w.has(task))
+    if not builds:
+        if any(w.has(task) for w in on_queue):
+            return decided  # only workers from before tasks were advertised can have it: as before
+        return Route(None, f"waiting for a worker with task {task!r}")
+    build = max(builds, key=lambda b: (builds[b], b))
+    queue = with_level(build_target(target, build), priority)
+    return Route(
+        queue, f"{decided.reason}; build {build} has task {task!r}, {len(on_queue) - builds[build]} other(s) not"
+    )
+
+
+def _by_device(options: TaskOptions, workers: Sequence[Heartbeat], priority: int) -> Route:
     if options.queue:
         return Route(with_level(options.queue, priority), f"queue {options.queue!r} named by the task")
     if options.device == "cpu":
@@ -68,12 +102,13 @@ class Router:
 
     def listening(self, queue: str) -> int:
         """How many live workers take calls from ``queue``."""
-        return sum(1 for hb in self.workers() if queue in hb.queues or queue_name(queue) in hb.queues)
+        return sum(1 for hb in self.workers() if listens(hb, queue))
 
-    def route(self, options: TaskOptions, priority: int) -> Route:
-        decided = route(options, self.workers(), priority)
+    def route(self, options: TaskOptions, priority: int, task: str | None = None) -> Route:
+        decided = route(options, self.workers(), priority, task)
+        waits = decided.queue is None
         falling_back = options.device != "cpu" and not (decided.queue or "").startswith("gpu")
-        if falling_back and self.clock() - self._read_at > 0.1:
-            # make sure a GPU worker did not just appear (the heartbeats read may be up to max_age_s old)
-            decided = route(options, self.workers(fresh=True), priority)
+        if (waits or falling_back) and self.clock() - self._read_at > 0.1:
+            # make sure a worker that can take it did not just appear (the heartbeats read may be up to max_age_s old)
+            decided = route(options, self.workers(fresh=True), priority, task)
         return decided

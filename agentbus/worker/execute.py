@@ -115,6 +115,7 @@ class Executor:
         outputs: Callable[[list[OutputRecord]], None] | None = None,
         output_buffer: int = OUTPUT_BUFFER,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        not_here: Callable[[list[TaskCall]], None] | None = None,
     ):
         self.app = app
         self.store = store
@@ -146,6 +147,8 @@ class Executor:
         self.outputs = OutputSender(outputs, output_buffer) if outputs is not None else None
         """Where ``ctx.emit`` goes (None: outputs are checked and dropped, as in a bare test)."""
         self.max_output_bytes = max_output_bytes
+        self.not_here = not_here
+        """Where calls for tasks this App lacks go, never run (None: they fail with ``NotFound``)."""
 
     # -- lifecycle (main thread) ----------------------------------------------------------------
     def start(self) -> None:
@@ -170,8 +173,16 @@ class Executor:
 
     def __call__(self, dispatch: Dispatch, origin: str) -> None:
         """Take a dispatch: mark its calls running and queue them here; returns without waiting."""
-        started = self.store.mark_running([(c.task_id, c.attempt) for c in dispatch.calls], self.worker_id)
-        taken = [_Held(c, origin) for c in dispatch.calls if c.task_id in started]
+        calls = dispatch.calls
+        if self.not_here is not None:
+            missing = [c for c in calls if c.name not in self.app.tasks]
+            if missing:
+                self.not_here(missing)
+                calls = tuple(c for c in calls if c.name in self.app.tasks)
+                if not calls:
+                    return
+        started = self.store.mark_running([(c.task_id, c.attempt) for c in calls], self.worker_id)
+        taken = [_Held(c, origin) for c in calls if c.task_id in started]
         if not taken:
             return  # cancelled, superseded by a newer attempt, or run elsewhere already
         with self._lock:

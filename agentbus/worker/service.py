@@ -12,11 +12,11 @@ import uuid
 from typing import Any
 
 from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, OutputStream, connect, ping, run_worker
-from agentbus.bus.routing import listen_order
+from agentbus.bus.routing import build_target, listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
 from agentbus.domain.ids import new_dispatch_id
-from agentbus.domain.messages import Heartbeat
+from agentbus.domain.messages import Heartbeat, build_of
 from agentbus.observability import MetricsServer, Readiness, metrics, probe
 from agentbus.services import JobMemory, MemoryService
 from agentbus.store import Store
@@ -58,7 +58,10 @@ def run_worker_role(
     stream = ControlStream(conn, stream_ring)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
-    queues = listen_order(targets)
+    tasks = tuple(sorted(app.tasks))
+    build = build_of(tasks)
+    # the build's own queues take the calls for tasks that other live builds lack (a rolling deploy)
+    queues = listen_order([*targets, *(build_target(t, build) for t in targets)])
 
     def hand_back(origin: str, calls: list[TaskCall]) -> None:
         """Calls this worker will not run (it is shutting down) go back to their queue, newly fenced."""
@@ -75,6 +78,15 @@ def run_worker_role(
                 ],
             )
             log.warning("handed %d calls back to %s", len(moved), origin)
+
+    def not_here(calls: list[TaskCall]) -> None:
+        """Calls for tasks this worker's App lacks (routed before the orchestrator saw it): back to
+        pending, same attempt, where the orchestrator routes them to a worker that has the task."""
+        names = ", ".join(sorted({c.name for c in calls}))
+        n = store.park(
+            [c.task_id for c in calls], [TaskState.QUEUED], f"{worker_id} has no task {names}", new_attempt=False
+        )
+        log.warning("handed back %d calls for tasks this worker does not have (%s)", n, names)
 
     def release_connection() -> None:
         """After a sync call on a pool thread: give back the connection a memory call may have taken."""
@@ -97,6 +109,7 @@ def run_worker_role(
         outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
         output_buffer=settings.output_buffer,
         max_output_bytes=settings.output_max_bytes,
+        not_here=not_here,
     )
     executor.start()
     worker = AgentbusWorker(
@@ -131,6 +144,8 @@ def run_worker_role(
                 rejected=worker.rejected,
                 abandoned=executor.stats.abandoned,
                 seen=time.time(),
+                tasks=tasks,
+                build=build,
             )
             try:
                 fleet.beat(hb)

@@ -60,3 +60,16 @@ def test_a_per_worker_task_cap_is_a_task_option_of_at_least_one() -> None:
     assert narrow.options.worker_concurrency == 2
     with pytest.raises(ConfigError):
         app.task(worker_concurrency=0)
+
+
+def test_a_heartbeat_carries_its_task_names_and_their_build_and_an_older_one_has_every_task() -> None:
+    from agentbus.domain.messages import build_of
+
+    hb = Heartbeat("w1", tasks=("fetch", "summarize"), build=build_of(["summarize", "fetch"]))
+    back = Heartbeat.from_json(hb.to_json())
+    assert back == hb and back.has("fetch") and not back.has("translate")
+    assert build_of(["fetch", "summarize"]) == hb.build != build_of(["fetch"])
+    old = Heartbeat.from_json('{"id": "w0", "queues": ["cpu"]}')
+    assert old.tasks is None and old.build == "" and old.has("anything")
+    with pytest.raises(MessageRejected):
+        Heartbeat.from_json('{"id": "w", "tasks": "fetch"}')

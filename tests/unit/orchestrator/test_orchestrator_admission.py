@@ -84,3 +84,14 @@ def test_calls_sent_again_are_routed_afresh_and_wait_if_they_cannot_go() -> None
     assert queues.calls() == ["j-0"] and record.steps["j-0"].attempt == 2
     gpu = record.steps["j-1"]
     assert (gpu.state, gpu.attempt, gpu.route_reason) == (TaskState.PENDING, 2, "waiting for a GPU worker")
+
+
+def test_a_call_for_a_task_no_live_worker_has_waits_until_one_advertises_it() -> None:
+    old = Heartbeat("old", queues=("cpu", "cpu@b1"), tasks=("per_user",), build="b1")
+    workers, now = Workers(old), [0.0]
+    a, record, queues = admission(workers, now)
+    pending(record, "j", "work", 1)
+    assert a.dispatch_pending() == 0 and record.steps["j-0"].route_reason == "waiting for a worker with task 'work'"
+    workers.beats.append(Heartbeat("new", queues=("cpu", "cpu@b2"), tasks=("per_user", "work"), build="b2"))
+    now[0] += 0.5
+    assert a.dispatch_pending() == 1 and queues.calls("cpu@b2") == ["j-0"] and queues.calls("cpu") == []

@@ -76,3 +76,59 @@ def test_a_gpu_call_about_to_wait_looks_again_for_a_gpu_worker_that_just_appeare
 def test_listening_counts_the_workers_of_a_queue() -> None:
     router = Router(Workers(CPU, GPU_16, Heartbeat("c2", queues=("cpu",))), Clock())
     assert router.listening("cpu") == 2 and router.listening("gpu") == 1 and router.listening("other") == 0
+
+
+OLD = Heartbeat("old", queues=("cpu", "cpu@b-old"), tasks=("fetch",), build="b-old")
+NEW = Heartbeat("new", queues=("cpu", "cpu@b-new"), tasks=("fetch", "summarize"), build="b-new")
+BEFORE_TASKS = Heartbeat("legacy", queues=("cpu",))
+"""A heartbeat from a worker that does not advertise its tasks: it is taken to have every one."""
+
+
+def test_a_task_every_live_worker_of_its_queue_has_goes_to_the_shared_queue() -> None:
+    assert route(TaskOptions(), [OLD, NEW], 0, "fetch").queue == "cpu"
+    assert route(TaskOptions(), [NEW], 5, "summarize").queue == "cpu.high"
+
+
+def test_during_a_rolling_deploy_a_new_task_goes_only_to_the_build_that_has_it() -> None:
+    r = route(TaskOptions(), [OLD, NEW], 0, "summarize")
+    assert r.queue == "cpu@b-new" and "build b-new has task 'summarize', 1 other(s) not" in r.reason
+    assert route(TaskOptions(), [OLD, NEW], -1, "summarize").queue == "cpu@b-new.low"
+
+
+def test_a_task_no_live_worker_of_its_queue_has_waits_as_pending() -> None:
+    assert route(TaskOptions(), [OLD], 0, "summarize") == Route(None, "waiting for a worker with task 'summarize'")
+
+
+def test_with_no_live_worker_at_all_a_call_goes_to_its_queue_as_before() -> None:
+    assert route(TaskOptions(), [], 0, "summarize").queue == "cpu"
+
+
+def test_a_worker_that_does_not_advertise_its_tasks_is_taken_to_have_them_all() -> None:
+    assert route(TaskOptions(), [OLD, BEFORE_TASKS], 0, "summarize").queue == "cpu"
+    assert route(TaskOptions(), [BEFORE_TASKS], 0, "anything").queue == "cpu"
+
+
+def test_only_the_workers_of_the_chosen_queue_count() -> None:
+    gpu_old = Heartbeat(
+        "g", queues=("gpu", "gpu@b-old"), device={"kind": "gpu", "memory_total": 16 * GIB}, tasks=(), build="b-old"
+    )
+    assert route(TaskOptions(device="gpu"), [gpu_old, NEW], 0, "summarize").reason == (
+        "waiting for a worker with task 'summarize'"
+    )
+    assert route(TaskOptions(device="gpu", fallback="cpu"), [OLD, NEW], 0, "summarize").queue == "cpu@b-new"
+
+
+def test_the_build_with_most_live_workers_that_have_the_task_takes_it() -> None:
+    other = Heartbeat("new2", queues=("cpu", "cpu@b-z"), tasks=("summarize",), build="b-z")
+    new_too = Heartbeat("new-2", queues=("cpu", "cpu@b-new"), tasks=NEW.tasks, build="b-new")
+    assert route(TaskOptions(), [OLD, NEW, new_too, other], 0, "summarize").queue == "cpu@b-new"
+
+
+def test_a_call_about_to_wait_for_its_task_looks_again_for_a_worker_that_just_appeared() -> None:
+    fleet, clock = Workers(OLD), Clock()
+    router = Router(fleet, clock)
+    assert router.route(TaskOptions(), 0, "summarize").queue is None
+    fleet.beats.append(NEW)
+    clock.now += 0.5
+    assert router.route(TaskOptions(), 0, "summarize").queue == "cpu@b-new"
+    assert router.listening("cpu@b-new") == 1 and router.listening("cpu@b-gone") == 0
