@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -281,6 +282,12 @@ def _follow(c: Client, job_id: str, timeout: float) -> JobResult:
     return c.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
 
 
+def _tasks(w: Mapping[str, Any]) -> str:
+    """How many tasks a worker has, and its build (workers of one build have the same tasks)."""
+    tasks = w.get("tasks")
+    return "all" if tasks is None else f"{len(tasks)} ({w.get('build', '')})"
+
+
 @cli.command("workers")
 def workers(output: OutputOption = Output.table) -> None:
     """The fleet: every worker, its device, what it runs."""
@@ -290,7 +297,7 @@ def workers(output: OutputOption = Output.table) -> None:
         return
     with _client() as c:
         rows = c.workers()
-    table = Table("id", "status", "role", "device", "serves", "slots busy/free", "running", "done", "failed")
+    table = Table("id", "status", "role", "device", "serves", "tasks", "slots busy/free", "running", "done", "failed")
     for w in rows:
         d = w.get("device") or {}
         device = "cpu" if d.get("kind") != "gpu" else f"{d.get('name')} ({int(d.get('memory_total', 0)) / 2**30:g} GB)"
@@ -301,6 +308,7 @@ def workers(output: OutputOption = Output.table) -> None:
             str(w.get("role")),
             device,
             ", ".join(w.get("targets", [])),
+            _tasks(w),
             f"{w.get('busy', '')}/{w.get('free', '')}",
             ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""),
             str(w.get("done", "")),

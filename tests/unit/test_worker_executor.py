@@ -214,3 +214,15 @@ def test_drain_past_its_grace_stops_running_calls_and_hands_them_back(harness: A
     h.settle(calls, lambda st: sum(1 for c in h.executor.calls() if c.started) == 2)
     h.executor.drain(0.2, force=lambda: False)
     assert sorted(c.task_id for c in h.handed_back) == sorted(c.task_id for c in calls)
+
+
+def test_calls_for_a_task_this_app_lacks_are_handed_over_unstarted_and_the_rest_run(store: Store, app: App) -> None:
+    not_here: list[TaskCall] = []
+    h = Harness(store, app, not_here=not_here.extend)
+    try:
+        mixed = h.send("wait_async", 1, seconds=0.0) + h.send("from_a_newer_build", 2, seconds=0.0)
+        h.settle(mixed[:1], done)
+        assert h.states(mixed) == [("succeeded", mixed[0].task_id), ("queued", None), ("queued", None)]
+        assert [c.task_id for c in not_here] == [c.task_id for c in mixed[1:]]
+    finally:
+        h.executor.drain(0.0, force=lambda: True)
