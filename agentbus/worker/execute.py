@@ -115,7 +115,7 @@ class Executor:
         outputs: Callable[[list[OutputRecord]], None] | None = None,
         output_buffer: int = OUTPUT_BUFFER,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
-        not_here: Callable[[list[TaskCall]], None] | None = None,
+        not_here: Callable[[list[TaskCall]], object] | None = None,
     ):
         self.app = app
         self.store = store

@@ -38,6 +38,17 @@ def default_concurrency(settings: Settings, device_kind: str) -> int:
     return GPU_CONCURRENCY if device_kind == "gpu" else CPU_CONCURRENCY
 
 
+def not_here(store: Store, worker_id: str, calls: list[TaskCall]) -> int:
+    """Calls for tasks this worker's App lacks (routed before the orchestrator saw this worker):
+    back to pending under the same attempt, never marked running, so that the orchestrator routes
+    them to a worker that has the task (docs/workers.md, "Two builds at once")."""
+    names = ", ".join(sorted({c.name for c in calls}))
+    reason = f"{worker_id} has no task {names}: routed again"
+    n = store.park([c.task_id for c in calls], [TaskState.QUEUED], reason, new_attempt=False)
+    log.warning("handed back %d calls for tasks this worker does not have (%s)", n, names)
+    return n
+
+
 def run_worker_role(
     settings: Settings,
     app: App,
@@ -79,15 +90,6 @@ def run_worker_role(
             )
             log.warning("handed %d calls back to %s", len(moved), origin)
 
-    def not_here(calls: list[TaskCall]) -> None:
-        """Calls for tasks this worker's App lacks (routed before the orchestrator saw it): back to
-        pending, same attempt, where the orchestrator routes them to a worker that has the task."""
-        names = ", ".join(sorted({c.name for c in calls}))
-        n = store.park(
-            [c.task_id for c in calls], [TaskState.QUEUED], f"{worker_id} has no task {names}", new_attempt=False
-        )
-        log.warning("handed back %d calls for tasks this worker does not have (%s)", n, names)
-
     def release_connection() -> None:
         """After a sync call on a pool thread: give back the connection a memory call may have taken."""
         if not store.db.is_closed():
@@ -109,7 +111,7 @@ def run_worker_role(
         outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
         output_buffer=settings.output_buffer,
         max_output_bytes=settings.output_max_bytes,
-        not_here=not_here,
+        not_here=lambda calls: not_here(store, worker_id, calls),
     )
     executor.start()
     worker = AgentbusWorker(

@@ -226,3 +226,18 @@ def test_calls_for_a_task_this_app_lacks_are_handed_over_unstarted_and_the_rest_
         assert [c.task_id for c in not_here] == [c.task_id for c in mixed[1:]]
     finally:
         h.executor.drain(0.0, force=lambda: True)
+
+
+def test_a_worker_hands_a_call_for_a_task_it_lacks_back_to_pending_under_the_same_attempt(
+    store: Store, app: App
+) -> None:
+    from agentbus.worker.service import not_here
+
+    h = Harness(store, app, not_here=lambda calls: not_here(store, "w-old", calls))
+    try:
+        (call,) = h.send("from_a_newer_build", 1)
+        (row,) = store.tasks_in_state(TaskState.PENDING)
+        assert (row.id, row.attempt, row.worker) == (call.task_id, 1, None)
+        assert row.route_reason == "w-old has no task from_a_newer_build: routed again"
+    finally:
+        h.executor.drain(0.0, force=lambda: True)

@@ -124,6 +124,24 @@ def test_queued_calls_still_in_their_queue_are_left_alone() -> None:
     assert len(w.queues.calls()) == 2
 
 
+def test_calls_queued_for_a_build_whose_workers_all_left_are_routed_afresh() -> None:
+    old = Heartbeat("old", queues=("cpu", "cpu@b-old"), tasks=(), build="b-old")
+    new = Heartbeat("new", queues=("cpu", "cpu@b-new"), tasks=("work",), build="b-new")
+    w, clock = world(app, old, new), Clock()
+    job = w.submit("fan_out", {"n": 2})
+    w.driver.advance(job)
+    assert sorted(w.queues.calls("cpu@b-new")) == [f"{job}-0", f"{job}-1"]
+    w.workers.beats.remove(new)
+    w.driver.admission.router.workers(fresh=True)
+    clock.now += 60
+
+    maintenance(w, clock).reconcile()
+
+    steps = w.record.of_job(job)
+    assert {(s.state, s.attempt) for s in steps} == {(TaskState.PENDING, 1)}
+    assert {s.route_reason for s in steps} == {"waiting for a worker with task 'work'"}
+
+
 def test_calls_of_a_worker_that_stopped_heartbeating_run_again_after_two_intervals() -> None:
     w, clock = world(app, CPU_WORKER, Heartbeat("w9", queues=("cpu",))), Clock()
     job = started(w, 2, worker="w9")
