@@ -8,7 +8,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,9 @@ class Driver:
         self._fleet_cache: tuple[float, list[Heartbeat]] = (0.0, [])
         self._resumable: dict[str, None] = {}
         """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
+        self.owns_pending: Callable[[], bool] = lambda: True
+        """Whether this process dispatches pending tasks: with several shards only shard 0's holder
+        does, so two orchestrators never hand out one concurrency slot twice (service.py)."""
 
     # -- replay --------------------------------------------------------------------------------
     def advance(self, job_id: str, *, resume: bool = False) -> None:
@@ -583,6 +586,8 @@ class Driver:
 
     def dispatch_pending(self) -> int:
         """Dispatch pending tasks that can go now: a GPU worker appeared, a concurrency slot freed."""
+        if not self.owns_pending():
+            return 0
         rows = self.store.pending_tasks()
         if not rows:
             return 0

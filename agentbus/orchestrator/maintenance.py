@@ -11,6 +11,10 @@
   ``orphan_grace_s``, and calls that overran their timeout are failed.
 * retention: finished jobs older than ``AGENTBUS_RETENTION`` go, with everything that hangs off
   them, a batch at a time (``store/retention.py``; the rule is ``domain/retention.py``).
+
+All of it spans the deployment, whatever ``AGENTBUS_SHARDS``: it runs in the orchestrator that
+holds shard 0 (``service.py``), and a job it must advance whose shard another orchestrator holds is
+handed over as a ``job.advance`` event on that shard's stream (``owns``), not advanced here.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agentbus.config import Settings
-from agentbus.domain import ErrorInfo, JobState, TaskState
+from agentbus.domain import ControlEvent, ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.observability import metrics
@@ -34,8 +38,9 @@ _RQ_DONE = {"finished", "failed", "stopped", "canceled"}
 
 
 class Maintenance:
-    def __init__(self, driver: Driver, settings: Settings) -> None:
+    def __init__(self, driver: Driver, settings: Settings, owns: Callable[[str], bool] = lambda job_id: True) -> None:
         self.driver = driver
+        self.owns = owns
         self.store = driver.store
         self.settings = settings
         self._missing_since: dict[str, float] = {}
@@ -48,13 +53,22 @@ class Maintenance:
         due = self.store.tasks_in_state(TaskState.RETRYING, due_before=now)
         if due:
             self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
-        for job_id in self.store.fire_timers(now):
-            self.driver.advance(job_id)
+        self._advance(self.store.fire_timers(now))
         expired = self.store.expire_due(now)
         metrics.approvals_expired(len(expired))
-        for job_id in expired:
-            self.driver.advance(job_id)
+        self._advance(expired)
         self.driver.dispatch_pending()
+
+    def _advance(self, job_ids: Iterable[str]) -> None:
+        """Advance the jobs of the shards held here; hand the others to their shards' holders."""
+        elsewhere = []
+        for job_id in job_ids:
+            if self.owns(job_id):
+                self.driver.advance(job_id)
+            else:
+                elsewhere.append(job_id)
+        if elsewhere:
+            self.driver.stream.publish([ControlEvent("job.advance", tuple(elsewhere))])
 
     def purge(self) -> PurgeCounts:
         """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""
@@ -71,8 +85,7 @@ class Maintenance:
         cutoff = time.time() - self.settings.reconcile_after_s
         stuck = self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
         metrics.reconciled("job_advanced", len(stuck))
-        for job_id in stuck:
-            self.driver.advance(job_id)
+        self._advance(stuck)
         self.store.sweep_orphans()
         stale = self.store.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
         if not stale:
@@ -167,4 +180,4 @@ class Maintenance:
                 if self.store.record_outcomes([out]):
                     metrics.reaped("call_timed_out")
                     self.driver.dispatcher.cancel_call(w.id, cur.task_id)
-                    self.driver.advance(cur.job_id)
+                    self._advance([cur.job_id])
