@@ -145,9 +145,17 @@ class ControlStream:
         if ids:
             self.conn.xack(stream_key(shard), GROUP, *ids)
 
+    @translate_errors
     def ack_entries(self, entries: Iterable[Entry]) -> None:
+        """Acknowledge entries of any shards in one round trip."""
         by_shard: defaultdict[int, list[bytes]] = defaultdict(list)
         for e in entries:
             by_shard[e.shard].append(e.id)
-        for shard, ids in by_shard.items():
+        if len(by_shard) == 1:
+            ((shard, ids),) = by_shard.items()
             self.ack(ids, shard)
+            return
+        pipe = self.conn.pipeline(transaction=False)
+        for shard, ids in by_shard.items():
+            pipe.xack(stream_key(shard), GROUP, *ids)
+        pipe.execute()
