@@ -2,7 +2,7 @@
 
 from agentbus.bus.connection import connect, ping
 from agentbus.bus.fleet import Fleet
-from agentbus.bus.lease import Lease, Roster, free_leases, lease_holder, lease_name
+from agentbus.bus.lease import Lease, Roster, free_leases, lease_holder, lease_name, renew_all
 from agentbus.bus.notify import JobNotifier
 from agentbus.bus.output import OutputReader, OutputStream
 from agentbus.bus.queues import Dispatcher, queue_depths, queue_name
@@ -29,5 +29,6 @@ __all__ = [
     "ping",
     "queue_depths",
     "queue_name",
+    "renew_all",
     "run_worker",
 ]

@@ -64,6 +64,17 @@ class Lease:
         return v.decode() if isinstance(v, bytes) else None
 
 
+@translate_errors
+def renew_all(conn: redis.Redis, leases: Sequence[Lease]) -> list[bool]:
+    """``renew`` of each lease, in one round trip: K shards cost no more Redis calls than one."""
+    if not leases:
+        return []
+    pipe = conn.pipeline(transaction=False)
+    for lease in leases:
+        lease._renew(keys=[lease.key], args=[lease.owner, lease.ttl_ms], client=pipe)
+    return [bool(v) for v in pipe.execute()]
+
+
 def lease_name(shard: int) -> str:
     """Shard 0's lease is the one lease of an unpartitioned deployment (``orchestrator``)."""
     return shard_key("orchestrator", shard)

@@ -21,6 +21,7 @@ from agentbus.bus import (
     lease_name,
     ping,
     queue_depths,
+    renew_all,
 )
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
@@ -114,13 +115,17 @@ class Orchestrator:
 
     def _balance(self) -> None:
         """Renew the held shards, then take free ones or give some up to hold a fair share."""
-        held = {k for k in self.held if self.leases[k].renew()}
+        mine = sorted(self.held)
+        held = {k for k, ok in zip(mine, renew_all(self.conn, [self.leases[k] for k in mine]), strict=True) if ok}
         if held != self.held:
             log.warning("%s lost shard(s) %s", self.id, sorted(self.held - held))
         # One shard: the share is 1 however many are live, so nobody needs to count them.
         live = self.roster.beat() if self.shards > 1 else 1
-        free = [k for k, ok in enumerate(free_leases(self.conn, [lease.name for lease in self.leases])) if ok]
-        take, give = rebalance(held, free, fair_share(self.shards, live))
+        share = fair_share(self.shards, live)
+        free: list[int] = []
+        if len(held) < share:  # room for more: which are free
+            free = [k for k, ok in enumerate(free_leases(self.conn, [lease.name for lease in self.leases])) if ok]
+        take, give = rebalance(held, free, share)
         if give:
             held -= set(give)
             self._set_held(held)  # stop reading them before another may

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from agentbus.bus import ControlStream, Roster, free_leases, lease_name
+from agentbus.bus import ControlStream, Lease, Roster, free_leases, lease_name, renew_all
 from agentbus.bus.stream import STREAM, stream_key
 from agentbus.domain import ControlEvent
 from agentbus.domain.shards import shard_of
@@ -76,3 +76,11 @@ def test_the_roster_counts_orchestrators_until_they_stop_beating(redis_conn: red
     assert a.beat() == 1
     a.leave()
     assert b.beat() == 1
+
+
+def test_renewing_several_leases_at_once_keeps_only_those_still_held(redis_conn: redis.Redis) -> None:
+    mine = [Lease(redis_conn, lease_name(k), "a", ttl_ms=60_000) for k in range(3)]
+    assert all(lease.acquire() for lease in mine)
+    redis_conn.set("agentbus:lease:orchestrator.1", "b")  # taken over while "a" was paused
+    assert renew_all(redis_conn, mine) == [True, False, True]
+    assert [lease.holder() for lease in mine] == ["a", "b", "a"]
