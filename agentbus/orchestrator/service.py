@@ -68,6 +68,9 @@ class Orchestrator:
         metrics.watch_lease(lambda: len(self.held))
         self.stop = threading.Event()
         self._foreign_warned = False
+        self._taken: set[int] = set()
+        """Shards acquired by the lease thread that the loop has not taken over yet (under ``_taken_lock``)."""
+        self._taken_lock = threading.Lock()
         secret = (settings.webhook_secret or settings.secret).encode()
         self.webhooks = WebhookSender(store, secret, settings.webhook_allow_private)
 
@@ -131,12 +134,27 @@ class Orchestrator:
             self._set_held(held)  # stop reading them before another may
             for k in give:
                 self.leases[k].release()
-        for k in take:
-            if self.leases[k].acquire():
-                held.add(k)
-        self._set_held(held)
+        acquired = {k for k in take if self.leases[k].acquire()}
+        self._set_held(held | acquired)
+        with self._taken_lock:  # after they count as held: the loop takes over only shards still held
+            self._taken |= acquired
 
-    def _take_over(self, shards: frozenset[int]) -> None:
+    def _take_over(self) -> None:
+        """Claim what predecessors left on the shards acquired since the last look: every acquisition,
+        even of a shard this orchestrator held before (another may have held it in between)."""
+        with self._taken_lock:
+            taken, self._taken = self._taken, set()
+        shards = taken & self.held
+        if not shards:
+            return
+        try:
+            self._claim(shards)
+        except BaseException:
+            with self._taken_lock:
+                self._taken |= shards  # again on the next turn
+            raise
+
+    def _claim(self, shards: set[int]) -> None:
         self.stream.ensure_group(sorted(shards))
         # Entries read by a predecessor and never acknowledged are ours now.
         for k in sorted(shards):
@@ -205,13 +223,10 @@ class Orchestrator:
         threading.Thread(target=self._send_webhooks, name="webhooks", daemon=True).start()
         next_timers = next_reconcile = 0.0
         next_purge = time.monotonic() + self.settings.reconcile_interval_s
-        reading: frozenset[int] = frozenset()
         while not self.stop.is_set():
             try:
+                self._take_over()
                 held = self.held
-                if held - reading:
-                    self._take_over(held - reading)
-                reading = held
                 if not held:
                     self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
                     continue
