@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from agentbus.bus import (
@@ -15,7 +16,9 @@ from agentbus.bus import (
     Dispatcher,
     Entry,
     Fleet,
+    JobNotifier,
     Lease,
+    OutputStream,
     Roster,
     free_leases,
     lease_name,
@@ -24,13 +27,12 @@ from agentbus.bus import (
     renew_all,
 )
 from agentbus.config import Settings, keyrings
-from agentbus.domain import App, Unavailable
+from agentbus.domain import App, ControlEvent, Unavailable
 from agentbus.domain.shards import fair_share, rebalance, shard_of
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
-from agentbus.orchestrator.driver import Driver
-from agentbus.orchestrator.maintenance import Maintenance
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import Store
+from agentbus.store import Retention, Store
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -54,9 +56,27 @@ class Orchestrator:
         self.shards = settings.shards
         self.stream = ControlStream(conn, stream_ring, shards=settings.shards)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        self.driver = Driver(app, store, Dispatcher(conn, dispatch_ring), self.stream, self.fleet, settings)
-        self.driver.owns_pending = self.runs_maintenance
-        self.maintenance = Maintenance(self.driver, settings, owns=self.owns)
+        # the one Store stands for each repository the parts use
+        parts = compose(
+            app,
+            settings,
+            jobs=store,
+            steps=store,
+            approvals=store,
+            queues=Dispatcher(conn, dispatch_ring),
+            events=self.stream,
+            workers=self.fleet,
+            notices=JobNotifier(conn),
+            outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
+            retention=Retention(store.db),
+        )
+        self.driver, self.maintenance = parts.driver, parts.maintenance
+        # Deployment-wide work is shard 0's holder's: pending calls are dispatched there only (two
+        # orchestrators would share out one concurrency slot twice), and a job that maintenance must
+        # advance goes to its own shard's holder when that is another orchestrator.
+        self.driver.admission.owns_pending = self.runs_maintenance
+        self.maintenance.advance = self._advance_or_hand_over
+        self._handover: list[str] = []
         self.conn = conn
         ttl_ms = int(settings.lease_ttl_s * 1000)
         self.leases = [Lease(conn, lease_name(k), self.id, ttl_ms) for k in range(self.shards)]
@@ -79,6 +99,21 @@ class Orchestrator:
 
     def owns(self, job_id: str) -> bool:
         return shard_of(job_id, self.shards) in self.held
+
+    def _advance_or_hand_over(self, job_id: str) -> None:
+        if self.owns(job_id):
+            self.driver.advance(job_id)
+        else:
+            self._handover.append(job_id)
+
+    def _maintain(self, work: Callable[[], object]) -> object:
+        """Run one maintenance pass, then hand its jobs of other shards over in one message."""
+        try:
+            return work()
+        finally:
+            if self._handover:
+                jobs, self._handover = tuple(self._handover), []
+                self.stream.publish([ControlEvent("job.advance", jobs)])
 
     def _send_webhooks(self) -> None:
         """A thread of its own: a slow receiver never holds up the control loop."""
@@ -160,7 +195,7 @@ class Orchestrator:
         for k in sorted(shards):
             self._handle(self.stream.claim_stale(self.id, min_idle_ms=0, shard=k))
         if 0 in shards:
-            self.maintenance.reconcile()
+            self._maintain(self.maintenance.reconcile)
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle(self, entries: list[Entry]) -> None:
@@ -239,11 +274,11 @@ class Orchestrator:
                     continue
                 now = time.monotonic()
                 if now >= next_timers:
-                    self.maintenance.timers()
+                    self._maintain(self.maintenance.timers)
                     next_timers = now + self.settings.timer_interval_s
                 if now >= next_reconcile:
-                    self.maintenance.reconcile()
-                    self.maintenance.reap()
+                    self._maintain(self.maintenance.reconcile)
+                    self._maintain(self.maintenance.reap)
                     next_reconcile = now + self.settings.reconcile_interval_s
                 if now >= next_purge:
                     # A full batch: more is waiting, the next in a reconcile interval (2 s), not at once: a batch

@@ -6,22 +6,17 @@ to that shard's stream, not advanced here, so each job is advanced by its own sh
 
 from __future__ import annotations
 
-import redis
-
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, connect
 from agentbus.config import Settings
 from agentbus.domain import App, Context, JobState, TaskState
 from agentbus.domain.shards import shard_of
-from agentbus.orchestrator.driver import Driver
-from agentbus.orchestrator.maintenance import Maintenance
-from agentbus.security import Keyring
+from agentbus.orchestrator.service import Orchestrator
 from agentbus.store import NewJob, NewStep, Store
 
-RING = Keyring.parse("k1:shards-test-secret-0123456789")
 
-
-def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, ControlStream, Driver, Maintenance, list[str]]:
-    settings = Settings(reconcile_after_s=0.0, shards=2)
+def setup(pg_url: str, redis_url: str) -> tuple[Store, ControlStream, Orchestrator, list[str]]:
+    """An orchestrator of two shards that holds shard 0 only (another holds shard 1)."""
+    settings = Settings(database_url=pg_url, redis_url=redis_url, reconcile_after_s=0.0, shards=2)
     store = Store.from_url(pg_url)
     app = App("t")
 
@@ -33,20 +28,19 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, ControlStream, Driver,
     def flow(ctx: Context, i: int) -> int:
         return int(ctx.run(work, i))
 
-    stream = ControlStream(conn, RING, shards=2)
-    stream.ensure_group(range(2))
-    driver = Driver(app, store, Dispatcher(conn, RING), stream, Fleet(conn, ttl_s=30), settings)
-    maintenance = Maintenance(driver, settings, owns=lambda job_id: shard_of(job_id, 2) == 0)
+    orch = Orchestrator(settings, app, store, connect(redis_url), name="holder-of-0")
+    orch.held = frozenset({0})
+    orch.stream.ensure_group(range(2))
     jobs = [store.create_job(NewJob("flow", {"i": i}))[0].id for i in range(12)]
     assert {shard_of(j, 2) for j in jobs} == {0, 1}
-    return store, stream, driver, maintenance, jobs
+    return store, orch.stream, orch, jobs
 
 
 def test_the_reconciler_advances_its_own_shards_jobs_and_hands_the_others_to_their_shard(
-    pg_url: str, redis_conn: redis.Redis
+    pg_url: str, redis_url: str
 ) -> None:
-    store, stream, _, maintenance, jobs = setup(pg_url, redis_conn)
-    maintenance.reconcile()
+    store, stream, orch, jobs = setup(pg_url, redis_url)
+    orch._maintain(orch.maintenance.reconcile)
     states = {j: store.get_job(j).state for j in jobs}
     assert all(states[j] == JobState.RUNNING for j in jobs if shard_of(j, 2) == 0)
     elsewhere = [j for j in jobs if shard_of(j, 2) == 1]
@@ -57,14 +51,14 @@ def test_the_reconciler_advances_its_own_shards_jobs_and_hands_the_others_to_the
     assert stream.read("holder-of-0", shards=[0], block_ms=10) == []
 
 
-def test_only_the_holder_of_shard_zero_dispatches_pending_calls(pg_url: str, redis_conn: redis.Redis) -> None:
+def test_only_the_holder_of_shard_zero_dispatches_pending_calls(pg_url: str, redis_url: str) -> None:
     """Pending calls wait for a concurrency slot or a GPU: two orchestrators sharing out a slot would exceed its cap."""
-    store, _, driver, _, jobs = setup(pg_url, redis_conn)
+    store, _, orch, jobs = setup(pg_url, redis_url)
     step = NewStep(jobs[0], 0, "task", "work", TaskState.PENDING, args={"i": 0}, queue="cpu")
     store.record_replay(jobs[0], [step], None)
-    driver.owns_pending = lambda: False  # another orchestrator holds shard 0
-    assert driver.dispatch_pending() == 0
+    orch.held = frozenset({1})  # another orchestrator holds shard 0
+    assert orch.driver.admission.dispatch_pending() == 0
     assert [r.id for r in store.pending_tasks()] == [step.id]
-    driver.owns_pending = lambda: True
-    assert driver.dispatch_pending() == 1
+    orch.held = frozenset({0})
+    assert orch.driver.admission.dispatch_pending() == 1
     assert store.pending_tasks() == []
