@@ -4,6 +4,7 @@ and the OpenAPI document is derived from it (no service needed)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,3 +84,17 @@ def test_every_body_an_operation_reads_is_a_component() -> None:
         assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{op.body.__name__}"}
     # a job's body is one variant per job type, each with that type's input schema
     assert len(schemas["SubmitJob"]["oneOf"]) == len([*examples.tasks, *examples.agents])
+
+
+def test_the_scope_table_of_docs_security_md_is_the_route_table() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+    documented: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) == 2 and re.search(r"`(GET|POST|DELETE) /", cells[1]):
+            documented[cells[0].strip("| `")] = set(re.findall(r"`((?:GET|POST|DELETE) /[^`]*)`", cells[1]))
+    declared: dict[str, set[str]] = {}
+    for op in OPERATIONS:
+        if isinstance(op.access, str):
+            declared.setdefault(op.access, set()).add(f"{op.method} {op.path}")
+    assert documented == declared
