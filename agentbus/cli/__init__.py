@@ -637,6 +637,31 @@ def purge(
     out.print(f"{verb}: {summary}")
 
 
+@cli.command("config")
+def config_(
+    output: OutputOption = Output.table,
+    docs: Annotated[bool, typer.Option("--docs", help="print the reference (docs/configuration.md) instead")] = False,
+) -> None:
+    """The settings in effect here and where each came from (default or env), secrets masked.
+
+    Checks them as a role would at start: a bad value is an error naming its variable.
+    """
+    from agentbus.config.reference import effective, markdown
+
+    if docs:
+        sys.stdout.write(markdown())
+        return
+    entries = effective()
+    if output == Output.json:
+        print_json({"settings": [e.to_json() for e in entries]})
+        return
+    table = id_table("variable", "source", "value", ids=2)
+    for e in entries:
+        value = ",".join(e.value) if isinstance(e.value, tuple) else str(e.value)
+        table.add_row(e.env, "[bold]env[/]" if e.source == "env" else "default", escape(value))
+    out.print(table)
+
+
 def main() -> None:
     try:
         cli()

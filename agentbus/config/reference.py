@@ -1,0 +1,96 @@
+"""The settings as people read them: ``agentbus config`` (effective values) and ``docs/configuration.md``.
+
+Both come from the declarations in ``config/sections.py``; ``python -m agentbus.config`` prints the
+Markdown reference, which a test compares with the checked-in file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentbus.config import Settings
+from agentbus.config._fields import Spec, declared, mask_url
+from agentbus.config.sections import SECTIONS
+
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One setting's effective value, safe to print: secrets masked, URLs without their password."""
+
+    section: str
+    name: str
+    env: str
+    value: Any
+    source: str
+    """``env`` when its variable is set (and not empty), else ``default``."""
+    help: str
+
+    def to_json(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"section": self.section, "name": self.name, "env": self.env, "value": value, "source": self.source}
+
+
+def shown(spec: Spec, value: Any) -> Any:
+    """``value`` as it may be printed."""
+    if spec.secret:
+        return MASK if value else ""
+    if spec.url and isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+def effective(env: Mapping[str, str] | None = None) -> list[Entry]:
+    """Every setting from ``env`` (``os.environ`` by default), checked as a role would at start."""
+    env = os.environ if env is None else env
+    settings = Settings.from_env(env)
+    entries = []
+    for section in SECTIONS:
+        for f, spec in declared(section):
+            source = "env" if env.get(spec.env, "").strip() else "default"
+            value = shown(spec, getattr(settings, f.name))
+            entries.append(Entry(section.__name__.lower(), f.name, spec.env, value, source, spec.help))
+    return entries
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def markdown() -> str:
+    """docs/configuration.md: every setting by section, with its variable, type, default and help."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from agentbus/config/sections.py by `python -m agentbus.config`; do not edit.",
+        "     tests/unit/test_config_reference.py fails when this file and the code differ. -->",
+        "",
+        "Every setting is an environment variable, read once when a role starts; an unset or empty",
+        "variable keeps the default, and a bad value stops the role with an error naming the variable.",
+        "`agentbus config` prints the values in effect where it runs and where each came from",
+        "(`default` or `env`), secrets masked; `agentbus config -o json` for scripts.",
+        "Sizes take units (`768MiB`, `1GB`), ages too (`30d`, `12h`), booleans are `true`/`false`.",
+        "",
+    ]
+    for section in SECTIONS:
+        lines += [f"## {section.__name__.lower()}", "", (section.__doc__ or "").strip(), ""]
+        lines += ["| variable | setting | type | default | what |", "|---|---|---|---|---|"]
+        for f, spec in declared(section):
+            default = "a development key: set your own" if spec.secret and f.default else f"`{_literal(f.default)}`"
+            if _literal(f.default) == "":
+                default = "(empty)"
+            kind = str(f.type).replace("tuple[str, ...]", "list")
+            lines.append(f"| `{spec.env}` | `{f.name}` | {kind} | {default} | {spec.help} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["Entry", "effective", "markdown"]
