@@ -602,7 +602,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a uniqu
         rec = store.revoke_key(key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys"))
     finally:
         store.close()
-    out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
+    out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within AGENTBUS_KEY_CACHE (5 s)")
 
 
 @cli.command()
