@@ -26,7 +26,7 @@ from agentbus.config._fields import (
     setting,
     url,
 )
-from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER
+from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OUTPUT_TTL_S
 from agentbus.domain.retention import DEFAULT_RETENTION_S
 
 DEV_SECRET = "agentbus-dev-secret-change-me"
@@ -243,7 +243,11 @@ class Output:
         at_least(1),
     )
     output_ttl_s: float = setting(
-        3600.0, "AGENTBUS_OUTPUT_TTL", "seconds a job's output stream lives after its last output", _float, above(0)
+        OUTPUT_TTL_S,
+        "AGENTBUS_OUTPUT_TTL",
+        "seconds a job's output stream lives after its last output",
+        _float,
+        above(0),
     )
     output_max_bytes: int = setting(
         MAX_OUTPUT_BYTES, "AGENTBUS_OUTPUT_MAX_BYTES", "largest ctx.emit (its JSON text)", _int, at_least(1)
@@ -329,6 +333,20 @@ class Webhooks:
     )
     webhook_secret: str = setting(
         "", "AGENTBUS_WEBHOOK_SECRET", "signs webhooks (HMAC); empty: AGENTBUS_SECRET", _str, secret=True
+    )
+    webhook_max_attempts: int = setting(
+        8,
+        "AGENTBUS_WEBHOOK_MAX_ATTEMPTS",
+        "tries of one delivery before it is marked failed",
+        _int,
+        at_least(1),
+    )
+    webhook_max_backoff_s: float = setting(
+        300.0,
+        "AGENTBUS_WEBHOOK_MAX_BACKOFF",
+        "longest wait between two tries of a delivery, in seconds (the wait doubles from 1 s)",
+        _float,
+        above(0),
     )
 
 

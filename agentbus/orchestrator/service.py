@@ -36,7 +36,13 @@ class Orchestrator:
         metrics.watch_lease(self.active.is_set)
         self.stop = threading.Event()
         secret = (settings.webhook_secret or settings.secret).encode()
-        self.webhooks = WebhookSender(store, secret, settings.webhook_allow_private)
+        self.webhooks = WebhookSender(
+            store,
+            secret,
+            settings.webhook_allow_private,
+            max_attempts=settings.webhook_max_attempts,
+            max_backoff_s=settings.webhook_max_backoff_s,
+        )
 
     def _send_webhooks(self) -> None:
         """A thread of its own: a slow receiver never holds up the control loop."""
