@@ -112,6 +112,20 @@ class Api:
         _float,
         at_least(0),
     )
+    console_session_s: float = setting(
+        8 * 3600.0,
+        "AGENTBUS_CONSOLE_SESSION",
+        "how long a web console sign-in lasts (8h, 30m...)",
+        _age,
+        above(0),
+    )
+    events_keepalive_s: float = setting(
+        15.0,
+        "AGENTBUS_EVENTS_KEEPALIVE",
+        "seconds between two comment lines on a quiet event stream, so that proxies keep it open",
+        _float,
+        above(0),
+    )
     db_pool_size: int = setting(
         32, "AGENTBUS_DB_POOL_SIZE", "PostgreSQL connections of one API process", _int, at_least(1)
     )
