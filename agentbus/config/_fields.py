@@ -193,6 +193,13 @@ def rate(value: str) -> str | None:
     return None
 
 
+def tracing(value: str) -> str | None:
+    """Where traces go (``observability.tracing``): empty (off), ``otlp``, ``console`` or ``file:DIR``."""
+    if value in ("", "otlp", "console") or (value.startswith("file:") and len(value) > len("file:")):
+        return None
+    return f"must be otlp, console or file:DIR, got {value!r}"
+
+
 def mask_url(value: str) -> str:
     """The URL with its password replaced by ``***``: safe to print."""
     try:

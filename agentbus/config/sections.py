@@ -24,10 +24,12 @@ from agentbus.config._fields import (
     one_of,
     rate,
     setting,
+    tracing,
     url,
 )
 from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OUTPUT_TTL_S
 from agentbus.domain.retention import DEFAULT_RETENTION_S
+from agentbus.observability.logs import FORMATS, LEVELS
 
 DEV_SECRET = "agentbus-dev-secret-change-me"
 
@@ -399,11 +401,15 @@ class Observability:
         "AGENTBUS_LOG_LEVEL",
         "debug, info, warning, error or critical",
         _lower,
-        one_of("debug", "info", "warning", "error", "critical"),
+        one_of(*LEVELS),
     )
-    log_format: str = setting("text", "AGENTBUS_LOG_FORMAT", "text, or json lines", _lower, one_of("text", "json"))
+    log_format: str = setting("text", "AGENTBUS_LOG_FORMAT", "text, or json lines", _lower, one_of(*FORMATS))
     tracing: str = setting(
-        "", "AGENTBUS_TRACING", "OpenTelemetry traces: empty (off), otlp, console, or file:DIR", _str
+        "",
+        "AGENTBUS_TRACING",
+        "OpenTelemetry traces: empty (off), otlp, console, or file:DIR",
+        _str,
+        tracing,
     )
 
 

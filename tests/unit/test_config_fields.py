@@ -124,3 +124,13 @@ def test_url_check_wants_one_of_its_schemes_and_never_echoes_a_password() -> Non
 )
 def test_mask_url_hides_the_password_only(url: str, masked: str) -> None:
     assert f.mask_url(url) == masked
+
+
+@pytest.mark.parametrize("value", ["", "otlp", "console", "file:/tmp/traces"])
+def test_tracing_check_takes_the_exporters_there_are(value: str) -> None:
+    assert f.tracing(value) is None
+
+
+@pytest.mark.parametrize("value", ["jaeger", "file:", "OTLP"])
+def test_tracing_check_refuses_others_at_start_not_at_first_span(value: str) -> None:
+    assert "otlp, console or file:DIR" in (f.tracing(value) or "")
