@@ -7,11 +7,11 @@ Markdown reference, which a test compares with the checked-in file.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentbus.config import Settings
+from agentbus.config import Settings, _fields
 from agentbus.config._fields import Spec, declared, mask_url
 from agentbus.config.sections import SECTIONS
 
@@ -57,12 +57,43 @@ def effective(env: Mapping[str, str] | None = None) -> list[Entry]:
     return entries
 
 
-def _literal(value: Any) -> str:
+KINDS: dict[Callable[[str], Any], str] = {
+    _fields._str: "text",
+    _fields._lower: "word",
+    _fields._int: "integer",
+    _fields._float: "number",
+    _fields._bool: "true or false",
+    _fields._age: "age (90s, 15m, 12h, 30d)",
+    _fields._size: "size (bytes, 768MiB, 1GB)",
+    _fields._cidrs: "CIDRs, comma-separated",
+}
+
+
+def _age(seconds: float) -> str:
+    for unit, n in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % n == 0:
+            return f"{seconds / n:g}{unit}"
+    return f"{seconds:g}s" if seconds else "0 (off)"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def _literal(spec: Spec, value: Any) -> str:
+    """The default as one would write it in the environment."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
         return ",".join(value)
-    return str(value)
+    if spec.parse is _fields._age:
+        return _age(value)
+    if spec.parse is _fields._size:
+        return _size(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def markdown() -> str:
@@ -82,13 +113,13 @@ def markdown() -> str:
     ]
     for section in SECTIONS:
         lines += [f"## {section.__name__.lower()}", "", (section.__doc__ or "").strip(), ""]
-        lines += ["| variable | setting | type | default | what |", "|---|---|---|---|---|"]
+        lines += ["| variable | setting | value | default | what |", "|---|---|---|---|---|"]
         for f, spec in declared(section):
-            default = "a development key: set your own" if spec.secret and f.default else f"`{_literal(f.default)}`"
-            if _literal(f.default) == "":
-                default = "(empty)"
-            kind = str(f.type).replace("tuple[str, ...]", "list")
-            lines.append(f"| `{spec.env}` | `{f.name}` | {kind} | {default} | {spec.help} |")
+            literal = _literal(spec, f.default)
+            default = f"`{literal}`" if literal else "(empty)"
+            if spec.secret and literal:
+                default = "a development key: set your own"
+            lines.append(f"| `{spec.env}` | `{f.name}` | {KINDS[spec.parse]} | {default} | {spec.help} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -117,7 +117,7 @@ class Api:
     console_session_s: float = setting(
         8 * 3600.0,
         "AGENTBUS_CONSOLE_SESSION",
-        "how long a web console sign-in lasts (8h, 30m...)",
+        "how long a web console sign-in lasts",
         _age,
         above(0),
     )
@@ -332,7 +332,7 @@ class Memory:
     memory_budget: int = setting(
         640 << 20,
         "AGENTBUS_MEMORY_BUDGET",
-        "bytes of vector caches one replica holds (768MiB, 1GB...); the default fits a 1 GB replica",
+        "vector caches one API replica or worker holds; the default fits a 1 GB replica",
         _size,
     )
 
@@ -373,7 +373,7 @@ class Retention:
     retention_s: float = setting(
         DEFAULT_RETENTION_S,
         "AGENTBUS_RETENTION",
-        "finished jobs older than this are deleted (30d, 12h...; 0 or off keeps everything)",
+        "finished jobs older than this are deleted; 0 or off keeps everything",
         _age,
         at_least(0),
     )
