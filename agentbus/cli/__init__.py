@@ -657,8 +657,7 @@ def config_(
         return
     table = id_table("variable", "source", "value", ids=2)
     for e in entries:
-        value = ",".join(e.value) if isinstance(e.value, tuple) else str(e.value)
-        table.add_row(e.env, "[bold]env[/]" if e.source == "env" else "default", escape(value))
+        table.add_row(e.env, "[bold]env[/]" if e.source == "env" else "default", escape(e.text))
     out.print(table)
 
 

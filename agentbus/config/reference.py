@@ -29,6 +29,8 @@ class Entry:
     source: str
     """``env`` when its variable is set (and not empty), else ``default``."""
     help: str
+    text: str
+    """The value as one would write it in the environment (``8h``, ``640MiB``), for tables."""
 
     def to_json(self) -> dict[str, Any]:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
@@ -53,7 +55,8 @@ def effective(env: Mapping[str, str] | None = None) -> list[Entry]:
         for f, spec in declared(section):
             source = "env" if env.get(spec.env, "").strip() else "default"
             value = shown(spec, getattr(settings, f.name))
-            entries.append(Entry(section.__name__.lower(), f.name, spec.env, value, source, spec.help))
+            text = value if spec.secret or spec.url else _literal(spec, value)
+            entries.append(Entry(section.__name__.lower(), f.name, spec.env, value, source, spec.help, text))
     return entries
 
 

@@ -110,9 +110,12 @@ def test_agentbus_config_json_lists_every_setting_with_no_secret_in_it() -> None
 
 
 def test_agentbus_config_table_names_each_variable_and_its_source() -> None:
-    out = _invoke("config", env={"AGENTBUS_SECRET": SECRETS["AGENTBUS_SECRET"], "AGENTBUS_LEASE_TTL": "3"})
+    env = {"AGENTBUS_SECRET": SECRETS["AGENTBUS_SECRET"], "AGENTBUS_LEASE_TTL": "3", "AGENTBUS_RETENTION": "7d"}
+    out = _invoke("config", env=env)
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip().startswith("AGENTBUS_")}
-    assert lines["AGENTBUS_LEASE_TTL"] == ["env", "3.0"]
+    assert lines["AGENTBUS_LEASE_TTL"] == ["env", "3"]
+    assert lines["AGENTBUS_RETENTION"] == ["env", "7d"]  # as written, not 604800.0
+    assert lines["AGENTBUS_MEMORY_BUDGET"] == ["default", "640MiB"]
     assert lines["AGENTBUS_SECRET"] == ["env", "***"]
     assert lines["AGENTBUS_DISPATCH_CHUNK"] == ["default", "256"]
 
