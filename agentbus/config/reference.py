@@ -28,7 +28,6 @@ class Entry:
     value: Any
     source: str
     """``env`` when its variable is set (and not empty), else ``default``."""
-    help: str
     text: str
     """The value as one would write it in the environment (``8h``, ``640MiB``), for tables."""
 
@@ -56,7 +55,7 @@ def effective(env: Mapping[str, str] | None = None) -> list[Entry]:
             source = "env" if env.get(spec.env, "").strip() else "default"
             value = shown(spec, getattr(settings, f.name))
             text = value if spec.secret or spec.url else _literal(spec, value)
-            entries.append(Entry(section.__name__.lower(), f.name, spec.env, value, source, spec.help, text))
+            entries.append(Entry(section.__name__.lower(), f.name, spec.env, value, source, text))
     return entries
 
 
