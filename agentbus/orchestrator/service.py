@@ -10,14 +10,13 @@ import time
 import uuid
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease, ping, queue_depths
+from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, JobNotifier, Lease, OutputStream, ping, queue_depths
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
-from agentbus.orchestrator.driver import Driver
-from agentbus.orchestrator.maintenance import Maintenance
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import Store
+from agentbus.store import Retention, Store
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -29,8 +28,21 @@ class Orchestrator:
         stream_ring, dispatch_ring = keyrings(settings)
         self.stream = ControlStream(conn, stream_ring)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        self.driver = Driver(app, store, Dispatcher(conn, dispatch_ring), self.stream, self.fleet, settings)
-        self.maintenance = Maintenance(self.driver, settings)
+        # the one Store stands for each repository the parts use
+        parts = compose(
+            app,
+            settings,
+            jobs=store,
+            steps=store,
+            approvals=store,
+            queues=Dispatcher(conn, dispatch_ring),
+            events=self.stream,
+            workers=self.fleet,
+            notices=JobNotifier(conn),
+            outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
+            retention=Retention(store.db),
+        )
+        self.driver, self.maintenance = parts.driver, parts.maintenance
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()
         metrics.watch_lease(self.active.is_set)

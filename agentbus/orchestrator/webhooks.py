@@ -18,8 +18,9 @@ import httpx
 
 from agentbus.config import sections
 from agentbus.domain import InvalidInput, Unavailable
+from agentbus.orchestrator.ports import Webhooks
 from agentbus.security import webhooks
-from agentbus.store import Store, WebhookRow
+from agentbus.store import WebhookRow
 
 log = logging.getLogger("agentbus.webhooks")
 
@@ -35,7 +36,7 @@ class Attempt:
 class WebhookSender:
     def __init__(
         self,
-        store: Store,
+        outbox: Webhooks,
         secret: bytes,
         allow_private: bool,
         timeout: float = 5.0,
@@ -45,7 +46,7 @@ class WebhookSender:
         max_attempts: int = sections.Webhooks.webhook_max_attempts,
         max_backoff_s: float = sections.Webhooks.webhook_max_backoff_s,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
         self.secret = secret
         self.allow_private = allow_private
         self.timeout = timeout  # each connect, write and read
@@ -61,7 +62,7 @@ class WebhookSender:
 
     def deliver_due(self) -> int:
         """Deliver what is due; returns how many were delivered. Raises Unavailable if the store is."""
-        due = self.store.due_webhooks(time.time())
+        due = self.outbox.due_webhooks(time.time())
         if not due:
             return 0
         return asyncio.run(self._deliver_all(due))
@@ -129,13 +130,13 @@ class WebhookSender:
     def _record(self, d: WebhookRow, attempt: Attempt) -> None:
         now = time.time()
         if attempt.outcome == "delivered":
-            self.store.webhook_attempted(d.id, "delivered", now, None)
+            self.outbox.webhook_attempted(d.id, "delivered", now, None)
         elif attempt.outcome in ("refused", "failed") or d.attempts + 1 >= self.max_attempts:
             status = "failed" if attempt.outcome == "retry" else attempt.outcome
-            self.store.webhook_attempted(d.id, status, now, attempt.error)
+            self.outbox.webhook_attempted(d.id, status, now, attempt.error)
         else:
             delay = min(self.max_backoff_s, 2**d.attempts)
-            self.store.webhook_attempted(d.id, "pending", now + delay, attempt.error)
+            self.outbox.webhook_attempted(d.id, "pending", now + delay, attempt.error)
 
     def close(self) -> None:
         self._lookups.shutdown(wait=False, cancel_futures=True)

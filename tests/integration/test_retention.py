@@ -4,7 +4,6 @@ recent and still-needed ones stay; a dry run deletes nothing; the orchestrator's
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,12 +167,17 @@ def test_expired_memory_items_are_purged_and_live_ones_stay(store: Store) -> Non
 
 def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(store: Store) -> None:
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
-    driver: Any = SimpleNamespace(store=store)
+    # the purge uses the retention alone: nothing else is reached
+    unused: Any = dict.fromkeys(("queues", "workers", "admission", "advance"))
 
-    assert Maintenance(driver, Settings(retention_s=0)).purge().jobs == 0
-    assert Maintenance(driver, Settings(retention_s=7 * DAY)).purge().jobs == 0
+    def maintenance(settings: Settings) -> Maintenance:
+        retention = Retention(store.db)
+        return Maintenance(settings, jobs=store, steps=store, approvals=store, retention=retention, **unused)
+
+    assert maintenance(Settings(retention_s=0)).purge().jobs == 0
+    assert maintenance(Settings(retention_s=7 * DAY)).purge().jobs == 0
     assert exists(store, old)
-    assert Maintenance(driver, Settings(retention_s=2 * DAY)).purge().jobs == 1
+    assert maintenance(Settings(retention_s=2 * DAY)).purge().jobs == 1
     assert not exists(store, old)
 
 

@@ -11,14 +11,14 @@ import time
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
 from agentbus.config import Settings
 from agentbus.domain import App, TaskState
 from agentbus.domain.messages import CallInfo, Heartbeat
-from agentbus.orchestrator.driver import Driver
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.security import Keyring
-from agentbus.store import NewJob, NewStep, Store, step_id
+from agentbus.store import NewJob, NewStep, Retention, Store, step_id
 
 RING = Keyring.parse("k1:reaper-test-secret-0123456789")
 
@@ -33,7 +33,19 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, Fleet, Maintenance, st
     def work(ctx: object, i: int) -> int:
         return i
 
-    driver = Driver(app, store, Dispatcher(conn, RING), ControlStream(conn, RING), fleet, settings)
+    parts = compose(
+        app,
+        settings,
+        jobs=store,
+        steps=store,
+        approvals=store,
+        queues=Dispatcher(conn, RING),
+        events=ControlStream(conn, RING),
+        workers=fleet,
+        notices=JobNotifier(conn),
+        outputs=OutputStream(conn),
+        retention=Retention(store.db),
+    )
     job, _ = store.create_job(NewJob("t", {}))
     steps = [
         NewStep(job.id, i, "task", "work", TaskState.QUEUED, args={"i": i}, queue="cpu", dispatch_id="d1")
@@ -41,7 +53,7 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, Fleet, Maintenance, st
     ]
     store.record_replay(job.id, steps, None)
     assert store.mark_running([(s.id, 1) for s in steps], "w-live") == {s.id for s in steps}
-    return store, fleet, Maintenance(driver, settings), job.id
+    return store, fleet, parts.maintenance, job.id
 
 
 def beat(fleet: Fleet, *task_ids: str) -> None:
