@@ -36,7 +36,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     # takes its PostgreSQL connection from the pool for that call only (store/db.py).
     db: Any = Guarded(ConnectionPerCall(store), "PostgreSQL", settings.breaker_fail_max, settings.breaker_reset_s)
     redis_breaker = (settings.breaker_fail_max, settings.breaker_reset_s)
-    stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0]), "Redis", *redis_breaker)
+    stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0], shards=settings.shards), "Redis", *redis_breaker)
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
     limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
