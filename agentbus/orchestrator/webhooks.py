@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import httpx
 
 from agentbus.domain import InvalidInput, Unavailable
+from agentbus.domain.retry import backoff_delay
 from agentbus.security import webhooks
 from agentbus.store import Store, WebhookRow
 
 log = logging.getLogger("agentbus.webhooks")
 
 MAX_ATTEMPTS = 8
-MAX_BACKOFF_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class WebhookSender:
             status = "failed" if attempt.outcome == "retry" else attempt.outcome
             self.store.webhook_attempted(d.id, status, now, attempt.error)
         else:
-            delay = min(MAX_BACKOFF_S, 2**d.attempts)
+            delay = backoff_delay(1.0, d.attempts + 1)  # 1 s, 2 s, 4 s, ...
             self.store.webhook_attempted(d.id, "pending", now + delay, attempt.error)
 
     def close(self) -> None:

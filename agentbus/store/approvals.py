@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import peewee
 
+from agentbus.domain.deadlines import Escalate, deadline, iso, on_deadline
 from agentbus.domain.errors import Conflict, NotFound
 from agentbus.domain.hitl import HumanRequest, answer
-from agentbus.domain.states import JobState, TaskState
+from agentbus.domain.states import JOB_RESUMABLE, ApprovalStatus, JobState, TaskState, resumes
 from agentbus.store.db import translate_errors
 from agentbus.store.jobs import _decode_cursor, _encode_cursor, log_event
 from agentbus.store.models import Approval, Job, JobEvent, Step, WebhookDelivery
@@ -46,12 +46,11 @@ def _record(r: Approval) -> ApprovalRecord:
     )
 
 
+_PENDING = ApprovalStatus.PENDING.value
+
+
 def _members(groups: list[list[str]], level: int) -> str:
     return "," + ",".join(groups[level]) + "," if level < len(groups) else ""
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
@@ -83,13 +82,13 @@ class ApprovalQueries:
                 "prompt": req.prompt,
                 "data": dumps(req.data),
                 "schema": None if req.schema is None else dumps(req.schema),
-                "status": "pending",
+                "status": ApprovalStatus.PENDING.value,
                 "assignees": dumps(groups),
                 "level": 0,
                 "current_assignees": _members(groups, 0),
                 "timeout": req.timeout,
                 "on_timeout": req.on_timeout,
-                "deadline": None if req.timeout is None else now + req.timeout,
+                "deadline": deadline(now, req.timeout),
                 "webhook": req.webhook,
                 "created_at": now,
                 "updated_at": now,
@@ -117,16 +116,18 @@ class ApprovalQueries:
         ).execute()
 
     def _resume_if_answered(self, job_id: str, now: float) -> None:
-        """waiting_human → running once none of the job's approvals is pending."""
-        pending = Approval.select(Approval.id).where((Approval.job_id == job_id) & (Approval.status == "pending"))
-        if not pending.exists():
-            n = (
-                Job.update(state=JobState.RUNNING.value, updated_at=now)
-                .where((Job.id == job_id) & (Job.state == JobState.WAITING_HUMAN.value))
-                .execute()
-            )
-            if n:
-                log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
+        """waiting_human → running once none of the job's approvals is pending (``states.resumes``)."""
+        state = Job.select(Job.state).where(Job.id == job_id).scalar()
+        pending = Approval.select().where((Approval.job_id == job_id) & (Approval.status == _PENDING)).count()
+        if state is None or not resumes(JobState(state), pending):
+            return
+        n = (
+            Job.update(state=JobState.RUNNING.value, updated_at=now)
+            .where((Job.id == job_id) & Job.state.in_([s.value for s in JOB_RESUMABLE]))
+            .execute()
+        )
+        if n:
+            log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
 
     @translate_errors
     def get_approval(self, approval_id: str, tenant: str | None = None) -> ApprovalRecord:
@@ -183,7 +184,7 @@ class ApprovalQueries:
         with self.db.atomic():
             n = (
                 Approval.update(
-                    status="approved" if approved else "rejected",
+                    status=ApprovalStatus.APPROVED.value if approved else ApprovalStatus.REJECTED.value,
                     decision="approve" if approved else "reject",
                     input=dumps(input),
                     comment=comment,
@@ -192,13 +193,13 @@ class ApprovalQueries:
                     answered_at=now,
                     updated_at=now,
                 )
-                .where((Approval.id == approval_id) & (Approval.status == "pending"))
+                .where((Approval.id == approval_id) & (Approval.status == _PENDING))
                 .execute()
             )
             if not n:
                 current = self.get_approval(approval_id)
                 raise Conflict(f"approval {approval_id} is already {current.status}")
-            result = answer(approved, input, comment, by, _iso(now))
+            result = answer(approved, input, comment, by, iso(now))
             Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now).where(
                 (Step.id == approval_id) & (Step.state == TaskState.PENDING.value)
             ).execute()
@@ -209,7 +210,7 @@ class ApprovalQueries:
 
     @translate_errors
     def pending_approvals(self) -> int:
-        return int(Approval.select().where(Approval.status == "pending").count())
+        return int(Approval.select().where(Approval.status == _PENDING).count())
 
     @translate_errors
     def expire_due(self, now: float, limit: int = 200) -> list[str]:
@@ -220,7 +221,7 @@ class ApprovalQueries:
         """
         due = list(
             Approval.select()
-            .where((Approval.status == "pending") & (Approval.deadline <= now))
+            .where((Approval.status == _PENDING) & (Approval.deadline <= now))
             .order_by(Approval.deadline)
             .limit(limit)
         )
@@ -233,14 +234,14 @@ class ApprovalQueries:
         return sorted(set(jobs))
 
     def _expire_one(self, rec: ApprovalRecord, now: float) -> bool:
-        guard = (Approval.id == rec.id) & (Approval.status == "pending") & (Approval.level == rec.level)
-        policy = rec.on_timeout
-        if policy == "escalate" and rec.level + 1 < len(rec.assignees):
+        guard = (Approval.id == rec.id) & (Approval.status == _PENDING) & (Approval.level == rec.level)
+        then = on_deadline(rec.on_timeout, rec.level, len(rec.assignees), rec.timeout, now)
+        if isinstance(then, Escalate):
             n = (
                 Approval.update(
-                    level=rec.level + 1,
-                    current_assignees=_members(rec.assignees, rec.level + 1),
-                    deadline=now + (rec.timeout or 0),
+                    level=then.level,
+                    current_assignees=_members(rec.assignees, then.level),
+                    deadline=then.deadline,
                     updated_at=now,
                 )
                 .where(guard)
@@ -249,22 +250,16 @@ class ApprovalQueries:
             if n:
                 self._approval_changed(self.get_approval(rec.id), "approval.escalated", now)
             return False
-        if not Approval.update(status="expired", updated_at=now).where(guard).execute():
+        if not Approval.update(status=ApprovalStatus.EXPIRED.value, updated_at=now).where(guard).execute():
             return False
-        waited = f"no answer within {rec.timeout:g}s" if rec.timeout else "no answer"
-        step = Step.update(finished_at=now, updated_at=now)
-        if policy == "fail":
-            step = Step.update(
-                state=TaskState.FAILED.value,
-                error_type="ApprovalExpired",
-                error_message=waited,
-                finished_at=now,
-                updated_at=now,
-            )
-        else:
-            result = answer(policy == "approve", None, waited, "timeout", _iso(now), timed_out=True)
-            step = Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now)
-        step.where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
+        Step.update(
+            state=then.step_state.value,
+            result=None if then.result is None else dumps(then.result),
+            error_type=then.error.type if then.error else None,
+            error_message=then.error.message if then.error else None,
+            finished_at=now,
+            updated_at=now,
+        ).where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
         self._resume_if_answered(rec.job_id, now)
         self._approval_changed(self.get_approval(rec.id), "approval.expired", now)
         return True
@@ -273,10 +268,10 @@ class ApprovalQueries:
     def cancel_approvals(self, job_id: str) -> int:
         now = time.time()
         with self.db.atomic():
-            rows = list(Approval.select().where((Approval.job_id == job_id) & (Approval.status == "pending")))
+            rows = list(Approval.select().where((Approval.job_id == job_id) & (Approval.status == _PENDING)))
             n = int(
-                Approval.update(status="cancelled", updated_at=now)
-                .where((Approval.job_id == job_id) & (Approval.status == "pending"))
+                Approval.update(status=ApprovalStatus.CANCELLED.value, updated_at=now)
+                .where((Approval.job_id == job_id) & (Approval.status == _PENDING))
                 .execute()
             )
             for r in rows:

@@ -14,7 +14,15 @@ import peewee
 from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from agentbus.domain.jsonsafe import text_problem
 from agentbus.domain.replay import ErrorInfo
-from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
+from agentbus.domain.states import (
+    JOB_OPEN,
+    JOB_TERMINAL,
+    TASK_OPEN,
+    TASK_TERMINAL,
+    JobState,
+    sources_of_job,
+    sql_values,
+)
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.models import Job, JobEvent, Step
 from agentbus.store.records import JobRecord, NewJob, dumps, loads
@@ -100,6 +108,11 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         updated_at=updated,
         tenant=tenant,
     )
+
+
+_OPEN_STEPS = (
+    f", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
+)
 
 
 def log_event(job_id: str, kind: str, data: dict[str, Any], now: float) -> None:
@@ -203,8 +216,7 @@ class JobQueries:
     def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]:
         """The job, and whether any of its steps is still open — one round trip."""
         rows = self._job_sql(
-            ", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN "
-            "('pending', 'queued', 'running', 'retrying')) FROM ab_jobs WHERE id = %s",
+            f"{_OPEN_STEPS} FROM ab_jobs WHERE id = %s",
             (job_id,),
         )
         if not rows:
@@ -217,10 +229,7 @@ class JobQueries:
         if not job_ids:
             return {}
         ids = list(dict.fromkeys(job_ids))
-        open_steps = (
-            ", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN "
-            "('pending', 'queued', 'running', 'retrying'))"
-        )
+        open_steps = _OPEN_STEPS
         if is_postgres(self.db):
             rows = self._job_sql(f"{open_steps} FROM ab_jobs WHERE id = ANY(%s)", (ids,))
         else:
@@ -317,7 +326,7 @@ class JobQueries:
     @translate_errors
     def running_jobs(self, tenant: str) -> int:
         """How many of a tenant's jobs are open (for the per-tenant cap)."""
-        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        open_states = [s.value for s in JOB_OPEN]
         # One equality per state: ``state IN (...)`` made PostgreSQL walk every job of the tenant
         # in the (tenant, state) index on each submit (a cost that grew with the table).
         if is_postgres(self.db):
@@ -329,7 +338,7 @@ class JobQueries:
     @translate_errors
     def open_jobs_by_state(self) -> dict[str, int]:
         """How many jobs are open in each open state (the ``agentbus_jobs`` gauge, ``agentbus status``)."""
-        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        open_states = [s.value for s in JOB_OPEN]
         counts = {s: 0 for s in open_states}
         q = Job.select(Job.state, peewee.fn.COUNT(Job.id)).where(Job.state.in_(open_states)).group_by(Job.state)
         for state, n in q.tuples():

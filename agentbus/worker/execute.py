@@ -44,6 +44,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.messages import CallInfo
 from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OutputRecord
+from agentbus.domain.retry import after_failure
 from agentbus.observability import bind, metrics, tracing
 from agentbus.store import Store, TaskOutcome
 from agentbus.worker._outputs import OutputSender
@@ -52,7 +53,6 @@ from agentbus.worker.outcomes import OutcomeWriter
 
 log = logging.getLogger("agentbus.worker")
 
-MAX_BACKOFF_S = 300.0
 WRITE_GRACE_S = 30.0
 
 
@@ -77,7 +77,7 @@ class _Held:
 
     def info(self) -> CallInfo:
         c = self.call
-        return CallInfo(c.task_id, c.name, c.attempt, c.retries, c.timeout, self.started)
+        return CallInfo(c.task_id, c.name, c.attempt, c.retries, c.timeout, self.started, c.backoff)
 
 
 @dataclass
@@ -452,9 +452,5 @@ class Executor:
         return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)
 
     def _failure(self, call: TaskCall, error: ErrorInfo) -> TaskOutcome:
-        if call.attempt <= call.retries:
-            delay = min(MAX_BACKOFF_S, call.backoff * 2 ** (call.attempt - 1))
-            return TaskOutcome(
-                call.task_id, call.attempt, TaskState.RETRYING, error=error, not_before=time.time() + delay
-            )
-        return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)
+        then = after_failure(call.attempt, call.retries, call.backoff, time.time())
+        return TaskOutcome(call.task_id, call.attempt, then.state, error=error, not_before=then.not_before)
