@@ -123,9 +123,9 @@ def _rate_headers(v: Verdict) -> dict[str, str]:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, store: Any, limiter: Any, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, key_repo: Any, limiter: Any, settings: Settings) -> None:
         self.app = app
-        self.store = store
+        self.key_repo = key_repo
         self.limiter = limiter
         self.read = Rate.parse(settings.rate_read)
         self.write = Rate.parse(settings.rate_write)
@@ -227,7 +227,7 @@ class AuthMiddleware:
         cached = self._keys.get(key_id)
         if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_S:
             return cached[1]
-        rec: KeyRecord | None = self.store.find_key(key_id)
+        rec: KeyRecord | None = self.key_repo.find_key(key_id)
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[key_id] = (time.monotonic(), rec)

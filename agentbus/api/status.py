@@ -47,12 +47,12 @@ async def cluster_status(request: Request) -> JSONResponse:
     sources: Sources = request.app.state.status
     holder, ttl = await run_in_threadpool(sources.lease)
     queues = await run_in_threadpool(sources.queues)
-    jobs = await run_in_threadpool(st.store.open_jobs_by_state)
-    approvals = await run_in_threadpool(st.store.pending_approvals)
+    jobs = await run_in_threadpool(st.jobs.open_jobs_by_state)
+    approvals = await run_in_threadpool(st.approvals.pending_approvals)
     live = await run_in_threadpool(st.fleet.workers)
     lost = await run_in_threadpool(st.fleet.lost)
     failed, _ = await run_in_threadpool(
-        lambda: st.store.list_jobs(states=[JobState.FAILED.value], limit=RECENT_FAILURES, tenant=None)
+        lambda: st.jobs.list_jobs(states=[JobState.FAILED.value], limit=RECENT_FAILURES, tenant=None)
     )
     live_ids = {w.get("id") for w in live}
     workers = [

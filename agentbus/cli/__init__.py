@@ -177,12 +177,12 @@ def run(
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the schema (idempotent)."""
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     settings = _settings()
-    store = Store.from_url(settings.database_url)
-    applied = store.migrate()
-    store.close()
+    repos = Repositories.from_url(settings.database_url)
+    applied = repos.migrate()
+    repos.close()
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -543,10 +543,10 @@ def approvals_reject(
     _answer(approval_id, "reject", None, comment, by)
 
 
-def _store() -> Any:
-    from agentbus.store import Store
+def _repos() -> Any:
+    from agentbus.store import Repositories
 
-    return Store.from_url(_settings().database_url)
+    return Repositories.from_url(_settings().database_url)
 
 
 @keys_cli.command("create")
@@ -561,11 +561,11 @@ def keys_create(
     """Create a key and print it once: only its hash is stored."""
     from agentbus.security import keys
 
-    store = _store()
-    token, rec = store.create_key(
+    repos = _repos()
+    token, rec = repos.keys.create_key(
         keys.check_tenant(tenant), keys.parse_scopes(scopes), keys.parse_duration(expires) if expires else None, name
     )
-    store.close()
+    repos.close()
     err.print(f"key {rec.id} for tenant [bold]{rec.tenant}[/] ({', '.join(rec.scopes)}); shown once:")
     print(token)
 
@@ -579,9 +579,9 @@ def keys_list(
     output: OutputOption = Output.table,
 ) -> None:
     """Every key (never the secret): json has KEY_FIELDS, times as Unix seconds."""
-    store = _store()
-    rows = store.list_keys(tenant)
-    store.close()
+    repos = _repos()
+    rows = repos.keys.list_keys(tenant)
+    repos.close()
     if output == Output.json:
         print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
         return
@@ -596,12 +596,14 @@ def keys_list(
 
 @keys_cli.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a unique prefix of one")]) -> None:
-    store = _store()
+    repos = _repos()
     try:
-        matches = [k.id for k in store.list_keys() if k.id.startswith(key_id)]
-        rec = store.revoke_key(key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys"))
+        matches = [k.id for k in repos.keys.list_keys() if k.id.startswith(key_id)]
+        rec = repos.keys.revoke_key(
+            key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys")
+        )
     finally:
-        store.close()
+        repos.close()
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
 
 
@@ -618,20 +620,20 @@ def purge(
     Talks to the database directly; the orchestrator does the same on its own every few minutes.
     """
     from agentbus.domain.retention import cutoff, parse_age
-    from agentbus.store import Retention, Store
+    from agentbus.store import Repositories, Retention
 
     settings = _settings()
     age = parse_age(older_than) if older_than else settings.retention_s
     if age <= 0:
         raise ConfigError("retention is off (AGENTBUS_RETENTION=0): give --older-than")
-    store = Store.from_url(settings.database_url)
-    retention = Retention(store.db)
+    repos = Repositories.from_url(settings.database_url)
+    retention = Retention(repos.db)
     now = time.time()
     try:
         before = cutoff(now, age)
         counts = retention.count(before, now) if dry_run else retention.purge(before, now, batch)
     finally:
-        store.close()
+        repos.close()
     verb = "would delete" if dry_run else "deleted"
     summary = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in vars(counts).items())
     out.print(f"{verb}: {summary}")

@@ -38,7 +38,7 @@ from agentbus.domain.messages import Heartbeat
 from agentbus.domain.output import Output
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.router import Route, route
-from agentbus.store import JobRecord, NewJob, NewStep, Replayed, StepRow, Store, step_id
+from agentbus.store import Approvals, JobRecord, Jobs, NewJob, NewStep, Replayed, StepRow, Steps, step_id
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -61,10 +61,20 @@ class _Bundled:
 
 class Driver:
     def __init__(
-        self, app: App, store: Store, dispatcher: Dispatcher, stream: ControlStream, fleet: Fleet, settings: Settings
+        self,
+        app: App,
+        jobs: Jobs,
+        steps: Steps,
+        approvals: Approvals,
+        dispatcher: Dispatcher,
+        stream: ControlStream,
+        fleet: Fleet,
+        settings: Settings,
     ) -> None:
         self.app = app
-        self.store = store
+        self.jobs = jobs
+        self.steps = steps
+        self.approvals = approvals
         self.dispatcher = dispatcher
         self.stream = stream
         self.fleet = fleet
@@ -79,7 +89,7 @@ class Driver:
     def advance(self, job_id: str, *, resume: bool = False) -> None:
         """Replay the job once its open steps have finished (``resume``: now, to build more of a fan-out)."""
         try:
-            job, waiting = self.store.job_to_advance(job_id)
+            job, waiting = self.jobs.job_to_advance(job_id)
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
@@ -96,7 +106,7 @@ class Driver:
             err = ErrorInfo("NotFound", str(exc))
             self._finish(job_id, job.parent_id, job.parent_seq, JobState.FAILED, None, err, job.type)
             return
-        journal = self.store.load_journal(job_id)
+        journal = self.steps.load_journal(job_id)
         # The cap is enforced inside the replay, step by step: a job asking for millions of calls
         # fails at the first one past the cap instead of holding this loop (and every other
         # tenant's job) while its whole fan-out is built. A fan-out under the cap is built a
@@ -132,9 +142,9 @@ class Driver:
         elif res.status == "failed":
             outcome = JobState.FAILED
         for child in children:
-            self.store.create_job(child)
+            self.jobs.create_job(child)
             metrics.job_submitted(child.type)
-        if not self.store.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
+        if not self.steps.record_replay(job_id, steps, outcome, result=result, error=error, asks=asks):
             return
         if outcome is not None:
             metrics.job_finished(job.type, outcome.value)
@@ -166,7 +176,7 @@ class Driver:
         """
         if len(job_ids) < 2:
             return list(job_ids)
-        found = self.store.jobs_to_advance(job_ids)
+        found = self.jobs.jobs_to_advance(job_ids)
         for job_id in job_ids:
             if job_id not in found:
                 log.warning("event for unknown job %s dropped", job_id)
@@ -183,7 +193,7 @@ class Driver:
                     ready.append(job)
                 except NotFound:
                     alone.append(job)
-        journals = self.store.load_journals([j.id for j in ready])
+        journals = self.steps.load_journals([j.id for j in ready])
         replays: list[Replayed] = []
         calls: dict[str, list[tuple[str, int, ScheduleTask, str]]] = defaultdict(list)
         parents: dict[str, JobRecord] = {}
@@ -225,7 +235,7 @@ class Driver:
             if res.outputs:
                 outputs[job.id] = res.outputs
         dispatches = self._bundle(calls, traces)
-        moved = self.store.record_replays(
+        moved = self.steps.record_replays(
             [
                 Replayed(r.job_id, [*r.steps, *dispatches.steps.get(r.job_id, [])], r.outcome, r.result, r.error)
                 for r in replays
@@ -489,7 +499,7 @@ class Driver:
         error: ErrorInfo | None,
         job_type: str = "unknown",
     ) -> None:
-        if not self.store.record_replay(job_id, [], state, result=result, error=error):
+        if not self.steps.record_replay(job_id, [], state, result=result, error=error):
             return
         metrics.job_finished(job_type, state.value)
         if parent_id and parent_seq is not None:
@@ -501,18 +511,18 @@ class Driver:
             JobState.FAILED: TaskState.FAILED,
             JobState.CANCELLED: TaskState.CANCELLED,
         }[state]
-        if self.store.settle_child_step(parent_id, seq, step_state, result, error):
+        if self.steps.settle_child_step(parent_id, seq, step_state, result, error):
             self.advance(parent_id)
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job's open steps and approvals, stop its running calls, cancel its children."""
-        self.store.cancel_approvals(job_id)
-        for row in self.store.cancel_open_steps(job_id):
+        self.approvals.cancel_approvals(job_id)
+        for row in self.steps.cancel_open_steps(job_id):
             if row.worker:
                 self.dispatcher.cancel_call(row.worker, row.id)
-        for child in self.store.children(job_id):
+        for child in self.jobs.children(job_id):
             try:
-                self.store.cancel_job(child)
+                self.jobs.cancel_job(child)
             except Exception:  # already finished: nothing to cancel
                 continue
             self.cancel(child)
@@ -534,7 +544,7 @@ class Driver:
             else:
                 by_queue[(rt.queue, rt.reason)].append(r)
         for reason, ids in parked.items():
-            self.store.park(ids, from_states, reason, new_attempt=new_attempt)
+            self.steps.park(ids, from_states, reason, new_attempt=new_attempt)
         sent = self._send_rows(by_queue, from_states, new_attempt=new_attempt)
         if parked:
             self.dispatch_pending()
@@ -549,7 +559,7 @@ class Driver:
             batch = []
             for i in range(0, len(group), size):
                 did = new_dispatch_id()
-                moved = self.store.requeue(
+                moved = self.steps.requeue(
                     [r.id for r in group[i : i + size]],
                     from_states,
                     did,
@@ -583,10 +593,10 @@ class Driver:
 
     def dispatch_pending(self) -> int:
         """Dispatch pending tasks that can go now: a GPU worker appeared, a concurrency slot freed."""
-        rows = self.store.pending_tasks()
+        rows = self.steps.pending_tasks()
         if not rows:
             return 0
-        used = self.store.slots_used(sorted({r.concurrency_key for r in rows if r.concurrency_key}))
+        used = self.steps.slots_used(sorted({r.concurrency_key for r in rows if r.concurrency_key}))
         by_queue: dict[tuple[str, str], list[StepRow]] = defaultdict(list)
         reasons: dict[str, list[str]] = defaultdict(list)
         for r in rows:
@@ -608,5 +618,5 @@ class Driver:
                 used[key] = used.get(key, 0) + 1
             by_queue[(rt.queue, rt.reason)].append(r)
         for reason, ids in reasons.items():
-            self.store.set_route_reason(ids, reason)
+            self.steps.set_route_reason(ids, reason)
         return self._send_rows(by_queue, [TaskState.PENDING], new_attempt=False)

@@ -27,7 +27,7 @@ from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.domain.retry import after_failure
 from agentbus.observability import metrics
 from agentbus.orchestrator.driver import Driver
-from agentbus.store import PurgeCounts, Retention, StepRow, TaskOutcome
+from agentbus.store import Approvals, Jobs, PurgeCounts, Retention, StepRow, Steps, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -35,23 +35,27 @@ _RQ_DONE = {"finished", "failed", "stopped", "canceled"}
 
 
 class Maintenance:
-    def __init__(self, driver: Driver, settings: Settings) -> None:
+    def __init__(
+        self, driver: Driver, settings: Settings, jobs: Jobs, steps: Steps, approvals: Approvals, retention: Retention
+    ) -> None:
         self.driver = driver
-        self.store = driver.store
+        self.jobs = jobs
+        self.steps = steps
+        self.approvals = approvals
         self.settings = settings
         self._missing_since: dict[str, float] = {}
         self._known: dict[str, Heartbeat] = {}
         self._unlisted_since: dict[tuple[str, int], float] = {}
-        self.retention = Retention(self.store.db)
+        self.retention = retention
 
     def timers(self) -> None:
         now = time.time()
-        due = self.store.tasks_in_state(TaskState.RETRYING, due_before=now)
+        due = self.steps.tasks_in_state(TaskState.RETRYING, due_before=now)
         if due:
             self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
-        for job_id in self.store.fire_timers(now):
+        for job_id in self.steps.fire_timers(now):
             self.driver.advance(job_id)
-        expired = self.store.expire_due(now)
+        expired = self.approvals.expire_due(now)
         metrics.approvals_expired(len(expired))
         for job_id in expired:
             self.driver.advance(job_id)
@@ -70,12 +74,12 @@ class Maintenance:
 
     def reconcile(self) -> None:
         cutoff = time.time() - self.settings.reconcile_after_s
-        stuck = self.store.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
+        stuck = self.jobs.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
         metrics.reconciled("job_advanced", len(stuck))
         for job_id in stuck:
             self.driver.advance(job_id)
-        self.store.sweep_orphans()
-        stale = self.store.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
+        self.steps.sweep_orphans()
+        stale = self.steps.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
         if not stale:
             return
         statuses = self.driver.dispatcher.statuses([r.dispatch_id or "" for r in stale])
@@ -105,7 +109,7 @@ class Maintenance:
     def reap(self) -> None:
         live = self._watch_fleet()
         now = time.time()
-        running = self.store.tasks_in_state(TaskState.RUNNING, limit=20_000)
+        running = self.steps.tasks_in_state(TaskState.RUNNING, limit=20_000)
         by_worker = defaultdict(list)
         for r in running:
             by_worker[r.worker or ""].append(r)
@@ -163,7 +167,7 @@ class Maintenance:
                 err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {cur.timeout}s")
                 then = after_failure(cur.attempt, cur.retries, cur.backoff, now)
                 out = TaskOutcome(cur.task_id, cur.attempt, then.state, error=err, not_before=then.not_before)
-                if self.store.record_outcomes([out]):
+                if self.steps.record_outcomes([out]):
                     metrics.reaped("call_timed_out")
                     self.driver.dispatcher.cancel_call(w.id, cur.task_id)
                     self.driver.advance(cur.job_id)

@@ -17,26 +17,30 @@ from agentbus.observability import MetricsServer, Readiness, log_context, metric
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import Store
+from agentbus.store import Jobs, Repositories, Retention
 
 log = logging.getLogger("agentbus.orchestrator")
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, app: App, store: Store, conn: Any, name: str | None = None):
+    def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):
         self.settings = settings
         self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         stream_ring, dispatch_ring = keyrings(settings)
         self.stream = ControlStream(conn, stream_ring)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        self.driver = Driver(app, store, Dispatcher(conn, dispatch_ring), self.stream, self.fleet, settings)
-        self.maintenance = Maintenance(self.driver, settings)
+        dispatcher = Dispatcher(conn, dispatch_ring)
+        self.driver = Driver(
+            app, repos.jobs, repos.steps, repos.approvals, dispatcher, self.stream, self.fleet, settings
+        )
+        retention = Retention(repos.db)
+        self.maintenance = Maintenance(self.driver, settings, repos.jobs, repos.steps, repos.approvals, retention)
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()
         metrics.watch_lease(self.active.is_set)
         self.stop = threading.Event()
         secret = (settings.webhook_secret or settings.secret).encode()
-        self.webhooks = WebhookSender(store, secret, settings.webhook_allow_private)
+        self.webhooks = WebhookSender(repos.webhooks, secret, settings.webhook_allow_private)
 
     def _send_webhooks(self) -> None:
         """A thread of its own: a slow receiver never holds up the control loop."""
@@ -160,15 +164,15 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
 
     from agentbus.bus import connect
 
-    store = Store.from_url(settings.database_url)
+    repos = Repositories.from_url(settings.database_url)
     conn = connect(settings.redis_url)
-    orch = Orchestrator(settings, app, store, conn, name=name)
+    orch = Orchestrator(settings, app, repos, conn, name=name)
     metrics.watch_queues(lambda: queue_depths(conn))
-    metrics.watch_jobs(store.open_jobs_by_state, store.pending_approvals)
+    metrics.watch_jobs(repos.jobs.open_jobs_by_state, repos.approvals.pending_approvals)
 
     def readiness() -> Readiness:
         """Ready when Redis and PostgreSQL answer: holding the lease, or a healthy standby."""
-        checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(store)})
+        checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(repos.jobs)})
         ok = all(v == "ok" for v in checks.values())
         return Readiness(ok, {"lease": "held" if orch.active.is_set() else "standby", "id": orch.id, "checks": checks})
 
@@ -182,13 +186,13 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
     log.warning("orchestrator %s started (standby until it holds the lease)", orch.id)
     orch.run()
     server.close()
-    store.close()
+    repos.close()
 
 
-def _ping_store(store: Store) -> None:
+def _ping_store(jobs: Jobs) -> None:
     """A probe on its own thread: the connection it takes goes back at once."""
     try:
-        store.ping()
+        jobs.ping()
     finally:
-        if not store.db.is_closed():
-            store.db.close()
+        if not jobs.db.is_closed():
+            jobs.db.close()

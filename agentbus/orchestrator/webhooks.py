@@ -19,7 +19,7 @@ import httpx
 from agentbus.domain import InvalidInput, Unavailable
 from agentbus.domain.retry import backoff_delay
 from agentbus.security import webhooks
-from agentbus.store import Store, WebhookRow
+from agentbus.store import WebhookRow, Webhooks
 
 log = logging.getLogger("agentbus.webhooks")
 
@@ -37,7 +37,7 @@ class Attempt:
 class WebhookSender:
     def __init__(
         self,
-        store: Store,
+        outbox: Webhooks,
         secret: bytes,
         allow_private: bool,
         timeout: float = 5.0,
@@ -45,7 +45,7 @@ class WebhookSender:
         concurrency: int = 16,
         resolver: webhooks.Resolver = webhooks.system_resolver,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
         self.secret = secret
         self.allow_private = allow_private
         self.timeout = timeout  # each connect, write and read
@@ -59,7 +59,7 @@ class WebhookSender:
 
     def deliver_due(self) -> int:
         """Deliver what is due; returns how many were delivered. Raises Unavailable if the store is."""
-        due = self.store.due_webhooks(time.time())
+        due = self.outbox.due_webhooks(time.time())
         if not due:
             return 0
         return asyncio.run(self._deliver_all(due))
@@ -127,13 +127,13 @@ class WebhookSender:
     def _record(self, d: WebhookRow, attempt: Attempt) -> None:
         now = time.time()
         if attempt.outcome == "delivered":
-            self.store.webhook_attempted(d.id, "delivered", now, None)
+            self.outbox.webhook_attempted(d.id, "delivered", now, None)
         elif attempt.outcome in ("refused", "failed") or d.attempts + 1 >= MAX_ATTEMPTS:
             status = "failed" if attempt.outcome == "retry" else attempt.outcome
-            self.store.webhook_attempted(d.id, status, now, attempt.error)
+            self.outbox.webhook_attempted(d.id, status, now, attempt.error)
         else:
             delay = backoff_delay(1.0, d.attempts + 1)  # 1 s, 2 s, 4 s, ...
-            self.store.webhook_attempted(d.id, "pending", now + delay, attempt.error)
+            self.outbox.webhook_attempted(d.id, "pending", now + delay, attempt.error)
 
     def close(self) -> None:
         self._lookups.shutdown(wait=False, cancel_futures=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,11 +11,15 @@ import peewee
 from agentbus.domain.deadlines import Escalate, deadline, iso, on_deadline
 from agentbus.domain.errors import Conflict, NotFound
 from agentbus.domain.hitl import HumanRequest, answer
-from agentbus.domain.states import JOB_RESUMABLE, ApprovalStatus, JobState, TaskState, resumes
+from agentbus.domain.states import ApprovalStatus, TaskState
+from agentbus.store._cursor import decode_cursor, encode_cursor
+from agentbus.store._repository import Repository
 from agentbus.store.db import translate_errors
-from agentbus.store.jobs import _decode_cursor, _encode_cursor, log_event
-from agentbus.store.models import Approval, Job, JobEvent, Step, WebhookDelivery
-from agentbus.store.records import ApprovalRecord, WebhookRow, dumps, loads, step_id
+from agentbus.store.events import Events
+from agentbus.store.jobs import Jobs
+from agentbus.store.models import Approval, Step
+from agentbus.store.records import ApprovalRecord, dumps, loads, step_id
+from agentbus.store.webhooks import Webhooks
 
 
 def _record(r: Approval) -> ApprovalRecord:
@@ -68,11 +71,20 @@ def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
     }
 
 
-class ApprovalQueries:
-    db: peewee.Database
+class Approvals(Repository):
+    """Questions to people (``ab_approvals``). An answer or an expiry settles the question's
+    journal step (the approval's id is its step's id) in the same transaction, and resumes the
+    job through ``jobs``; every change is logged (``events``) and announced (``webhooks``)."""
 
-    def _insert_approvals(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
-        tenant = Job.select(Job.tenant).where(Job.id == job_id).scalar() or "default"
+    def __init__(self, db: peewee.Database, events: Events, webhooks: Webhooks, jobs: Jobs) -> None:
+        super().__init__(db)
+        self.events = events
+        self.webhooks = webhooks
+        self.jobs = jobs
+
+    def insert_asks(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
+        """The approvals a replay asked for (inside the replay's transaction); one already there is kept."""
+        tenant = self.jobs.get_job(job_id).tenant
         for seq, req in asks:
             groups = [list(g) for g in req.assignees]
             row = {
@@ -82,7 +94,7 @@ class ApprovalQueries:
                 "prompt": req.prompt,
                 "data": dumps(req.data),
                 "schema": None if req.schema is None else dumps(req.schema),
-                "status": ApprovalStatus.PENDING.value,
+                "status": _PENDING,
                 "assignees": dumps(groups),
                 "level": 0,
                 "current_assignees": _members(groups, 0),
@@ -99,35 +111,14 @@ class ApprovalQueries:
 
     def _approval_changed(self, rec: ApprovalRecord, event: str, now: float) -> None:
         """Log the change in the job's event log and queue the approval's webhook, if it has one."""
-        log_event(rec.job_id, "approval", approval_payload(rec, event), now)
-        if not rec.webhook:
-            return
-        WebhookDelivery.insert(
-            id=uuid.uuid4().hex,
-            approval_id=rec.id,
-            url=rec.webhook,
-            event=event,
-            payload=dumps(approval_payload(rec, event)),
-            status="pending",
-            attempts=0,
-            next_at=now,
-            created_at=now,
-            updated_at=now,
-        ).execute()
+        self.events.log(rec.job_id, "approval", approval_payload(rec, event), now)
+        if rec.webhook:
+            self.webhooks.enqueue(rec.id, rec.webhook, event, approval_payload(rec, event), now)
 
     def _resume_if_answered(self, job_id: str, now: float) -> None:
-        """waiting_human → running once none of the job's approvals is pending (``states.resumes``)."""
-        state = Job.select(Job.state).where(Job.id == job_id).scalar()
+        """waiting_human → running once none of the job's approvals is pending."""
         pending = Approval.select().where((Approval.job_id == job_id) & (Approval.status == _PENDING)).count()
-        if state is None or not resumes(JobState(state), pending):
-            return
-        n = (
-            Job.update(state=JobState.RUNNING.value, updated_at=now)
-            .where((Job.id == job_id) & Job.state.in_([s.value for s in JOB_RESUMABLE]))
-            .execute()
-        )
-        if n:
-            log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
+        self.jobs.resume(job_id, pending, now)
 
     @translate_errors
     def get_approval(self, approval_id: str, tenant: str | None = None) -> ApprovalRecord:
@@ -157,10 +148,10 @@ class ApprovalQueries:
         if assignee:
             q = q.where(Approval.current_assignees.contains(f",{assignee},"))
         if cursor:
-            created, aid = _decode_cursor(cursor)
+            created, aid = decode_cursor(cursor)
             q = q.where((Approval.created_at < created) | ((Approval.created_at == created) & (Approval.id < aid)))
         rows = list(q.limit(limit + 1))
-        nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+        nxt = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
         return [_record(r) for r in rows[:limit]], nxt
 
     @translate_errors
@@ -277,42 +268,3 @@ class ApprovalQueries:
             for r in rows:
                 self._approval_changed(self.get_approval(r.id), "approval.cancelled", now)
         return n
-
-    @translate_errors
-    def due_webhooks(self, now: float, limit: int = 50) -> list[WebhookRow]:
-        q = (
-            WebhookDelivery.select()
-            .where((WebhookDelivery.status == "pending") & (WebhookDelivery.next_at <= now))
-            .order_by(WebhookDelivery.next_at)
-            .limit(limit)
-        )
-        return [WebhookRow(r.id, r.approval_id, r.url, r.event, r.payload, r.attempts) for r in q]
-
-    @translate_errors
-    def webhook_attempted(self, delivery_id: str, status: str, next_at: float, error: str | None) -> None:
-        WebhookDelivery.update(
-            status=status,
-            attempts=WebhookDelivery.attempts + 1,
-            next_at=next_at,
-            last_error=error,
-            updated_at=time.time(),
-        ).where(WebhookDelivery.id == delivery_id).execute()
-
-    @translate_errors
-    def webhook_deliveries(self, approval_id: str) -> list[dict[str, Any]]:
-        q = (
-            WebhookDelivery.select()
-            .where(WebhookDelivery.approval_id == approval_id)
-            .order_by(WebhookDelivery.created_at)
-        )
-        return [{"event": r.event, "status": r.status, "attempts": r.attempts, "last_error": r.last_error} for r in q]
-
-    @translate_errors
-    def job_events_since(self, job_id: str, since: float) -> list[tuple[int, float, str, dict[str, Any]]]:
-        q = (
-            JobEvent.select(JobEvent.id, JobEvent.at, JobEvent.kind, JobEvent.data)
-            .where((JobEvent.job_id == job_id) & (JobEvent.at >= since))
-            .order_by(JobEvent.at, JobEvent.id)
-            .tuples()
-        )
-        return [(i, at, kind, loads(data)) for i, at, kind, data in q]

@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 
 from agentbus.domain.errors import NotFound, RateLimited, ValidationFailed
+from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.models import MemoryItem, MemoryNamespace, MemoryTenant
 from agentbus.store.records import dumps, loads
@@ -98,8 +99,8 @@ def namespace_id(tenant: str, name: str) -> str:
     return f"{tenant}/{name}"
 
 
-class MemoryQueries:
-    db: peewee.Database
+class Memory(Repository):
+    """Memory namespaces, items and the per-tenant item counters (``ab_memory_*``)."""
 
     @translate_errors
     def namespace(self, tenant: str, name: str) -> NamespaceRecord | None:

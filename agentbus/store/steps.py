@@ -26,8 +26,10 @@ from agentbus.domain.states import (
     sql_values,
     state_after_replay,
 )
-from agentbus.store.db import is_postgres, translate_errors
-from agentbus.store.jobs import log_event
+from agentbus.store._repository import Repository
+from agentbus.store.approvals import Approvals
+from agentbus.store.db import translate_errors
+from agentbus.store.events import Events
 from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
 
@@ -73,11 +75,18 @@ def _step_row(r: Step) -> StepRow:
     )
 
 
-class StepQueries:
-    db: peewee.Database
+class Steps(Repository):
+    """Steps (``ab_steps``), the journal of every job: recorded by replays, moved by workers,
+    the reaper and the router, each move a compare-and-set on the state and the attempt.
 
-    def _pg(self) -> bool:
-        return is_postgres(self.db)
+    A replay that asks people questions records them through ``approvals`` in its own
+    transaction; a replay's job moves and is logged here, in the same transaction as its steps.
+    """
+
+    def __init__(self, db: peewee.Database, events: Events, approvals: Approvals) -> None:
+        super().__init__(db)
+        self.events = events
+        self.approvals = approvals
 
     @translate_errors
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
@@ -231,10 +240,10 @@ class StepQueries:
             n = Job.update(values).where((Job.id == job_id) & Job.state.in_(_JOB_OPEN)).execute()
             if not n:
                 return False
-            log_event(job_id, "job", {"status": values[Job.state]}, now)
+            self.events.log(job_id, "job", {"status": values[Job.state]}, now)
             self._insert_steps(steps, now)
             if asks:
-                self._insert_approvals(job_id, asks, now)  # type: ignore[attr-defined]
+                self.approvals.insert_asks(job_id, asks, now)
         return True
 
     def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:

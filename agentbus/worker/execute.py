@@ -46,7 +46,7 @@ from agentbus.domain.messages import CallInfo
 from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OutputRecord
 from agentbus.domain.retry import after_failure
 from agentbus.observability import bind, metrics, tracing
-from agentbus.store import Store, TaskOutcome
+from agentbus.store import Steps, TaskOutcome
 from agentbus.worker._outputs import OutputSender
 from agentbus.worker._threads import Threads
 from agentbus.worker.outcomes import OutcomeWriter
@@ -101,7 +101,7 @@ class Executor:
     def __init__(
         self,
         app: App,
-        store: Store,
+        steps: Steps,
         publish: Callable[[list[ControlEvent]], None],
         worker_id: str,
         hand_back: Callable[[str, list[TaskCall]], None],
@@ -117,7 +117,7 @@ class Executor:
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ):
         self.app = app
-        self.store = store
+        self.steps = steps
         self.worker_id = worker_id
         self.hand_back = hand_back
         self.device = device
@@ -142,7 +142,7 @@ class Executor:
         self._threads = Threads()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="agentbus-loop", daemon=True)
-        self.writer = OutcomeWriter(store, publish, worker_id, self._written)
+        self.writer = OutcomeWriter(steps, publish, worker_id, self._written)
         self.outputs = OutputSender(outputs, output_buffer) if outputs is not None else None
         """Where ``ctx.emit`` goes (None: outputs are checked and dropped, as in a bare test)."""
         self.max_output_bytes = max_output_bytes
@@ -170,7 +170,7 @@ class Executor:
 
     def __call__(self, dispatch: Dispatch, origin: str) -> None:
         """Take a dispatch: mark its calls running and queue them here; returns without waiting."""
-        started = self.store.mark_running([(c.task_id, c.attempt) for c in dispatch.calls], self.worker_id)
+        started = self.steps.mark_running([(c.task_id, c.attempt) for c in dispatch.calls], self.worker_id)
         taken = [_Held(c, origin) for c in dispatch.calls if c.task_id in started]
         if not taken:
             return  # cancelled, superseded by a newer attempt, or run elsewhere already

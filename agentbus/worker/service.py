@@ -18,7 +18,7 @@ from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
 from agentbus.domain.messages import Heartbeat
 from agentbus.observability import MetricsServer, Readiness, metrics, probe
 from agentbus.services import JobMemory, MemoryService
-from agentbus.store import Store
+from agentbus.store import Repositories
 from agentbus.worker.execute import Executor
 
 log = logging.getLogger("agentbus.worker")
@@ -53,7 +53,7 @@ def run_worker_role(
     device = device or {"kind": "cpu"}
     concurrency = default_concurrency(settings, str(device.get("kind")))
     # the main loop, the outcome writer and sync calls that use memory each hold a connection a while
-    store = Store.from_url(settings.database_url, max_connections=16)
+    repos = Repositories.from_url(settings.database_url, max_connections=16)
     stream = ControlStream(conn, stream_ring)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
@@ -62,7 +62,7 @@ def run_worker_role(
     def hand_back(origin: str, calls: list[TaskCall]) -> None:
         """Calls this worker will not run (it is shutting down) go back to their queue, newly fenced."""
         did = "d" + uuid.uuid4().hex
-        moved = store.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
+        moved = repos.steps.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
         if moved:
             dispatcher.send(
                 origin,
@@ -80,19 +80,19 @@ def run_worker_role(
 
     def release_connection() -> None:
         """After a sync call on a pool thread: give back the connection a memory call may have taken."""
-        if not store.db.is_closed():
-            store.db.close()
+        if not repos.db.is_closed():
+            repos.db.close()
 
-    memory = MemoryService.from_settings(store, settings)
+    memory = MemoryService.from_settings(repos.memory, settings)
     executor = Executor(
         app,
-        store,
+        repos.steps,
         stream.publish,
         worker_id,
         hand_back,
         "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes,
-        lambda job_id: JobMemory(memory, job_id),
+        lambda job_id: JobMemory(memory, job_id, repos.jobs),
         concurrency=concurrency,
         max_abandoned=settings.worker_max_abandoned,
         after_sync_call=release_connection,
@@ -151,7 +151,7 @@ def run_worker_role(
 
     def ping_store() -> None:
         try:
-            store.ping()
+            repos.jobs.ping()
         finally:
             release_connection()
 
@@ -178,7 +178,7 @@ def run_worker_role(
             fleet.forget(worker_id)
         except Unavailable:
             pass
-        store.close()
+        repos.close()
     if executor.exhausted:
         log.error("exiting with status %d so that the supervisor restarts this worker", EXIT_RESTART_ME)
         sys.exit(EXIT_RESTART_ME)

@@ -14,12 +14,12 @@ from agentbus.domain import Dispatch, TaskCall
 from agentbus.domain.messages import Heartbeat
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    s = Store.from_url(pg_url)
+def store(pg_url: str) -> Iterator[Repositories]:
+    s = Repositories.from_url(pg_url)
     yield s
     s.close()
 
@@ -34,9 +34,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_status_shows_lease_queues_jobs_workers_and_failures(web: TestClient, store: Store, redis_url: str) -> None:
-    admin, _ = store.create_key("acme", ("admin",))
-    user, _ = store.create_key("acme", keys.SCOPES[:2])
+def test_status_shows_lease_queues_jobs_workers_and_failures(
+    web: TestClient, store: Repositories, redis_url: str
+) -> None:
+    admin, _ = store.keys.create_key("acme", ("admin",))
+    user, _ = store.keys.create_key("acme", keys.SCOPES[:2])
     assert web.get("/status", headers=bearer(user)).status_code == 403
 
     empty = web.get("/status", headers=bearer(admin)).json()
@@ -59,4 +61,4 @@ def test_status_shows_lease_queues_jobs_workers_and_failures(web: TestClient, st
         {"id": "w-1", "role": "worker-cpu", "status": "live", "busy": 0, "free": 4, "done": 0, "failed": 0, "seen": 1.0}
     ]
     assert st["recent_failures"] == []
-    store.cancel_job(job["id"])
+    store.jobs.cancel_job(job["id"])

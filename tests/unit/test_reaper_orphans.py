@@ -18,14 +18,14 @@ from agentbus.domain.messages import CallInfo, Heartbeat
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.security import Keyring
-from agentbus.store import NewJob, NewStep, Store, step_id
+from agentbus.store import NewJob, NewStep, Repositories, Retention, step_id
 
 RING = Keyring.parse("k1:reaper-test-secret-0123456789")
 
 
-def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, Fleet, Maintenance, str]:
+def setup(pg_url: str, conn: redis.Redis) -> tuple[Repositories, Fleet, Maintenance, str]:
     settings = Settings(orphan_grace_s=0.3, heartbeat_interval_s=0.1)
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     fleet = Fleet(conn, ttl_s=30)
     app = App("t")
 
@@ -33,15 +33,29 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Store, Fleet, Maintenance, st
     def work(ctx: object, i: int) -> int:
         return i
 
-    driver = Driver(app, store, Dispatcher(conn, RING), ControlStream(conn, RING), fleet, settings)
-    job, _ = store.create_job(NewJob("t", {}))
+    driver = Driver(
+        app,
+        store.jobs,
+        store.steps,
+        store.approvals,
+        Dispatcher(conn, RING),
+        ControlStream(conn, RING),
+        fleet,
+        settings,
+    )
+    job, _ = store.jobs.create_job(NewJob("t", {}))
     steps = [
         NewStep(job.id, i, "task", "work", TaskState.QUEUED, args={"i": i}, queue="cpu", dispatch_id="d1")
         for i in range(2)
     ]
-    store.record_replay(job.id, steps, None)
-    assert store.mark_running([(s.id, 1) for s in steps], "w-live") == {s.id for s in steps}
-    return store, fleet, Maintenance(driver, settings), job.id
+    store.steps.record_replay(job.id, steps, None)
+    assert store.steps.mark_running([(s.id, 1) for s in steps], "w-live") == {s.id for s in steps}
+    return (
+        store,
+        fleet,
+        Maintenance(driver, settings, store.jobs, store.steps, store.approvals, Retention(store.db)),
+        job.id,
+    )
 
 
 def beat(fleet: Fleet, *task_ids: str) -> None:
@@ -58,12 +72,12 @@ def test_a_running_call_a_live_worker_stopped_listing_runs_again_under_a_new_att
     while time.monotonic() < deadline:
         beat(fleet, kept)  # alive, still running ``kept``; ``lost`` is gone from its heartbeats
         maintenance.reap()
-        rows = {r.id: r for r in store.tasks_in_state(TaskState.QUEUED)}
+        rows = {r.id: r for r in store.steps.tasks_in_state(TaskState.QUEUED)}
         if lost in rows:
             break
         time.sleep(0.1)
     assert lost in rows and rows[lost].attempt == 2  # a late outcome of attempt 1 is fenced out
-    assert [r.id for r in store.tasks_in_state(TaskState.RUNNING)] == [kept]
+    assert [r.id for r in store.steps.tasks_in_state(TaskState.RUNNING)] == [kept]
     store.close()
 
 
@@ -73,5 +87,8 @@ def test_calls_a_live_worker_lists_are_left_alone(pg_url: str, redis_conn: redis
         beat(fleet, step_id(job_id, 0), step_id(job_id, 1))
         maintenance.reap()
         time.sleep(0.1)
-    assert sorted(r.id for r in store.tasks_in_state(TaskState.RUNNING)) == [step_id(job_id, 0), step_id(job_id, 1)]
+    assert sorted(r.id for r in store.steps.tasks_in_state(TaskState.RUNNING)) == [
+        step_id(job_id, 0),
+        step_id(job_id, 1),
+    ]
     store.close()

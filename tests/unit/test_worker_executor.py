@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agentbus.domain import App, ControlEvent, Dispatch, TaskCall, TaskContext, TaskState
-from agentbus.store import NewJob, NewStep, Store, step_id
+from agentbus.store import NewJob, NewStep, Repositories, step_id
 from agentbus.worker.execute import Executor
 
 
@@ -80,13 +80,13 @@ def app(peak: Peak) -> App:
 
 
 class Harness:
-    def __init__(self, store: Store, app: App, **kw: Any) -> None:
+    def __init__(self, store: Repositories, app: App, **kw: Any) -> None:
         self.store = store
         self.handed_back: list[TaskCall] = []
         self.events: list[ControlEvent] = []
-        self.executor = Executor(app, store, self.events.extend, "w-test", self._hand_back, **kw)
+        self.executor = Executor(app, store.steps, self.events.extend, "w-test", self._hand_back, **kw)
         self.executor.start()
-        job, _ = store.create_job(NewJob("t", {}))
+        job, _ = store.jobs.create_job(NewJob("t", {}))
         self.job_id = job.id
         self.seq = 0
 
@@ -108,14 +108,14 @@ class Harness:
             )
             for i in range(n)
         ]
-        self.store.record_replay(self.job_id, steps, None)
+        self.store.steps.record_replay(self.job_id, steps, None)
         calls = [TaskCall(step_id(self.job_id, s.seq), self.job_id, name, args, 1, 0, timeout, 0.5) for s in steps]
         self.seq += n
         self.executor(Dispatch("d1", tuple(calls)), "cpu")
         return calls
 
     def states(self, calls: list[TaskCall]) -> list[tuple[str, Any]]:
-        journal = self.store.load_journal(self.job_id)
+        journal = self.store.steps.load_journal(self.job_id)
         seqs = [int(c.task_id.rsplit("-", 1)[1]) for c in calls]
         out = []
         for s in seqs:
@@ -133,7 +133,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness(store: Store, app: App) -> Iterator[Callable[..., Harness]]:
+def harness(store: Repositories, app: App) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(**kw: Any) -> Harness:
