@@ -1,4 +1,5 @@
-"""Approvals: questions to people, their answers, and their deadlines."""
+"""The approvals repository: questions to people, their answers, and their deadlines
+(what a deadline does is ``domain/deadlines.py``)."""
 
 from __future__ import annotations
 

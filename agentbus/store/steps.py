@@ -1,4 +1,4 @@
-"""Queries on steps (the journal). The hot paths use one statement per batch."""
+"""The steps repository (the journal). The hot paths use one statement per batch."""
 
 from __future__ import annotations
 
