@@ -92,3 +92,23 @@ def test_calls_a_live_worker_lists_are_left_alone(pg_url: str, redis_conn: redis
         step_id(job_id, 1),
     ]
     store.close()
+
+
+def test_a_call_that_overran_its_timeout_retries_after_its_backoff_not_at_once(
+    pg_url: str, redis_conn: redis.Redis
+) -> None:
+    # the reaper's retry is the worker's rule (domain/retry.py): before, it dropped the backoff
+    store, fleet, maintenance, job_id = setup(pg_url, redis_conn)
+    overran, other = step_id(job_id, 0), step_id(job_id, 1)
+    long_ago = time.time() - 1000
+    calls = (
+        CallInfo(overran, "work", 1, 2, 1.0, long_ago, backoff=60.0),
+        CallInfo(other, "work", 1, 0, 300.0, time.time()),
+    )
+    fleet.beat(Heartbeat("w-live", concurrency=100, calls=calls, seen=time.time()))
+    maintenance.reap()
+    retrying = store.steps.tasks_in_state(TaskState.RETRYING)
+    assert [r.id for r in retrying] == [overran]
+    assert store.steps.tasks_in_state(TaskState.RETRYING, due_before=time.time()) == []  # waits its backoff
+    assert [r.id for r in store.steps.tasks_in_state(TaskState.RETRYING, due_before=time.time() + 120)] == [overran]
+    store.close()
