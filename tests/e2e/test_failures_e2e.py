@@ -49,7 +49,7 @@ def test_flushall_mid_job_loses_nothing(running: Cluster, pg_url: str, redis_url
     assert body["result"] == {"n": n, "sum": n * (n - 1) // 2}
     steps = _steps(pg_url, job["id"])
     assert len(steps) == n and {s[1] for s in steps} == {"succeeded"}
-    journal = Repositories.from_url(pg_url).load_journal(job["id"])
+    journal = Repositories.from_url(pg_url).steps.load_journal(job["id"])
     assert [journal[i].result for i in range(n)] == list(range(n))
 
 
