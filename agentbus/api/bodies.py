@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from agentbus.domain.errors import InvalidInput, PayloadTooLarge, ValidationFailed
 from agentbus.domain.jsonsafe import first_problem
+from agentbus.domain.schema import validation_failed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,9 +104,4 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"loc": [str(x) for x in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0]
-        raise ValidationFailed(f"invalid body at {'.'.join(first['loc']) or 'body'}: {first['msg']}", errors) from None
+        raise validation_failed(exc, "body", []) from None

@@ -87,11 +87,6 @@ class Dispatcher:
         """Ask a worker to stop a running call (RQ's command channel)."""
         send_command(self.conn, worker_name, CANCEL_COMMAND, task_id=task_id)
 
-    @translate_errors
-    def lengths(self) -> dict[str, int]:
-        """How many RQ jobs wait in each queue this dispatcher has sent to."""
-        return {name: q.count for name, q in self._queues.items()}
-
 
 @translate_errors
 def queue_depths(conn: redis.Redis) -> dict[str, tuple[int, float | None]]:

@@ -43,15 +43,20 @@ def validate(model: type[BaseModel], data: Any) -> dict[str, Any]:
     try:
         value = model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"loc": ["input", *[str(x) for x in e["loc"]]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0]
-        where = ".".join(first["loc"])
-        raise ValidationFailed(f"invalid input at {where}: {first['msg']}", errors) from None
+        raise validation_failed(exc, "input", ["input"]) from None
     dumped: dict[str, Any] = value.model_dump(mode="json")
     return dumped
+
+
+def validation_failed(exc: ValidationError, what: str, prefix: list[str]) -> ValidationFailed:
+    """pydantic's errors as a ValidationFailed (422) naming the first bad field, every error in its
+    detail with ``loc`` under ``prefix``: the one shape of every validation error agentbus answers."""
+    errors = [
+        {"loc": [*prefix, *[str(x) for x in e["loc"]]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0]
+    return ValidationFailed(f"invalid {what} at {'.'.join(first['loc']) or what}: {first['msg']}", errors)
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:

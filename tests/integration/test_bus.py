@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, Lease, queue_name, run_worker
-from agentbus.bus.queues import CHUNK_FUNC
+from agentbus.bus.queues import CHUNK_FUNC, queue_depths
 from agentbus.bus.stream import GROUP, STREAM
 from agentbus.domain import ControlEvent, Dispatch, TaskCall, Unavailable
 from agentbus.security import Keyring
@@ -196,7 +196,7 @@ def test_send_creates_rq_jobs_with_signed_json_payloads(redis_conn: redis.Redis)
     queue = Queue(queue_name("cpu"), connection=redis_conn, serializer=JSONSerializer)
     assert queue.name == "agentbus.cpu"
     assert queue.job_ids == ["d1", "d2"]
-    assert dispatcher.lengths() == {"agentbus.cpu": 2}
+    assert queue_depths(redis_conn)["agentbus.cpu"][0] == 2  # what the metrics and KEDA read
 
     for d in (d1, d2):
         raw = redis_conn.hget(f"rq:job:{d.dispatch_id}", "data")
