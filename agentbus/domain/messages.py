@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from agentbus.domain.errors import MessageRejected
+from agentbus.domain.ids import job_of
 
 EventKind = Literal["job.submitted", "job.advance", "job.cancel"]
 EVENT_KINDS: tuple[str, ...] = ("job.submitted", "job.advance", "job.cancel")
@@ -98,7 +99,7 @@ class CallInfo:
 
     @property
     def job_id(self) -> str:
-        return self.task_id.rsplit("-", 1)[0]
+        return job_of(self.task_id)
 
 
 def _calls(raw: Any) -> tuple[CallInfo, ...]:

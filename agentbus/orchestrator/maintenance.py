@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
@@ -26,8 +26,9 @@ from agentbus.domain.messages import Heartbeat
 from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.domain.retry import after_failure
 from agentbus.observability import metrics
-from agentbus.orchestrator.driver import Driver
-from agentbus.store import Approvals, Jobs, PurgeCounts, Retention, StepRow, Steps, TaskOutcome
+from agentbus.orchestrator.admission import Admission
+from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Steps, Workers
+from agentbus.store import PurgeCounts, StepRow, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -36,36 +37,52 @@ _RQ_DONE = {"finished", "failed", "stopped", "canceled"}
 
 class Maintenance:
     def __init__(
-        self, driver: Driver, settings: Settings, jobs: Jobs, steps: Steps, approvals: Approvals, retention: Retention
+        self,
+        settings: Settings,
+        *,
+        jobs: Jobs,
+        steps: Steps,
+        approvals: Approvals,
+        queues: Queues,
+        workers: Workers,
+        retention: Purger,
+        admission: Admission,
+        advance: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.driver = driver
+        self.settings = settings
         self.jobs = jobs
         self.steps = steps
         self.approvals = approvals
-        self.settings = settings
+        self.queues = queues
+        self.fleet = workers
+        self.retention = retention
+        self.admission = admission
+        self.advance = advance
+        """Replays a job whose steps moved (``Driver.advance``)."""
+        self.clock = clock
         self._missing_since: dict[str, float] = {}
         self._known: dict[str, Heartbeat] = {}
         self._unlisted_since: dict[tuple[str, int], float] = {}
-        self.retention = retention
 
     def timers(self) -> None:
-        now = time.time()
+        now = self.clock()
         due = self.steps.tasks_in_state(TaskState.RETRYING, due_before=now)
         if due:
-            self.driver.redispatch(due, [TaskState.RETRYING], new_attempt=True)
+            self.admission.redispatch(due, [TaskState.RETRYING], new_attempt=True)
         for job_id in self.steps.fire_timers(now):
-            self.driver.advance(job_id)
+            self.advance(job_id)
         expired = self.approvals.expire_due(now)
         metrics.approvals_expired(len(expired))
         for job_id in expired:
-            self.driver.advance(job_id)
-        self.driver.dispatch_pending()
+            self.advance(job_id)
+        self.admission.dispatch_pending()
 
     def purge(self) -> PurgeCounts:
         """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""
         if self.settings.retention_s <= 0:
             return PurgeCounts()
-        now = time.time()
+        now = self.clock()
         before = retention_cutoff(now, self.settings.retention_s)
         got = self.retention.purge_batch(before, now, self.settings.retention_batch)
         if got.total:
@@ -73,34 +90,34 @@ class Maintenance:
         return got
 
     def reconcile(self) -> None:
-        cutoff = time.time() - self.settings.reconcile_after_s
+        cutoff = self.clock() - self.settings.reconcile_after_s
         stuck = self.jobs.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
         metrics.reconciled("job_advanced", len(stuck))
         for job_id in stuck:
-            self.driver.advance(job_id)
+            self.advance(job_id)
         self.steps.sweep_orphans()
         stale = self.steps.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
         if not stale:
             return
-        statuses = self.driver.dispatcher.statuses([r.dispatch_id or "" for r in stale])
+        statuses = self.queues.statuses([r.dispatch_id or "" for r in stale])
         lost_workers = {w for (st, w) in statuses.values() if st == "started" and w}
-        alive = self.driver.fleet.alive(sorted(lost_workers))
+        alive = self.fleet.alive(sorted(lost_workers))
         lost = []
         for r in stale:
             status, worker = statuses.get(r.dispatch_id or "", (None, None))
             if status is None or status in _RQ_DONE or (status == "started" and not alive.get(worker or "", False)):
                 lost.append(r)
         if lost:
-            n = self.driver.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
+            n = self.admission.redispatch(lost, [TaskState.QUEUED], new_attempt=False)
             metrics.reconciled("call_redispatched", n)
             log.warning("re-dispatched %d queued tasks whose queue message was lost", n)
 
     def _watch_fleet(self) -> dict[str, Heartbeat]:
         """A worker seen last time and gone now is marked lost (its calls are the reaper's)."""
-        live = {h.id: h for h in self.driver.fleet.heartbeats()}
+        live = {h.id: h for h in self.fleet.heartbeats()}
         for worker_id, hb in self._known.items():
             if worker_id not in live and not hb.draining:
-                self.driver.fleet.mark_lost(worker_id, hb.to_dict())
+                self.fleet.mark_lost(worker_id, hb.to_dict())
                 metrics.reaped("worker_lost")
                 log.warning("worker %s went silent: marked lost", worker_id)
         self._known = live
@@ -108,12 +125,12 @@ class Maintenance:
 
     def reap(self) -> None:
         live = self._watch_fleet()
-        now = time.time()
+        now = self.clock()
         running = self.steps.tasks_in_state(TaskState.RUNNING, limit=20_000)
         by_worker = defaultdict(list)
         for r in running:
             by_worker[r.worker or ""].append(r)
-        alive = self.driver.fleet.alive([w for w in by_worker if w])
+        alive = self.fleet.alive([w for w in by_worker if w])
         lost = []
         for worker, rows in by_worker.items():
             if alive.get(worker, False):
@@ -132,7 +149,7 @@ class Maintenance:
         for key in [k for k in self._unlisted_since if k not in still]:
             del self._unlisted_since[key]
         if lost:
-            n = self.driver.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
+            n = self.admission.redispatch(lost, [TaskState.RUNNING], new_attempt=True)
             metrics.reaped("call_recovered", n)
             log.warning("recovered %d tasks from lost workers", n)
         self._enforce_timeouts(live.values(), now)
@@ -169,5 +186,5 @@ class Maintenance:
                 out = TaskOutcome(cur.task_id, cur.attempt, then.state, error=err, not_before=then.not_before)
                 if self.steps.record_outcomes([out]):
                     metrics.reaped("call_timed_out")
-                    self.driver.dispatcher.cancel_call(w.id, cur.task_id)
-                    self.driver.advance(cur.job_id)
+                    self.queues.cancel_call(w.id, cur.task_id)
+                    self.advance(cur.job_id)

@@ -10,12 +10,11 @@ import time
 import uuid
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, Lease, ping, queue_depths
+from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, JobNotifier, Lease, OutputStream, ping, queue_depths
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Unavailable
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
-from agentbus.orchestrator.driver import Driver
-from agentbus.orchestrator.maintenance import Maintenance
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.webhooks import WebhookSender
 from agentbus.store import Jobs, Repositories, Retention
 
@@ -29,12 +28,20 @@ class Orchestrator:
         stream_ring, dispatch_ring = keyrings(settings)
         self.stream = ControlStream(conn, stream_ring)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        dispatcher = Dispatcher(conn, dispatch_ring)
-        self.driver = Driver(
-            app, repos.jobs, repos.steps, repos.approvals, dispatcher, self.stream, self.fleet, settings
+        parts = compose(
+            app,
+            settings,
+            jobs=repos.jobs,
+            steps=repos.steps,
+            approvals=repos.approvals,
+            queues=Dispatcher(conn, dispatch_ring),
+            events=self.stream,
+            workers=self.fleet,
+            notices=JobNotifier(conn),
+            outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
+            retention=Retention(repos.db),
         )
-        retention = Retention(repos.db)
-        self.maintenance = Maintenance(self.driver, settings, repos.jobs, repos.steps, repos.approvals, retention)
+        self.driver, self.maintenance = parts.driver, parts.maintenance
         self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
         self.active = threading.Event()
         metrics.watch_lease(self.active.is_set)

@@ -18,8 +18,9 @@ import httpx
 
 from agentbus.domain import InvalidInput, Unavailable
 from agentbus.domain.retry import backoff_delay
+from agentbus.orchestrator.ports import Webhooks
 from agentbus.security import webhooks
-from agentbus.store import WebhookRow, Webhooks
+from agentbus.store import WebhookRow
 
 log = logging.getLogger("agentbus.webhooks")
 

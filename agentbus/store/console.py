@@ -95,7 +95,7 @@ def cursor_before(ts: float) -> str:
 
 
 class ConsoleQueries:
-    """Over the database the ``Store`` bound its models to."""
+    """Over the database the repositories bound the models to."""
 
     def __init__(self, db: peewee.Database | None = None) -> None:
         self.db = db if db is not None else Step._meta.database

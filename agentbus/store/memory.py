@@ -138,7 +138,7 @@ class Memory(Repository):
 
     def _ns_row(self, ns_id: str) -> NamespaceRecord:
         # on self.db explicitly, as every statement of a write: peewee binds the models to the last
-        # database a Store opened, and a transaction spread over two connections waits on itself
+        # database a ``Repositories`` opened, and a transaction spread over two connections waits on itself
         return _ns(MemoryNamespace.select().where(MemoryNamespace.id == ns_id).get(self.db))
 
     def _add_items(self, ns_id: str, delta: int) -> None:

@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentbus.domain.ids import step_id as step_id  # where steps are named; the store re-exports it
 from agentbus.domain.jsonsafe import holdable
+from agentbus.domain.messages import TaskCall
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import JobState, TaskState
 
@@ -90,6 +92,12 @@ class StepRow:
     concurrency_key: str | None = None
     route_reason: str | None = None
 
+    def call(self, trace: str | None = None) -> TaskCall:
+        """The call a worker is sent to run this step's current attempt."""
+        return TaskCall(
+            self.id, self.job_id, self.name, self.args, self.attempt, self.retries, self.timeout, self.backoff, trace
+        )
+
 
 @dataclass(frozen=True)
 class TaskOutcome:
@@ -101,10 +109,6 @@ class TaskOutcome:
     result: Any = None
     error: ErrorInfo | None = None
     not_before: float | None = None
-
-
-def step_id(job_id: str, seq: int) -> str:
-    return f"{job_id}-{seq}"
 
 
 def dumps(value: Any) -> str:

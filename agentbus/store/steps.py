@@ -11,6 +11,7 @@ import peewee
 from psycopg2.extras import execute_values
 
 from agentbus.domain.hitl import HumanRequest
+from agentbus.domain.ids import job_of
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
     JOB_OPEN,
@@ -380,7 +381,7 @@ class Steps(Repository):
                     (state, result, etype, emsg, etb, nb, fin, now, tid, attempt),
                 )
                 if cur.rowcount:
-                    jobs.add(tid.rsplit("-", 1)[0])
+                    jobs.add(job_of(tid))
             return sorted(jobs)
 
     @translate_errors

@@ -15,6 +15,7 @@ from agentbus.bus import AgentbusWorker, ControlStream, Dispatcher, Fleet, Outpu
 from agentbus.bus.routing import listen_order
 from agentbus.config import Settings, keyrings
 from agentbus.domain import App, Dispatch, TaskCall, TaskState, Unavailable
+from agentbus.domain.ids import new_dispatch_id
 from agentbus.domain.messages import Heartbeat
 from agentbus.observability import MetricsServer, Readiness, metrics, probe
 from agentbus.services import JobMemory, MemoryService
@@ -61,7 +62,7 @@ def run_worker_role(
 
     def hand_back(origin: str, calls: list[TaskCall]) -> None:
         """Calls this worker will not run (it is shutting down) go back to their queue, newly fenced."""
-        did = "d" + uuid.uuid4().hex
+        did = new_dispatch_id()
         moved = repos.steps.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
         if moved:
             dispatcher.send(
@@ -69,10 +70,7 @@ def run_worker_role(
                 [
                     Dispatch(
                         did,
-                        tuple(
-                            TaskCall(r.id, r.job_id, r.name, r.args, r.attempt, r.retries, r.timeout, r.backoff)
-                            for r in moved
-                        ),
+                        tuple(r.call() for r in moved),
                     )
                 ],
             )

@@ -15,14 +15,15 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agentbus.api import create_app
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
 from agentbus.examples import app as examples
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
-from agentbus.store import NewStep, Repositories, TaskOutcome, step_id
+from agentbus.store import NewStep, Repositories, Retention, TaskOutcome, step_id
 from agentbus.worker.execute import Executor
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
@@ -72,6 +73,24 @@ def sqlite_client(sqlite_url: str, redis_url: str) -> Iterator[TestClient]:
 def store_of(client: TestClient) -> Repositories:
     store: Repositories = client.app.state.repos  # type: ignore[attr-defined]
     return store
+
+
+def driver_over(store: Repositories, conn: redis.Redis, settings: Settings) -> Driver:
+    """An orchestrator's driver over the API's store, driven by hand."""
+    ring = Keyring.parse("k1:traceback-test-secret-0123456")
+    return compose(
+        examples,
+        settings,
+        jobs=store.jobs,
+        steps=store.steps,
+        approvals=store.approvals,
+        queues=Dispatcher(conn, ring),
+        events=ControlStream(conn, ring),
+        workers=Fleet(conn, ttl_s=30),
+        notices=JobNotifier(conn),
+        outputs=OutputStream(conn),
+        retention=Retention(store.db),
+    ).driver
 
 
 def events(conn: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
@@ -427,17 +446,7 @@ def test_a_failing_tasks_traceback_reaches_the_job_and_its_task(
             time.sleep(0.02)
     finally:
         executor.drain(0.0, force=lambda: True)
-    ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    Driver(
-        examples,
-        store.jobs,
-        store.steps,
-        store.approvals,
-        Dispatcher(redis_conn, ring),
-        ControlStream(redis_conn, ring),
-        Fleet(redis_conn, ttl_s=30),
-        settings,
-    ).advance(job_id)
+    driver_over(store, redis_conn, settings).advance(job_id)
 
     body = client.get(f"/jobs/{job_id}").json()
     assert body["status"] == "failed"
@@ -456,17 +465,7 @@ def test_an_agent_that_raises_reports_a_traceback_naming_the_agent(
     client: TestClient, redis_conn: redis.Redis, settings: Settings
 ) -> None:
     store = store_of(client)
-    ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    driver = Driver(
-        examples,
-        store.jobs,
-        store.steps,
-        store.approvals,
-        Dispatcher(redis_conn, ring),
-        ControlStream(redis_conn, ring),
-        Fleet(redis_conn, ttl_s=30),
-        settings,
-    )
+    driver = driver_over(store, redis_conn, settings)
     jobs = [submit(client, "clumsy", {"x": 3}).json()["id"] for _ in range(2)]  # two: advanced together
     assert driver.advance_many(jobs) == []
     calls = [(step_id(j, 0), 1) for j in jobs]

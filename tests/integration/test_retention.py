@@ -4,7 +4,6 @@ recent and still-needed ones stay; a dry run deletes nothing; the orchestrator's
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -173,10 +172,14 @@ def test_expired_memory_items_are_purged_and_live_ones_stay(store: Repositories)
 
 def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(store: Repositories) -> None:
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
-    driver: Any = SimpleNamespace()
+    # the purge uses the retention alone: nothing else is reached
+    unused: Any = dict.fromkeys(("queues", "workers", "admission", "advance"))
 
     def maintenance(settings: Settings) -> Maintenance:
-        return Maintenance(driver, settings, store.jobs, store.steps, store.approvals, Retention(store.db))
+        retention = Retention(store.db)
+        return Maintenance(
+            settings, jobs=store.jobs, steps=store.steps, approvals=store.approvals, retention=retention, **unused
+        )
 
     assert maintenance(Settings(retention_s=0)).purge().jobs == 0
     assert maintenance(Settings(retention_s=7 * DAY)).purge().jobs == 0

@@ -11,11 +11,11 @@ import time
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
 from agentbus.config import Settings
 from agentbus.domain import App, TaskState
 from agentbus.domain.messages import CallInfo, Heartbeat
-from agentbus.orchestrator.driver import Driver
+from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.security import Keyring
 from agentbus.store import NewJob, NewStep, Repositories, Retention, step_id
@@ -33,15 +33,18 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Repositories, Fleet, Maintena
     def work(ctx: object, i: int) -> int:
         return i
 
-    driver = Driver(
+    parts = compose(
         app,
-        store.jobs,
-        store.steps,
-        store.approvals,
-        Dispatcher(conn, RING),
-        ControlStream(conn, RING),
-        fleet,
         settings,
+        jobs=store.jobs,
+        steps=store.steps,
+        approvals=store.approvals,
+        queues=Dispatcher(conn, RING),
+        events=ControlStream(conn, RING),
+        workers=fleet,
+        notices=JobNotifier(conn),
+        outputs=OutputStream(conn),
+        retention=Retention(store.db),
     )
     job, _ = store.jobs.create_job(NewJob("t", {}))
     steps = [
@@ -50,12 +53,7 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Repositories, Fleet, Maintena
     ]
     store.steps.record_replay(job.id, steps, None)
     assert store.steps.mark_running([(s.id, 1) for s in steps], "w-live") == {s.id for s in steps}
-    return (
-        store,
-        fleet,
-        Maintenance(driver, settings, store.jobs, store.steps, store.approvals, Retention(store.db)),
-        job.id,
-    )
+    return store, fleet, parts.maintenance, job.id
 
 
 def beat(fleet: Fleet, *task_ids: str) -> None:
