@@ -6,10 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from agentbus.domain import (
     AgentbusError,
+    AgentContext,
     App,
     Context,
+    Handle,
     NonDeterministicAgent,
     TaskCancelled,
+    TaskContext,
     TaskFailed,
     TaskTimeout,
 )
@@ -20,12 +23,15 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentContext",
     "AgentbusError",
     "App",
     "Client",
     "Context",
+    "Handle",
     "NonDeterministicAgent",
     "TaskCancelled",
+    "TaskContext",
     "TaskFailed",
     "TaskTimeout",
     "__version__",

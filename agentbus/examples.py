@@ -11,24 +11,24 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agentbus.domain import App, Context, TaskContext, TaskFailed
+from agentbus.domain import AgentContext, App, TaskContext, TaskFailed
 
 app = App("examples")
 
 
 @app.task
-def echo(ctx: Context, message: str) -> str:
+def echo(ctx: TaskContext, message: str) -> str:
     """One task: returns its input."""
     return message
 
 
 @app.task
-def noop(ctx: Context, i: int = 0) -> int:
+def noop(ctx: TaskContext, i: int = 0) -> int:
     return i
 
 
 @app.task
-def square(ctx: Context, x: int) -> int:
+def square(ctx: TaskContext, x: int) -> int:
     return x * x
 
 
@@ -41,12 +41,12 @@ def flaky(ctx: TaskContext, failures: int = 2) -> dict[str, int]:
 
 
 @app.task
-def always_fails(ctx: Context, reason: str = "no luck") -> None:
+def always_fails(ctx: TaskContext, reason: str = "no luck") -> None:
     raise ValueError(reason)
 
 
 @app.task(timeout=600)
-def slow(ctx: Context, seconds: float = 30.0) -> float:
+def slow(ctx: TaskContext, seconds: float = 30.0) -> float:
     """A long task to cancel."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -55,40 +55,33 @@ def slow(ctx: Context, seconds: float = 30.0) -> float:
 
 
 @app.task
-def pause(ctx: Context, x: int, seconds: float = 0.005) -> int:
+def pause(ctx: TaskContext, x: int, seconds: float = 0.005) -> int:
     """Takes a little time, so that a job is still running when something breaks."""
     time.sleep(seconds)
     return x
 
 
 @app.agent
-def paced_map(ctx: Context, n: int = 1000, seconds: float = 0.005) -> dict[str, int]:
+def paced_map(ctx: AgentContext, n: int = 1000, seconds: float = 0.005) -> dict[str, int]:
     values = ctx.map(pause, [{"x": i, "seconds": seconds} for i in range(n)], unpack=True)
     return {"n": len(values), "sum": sum(values)}
 
 
-@app.task(timeout=1.0)
-def stubborn(ctx: Context, seconds: float = 30.0) -> float:
-    """Runs past its one-second timeout."""
-    time.sleep(seconds)
-    return seconds
-
-
 @app.agent
-def map_reduce(ctx: Context, n: int = 100) -> dict[str, int]:
+def map_reduce(ctx: AgentContext, n: int = 100) -> dict[str, int]:
     """Fan-out/fan-in: square 0..n-1 in parallel tasks, sum the squares."""
     squares = ctx.map(square, range(n))
     return {"n": n, "sum": sum(squares)}
 
 
 @app.agent
-def noop_map(ctx: Context, n: int = 10_000) -> int:
+def noop_map(ctx: AgentContext, n: int = 10_000) -> int:
     """The benchmark's agent: n no-op tasks."""
     return len(ctx.map(noop, range(n)))
 
 
 @app.agent
-def parent(ctx: Context, n: int = 10) -> dict[str, Any]:
+def parent(ctx: AgentContext, n: int = 10) -> dict[str, Any]:
     """An agent calling a sub-agent."""
     child = ctx.call_agent(map_reduce, n=n)
     echoed = ctx.run(echo, f"child summed {child['sum']}")
@@ -96,7 +89,7 @@ def parent(ctx: Context, n: int = 10) -> dict[str, Any]:
 
 
 @app.agent
-def careful(ctx: Context, reason: str = "no luck") -> dict[str, str]:
+def careful(ctx: AgentContext, reason: str = "no luck") -> dict[str, str]:
     """A task failure arrives in the agent as an exception it can catch."""
     try:
         ctx.run(always_fails, reason)
@@ -106,13 +99,13 @@ def careful(ctx: Context, reason: str = "no luck") -> dict[str, str]:
 
 
 @app.agent
-def retrying(ctx: Context, failures: int = 2) -> dict[str, int]:
+def retrying(ctx: AgentContext, failures: int = 2) -> dict[str, int]:
     out: dict[str, int] = ctx.run(flaky, failures)
     return out
 
 
 @app.agent
-def nap(ctx: Context, seconds: float = 1.0) -> dict[str, float]:
+def nap(ctx: AgentContext, seconds: float = 1.0) -> dict[str, float]:
     """A durable sleep: no worker is held while it waits."""
     start = ctx.now()
     ctx.sleep(seconds)
@@ -120,7 +113,7 @@ def nap(ctx: Context, seconds: float = 1.0) -> dict[str, float]:
 
 
 @app.agent
-def long_haul(ctx: Context, tasks: int = 4, seconds: float = 30.0) -> list[float]:
+def long_haul(ctx: AgentContext, tasks: int = 4, seconds: float = 30.0) -> list[float]:
     """Several long tasks: cancel it while they run."""
     return ctx.map(slow, [seconds] * tasks)
 
@@ -136,18 +129,18 @@ REVIEW_SCHEMA = {
 
 
 @app.task
-def draft(ctx: Context, topic: str, revision: int = 0, notes: str | None = None) -> str:
+def draft(ctx: TaskContext, topic: str, revision: int = 0, notes: str | None = None) -> str:
     text = f"Draft {revision + 1} about {topic}"
     return f"{text} (revised: {notes})" if notes else text
 
 
 @app.task
-def publish(ctx: Context, text: str, title: str) -> dict[str, str]:
+def publish(ctx: TaskContext, text: str, title: str) -> dict[str, str]:
     return {"published": title, "text": text}
 
 
 @app.agent
-def editorial(ctx: Context, topic: str, max_rounds: int = 3, reviewers: list[str] | None = None) -> dict[str, Any]:
+def editorial(ctx: AgentContext, topic: str, max_rounds: int = 3, reviewers: list[str] | None = None) -> dict[str, Any]:
     """Draft, ask for approval, then publish — or revise with the reviewer's comment and ask again."""
     notes = None
     for revision in range(max_rounds):
@@ -165,24 +158,10 @@ def editorial(ctx: Context, topic: str, max_rounds: int = 3, reviewers: list[str
 
 
 @app.agent
-def deadline(ctx: Context, on_timeout: str = "reject", timeout: float = 2.0) -> dict[str, Any]:
+def deadline(ctx: AgentContext, on_timeout: str = "reject", timeout: float = 2.0) -> dict[str, Any]:
     """Asks with a two-second deadline; what happens then is ``on_timeout``'s policy."""
     groups: list[Any] = ["first-line", "second-line"]
     answer = ctx.ask_human("Approve within the deadline?", timeout=timeout, on_timeout=on_timeout, assignees=groups)
-    return {"approved": answer["approved"], "timed_out": answer["timed_out"], "by": answer["by"]}
-
-
-@app.agent
-def panel(ctx: Context, reviewers: list[str]) -> dict[str, Any]:
-    """Parallel approvals: one question per reviewer, continue when all have answered."""
-    answers = ctx.ask_all([{"prompt": f"{r}: approve?", "assignees": [r]} for r in reviewers])
-    return {"approvals": sum(1 for a in answers if a["approved"]), "by": sorted(a["by"] for a in answers)}
-
-
-@app.agent
-def hooked(ctx: Context, url: str, timeout: float = 4.0) -> dict[str, Any]:
-    """An approval that notifies a webhook when it is created, answered or expires."""
-    answer = ctx.ask_human("Approve (a webhook is told)?", timeout=timeout, on_timeout="approve", webhook=url)
     return {"approved": answer["approved"], "timed_out": answer["timed_out"], "by": answer["by"]}
 
 
@@ -198,54 +177,16 @@ def similarity(ctx: TaskContext, a: list[list[float]], b: list[list[float]]) -> 
     return {"device": ctx.device, "matrix": [[round(float(x), 6) for x in row] for row in matrix]}
 
 
-@app.task(device="gpu")
-def gpu_only(ctx: TaskContext, x: int) -> dict[str, Any]:
-    """Waits for a GPU worker: no fallback."""
-    return {"device": ctx.device, "x": x}
-
-
-@app.task(device="gpu", gpu_memory="24GB", fallback="cpu")
-def big_model(ctx: TaskContext, x: int) -> dict[str, Any]:
-    """Needs a 24 GB device; on smaller ones it falls back to the CPU."""
-    return {"device": ctx.device, "x": x}
-
-
 @app.task(device="any")
 def anywhere(ctx: TaskContext, x: int) -> dict[str, Any]:
     return {"device": ctx.device, "x": x}
-
-
-@app.task(concurrency_key="model:{model}", max_concurrency=2)
-def infer(ctx: TaskContext, model: str, i: int, seconds: float = 0.2) -> dict[str, Any]:
-    """At most two calls per model run at once across the fleet; each reports when it ran."""
-    start = time.time()
-    time.sleep(seconds)
-    return {"i": i, "start": start, "end": time.time()}
-
-
-@app.agent
-def batch_infer(ctx: Context, model: str = "m1", n: int = 8, seconds: float = 0.2) -> list[dict[str, Any]]:
-    return ctx.map(infer, [{"model": model, "i": i, "seconds": seconds} for i in range(n)], unpack=True)
-
-
-@app.agent
-def stamp(ctx: Context, label: str, n: int = 3, seconds: float = 0.05) -> list[dict[str, Any]]:
-    """n short calls that record when they ran (for priority tests)."""
-    return ctx.map(timed, [{"label": label, "i": i, "seconds": seconds} for i in range(n)], unpack=True)
-
-
-@app.task
-def timed(ctx: TaskContext, label: str, i: int, seconds: float = 0.05) -> dict[str, Any]:
-    start = time.time()
-    time.sleep(seconds)
-    return {"label": label, "i": i, "start": start, "end": time.time()}
 
 
 # -- memory ----------------------------------------------------------------------------------------
 
 
 @app.agent
-def remember(ctx: Context, namespace: str, notes: list[str], query: str, k: int = 3) -> dict[str, Any]:
+def remember(ctx: AgentContext, namespace: str, notes: list[str], query: str, k: int = 3) -> dict[str, Any]:
     """Store notes in agent memory, then search them (both are journaled steps run on workers)."""
     ids = ctx.memory.store(namespace, texts=notes, metadata=[{"n": i} for i in range(len(notes))])
     hits = ctx.memory.search(namespace, q=query, k=k)
@@ -253,7 +194,7 @@ def remember(ctx: Context, namespace: str, notes: list[str], query: str, k: int 
 
 
 @app.agent
-def neighbours(ctx: Context, namespace: str, ids: list[str], k: int = 2) -> list[list[str]]:
+def neighbours(ctx: AgentContext, namespace: str, ids: list[str], k: int = 2) -> list[list[str]]:
     """Nearest stored neighbours of each item (memory.knn_batch: on a GPU worker when one is live)."""
     rows = ctx.memory.knn_batch(namespace, ids=ids, k=k)
     return [[h["id"] for h in row] for row in rows]
@@ -291,7 +232,7 @@ async def ask_model(ctx: TaskContext, prompt: str, latency: float = 0.5) -> str:
 
 
 @app.agent
-def assistant(ctx: Context, questions: list[str], latency: float = 0.5) -> dict[str, Any]:
+def assistant(ctx: AgentContext, questions: list[str], latency: float = 0.5) -> dict[str, Any]:
     """An agent that asks a (fake, local) model every question at once and gathers the answers."""
     ctx.emit({"progress": f"asking {len(questions)} questions"})
     answers = ctx.map(ask_model, [{"prompt": q, "latency": latency} for q in questions], unpack=True)
@@ -313,53 +254,11 @@ async def wait_async(ctx: TaskContext, i: int, seconds: float = 0.5) -> int:
 
 
 @app.agent
-def io_map(ctx: Context, n: int = 200, seconds: float = 0.5, mode: str = "async") -> dict[str, int]:
+def io_map(ctx: AgentContext, n: int = 200, seconds: float = 0.5, mode: str = "async") -> dict[str, int]:
     """n calls that each wait ``seconds``, as ``async def`` (mode "async") or sync (mode "sync")."""
-    task = wait_async if mode == "async" else wait_sync
-    values = ctx.map(task, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)
+    items = [{"i": i, "seconds": seconds} for i in range(n)]
+    values = ctx.map(wait_async, items, unpack=True) if mode == "async" else ctx.map(wait_sync, items, unpack=True)
     return {"n": len(values), "sum": sum(values)}
-
-
-@app.task(timeout=1.0)
-async def dawdle(ctx: TaskContext, seconds: float = 30.0) -> float:
-    """An async task that runs past its one-second timeout: it is cancelled at the deadline."""
-    await asyncio.sleep(seconds)
-    return seconds
-
-
-@app.task(timeout=600)
-async def slow_async(ctx: TaskContext, seconds: float = 30.0) -> float:
-    """A long async task to cancel."""
-    await asyncio.sleep(seconds)
-    return seconds
-
-
-@app.task(timeout=600)
-def polite(ctx: TaskContext, seconds: float = 30.0) -> float:
-    """A long sync task that stops early when its call is cancelled (``ctx.cancelled``)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not ctx.cancelled:
-        time.sleep(0.02)
-    return seconds
-
-
-@app.agent
-def long_waits(ctx: Context, tasks: int = 4, seconds: float = 30.0, mode: str = "async") -> list[float]:
-    """Several long calls (async, or sync that check ``ctx.cancelled``): cancel it while they run."""
-    return ctx.map(slow_async if mode == "async" else polite, [seconds] * tasks)
-
-
-@app.task(worker_concurrency=2)
-async def narrow(ctx: TaskContext, i: int, seconds: float = 0.2) -> dict[str, float]:
-    """At most two calls of this task at once on one worker (``worker_concurrency``)."""
-    start = time.time()
-    await asyncio.sleep(seconds)
-    return {"start": start, "end": time.time()}
-
-
-@app.agent
-def narrow_map(ctx: Context, n: int = 6, seconds: float = 0.2) -> list[dict[str, float]]:
-    return ctx.map(narrow, [{"i": i, "seconds": seconds} for i in range(n)], unpack=True)
 
 
 # -- streamed output: ctx.emit (docs/workers.md "Streamed output") ----------------------------------
@@ -373,38 +272,3 @@ async def chatter(ctx: TaskContext, n: int = 10, every: float = 0.01, delay: flo
         ctx.emit({"token": f"t{i}"})
         await asyncio.sleep(every)
     return n
-
-
-@app.task(timeout=120)
-def chatter_sync(ctx: TaskContext, n: int = 10, every: float = 0.01) -> int:
-    """The same from a sync task (on a worker thread)."""
-    for i in range(n):
-        ctx.emit({"token": f"t{i}"})
-        time.sleep(every)
-    return n
-
-
-@app.task(timeout=120)
-def flood(ctx: TaskContext, n: int = 100_000) -> dict[str, int]:
-    """Emits far more than any buffer keeps, as fast as it can: the call is not slowed into failure."""
-    for i in range(n):
-        ctx.emit(i)
-    return {"emitted": n}
-
-
-@app.agent
-def narrator(ctx: Context, steps: int = 3) -> list[int]:
-    """An agent that emits before and after each step: replayed once per step, each emit is sent once."""
-    got = []
-    for i in range(steps):
-        ctx.emit({"step": i, "phase": "before"})
-        got.append(ctx.run(square, i))
-        ctx.emit({"step": i, "phase": "after"})
-    return got
-
-
-@app.agent
-def clumsy(ctx: Context, x: int = 3) -> int:
-    """Its own code raises once its task is done: the job fails with a traceback that names it."""
-    squared: int = ctx.run(square, x)
-    return squared // 0

@@ -8,18 +8,17 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from agentbus.api import approvals, console, events, fleet, memory, routes, status
+from agentbus.api import console, status
 from agentbus.api.auth import AuthMiddleware
 from agentbus.api.errors import exception_handlers
 from agentbus.api.guard import Guarded, breaker_states
 from agentbus.api.observe import ObserveMiddleware
 from agentbus.api.openapi import document
+from agentbus.api.operation import RouteTable
 from agentbus.api.params import ParamsMiddleware
 from agentbus.api.state import ApiState
+from agentbus.api.table import OPERATIONS
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch, connect, ping
 from agentbus.bus.ratelimit import RateLimiter
 from agentbus.config import Settings, keyrings
@@ -58,7 +57,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
         workers,
         watch,
     )
-    spec = document(app)
+    table = RouteTable(OPERATIONS)
 
     @contextlib.asynccontextmanager
     async def lifespan(web: Starlette) -> AsyncIterator[None]:
@@ -68,40 +67,13 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
         finally:
             await watch.stop()
 
-    async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(spec)
-
     web = Starlette(
-        routes=[
-            Route("/jobs", routes.submit_job, methods=["POST"]),
-            Route("/jobs", routes.list_jobs, methods=["GET"]),
-            Route("/jobs/{job_id}", routes.get_job, methods=["GET"]),
-            Route("/jobs/{job_id}/results", routes.get_results, methods=["GET"]),
-            Route("/jobs/{job_id}/cancel", routes.cancel_job, methods=["POST"]),
-            Route("/jobs/{job_id}/events", events.job_events, methods=["GET"]),
-            Route("/approvals", approvals.list_approvals, methods=["GET"]),
-            Route("/approvals/{approval_id}", approvals.get_approval, methods=["GET"]),
-            Route("/approvals/{approval_id}", approvals.answer_approval, methods=["POST"]),
-            Route("/jobs/{job_id}/tasks", routes.job_tasks, methods=["GET"]),
-            Route("/workers", fleet.list_workers, methods=["GET"]),
-            Route("/status", status.cluster_status, methods=["GET"]),
-            Route("/memory/store", memory.store, methods=["POST"]),
-            Route("/memory/search", memory.search_get, methods=["GET"]),
-            Route("/memory/search", memory.search_post, methods=["POST"]),
-            Route("/memory/namespaces", memory.list_namespaces, methods=["GET"]),
-            Route("/memory/{namespace}/{item_id}", memory.get_item, methods=["GET"]),
-            Route("/memory/{namespace}/{item_id}", memory.delete_item, methods=["DELETE"]),
-            Route("/memory/{namespace}", memory.delete_namespace, methods=["DELETE"]),
-            Route("/job-types", routes.job_types, methods=["GET"]),
-            Route("/healthz", routes.healthz, methods=["GET"]),
-            Route("/readyz", routes.readyz, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            *console.mounted(),  # the web console at /ui (its own cookie sign-in)
-        ],
+        # every API operation from the route table; the console under /ui beside it, with its own sign-in
+        routes=[*table.routes, *console.mounted()],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[
             Middleware(ObserveMiddleware),  # outermost: every answer has a request id and is counted
-            Middleware(AuthMiddleware, key_repo=db.keys, limiter=limiter, settings=settings),
+            Middleware(AuthMiddleware, key_repo=db.keys, limiter=limiter, settings=settings, table=table),
             Middleware(ParamsMiddleware),  # inside auth: a caller without a key learns nothing from a 400
         ],
         lifespan=lifespan,
@@ -110,6 +82,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
     # Host turned it into an open redirect. Paths are exact; a stray slash is a 404.
     web.router.redirect_slashes = False
     web.state.agentbus = state
+    web.state.openapi = document(app, table.operations)
     web.state.status = status.Sources(conn)
     web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
     web.state.memory = MemoryService.from_settings(db.memory, settings)

@@ -1,6 +1,8 @@
 """Authentication, scopes and rate limits: an ASGI middleware in front of every route.
 
-Every route but the health checks needs ``Authorization: Bearer ab_<id>_<secret>``. A missing,
+Each route says who may call it in the route table (``api/table.py``): the health checks need
+no key, every other route ``Authorization: Bearer ab_<id>_<secret>`` and, for most, a scope. A
+request for no route of the table needs a key too (then gets its 404 or 405). A missing,
 malformed, unknown, revoked or expired key is a 401; a key without the route's scope is a
 403. Accepted requests are charged to their key's and their tenant's buckets (GCRA in Redis,
 one script): over either, a 429 with ``Retry-After``. The tenant lands in
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbus.api.errors import agentbus_error
+from agentbus.api.operation import ANY_KEY, PUBLIC, Access, Open, RouteTable
 from agentbus.bus.ratelimit import Rate, Verdict
 from agentbus.config import Settings
 from agentbus.domain import AgentbusError, Forbidden, RateLimited, Unauthorized, Unavailable
@@ -38,7 +41,6 @@ from agentbus.store import KeyRecord
 
 log = logging.getLogger("agentbus.api")
 
-PUBLIC = frozenset({"/healthz", "/readyz"})
 CONSOLE = "/ui"  # the web console signs people in with a session cookie of its own (api/console)
 KEY_CACHE_S = 5.0
 
@@ -49,20 +51,16 @@ class Principal:
     tenant: str
     scopes: tuple[str, ...]
 
-    def allows(self, scope: str | None) -> bool:
-        return scope is None or scope in self.scopes or "admin" in self.scopes
+    def allows(self, access: Access | None) -> bool:
+        """None: no scope asked (the console's pages any signed-in key may see)."""
+        return access is None or isinstance(access, Open) or access in self.scopes or "admin" in self.scopes
 
 
-def required_scope(method: str, path: str) -> str | None:
-    if path == "/openapi.json":
-        return None
-    if path.startswith("/workers") or path == "/status":
-        return "admin"
-    if path.startswith("/memory"):
-        return "memory:read" if method == "GET" or path == "/memory/search" else "memory:write"
-    if path.startswith("/approvals"):
-        return "jobs:read" if method == "GET" else "approvals:write"
-    return "jobs:read" if method in ("GET", "HEAD") else "jobs:write"
+def required_access(table: RouteTable, scope: Scope) -> Access:
+    """What the route a request calls asks of its caller; a key, whatever its scopes, where the
+    table has no such route (the router answers 404 or 405 to whoever holds a key)."""
+    op = table.find(scope)
+    return ANY_KEY if op is None else op.access
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -123,8 +121,9 @@ def _rate_headers(v: Verdict) -> dict[str, str]:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, key_repo: Any, limiter: Any, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, key_repo: Any, limiter: Any, settings: Settings, table: RouteTable) -> None:
         self.app = app
+        self.table = table
         self.key_repo = key_repo
         self.limiter = limiter
         self.read = Rate.parse(settings.rate_read)
@@ -137,11 +136,15 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in PUBLIC or path == CONSOLE or path.startswith(CONSOLE + "/"):
+        if scope["type"] != "http" or path == CONSOLE or path.startswith(CONSOLE + "/"):
+            await self.app(scope, receive, send)
+            return
+        needed = required_access(self.table, scope)
+        if needed is PUBLIC:
             await self.app(scope, receive, send)
             return
         try:
-            principal, verdict = await run_in_threadpool(self._admit, scope)
+            principal, verdict = await run_in_threadpool(self._admit, scope, needed)
         except AgentbusError as exc:
             response = await agentbus_error(Request(scope), exc)
             await response(scope, receive, send)
@@ -160,17 +163,17 @@ class AuthMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     # -- in a worker thread ---------------------------------------------------------------------
-    def _admit(self, scope: Scope) -> tuple[Principal, Verdict | None]:
+    def _admit(self, scope: Scope, needed: Access) -> tuple[Principal, Verdict | None]:
         header = Headers(scope=scope).get("authorization")
         try:
             principal = self._authenticate(header)
         except Unauthorized:
             self._count_failure(client_address(scope, self.proxies), _presented_key_id(header))
             raise
-        needed = required_scope(scope["method"], scope["path"])
         if not principal.allows(needed):
             raise Forbidden(f"this API key lacks the {needed!r} scope")
-        rate = self.read if needed is None or needed.endswith(":read") else self.write
+        # reads are charged to the read buckets; so is whatever needs no scope (this document, a 404)
+        rate = self.read if isinstance(needed, Open) or needed.endswith(":read") else self.write
         tenant_rate = Rate(rate.per_second * self.factor, int(rate.burst * self.factor))
         kind = "r" if rate is self.read else "w"
         try:

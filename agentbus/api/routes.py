@@ -199,6 +199,11 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI document, built once by create_app (api/openapi.py)."""
+    return JSONResponse(request.app.state.openapi)
+
+
 READY_TIMEOUT_S = 3.0
 
 

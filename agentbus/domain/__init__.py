@@ -1,7 +1,7 @@
 """The pure core: states, the programming model, the replay engine, messages, errors."""
 
 from agentbus.domain.app import AgentDef, App, TaskDef, TaskOptions
-from agentbus.domain.context import Context, TaskContext
+from agentbus.domain.context import AgentContext, Context, Handle, TaskContext
 from agentbus.domain.errors import (
     AgentbusError,
     ConfigError,
@@ -41,6 +41,7 @@ from agentbus.domain.replay import (
 from agentbus.domain.states import JobState, TaskState
 
 __all__ = [
+    "AgentContext",
     "AgentDef",
     "AgentbusError",
     "App",
@@ -53,6 +54,7 @@ __all__ = [
     "Emitted",
     "ErrorInfo",
     "Forbidden",
+    "Handle",
     "HumanRequest",
     "IdempotencyConflict",
     "IllegalTransition",

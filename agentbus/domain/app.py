@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from dataclasses import dataclass, field, replace
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, cast, overload
 
 from pydantic import BaseModel
 
 from agentbus.domain import schema
-from agentbus.domain.errors import ConfigError, NotFound
+from agentbus.domain.errors import ConfigError, NotFound, ValidationFailed
 
 Device = Literal["cpu", "gpu", "any"]
 DEVICES = ("cpu", "gpu", "any")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class TaskOptionArgs(TypedDict, total=False):
+    """The keyword options of ``@app.task`` (each described on ``TaskOptions``), so that the decorator's
+    signature is typed without repeating them; a unit test pins the two to the same names."""
+
+    device: Device
+    fallback: Literal["cpu"] | None
+    retries: int
+    timeout: float
+    queue: str | None
+    backoff: float
+    chunk: int | None
+    gpu_memory: str | int | None
+    concurrency_key: str | None
+    max_concurrency: int | None
+    worker_concurrency: int | None
 
 
 @dataclass(frozen=True)
@@ -34,6 +57,31 @@ class TaskOptions:
     max_concurrency: int | None = None
     worker_concurrency: int | None = None
     """At most this many calls of this task run at once on one worker (None: only the worker's cap)."""
+
+    @classmethod
+    def build(cls, **options: Unpack[TaskOptionArgs]) -> TaskOptions:
+        """The options ``@app.task`` was given, checked (raises ConfigError) and normalized."""
+        o = replace(
+            cls(),
+            # a TypedDict's items() are typed object: the keys and types were checked by its signature
+            **{k: v for k, v in options.items() if k != "gpu_memory"},  # type: ignore[arg-type]
+            gpu_memory=parse_bytes(options.get("gpu_memory")),
+        )
+        if o.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, not {o.device!r}")
+        if o.fallback not in (None, "cpu"):
+            raise ConfigError(f"fallback must be 'cpu' or None, not {o.fallback!r}")
+        if o.retries < 0 or o.timeout <= 0 or o.backoff < 0 or (o.chunk is not None and o.chunk < 1):
+            raise ConfigError("retries and backoff must be >= 0, timeout > 0, chunk >= 1")
+        if o.max_concurrency is not None and o.max_concurrency < 1:
+            raise ConfigError("max_concurrency must be at least 1")
+        if o.worker_concurrency is not None and o.worker_concurrency < 1:
+            raise ConfigError("worker_concurrency must be at least 1")
+        if o.concurrency_key is not None and o.max_concurrency is None:
+            raise ConfigError("concurrency_key needs max_concurrency")
+        # one call a message with a concurrency cap, so that a free slot is filled by exactly one call
+        chunk = 1 if o.max_concurrency is not None else o.chunk
+        return replace(o, timeout=float(o.timeout), backoff=float(o.backoff), chunk=chunk)
 
     def concurrency_for(self, args: dict[str, Any]) -> str | None:
         if self.max_concurrency is None:
@@ -63,10 +111,49 @@ def parse_bytes(value: str | int | None) -> int:
         raise ConfigError(f"cannot read {value!r} as a size: use e.g. 512MB, 8GB") from None
 
 
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """Read once per function: a fan-out binds every call's arguments, and reading a signature costs
+    more than binding to it."""
+    return inspect.signature(fn)
+
+
+def _bind(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    sig = _signature(fn)
+    try:
+        bound = sig.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+    return dict(list(bound.arguments.items())[1:])
+
+
+def _check(name: str, kind: str, model: type[BaseModel], args: dict[str, Any]) -> None:
+    """Raise ValidationFailed unless ``args`` are JSON that the worker (or child job) will accept: the
+    error names the field, before anything is journaled or sent."""
+    try:
+        text = json.dumps(args, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        bad = next((k for k, v in args.items() if not _is_json(v)), None)
+        where = f" {bad!r}" if bad is not None else ""
+        raise ValidationFailed(f"argument{where} of {kind} {name!r} is not JSON: {exc}") from None
+    schema.validate_json(model, text)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
-class TaskDef:
+class TaskDef(Generic[P, R_co]):
+    """A task: its function, options and input model. Typed with the function's parameters ``P`` and
+    return type ``R``, so that ``ctx.run(task, ...)`` is checked like a call of the function."""
+
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[Concatenate[Any, P], R_co]
     options: TaskOptions
     model: type[BaseModel] = field(repr=False)
 
@@ -74,30 +161,43 @@ class TaskDef:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Turn a call's positional and keyword arguments into the keyword arguments stored."""
-        sig = inspect.signature(self.fn)
-        try:
-            bound = sig.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.name}: {exc}") from None
-        return {k: v for k, v in list(bound.arguments.items())[1:]}
+        return _bind(self.name, self.fn, args, kwargs)
 
-    def __call__(self, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    def check(self, args: dict[str, Any]) -> None:
+        """Raise ValidationFailed unless bound ``args`` are JSON that the task's schema accepts."""
+        _check(self.name, "task", self.model, args)
+
+    def __call__(self, ctx: Any, *args: P.args, **kwargs: P.kwargs) -> R_co:
         return self.fn(ctx, *args, **kwargs)
 
 
 @dataclass(frozen=True)
-class AgentDef:
+class AgentDef(Generic[P, R_co]):
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[Concatenate[Any, P], R_co]
     model: type[BaseModel] = field(repr=False)
 
     kind = "agent"
 
-    def __call__(self, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return _bind(self.name, self.fn, args, kwargs)
+
+    def check(self, args: dict[str, Any]) -> None:
+        _check(self.name, "agent", self.model, args)
+
+    def __call__(self, ctx: Any, *args: P.args, **kwargs: P.kwargs) -> R_co:
         return self.fn(ctx, *args, **kwargs)
 
 
-JobType = TaskDef | AgentDef
+JobType = TaskDef[Any, Any] | AgentDef[Any, Any]
+
+
+class _Register(Protocol):
+    def __call__(self, fn: Callable[Concatenate[Any, P], R]) -> TaskDef[P, R]: ...
+
+
+class _RegisterAgent(Protocol):
+    def __call__(self, fn: Callable[Concatenate[Any, P], R]) -> AgentDef[P, R]: ...
 
 
 class App:
@@ -107,8 +207,8 @@ class App:
         from agentbus.domain import builtins
 
         self.name = name
-        self.tasks: dict[str, TaskDef] = {}
-        self.agents: dict[str, AgentDef] = {}
+        self.tasks: dict[str, TaskDef[Any, Any]] = {}
+        self.agents: dict[str, AgentDef[Any, Any]] = {}
         builtins.register(self)
 
     def _check_name(self, name: str) -> None:
@@ -116,98 +216,47 @@ class App:
             raise ConfigError(f"{self.name}: the name {name!r} is registered twice")
 
     @overload
-    def task(self, fn: Callable[..., Any]) -> TaskDef: ...
+    def task(self, fn: Callable[Concatenate[Any, P], R]) -> TaskDef[P, R]: ...
 
     @overload
-    def task(
-        self,
-        fn: None = None,
-        *,
-        name: str | None = None,
-        device: Device = "cpu",
-        fallback: Literal["cpu"] | None = None,
-        retries: int = 0,
-        timeout: float = 300.0,
-        queue: str | None = None,
-        backoff: float = 0.5,
-        chunk: int | None = None,
-        gpu_memory: str | int | None = None,
-        concurrency_key: str | None = None,
-        max_concurrency: int | None = None,
-        worker_concurrency: int | None = None,
-    ) -> Callable[[Callable[..., Any]], TaskDef]: ...
+    def task(self, *, name: str | None = None, **options: Unpack[TaskOptionArgs]) -> _Register: ...
 
     def task(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        device: Device = "cpu",
-        fallback: Literal["cpu"] | None = None,
-        retries: int = 0,
-        timeout: float = 300.0,
-        queue: str | None = None,
-        backoff: float = 0.5,
-        chunk: int | None = None,
-        gpu_memory: str | int | None = None,
-        concurrency_key: str | None = None,
-        max_concurrency: int | None = None,
-        worker_concurrency: int | None = None,
-    ) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
-        if device not in DEVICES:
-            raise ConfigError(f"device must be one of {DEVICES}, not {device!r}")
-        if fallback not in (None, "cpu"):
-            raise ConfigError(f"fallback must be 'cpu' or None, not {fallback!r}")
-        if retries < 0 or timeout <= 0 or backoff < 0 or (chunk is not None and chunk < 1):
-            raise ConfigError("retries and backoff must be >= 0, timeout > 0, chunk >= 1")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ConfigError("max_concurrency must be at least 1")
-        if worker_concurrency is not None and worker_concurrency < 1:
-            raise ConfigError("worker_concurrency must be at least 1")
-        if concurrency_key is not None and max_concurrency is None:
-            raise ConfigError("concurrency_key needs max_concurrency")
-        if max_concurrency is not None:
-            chunk = 1  # one call a message, so a free slot is filled by exactly one call
-        options = TaskOptions(
-            device,
-            fallback,
-            retries,
-            float(timeout),
-            queue,
-            float(backoff),
-            chunk,
-            parse_bytes(gpu_memory),
-            concurrency_key,
-            max_concurrency,
-            worker_concurrency,
-        )
+        self, fn: Callable[..., Any] | None = None, *, name: str | None = None, **options: Unpack[TaskOptionArgs]
+    ) -> TaskDef[Any, Any] | _Register:
+        """Register a task: ``@app.task`` or ``@app.task(device="gpu", retries=2, ...)`` (``TaskOptions``)."""
+        checked = TaskOptions.build(**options)
 
-        def register(f: Callable[..., Any]) -> TaskDef:
+        def register(f: Callable[..., Any], /) -> TaskDef[Any, Any]:
             task_name = name or f.__name__
             self._check_name(task_name)
-            td = TaskDef(task_name, f, options, schema.input_model(task_name, f))
+            td = TaskDef(task_name, f, checked, schema.input_model(task_name, f))
             self.tasks[task_name] = td
             return td
 
-        return register(fn) if fn is not None else register
+        if fn is not None:
+            return register(fn)
+        return cast(_Register, register)  # mypy cannot match a plain callable to the generic protocol
 
     @overload
-    def agent(self, fn: Callable[..., Any]) -> AgentDef: ...
+    def agent(self, fn: Callable[Concatenate[Any, P], R]) -> AgentDef[P, R]: ...
 
     @overload
-    def agent(self, fn: None = None, *, name: str | None = None) -> Callable[[Callable[..., Any]], AgentDef]: ...
+    def agent(self, *, name: str | None = None) -> _RegisterAgent: ...
 
     def agent(
         self, fn: Callable[..., Any] | None = None, *, name: str | None = None
-    ) -> AgentDef | Callable[[Callable[..., Any]], AgentDef]:
-        def register(f: Callable[..., Any]) -> AgentDef:
+    ) -> AgentDef[Any, Any] | _RegisterAgent:
+        def register(f: Callable[..., Any], /) -> AgentDef[Any, Any]:
             agent_name = name or f.__name__
             self._check_name(agent_name)
             ad = AgentDef(agent_name, f, schema.input_model(agent_name, f))
             self.agents[agent_name] = ad
             return ad
 
-        return register(fn) if fn is not None else register
+        if fn is not None:
+            return register(fn)
+        return cast(_RegisterAgent, register)
 
     def include(self, other: App) -> None:
         """Register every task and agent of ``other`` here too."""
@@ -227,7 +276,7 @@ class App:
             raise NotFound(f"unknown job type {name!r}; known types: {known}")
         return found
 
-    def task_def(self, name: str) -> TaskDef:
+    def task_def(self, name: str) -> TaskDef[Any, Any]:
         try:
             return self.tasks[name]
         except KeyError:

@@ -8,10 +8,12 @@ service, bound to the job's tenant.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agentbus.domain.app import App
+    from agentbus.domain.context import AgentContext
 
 BUILTIN_PREFIX = "memory."
 
@@ -55,10 +57,20 @@ def register(app: App) -> None:
         return out
 
 
+class TaskMemory(Protocol):
+    """``ctx.memory`` inside a task: the worker's memory service, bound to the job's tenant."""
+
+    def store_items(self, namespace: str, items: Sequence[Mapping[str, Any]]) -> list[str]: ...
+
+    def search(self, namespace: str, **kwargs: Any) -> list[dict[str, Any]]: ...
+
+    def knn_batch(self, namespace: str, **kwargs: Any) -> list[list[dict[str, Any]]]: ...
+
+
 class AgentMemory:
     """``ctx.memory`` inside an agent: each call is a journaled step run by a built-in task."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: AgentContext) -> None:
         self._ctx = ctx
 
     def store(

@@ -18,18 +18,19 @@ still counted against the cap at once, so a fan-out over the cap fails before an
 from __future__ import annotations
 
 import traceback as _tb
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
 
 from agentbus.domain.app import AgentDef, App, TaskDef
 from agentbus.domain.builtins import AgentMemory
-from agentbus.domain.context import Context
+from agentbus.domain.context import AgentContext, Handle
 from agentbus.domain.errors import (
     NonDeterministicAgent,
     TaskCancelled,
     TaskFailed,
     TooManyTasks,
+    ValidationFailed,
 )
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.output import MAX_OUTPUT_BYTES, check_output
@@ -88,7 +89,7 @@ class StepRecord:
 @dataclass(frozen=True)
 class ScheduleTask:
     seq: int
-    task: TaskDef
+    task: TaskDef[Any, Any]
     args: dict[str, Any]
 
 
@@ -107,8 +108,11 @@ class StartTimer:
 
 @dataclass(frozen=True)
 class RecordValue:
+    """A value step, journaled as it is decided: ``now``, ``uuid``, ``wait_any`` (the index of the handle
+    it returned) and ``patched:<change id>`` markers."""
+
     seq: int
-    name: Literal["now", "uuid"]
+    name: str
     value: Any
 
 
@@ -138,6 +142,12 @@ class ReplayResult:
     more: bool = False
     """Suspended because this replay's budget of new calls was spent, not (only) to wait: replay again."""
     outputs: tuple[Emitted, ...] = ()
+    early: bool = False
+    """Suspended waiting for fewer steps than it has open (``wait_any``, or a wait on some steps while
+    others it started run on): replay it as each step finishes, not only once none is open."""
+    unfinished: tuple[int, ...] = ()
+    """Completed or failed with steps it started and never waited for still running: the steps to
+    cancel (docs/programming.md "Parallel steps"). Such steps that were new are not in ``commands``."""
 
 
 class _Suspend(BaseException):
@@ -154,8 +164,14 @@ def _raise_for(rec: StepRecord) -> NoReturn:
     raise TaskFailed(rec.name, err.type, err.message, err.traceback)
 
 
-class AgentContext(Context):
-    """The context an agent runs with during one replay."""
+PATCH_PREFIX = "patched:"
+MAX_CHANGE_ID = 120
+"""A patch marker is a value step named ``patched:<change id>`` (the steps' name column holds 200)."""
+
+
+class ReplayContext(AgentContext):
+    """The context an agent runs with during one replay: it answers each step from the journal, or
+    turns it into a command and, once the agent waits for something unfinished, suspends it."""
 
     def __init__(
         self,
@@ -182,6 +198,10 @@ class AgentContext(Context):
         self._frontier = max(journal, default=-1) + 1
         self._emits = 0
         self._max_output_bytes = max_output_bytes
+        self._patches: dict[str, bool] = {}
+        self.started: list[Handle[Any]] = []
+        self.blocked_on: set[int] | None = None
+        """The steps the agent suspended waiting for all of (None: waiting for any one, or not waiting)."""
         self.outputs: list[Emitted] = []
         self.memory = AgentMemory(self)
         self.divergence: NonDeterministicAgent | None = None
@@ -202,8 +222,9 @@ class AgentContext(Context):
         rec = self._journal.get(seq)
         if rec is not None and (rec.kind != kind or rec.name != name):
             self.divergence = self.divergence or NonDeterministicAgent(
-                f"step {seq}: the journal holds {rec.kind} {rec.name!r} but this replay asked for "
-                f"{kind} {name!r}; agent code must be deterministic (use ctx.now() and ctx.uuid())"
+                f"step {seq}: the journal recorded {rec.kind} {rec.name!r} but the code now asks for "
+                f"{kind} {name!r}; agent code must be deterministic (ctx.now() and ctx.uuid() for time and "
+                "randomness; ctx.patched() around a change to an agent's steps, docs/programming.md)"
             )
             raise self.divergence
         return seq, rec
@@ -212,14 +233,24 @@ class AgentContext(Context):
     def steps_taken(self) -> int:
         return self._seq
 
-    def _task(self, task: Any) -> TaskDef:
-        if isinstance(task, TaskDef):
-            return task
-        if isinstance(task, str):
-            return self.app.task_def(task)
-        if isinstance(task, AgentDef):
-            raise TypeError(f"{task.name!r} is an agent: use ctx.call_agent, not ctx.run")
-        raise TypeError(f"ctx.run expects a task (decorated with @app.task), got {task!r}")
+    def _resolve(self, target: Any, want: Literal["task", "agent", "any"]) -> TaskDef[Any, Any] | AgentDef[Any, Any]:
+        if isinstance(target, str):
+            if want != "task" and target in self.app.agents:
+                return self.app.agents[target]
+            if want == "agent":
+                raise TypeError(f"ctx.call_agent expects an agent, {target!r} is not one")
+            return self.app.task_def(target)
+        if isinstance(target, TaskDef):
+            if want == "agent":
+                raise TypeError(f"ctx.call_agent expects an agent, {target.name!r} is a task: use ctx.run")
+            return target
+        if isinstance(target, AgentDef):
+            if want == "task":
+                raise TypeError(f"{target.name!r} is an agent: use ctx.call_agent, not ctx.run")
+            if target.name not in self.app.agents:
+                raise TypeError(f"ctx.call_agent expects an agent of this App, {target.name!r} is not one")
+            return target
+        raise TypeError(f"expected a task (@app.task) or an agent (@app.agent), got {target!r}")
 
     def _budget_spent(self) -> bool:
         """Whether this replay may schedule no more calls; if so, the agent is to be replayed again."""
@@ -228,61 +259,50 @@ class AgentContext(Context):
             return True
         return False
 
-    def _schedule(self, cmd: ScheduleTask) -> None:
-        self.commands.append(cmd)
-        if self._calls_left is not None:
-            self._calls_left -= 1
-
-    # -- the public calls -----------------------------------------------------------------------
-    def run(self, task: Any, *args: Any, **kwargs: Any) -> Any:
-        td = self._task(task)
-        seq, rec = self._step("task", td.name)
+    # -- the primitives --------------------------------------------------------------------------
+    def _start(
+        self, target: TaskDef[Any, Any] | AgentDef[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Handle[Any]:
+        kind: StepKind = "task" if isinstance(target, TaskDef) else "agent"
+        seq, rec = self._step(kind, target.name)
         if rec is None:
-            if self._budget_spent():
-                raise _Suspend
-            self._schedule(ScheduleTask(seq, td, td.bind(args, kwargs)))
-            raise _Suspend
-        if not rec.state.terminal:
-            raise _Suspend
-        if rec.state == TaskState.SUCCEEDED:
-            return rec.result
-        _raise_for(rec)
+            # checked only when new (a journaled call was checked when it was sent); a bad call keeps
+            # its seq, empty in the journal for good, so that every replay raises at the same step
+            bound = _checked(target, args, kwargs)
+            if isinstance(target, AgentDef):
+                self.commands.append(StartChild(seq, target.name, bound))
+            elif not self._budget_spent():
+                # past the budget a call is counted against the cap (a fan-out over it fails now,
+                # before any of it is sent) but built and scheduled by a later replay
+                self.commands.append(ScheduleTask(seq, target, bound))
+                if self._calls_left is not None:
+                    self._calls_left -= 1
+        handle: Handle[Any] = Handle(self, seq, kind, target.name)
+        self.started.append(handle)
+        return handle
 
-    def map(
-        self, task: Any, items: Iterable[Any], *, unpack: bool = False, return_exceptions: bool = False
-    ) -> list[Any]:
-        """Run ``task`` once per item in parallel and wait for all (fan-out, fan-in).
+    def _ask(self, request: HumanRequest) -> Handle[dict[str, Any]]:
+        seq, rec = self._step("human", "ask_human")
+        if rec is None:
+            self.commands.append(AskHuman(seq, request))
+        handle: Handle[dict[str, Any]] = Handle(self, seq, "human", "ask_human")
+        self.started.append(handle)
+        return handle
 
-        Each item is the task's first argument; with ``unpack=True`` a dict item is passed as
-        keyword arguments and a list/tuple item as positional ones. A failed task raises its
-        ``TaskFailed`` once all have finished, unless ``return_exceptions`` puts it in the list.
-        """
-        td = self._task(task)
-        waiting = False
-        records: list[StepRecord] = []
-        for item in items:
-            seq, rec = self._step("task", td.name)
-            if rec is None and self._budget_spent():
-                # counted against the cap (a fan-out over it fails now, before any of it is sent),
-                # but built and scheduled by a later replay
-                waiting = True
-            elif rec is None:
-                if unpack and isinstance(item, dict):
-                    args = td.bind((), item)
-                elif unpack and isinstance(item, list | tuple):
-                    args = td.bind(tuple(item), {})
-                else:
-                    args = td.bind((item,), {})
-                self._schedule(ScheduleTask(seq, td, args))
-                waiting = True
-            elif not rec.state.terminal:
-                waiting = True
-            else:
-                records.append(rec)
-        if waiting:
+    def _record(self, handle: Handle[Any]) -> StepRecord | None:
+        if handle._ctx is not self:
+            raise ValueError(f"{handle!r} was started by another replay")
+        rec = self._journal.get(handle.seq)
+        return rec if rec is not None and rec.state.terminal else None
+
+    def _gather(self, handles: tuple[Handle[Any], ...], return_exceptions: bool) -> list[Any]:
+        records = [self._record(h) for h in handles]
+        done = [rec for rec in records if rec is not None]
+        if len(done) < len(records):
+            self.blocked_on = {h.seq for h, rec in zip(handles, records, strict=True) if rec is None}
             raise _Suspend
         out: list[Any] = []
-        for rec in records:
+        for rec in done:
             if rec.state == TaskState.SUCCEEDED:
                 out.append(rec.result)
                 continue
@@ -294,70 +314,34 @@ class AgentContext(Context):
                 out.append(exc)
         return out
 
-    def call_agent(self, agent: Any, **input: Any) -> Any:
-        name = agent.name if isinstance(agent, AgentDef) else str(agent)
-        if name not in self.app.agents:
-            raise TypeError(f"ctx.call_agent expects an agent, {name!r} is not one")
-        seq, rec = self._step("agent", name)
-        if rec is None:
-            self.commands.append(StartChild(seq, name, input))
-            raise _Suspend
-        if not rec.state.terminal:
-            raise _Suspend
-        if rec.state == TaskState.SUCCEEDED:
-            return rec.result
-        _raise_for(rec)
+    def _wait_any(self, handles: tuple[Handle[Any], ...]) -> Handle[Any]:
+        if not handles:
+            raise ValueError("ctx.wait_any needs at least one handle")
+        seq, rec = self._step("value", "wait_any")
+        if rec is not None:
+            index = rec.result
+            if not isinstance(index, int) or not 0 <= index < len(handles):
+                self.divergence = self.divergence or NonDeterministicAgent(
+                    f"step {seq}: the journal recorded wait_any choosing handle {index!r} but the code now "
+                    f"waits for {len(handles)} handles"
+                )
+                raise self.divergence
+            return handles[index]
+        finished = [i for i, h in enumerate(handles) if self._record(h) is not None]
+        if not finished:
+            raise _Suspend  # the same step is asked for again by the next replay (blocked_on None: any)
+        self.commands.append(RecordValue(seq, "wait_any", finished[0]))
+        return handles[finished[0]]
 
     def sleep(self, seconds: float) -> None:
         seq, rec = self._step("sleep", "sleep")
         if rec is None:
             self.commands.append(StartTimer(seq, self.now_unrecorded() + float(seconds)))
+            self.blocked_on = {seq}
             raise _Suspend
         if not rec.state.terminal:
+            self.blocked_on = {seq}
             raise _Suspend
-
-    def ask_human(
-        self,
-        prompt: str,
-        data: Any = None,
-        schema: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        on_timeout: str = "reject",
-        assignees: list[Any] | None = None,
-        webhook: str | None = None,
-    ) -> dict[str, Any]:
-        """Ask a person and wait (durably: no worker or orchestrator is held meanwhile).
-
-        Returns ``{approved, input, comment, by, at, timed_out}``. With ``on_timeout="fail"``
-        an expired question raises ``TaskFailed`` (error type ``ApprovalExpired``).
-        """
-        request = HumanRequest.build(prompt, data, schema, timeout, on_timeout, assignees, webhook)
-        return self._ask([request])[0]
-
-    def ask_all(self, questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Several questions at once (each a dict of ask_human's arguments); waits for every answer."""
-        return self._ask([HumanRequest.build(**q) for q in questions])
-
-    def _ask(self, requests: list[HumanRequest]) -> list[dict[str, Any]]:
-        waiting = False
-        records: list[StepRecord] = []
-        for request in requests:
-            seq, rec = self._step("human", "ask_human")
-            if rec is None:
-                self.commands.append(AskHuman(seq, request))
-                waiting = True
-            elif not rec.state.terminal:
-                waiting = True
-            else:
-                records.append(rec)
-        if waiting:
-            raise _Suspend
-        out: list[dict[str, Any]] = []
-        for rec in records:
-            if rec.state != TaskState.SUCCEEDED:
-                _raise_for(rec)
-            out.append(rec.result)
-        return out
 
     def emit(self, data: Any) -> None:
         """Partial output, sent once although the agent is replayed many times.
@@ -393,14 +377,50 @@ class AgentContext(Context):
         self.commands.append(RecordValue(seq, "uuid", value))
         return value
 
+    def patched(self, change_id: str) -> bool:
+        """Temporal's ``workflow.patched``: the first run of this point records a marker step and takes
+        the new branch; a journal with the marker here replays True; a journal holding another step
+        here was written by the code before the change and replays False (without taking a step, as
+        that code did not). Asked again in one run, the same change id answers the same."""
+        if not isinstance(change_id, str) or not 0 < len(change_id) <= MAX_CHANGE_ID:
+            raise ValueError(f"ctx.patched needs a change id of 1 to {MAX_CHANGE_ID} characters")
+        known = self._patches.get(change_id)
+        if known is not None:
+            return known
+        name = PATCH_PREFIX + change_id
+        rec = self._journal.get(self._seq)
+        if rec is not None and (rec.kind, rec.name) != ("value", name):
+            self._patches[change_id] = False
+            return False
+        seq, rec = self._step("value", name)
+        if rec is None:
+            self.commands.append(RecordValue(seq, name, True))
+        self._patches[change_id] = True
+        return True
 
-def _single_task_agent(ctx: Context, task: TaskDef, input: dict[str, Any]) -> Any:
+
+def _checked(
+    target: TaskDef[Any, Any] | AgentDef[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """A call's arguments by name, or ``TaskFailed`` (error type ``ValidationFailed``, naming the field)
+    that the agent can catch like any failed step."""
+    try:
+        bound = target.bind(args, kwargs)
+        target.check(bound)
+    except TypeError as exc:
+        raise TaskFailed(target.name, "ValidationFailed", str(exc)) from None
+    except ValidationFailed as exc:
+        raise TaskFailed(target.name, "ValidationFailed", exc.message) from None
+    return bound
+
+
+def _single_task_agent(ctx: AgentContext, task: TaskDef[Any, Any], input: dict[str, Any]) -> Any:
     return ctx.run(task, **input)
 
 
 def replay(
     app: App,
-    job_type: AgentDef | TaskDef,
+    job_type: AgentDef[Any, Any] | TaskDef[Any, Any],
     input: dict[str, Any],
     journal: Mapping[int, StepRecord],
     *,
@@ -416,7 +436,7 @@ def replay(
     A job that asks for more than ``max_steps`` steps fails with ``TooManyTasks`` and no commands:
     none of the calls it asked for this time is scheduled.
     """
-    ctx = AgentContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls, max_output_bytes)
+    ctx = ReplayContext(app, job_id, journal, clock, new_uuid, max_steps, max_new_calls, max_output_bytes)
     res = _run(ctx, job_type, input, journal)
     if ctx.over_cap is not None:
         res = ReplayResult("failed", (), error=ErrorInfo(type(ctx.over_cap).__name__, str(ctx.over_cap)))
@@ -425,11 +445,36 @@ def replay(
     elif ctx.divergence is not None:
         err = ctx.divergence
         res = ReplayResult("failed", res.commands, error=ErrorInfo(type(err).__name__, str(err)))
+    if res.status != "suspended" and ctx.started:
+        res = _drop_the_rest(res, ctx.started, journal)
+    elif res.status == "suspended" and ctx.started:
+        still_open = {h.seq for h in ctx.started if ctx._record(h) is None}
+        if ctx.blocked_on is None or still_open - ctx.blocked_on:
+            res = replace(res, early=True)
     return replace(res, outputs=tuple(ctx.outputs))
 
 
+_STARTS = (ScheduleTask, StartChild, AskHuman)
+
+
+def _drop_the_rest(res: ReplayResult, started: list[Handle[Any]], journal: Mapping[int, StepRecord]) -> ReplayResult:
+    """A job that ends leaves nothing running: of the steps it started and never waited for, a new one
+    is not sent at all and one already journaled but unfinished is to be cancelled."""
+    new = {c.seq for c in res.commands if isinstance(c, _STARTS)}
+    unfinished = tuple(
+        h.seq
+        for h in started
+        if h.seq not in new and (rec := journal.get(h.seq)) is not None and not rec.state.terminal
+    )
+    commands = tuple(c for c in res.commands if not isinstance(c, _STARTS))
+    return replace(res, commands=commands, unfinished=unfinished)
+
+
 def _run(
-    ctx: AgentContext, job_type: AgentDef | TaskDef, input: dict[str, Any], journal: Mapping[int, StepRecord]
+    ctx: ReplayContext,
+    job_type: AgentDef[Any, Any] | TaskDef[Any, Any],
+    input: dict[str, Any],
+    journal: Mapping[int, StepRecord],
 ) -> ReplayResult:
     try:
         if isinstance(job_type, TaskDef):
@@ -449,9 +494,10 @@ def _run(
         return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo.of(exc))
     extra = sorted(s for s in journal if s >= ctx.steps_taken)
     if extra:
+        rec = journal[extra[0]]
         err = NonDeterministicAgent(
-            f"the agent returned after {ctx.steps_taken} steps but the journal holds step {extra[0]}; "
-            "agent code must be deterministic"
+            f"step {extra[0]}: the journal recorded {rec.kind} {rec.name!r} but the code now returns after "
+            f"{ctx.steps_taken} steps; agent code must be deterministic (docs/programming.md)"
         )
         return ReplayResult("failed", tuple(ctx.commands), error=ErrorInfo(type(err).__name__, str(err)))
     return ReplayResult("completed", tuple(ctx.commands), result=result)

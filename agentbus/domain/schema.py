@@ -48,6 +48,15 @@ def validate(model: type[BaseModel], data: Any) -> dict[str, Any]:
     return dumped
 
 
+def validate_json(model: type[BaseModel], text: str) -> None:
+    """Raise ValidationFailed unless the JSON ``text`` is valid input (an agent's call, read as the
+    callee will read it)."""
+    try:
+        model.model_validate_json(text)
+    except ValidationError as exc:
+        raise validation_failed(exc, "arguments", []) from None
+
+
 def validation_failed(exc: ValidationError, what: str, prefix: list[str]) -> ValidationFailed:
     """pydantic's errors as a ValidationFailed (422) naming the first bad field, every error in its
     detail with ``loc`` under ``prefix``: the one shape of every validation error agentbus answers."""

@@ -18,6 +18,9 @@ from agentbus.client import Client
 from agentbus.security import keys
 from agentbus.store import Repositories
 
+TESTS = Path(__file__).resolve().parent.parent
+"""tests/, where the roles import the tests' App from."""
+
 FAST = {
     "AGENTBUS_RECONCILE_INTERVAL": "0.5",
     "AGENTBUS_RECONCILE_AFTER": "2",
@@ -57,7 +60,9 @@ class Cluster:
             "AGENTBUS_DATABASE_URL": pg_url,
             "AGENTBUS_REDIS_URL": redis_url,
             "AGENTBUS_API_URL": f"http://127.0.0.1:{self.port}",
-            "AGENTBUS_APP": "agentbus.examples:app",
+            # the examples plus the tests' own fixtures (tests/fixture_app.py), importable by every role
+            "AGENTBUS_APP": "fixture_app:app",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.key = self.new_key("default")

@@ -19,12 +19,13 @@ from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputSt
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
-from agentbus.examples import app as examples
 from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
 from agentbus.store import NewStep, Repositories, Retention, TaskOutcome, step_id
 from agentbus.worker.execute import Executor
+
+from fixture_app import app as examples
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 

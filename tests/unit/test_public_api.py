@@ -21,12 +21,15 @@ SUBPACKAGES = [
 
 def test_root_all_is_pinned() -> None:
     assert sorted(agentbus.__all__) == [
+        "AgentContext",
         "AgentbusError",
         "App",
         "Client",
         "Context",
+        "Handle",
         "NonDeterministicAgent",
         "TaskCancelled",
+        "TaskContext",
         "TaskFailed",
         "TaskTimeout",
         "__version__",

@@ -1,0 +1,83 @@
+"""What a row of the route table says about one API operation, and how a request finds its row.
+
+An ``Operation`` is the one place a route is declared: its method and path, the handler, who
+may call it (``access``: a key scope, ``ANY_KEY`` or ``PUBLIC``, never left out), and what
+``/openapi.json`` says of it. The starlette routes (``api/app.py``), the scope check
+(``api/auth.py``) and the OpenAPI paths (``api/openapi.py``) are all derived from the rows in
+``api/table.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Open(enum.Enum):
+    """An access that is no key scope: said explicitly in the row, so no route is open by omission."""
+
+    PUBLIC = "no key at all (the health checks a load balancer calls)"
+    ANY_KEY = "any valid key, whatever its scopes"
+
+
+PUBLIC = Open.PUBLIC
+ANY_KEY = Open.ANY_KEY
+Access = str | Open  # a scope of security.keys.SCOPES, or one of the two above
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented answer: its description and the schema of its body (none: no body shown)."""
+
+    description: str
+    schema: Mapping[str, Any] | None = None
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+    operation_id: str
+    summary: str
+    replies: Mapping[str, Reply]  # the answers of a call that got through: "200", "201", ...
+    errors: tuple[int, ...] = ()  # error statuses it may answer; 401/403/429 follow from ``access``
+    parameters: tuple[Mapping[str, Any], ...] = ()  # OpenAPI parameter objects
+    body: type[BaseModel] | None = None  # the JSON body it reads; its schema is a component
+    description: str | None = None
+
+    def route(self) -> Route:
+        return Route(self.path, self.handler, methods=[self.method])
+
+
+class RouteTable:
+    """The operations with the starlette route of each, built once; ``find`` matches a request
+    against them the way starlette's router does (a GET route answers HEAD too)."""
+
+    def __init__(self, operations: Sequence[Operation]) -> None:
+        self.operations = tuple(operations)
+        self._routes = [(op.route(), op) for op in self.operations]
+
+    @property
+    def routes(self) -> list[Route]:
+        return [route for route, _ in self._routes]
+
+    def find(self, scope: Scope) -> Operation | None:
+        """The operation a request calls; None for a path or a method no row declares."""
+        for route, op in self._routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return op
+        return None
