@@ -99,6 +99,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     # orchestrator
     lease_ttl_s: float = 10.0
+    shards: int = 1
+    """Control-stream partitions, each with a lease (domain/shards.py); the same in every role of a deployment."""
     reconcile_interval_s: float = 2.0
     reconcile_after_s: float = 5.0
     timer_interval_s: float = 0.1
@@ -181,6 +183,7 @@ class Settings:
             api_key=env.get("AGENTBUS_API_KEY", d.api_key),
             max_body_bytes=_int(env, "AGENTBUS_MAX_BODY_BYTES", d.max_body_bytes),
             lease_ttl_s=_float(env, "AGENTBUS_LEASE_TTL", d.lease_ttl_s),
+            shards=_int(env, "AGENTBUS_SHARDS", d.shards),
             reconcile_interval_s=_float(env, "AGENTBUS_RECONCILE_INTERVAL", d.reconcile_interval_s),
             reconcile_after_s=_float(env, "AGENTBUS_RECONCILE_AFTER", d.reconcile_after_s),
             timer_interval_s=_float(env, "AGENTBUS_TIMER_INTERVAL", d.timer_interval_s),

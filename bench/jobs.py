@@ -1,7 +1,7 @@
 """Many independent one-task jobs at once: agentbus beside Celery, arq and raw RQ, in one run.
 
     python -m bench.jobs [--clients 32] [--n 5000] [--submit-only] [--profile DIR] [--soak SECONDS]
-                         [--skip-baselines] [--write-docs]
+                         [--orchestrators N] [--shards K] [--skip-baselines] [--write-docs]
 
 Each of C clients submits a one-task job (``POST /jobs`` of ``echo``) and long-polls its result
 (``GET /jobs/{id}/results?wait=30``), then the next, until N jobs are done; the API, one
@@ -19,6 +19,9 @@ py-spy records every role during the measured window (collapsed stacks in DIR, a
 frames printed). ``--async-commit``: the roles connect with ``synchronous_commit=off``
 (docs/benchmarks.md says what a crash can lose). ``--soak S``: run for S seconds instead of N
 jobs and report resident memory of each role over time and PostgreSQL table growth per job.
+``--orchestrators N --shards K``: N orchestrators share K control-stream shards (every role runs
+with ``AGENTBUS_SHARDS=K``); the measured window starts once the shards are shared out, and each
+orchestrator's CPU per job is printed on its own line (docs/scaling.md).
 
 The load client is an asyncio loop with ``httpx.AsyncClient``; its own CPU use is printed
 (``client CPU``): near 100 % of a core it would be the bottleneck.
@@ -294,14 +297,31 @@ def start_agentbus(args: argparse.Namespace, db_name: str, api_only: bool = Fals
         "PYTHONPATH": str(ROOT),
         "AGENTBUS_RATE_READ": "100000/s:100000",
         "AGENTBUS_RATE_WRITE": "100000/s:100000",
+        "AGENTBUS_SHARDS": str(args.shards),  # every role publishes by the same K
     }
     roles = CountedRoles(env, ROOT / ".agentbus" / "bench-logs" / f"jobs-{uuid.uuid4().hex[:6]}")
     if not api_only:
-        roles.start("orchestrator", "--role", "orchestrator")
+        for i in range(args.orchestrators):
+            name = "orchestrator" if i == 0 else f"orchestrator{i}"
+            roles.start(name, "--role", "orchestrator", "--name", f"jobs-orch{i}", "--shards", str(args.shards))
+        _wait_shared(args.redis_url, args.shards, min(args.orchestrators, args.shards))
         for i in range(2):
             roles.start(f"worker{i}", "--role", "worker-cpu", "--name", f"jobs-w{i}")
     roles.api(args.port)
     return roles, db_url
+
+
+def _wait_shared(redis_url: str, shards: int, holders: int, timeout: float = 60.0) -> None:
+    """Until every shard is held, by ``holders`` orchestrators: a measured window never includes the sharing out."""
+    conn = redis.Redis.from_url(redis_url)
+    keys = ["agentbus:lease:orchestrator"] + [f"agentbus:lease:orchestrator.{k}" for k in range(1, shards)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owners = conn.mget(keys)
+        if None not in owners and len(set(owners)) >= holders:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the {shards} shards were not shared by {holders} orchestrators within {timeout:.0f} s")
 
 
 def per_job(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], jobs: int) -> list[str]:
@@ -320,7 +340,8 @@ def per_job(before: dict[str, dict[str, float]], after: dict[str, dict[str, floa
 def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str], Load]:
     rows: list[tuple[str, str]] = []
     notes: list[str] = []
-    roles, db_url = start_agentbus(args, "agentbus_bench_jobs", api_only=args.submit_only)
+    # one database per port: two runs at once (on different ports) never drop each other's
+    roles, db_url = start_agentbus(args, f"agentbus_bench_jobs_{args.port}", api_only=args.submit_only)
     base = f"http://127.0.0.1:{args.port}"
     try:
         clients = 50 if args.submit_only and args.clients == 32 else args.clients
@@ -337,6 +358,8 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
         tops = prof.stop() if prof else {}
         after, pg1 = roles.snapshot(), _pg_stats(db_url)
         what = "submit only" if args.submit_only else "submit → result"
+        if not args.submit_only and (args.orchestrators, args.shards) != (1, 1):
+            what += f", {args.orchestrators} orchestrator(s) over {args.shards} shard(s)"
         rows.append((f"agentbus, {clients} clients, {what}", load.line()))
         notes.append(f"load client CPU {100 * load.client_cpu:.0f} % of one core; load average {load.load_avg:.1f}")
         notes += per_job(before, after, load.done)
@@ -578,6 +601,8 @@ def main() -> None:
     )
     ap.add_argument("--redis-url", default=os.environ.get("AGENTBUS_TEST_REDIS", "redis://127.0.0.1:6379/14"))
     ap.add_argument("--port", type=int, default=8767)
+    ap.add_argument("--orchestrators", type=int, default=1, help="orchestrators sharing --shards (docs/scaling.md)")
+    ap.add_argument("--shards", type=int, default=1, help="control-stream shards (AGENTBUS_SHARDS) of every role")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()

@@ -37,7 +37,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
     pg = Guarded(None, "PostgreSQL", settings.breaker_fail_max, settings.breaker_reset_s)  # the breaker alone
     db: Any = repos.per_call(pg.over)
     redis_breaker = (settings.breaker_fail_max, settings.breaker_reset_s)
-    stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0]), "Redis", *redis_breaker)
+    stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0], shards=settings.shards), "Redis", *redis_breaker)
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
     limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)

@@ -1,8 +1,8 @@
-"""Redis: the control stream, RQ queues and workers, the orchestrator lease, worker heartbeats."""
+"""Redis: the control stream, RQ queues and workers, the orchestrators' shard leases, worker heartbeats."""
 
 from agentbus.bus.connection import connect, ping
 from agentbus.bus.fleet import Fleet
-from agentbus.bus.lease import Lease, lease_holder
+from agentbus.bus.lease import Lease, Roster, free_leases, lease_holder, lease_name, renew_all
 from agentbus.bus.notify import JobNotifier
 from agentbus.bus.output import OutputReader, OutputStream
 from agentbus.bus.queues import Dispatcher, queue_depths, queue_name
@@ -21,10 +21,14 @@ __all__ = [
     "Lease",
     "OutputReader",
     "OutputStream",
+    "Roster",
     "connect",
+    "free_leases",
     "lease_holder",
+    "lease_name",
     "ping",
     "queue_depths",
     "queue_name",
+    "renew_all",
     "run_worker",
 ]

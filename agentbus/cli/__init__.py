@@ -120,6 +120,14 @@ def run(
     ] = False,
     gpu_memory: Annotated[str, typer.Option(help="worker-gpu --simulate-gpu: the simulated device's memory")] = "16GB",
     name_suffix: Annotated[str | None, typer.Option(hidden=True)] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="control-stream partitions, each with a lease: orchestrators share them out; "
+            "every role of a deployment needs the same value (docs/scaling.md) [env AGENTBUS_SHARDS; 1]",
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
     metrics_port: Annotated[
@@ -130,7 +138,12 @@ def run(
     """Start one service."""
     level, fmt = (v.lower() if v else None for v in (log_level, log_format))
     settings = _settings(
-        app=app, worker_concurrency=concurrency, metrics_port=metrics_port, log_level=level, log_format=fmt
+        app=app,
+        worker_concurrency=concurrency,
+        metrics_port=metrics_port,
+        log_level=level,
+        log_format=fmt,
+        shards=shards,
     )
     from agentbus.observability import configure_logging, metrics, tracing
 

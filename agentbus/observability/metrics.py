@@ -58,6 +58,9 @@ SLOTS = Gauge("agentbus_worker_slots", "This worker's call slots, busy or free."
 LEASE_HELD = Gauge(
     "agentbus_orchestrator_lease_held", "1 while this orchestrator holds the lease (is active).", registry=None
 )
+SHARDS_HELD = Gauge(
+    "agentbus_orchestrator_shards_held", "How many control-stream shards this orchestrator holds.", registry=None
+)
 REPLAY = Histogram(
     "agentbus_replay_duration_seconds",
     "Advancing one job: load its journal, replay, record.",
@@ -106,7 +109,7 @@ MEMORY_INDEX = Gauge(
 )
 _ROLE_METRICS = {
     "api": (MEMORY_SEARCH, MEMORY_INDEX),
-    "orchestrator": (LEASE_HELD, REPLAY, DISPATCH_LAG, APPROVALS_EXPIRED),
+    "orchestrator": (LEASE_HELD, SHARDS_HELD, REPLAY, DISPATCH_LAG, APPROVALS_EXPIRED),
     "worker": (SLOTS, MEMORY_SEARCH, MEMORY_INDEX),
 }
 _registered: set[str] = set()
@@ -214,8 +217,10 @@ def http_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
-def watch_lease(held: Callable[[], bool]) -> None:
+def watch_lease(held: Callable[[], int]) -> None:
+    """``held``: how many shards this orchestrator holds; the lease is held while it holds any."""
     LEASE_HELD.set_function(lambda: 1.0 if held() else 0.0)
+    SHARDS_HELD.set_function(lambda: float(held()))
 
 
 def watch_slots(busy: Callable[[], int], total: int) -> None:

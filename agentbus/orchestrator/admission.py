@@ -9,7 +9,7 @@ a lost message, a lost worker) is routed afresh and parked the same way if it ca
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agentbus.domain import App, TaskState
 from agentbus.orchestrator.dispatch import Sender
@@ -25,9 +25,14 @@ class Admission:
         self.steps = steps
         self.router = router
         self.sender = sender
+        self.owns_pending: Callable[[], bool] = lambda: True
+        """Whether this process dispatches pending calls: with several shards only shard 0's holder
+        does, so two orchestrators never share out one concurrency slot twice (service.py)."""
 
     def dispatch_pending(self) -> int:
         """Dispatch pending calls that can go now: a GPU worker appeared, a concurrency slot freed."""
+        if not self.owns_pending():
+            return 0
         rows = self.steps.pending_tasks()
         if not rows:
             return 0

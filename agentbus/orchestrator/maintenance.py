@@ -11,6 +11,10 @@
   ``orphan_grace_s``, and calls that overran their timeout are failed.
 * retention: finished jobs older than ``AGENTBUS_RETENTION`` go, with everything that hangs off
   them, a batch at a time (``store/retention.py``; the rule is ``domain/retention.py``).
+
+All of it spans the deployment, whatever ``AGENTBUS_SHARDS``: it runs in the orchestrator that
+holds shard 0 (``service.py``), whose ``advance`` hands a job of a shard held elsewhere to that
+shard's holder as a ``job.advance`` event instead of advancing it here.
 """
 
 from __future__ import annotations

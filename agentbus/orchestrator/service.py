@@ -1,4 +1,4 @@
-"""The orchestrator role: active-passive, one consumer of the control stream."""
+"""The orchestrator role: holds shard leases (one shard: active/standby) and consumes their control streams."""
 
 from __future__ import annotations
 
@@ -8,11 +8,27 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from agentbus.bus import ControlStream, Dispatcher, Entry, Fleet, JobNotifier, Lease, OutputStream, ping, queue_depths
+from agentbus.bus import (
+    ControlStream,
+    Dispatcher,
+    Entry,
+    Fleet,
+    JobNotifier,
+    Lease,
+    OutputStream,
+    Roster,
+    free_leases,
+    lease_name,
+    ping,
+    queue_depths,
+    renew_all,
+)
 from agentbus.config import Settings, keyrings
-from agentbus.domain import App, Unavailable
+from agentbus.domain import App, ControlEvent, Unavailable
+from agentbus.domain.shards import fair_share, rebalance, shard_of
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
 from agentbus.orchestrator.compose import compose
 from agentbus.orchestrator.webhooks import WebhookSender
@@ -22,11 +38,23 @@ log = logging.getLogger("agentbus.orchestrator")
 
 
 class Orchestrator:
+    """Holds a fair share of the K shard leases (K = ``AGENTBUS_SHARDS``) and advances their jobs.
+
+    K = 1 is active/standby: one holds the lease, the others wait for it. With K > 1 each live
+    orchestrator holds at most ceil(K / live) shards (``domain/shards.py``), so several are
+    active, and a shard whose holder dies is taken by another once its lease expires. The work
+    that spans the whole deployment (timers, reconciler, reaper, retention, webhooks, pending
+    dispatches) runs under shard 0's lease only; it hands jobs of other shards to their holders
+    as ``job.advance`` events. Compare-and-set transitions keep a job safe in the moments when two
+    orchestrators both think they hold its shard.
+    """
+
     def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):
         self.settings = settings
         self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         stream_ring, dispatch_ring = keyrings(settings)
-        self.stream = ControlStream(conn, stream_ring)
+        self.shards = settings.shards
+        self.stream = ControlStream(conn, stream_ring, shards=settings.shards)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
         parts = compose(
             app,
@@ -42,17 +70,54 @@ class Orchestrator:
             retention=Retention(repos.db),
         )
         self.driver, self.maintenance = parts.driver, parts.maintenance
-        self.lease = Lease(conn, "orchestrator", self.id, int(settings.lease_ttl_s * 1000))
+        # Deployment-wide work is shard 0's holder's: pending calls are dispatched there only (two
+        # orchestrators would share out one concurrency slot twice), and a job that maintenance must
+        # advance goes to its own shard's holder when that is another orchestrator.
+        self.driver.admission.owns_pending = self.runs_maintenance
+        self.maintenance.advance = self._advance_or_hand_over
+        self._handover: list[str] = []
+        self.conn = conn
+        ttl_ms = int(settings.lease_ttl_s * 1000)
+        self.leases = [Lease(conn, lease_name(k), self.id, ttl_ms) for k in range(self.shards)]
+        self.roster = Roster(conn, self.id, ttl_ms)
+        self.held: frozenset[int] = frozenset()
+        """The shards whose leases this orchestrator holds; replaced whole by the lease thread only."""
         self.active = threading.Event()
-        metrics.watch_lease(self.active.is_set)
+        """Set while it holds any shard."""
+        metrics.watch_lease(lambda: len(self.held))
         self.stop = threading.Event()
+        self._foreign_warned = False
+        self._taken: set[int] = set()
+        """Shards acquired by the lease thread that the loop has not taken over yet (under ``_taken_lock``)."""
+        self._taken_lock = threading.Lock()
         secret = (settings.webhook_secret or settings.secret).encode()
         self.webhooks = WebhookSender(repos.webhooks, secret, settings.webhook_allow_private)
+
+    def runs_maintenance(self) -> bool:
+        return 0 in self.held
+
+    def owns(self, job_id: str) -> bool:
+        return shard_of(job_id, self.shards) in self.held
+
+    def _advance_or_hand_over(self, job_id: str) -> None:
+        if self.owns(job_id):
+            self.driver.advance(job_id)
+        else:
+            self._handover.append(job_id)
+
+    def _maintain(self, work: Callable[[], object]) -> object:
+        """Run one maintenance pass, then hand its jobs of other shards over in one message."""
+        try:
+            return work()
+        finally:
+            if self._handover:
+                jobs, self._handover = tuple(self._handover), []
+                self.stream.publish([ControlEvent("job.advance", jobs)])
 
     def _send_webhooks(self) -> None:
         """A thread of its own: a slow receiver never holds up the control loop."""
         while not self.stop.wait(0.5):
-            if not self.active.is_set():
+            if not self.runs_maintenance():
                 continue
             try:
                 self.webhooks.deliver_due()
@@ -61,34 +126,75 @@ class Orchestrator:
             except Exception:
                 log.exception("webhook delivery failed")
 
-    # -- lease ---------------------------------------------------------------------------------
-    def _keep_lease(self) -> None:
-        period = self.settings.lease_ttl_s / 4
-        while not self.stop.wait(period):
-            if not self.active.is_set():
-                continue
-            try:
-                held = self.lease.renew()
-            except Unavailable as exc:
-                log.warning("cannot renew the lease: %s", exc)
-                held = False
-            if not held:
-                log.warning("%s lost the lease; standing by", self.id)
-                self.active.clear()
+    # -- leases --------------------------------------------------------------------------------
+    def _set_held(self, held: set[int]) -> None:
+        if held != self.held:
+            log.warning("%s holds shard(s) %s of %d", self.id, sorted(held) or "none", self.shards)
+        self.held = frozenset(held)
+        if held:
+            self.active.set()
+        else:
+            self.active.clear()
 
-    def _try_take_over(self) -> bool:
+    def _keep_leases(self) -> None:
+        # Well inside the TTL, and often enough that a standby takes a free shard within a second.
+        period = min(1.0, self.settings.lease_ttl_s / 5)
+        while not self.stop.is_set():
+            try:
+                self._balance()
+            except Unavailable as exc:
+                log.warning("cannot renew the leases: %s; standing by", exc)
+                self._set_held(set())
+            except Exception:
+                log.exception("lease loop error; standing by")
+                self._set_held(set())
+            self.stop.wait(period)
+
+    def _balance(self) -> None:
+        """Renew the held shards, then take free ones or give some up to hold a fair share."""
+        mine = sorted(self.held)
+        held = {k for k, ok in zip(mine, renew_all(self.conn, [self.leases[k] for k in mine]), strict=True) if ok}
+        if held != self.held:
+            log.warning("%s lost shard(s) %s", self.id, sorted(self.held - held))
+        # One shard: the share is 1 however many are live, so nobody needs to count them.
+        live = self.roster.beat() if self.shards > 1 else 1
+        share = fair_share(self.shards, live)
+        free: list[int] = []
+        if len(held) < share:  # room for more: which are free
+            free = [k for k, ok in enumerate(free_leases(self.conn, [lease.name for lease in self.leases])) if ok]
+        take, give = rebalance(held, free, share)
+        if give:
+            held -= set(give)
+            self._set_held(held)  # stop reading them before another may
+            for k in give:
+                self.leases[k].release()
+        acquired = {k for k in take if self.leases[k].acquire()}
+        self._set_held(held | acquired)
+        with self._taken_lock:  # after they count as held: the loop takes over only shards still held
+            self._taken |= acquired
+
+    def _take_over(self) -> None:
+        """Claim what predecessors left on the shards acquired since the last look: every acquisition,
+        even of a shard this orchestrator held before (another may have held it in between)."""
+        with self._taken_lock:
+            taken, self._taken = self._taken, set()
+        shards = taken & self.held
+        if not shards:
+            return
         try:
-            if not self.lease.acquire():
-                return False
-        except Unavailable:
-            return False
-        log.warning("%s is the active orchestrator", self.id)
-        self.active.set()
-        self.stream.ensure_group()
-        # Entries read by a dead predecessor and never acknowledged are ours now.
-        self._handle(self.stream.claim_stale(self.id, min_idle_ms=0))
-        self.maintenance.reconcile()
-        return True
+            self._claim(shards)
+        except BaseException:
+            with self._taken_lock:
+                self._taken |= shards  # again on the next turn
+            raise
+
+    def _claim(self, shards: set[int]) -> None:
+        self.stream.ensure_group(sorted(shards))
+        # Entries read by a predecessor and never acknowledged are ours now.
+        for k in sorted(shards):
+            self._handle(self.stream.claim_stale(self.id, min_idle_ms=0, shard=k))
+        if 0 in shards:
+            self._maintain(self.maintenance.reconcile)
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle(self, entries: list[Entry]) -> None:
@@ -101,6 +207,7 @@ class Orchestrator:
             target = cancels if e.event.kind == "job.cancel" else others
             for job_id in e.event.job_ids:
                 target[job_id] = None
+        self._check_partition(entries)
         for job_id in cancels:
             self.driver.cancel(job_id)
         try:
@@ -112,7 +219,27 @@ class Orchestrator:
             alone = list(others)
         for job_id in alone:
             self._advance(job_id)
-        self.stream.ack([e.id for e in entries])
+        self.stream.ack_entries(entries)
+
+    def _check_partition(self, entries: list[Entry]) -> None:
+        """A job on another shard's stream: a producer runs with another AGENTBUS_SHARDS. The job is
+        advanced anyway (safe, compare-and-set), but say so once: the roles must agree on K."""
+        if self._foreign_warned:
+            return
+        for e in entries:
+            stray = [j for j in e.event.job_ids if shard_of(j, self.shards) != e.shard]
+            if stray:
+                self._foreign_warned = True
+                log.warning(
+                    "job %s arrived on shard %d's stream, not its own (%d of %d): "
+                    "does every role run with AGENTBUS_SHARDS=%d?",
+                    stray[0],
+                    e.shard,
+                    shard_of(stray[0], self.shards),
+                    self.shards,
+                    self.shards,
+                )
+                return
 
     def _advance(self, job_id: str, resume: bool = False) -> None:
         try:
@@ -125,27 +252,32 @@ class Orchestrator:
             log.exception("advancing job %s failed; the reconciler will retry", job_id)
 
     def run(self) -> None:
-        threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        leases = threading.Thread(target=self._keep_leases, name="lease", daemon=True)
+        leases.start()
         threading.Thread(target=self._send_webhooks, name="webhooks", daemon=True).start()
         next_timers = next_reconcile = 0.0
         next_purge = time.monotonic() + self.settings.reconcile_interval_s
         while not self.stop.is_set():
             try:
-                if not self.active.is_set():
-                    if not self._try_take_over():
-                        self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
+                self._take_over()
+                held = self.held
+                if not held:
+                    self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
                     continue
                 # a fan-out being built in parts: poll, do not block, between its parts
-                self._handle(self.stream.read(self.id, count=1000, block_ms=1 if self.driver.resuming else 100))
+                block_ms = 1 if self.driver.resuming else 100
+                self._handle(self.stream.read(self.id, count=1000, block_ms=block_ms, shards=sorted(held)))
                 for job_id in self.driver.take_resumable():
                     self._advance(job_id, resume=True)
+                if 0 not in held:
+                    continue
                 now = time.monotonic()
                 if now >= next_timers:
-                    self.maintenance.timers()
+                    self._maintain(self.maintenance.timers)
                     next_timers = now + self.settings.timer_interval_s
                 if now >= next_reconcile:
-                    self.maintenance.reconcile()
-                    self.maintenance.reap()
+                    self._maintain(self.maintenance.reconcile)
+                    self._maintain(self.maintenance.reap)
                     next_reconcile = now + self.settings.reconcile_interval_s
                 if now >= next_purge:
                     # A full batch: more is waiting, the next in a reconcile interval (2 s), not at once: a batch
@@ -159,11 +291,20 @@ class Orchestrator:
             except Exception:
                 log.exception("orchestrator loop error")
                 self.stop.wait(1.0)
-        if self.active.is_set():
-            try:
-                self.lease.release()
-            except Unavailable:
-                pass
+        leases.join(5)  # no renewal after the release below
+        self._leave()
+
+    def _leave(self) -> None:
+        """Hand the shards back at once (a standby need not wait for the TTL)."""
+        held = self.held
+        self._set_held(set())
+        try:
+            for k in held:
+                self.leases[k].release()
+            if self.shards > 1:
+                self.roster.leave()
+        except Unavailable:
+            pass
 
 
 def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> None:
@@ -178,10 +319,12 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
     metrics.watch_jobs(repos.jobs.open_jobs_by_state, repos.approvals.pending_approvals)
 
     def readiness() -> Readiness:
-        """Ready when Redis and PostgreSQL answer: holding the lease, or a healthy standby."""
+        """Ready when Redis and PostgreSQL answer: holding shards, or a healthy standby."""
         checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(repos.jobs)})
         ok = all(v == "ok" for v in checks.values())
-        return Readiness(ok, {"lease": "held" if orch.active.is_set() else "standby", "id": orch.id, "checks": checks})
+        held = sorted(orch.held)
+        lease = "held" if held else "standby"
+        return Readiness(ok, {"lease": lease, "shards": held, "of": orch.shards, "id": orch.id, "checks": checks})
 
     server = MetricsServer(settings.metrics_port, readiness=readiness).start()
 
@@ -190,7 +333,7 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.warning("orchestrator %s started (standby until it holds the lease)", orch.id)
+    log.warning("orchestrator %s started over %d shard(s) (standby until it holds one)", orch.id, orch.shards)
     orch.run()
     server.close()
     repos.close()

@@ -55,7 +55,7 @@ def run_worker_role(
     concurrency = default_concurrency(settings, str(device.get("kind")))
     # the main loop, the outcome writer and sync calls that use memory each hold a connection a while
     repos = Repositories.from_url(settings.database_url, max_connections=16)
-    stream = ControlStream(conn, stream_ring)
+    stream = ControlStream(conn, stream_ring, shards=settings.shards)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
     queues = listen_order(targets)

@@ -73,4 +73,5 @@ def test_a_route_no_row_declares_is_401_without_a_key_and_404_with_any_key(web: 
     narrow = key(sqlite_url, ("memory:read",))
     assert web.get("/nope", headers=narrow).status_code == 404
     assert web.post("/jobs/x/nope", headers=narrow).status_code == 404
+    assert web.post("/healthz").status_code == 405  # a public path with another method: no key asked
     assert web.delete("/jobs", headers=narrow).status_code == 405

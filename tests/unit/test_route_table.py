@@ -54,6 +54,8 @@ def test_a_request_finds_its_operation_as_the_router_matches_it() -> None:
     assert table.find(_scope("GET", "/nope")) is None
     assert table.find(_scope("DELETE", "/jobs")) is None  # a path of the table, not with this method
     assert table.find(_scope("GET", "/jobs/")) is None  # paths are exact
+    wrong_method = table.find(_scope("POST", "/healthz"))  # a public path stays public: the router says 405
+    assert wrong_method is not None and wrong_method.access is PUBLIC
 
 
 def test_the_openapi_paths_are_the_table() -> None:
