@@ -42,7 +42,6 @@ from agentbus.store import KeyRecord
 log = logging.getLogger("agentbus.api")
 
 CONSOLE = "/ui"  # the web console signs people in with a session cookie of its own (api/console)
-KEY_CACHE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,7 @@ class AuthMiddleware:
         self.factor = settings.tenant_rate_factor
         self.authfail = Rate.parse(settings.authfail_rate)
         self.proxies = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
+        self.key_cache_s = settings.key_cache_s
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._blocked: dict[str, float] = {}  # "addr:<ip>" / "key:<id>" → until when failures get a 429
 
@@ -228,7 +228,7 @@ class AuthMiddleware:
 
     def _key(self, key_id: str) -> KeyRecord | None:
         cached = self._keys.get(key_id)
-        if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_S:
+        if cached is not None and time.monotonic() - cached[0] < self.key_cache_s:
             return cached[1]
         rec: KeyRecord | None = self.key_repo.find_key(key_id)
         if len(self._keys) > 10_000:

@@ -46,7 +46,6 @@ LOOK_BACK_S = 2.0
 # of its job are still open, is not: a stream also re-reads this often (jittered).
 RECHECK_S = 2.0
 SETTLE_S = 0.2
-KEEPALIVE_S = 15.0
 OUTPUT_PAGE = 1000
 
 
@@ -111,6 +110,7 @@ async def job_events(request: Request) -> StreamingResponse:
     st = _state(request)
     job_id = _job_id(request)
     since, out_after = _since(request)
+    keepalive_s = st.settings.events_keepalive_s
     await run_in_threadpool(st.jobs.get_job, job_id, tenant_of(request))  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
@@ -147,10 +147,10 @@ async def job_events(request: Request) -> StreamingResponse:
                     return
                 if fresh or frames:
                     last_sent = time.monotonic()
-                elif time.monotonic() - last_sent >= KEEPALIVE_S:
+                elif time.monotonic() - last_sent >= keepalive_s:
                     last_sent = time.monotonic()
                     yield ": keep-alive\n\n"
                 # once finished, one more read soon for changes that committed late; else wait
-                read_record, _ = await wait(SETTLE_S if finished else KEEPALIVE_S - (time.monotonic() - last_sent))
+                read_record, _ = await wait(SETTLE_S if finished else keepalive_s - (time.monotonic() - last_sent))
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -21,10 +21,9 @@ from redis import asyncio as aioredis
 
 from agentbus.bus.connection import translate_errors
 from agentbus.domain import Unavailable
-from agentbus.domain.output import OUTPUT_BUFFER, OutputRecord, record_from_json, record_to_json
+from agentbus.domain.output import OUTPUT_BUFFER, OUTPUT_TTL_S, OutputRecord, record_from_json, record_to_json
 
 OUTPUT_NOTICE = "agentbus:job-output:"
-OUTPUT_TTL_S = 3600.0
 
 # KEYS: stream, counter, notice channel; ARGV: maxlen, ttl seconds, then one JSON record each
 _APPEND = """

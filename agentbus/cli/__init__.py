@@ -617,7 +617,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a uniqu
         )
     finally:
         repos.close()
-    out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within 5 s")
+    out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within AGENTBUS_KEY_CACHE (5 s)")
 
 
 @cli.command()
@@ -650,6 +650,30 @@ def purge(
     verb = "would delete" if dry_run else "deleted"
     summary = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in vars(counts).items())
     out.print(f"{verb}: {summary}")
+
+
+@cli.command("config")
+def config_(
+    output: OutputOption = Output.table,
+    docs: Annotated[bool, typer.Option("--docs", help="print the reference (docs/configuration.md) instead")] = False,
+) -> None:
+    """The settings in effect here and where each came from (default or env), secrets masked.
+
+    Checks them as a role would at start: a bad value is an error naming its variable.
+    """
+    from agentbus.config.reference import effective, markdown
+
+    if docs:
+        sys.stdout.write(markdown())
+        return
+    entries = effective()
+    if output == Output.json:
+        print_json({"settings": [e.to_json() for e in entries]})
+        return
+    table = id_table("variable", "source", "value", ids=2)
+    for e in entries:
+        table.add_row(e.env, "[bold]env[/]" if e.source == "env" else "default", escape(e.text))
+    out.print(table)
 
 
 def main() -> None:

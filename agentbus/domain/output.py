@@ -24,6 +24,8 @@ MAX_OUTPUT_BYTES = 65_536
 """Default size cap of one ``ctx.emit`` (its JSON text)."""
 OUTPUT_BUFFER = 1000
 """Default outputs kept per call in a worker before sending, and per job in Redis for readers."""
+OUTPUT_TTL_S = 3600.0
+"""Default life of a job's output stream after its last output."""
 
 
 def check_output(data: Any, max_bytes: int = MAX_OUTPUT_BYTES) -> str:

@@ -1,7 +1,8 @@
 """When a failed call runs again: the one retry and backoff rule of the bus.
 
-The worker applies it to a call that raised, the reaper to a call that overran its timeout,
-and the webhook sender to a delivery that failed; none of them has its own copy.
+The worker applies it to a call that raised, the reaper to a call that overran its timeout;
+neither has its own copy. (Webhook deliveries have their own, configured cap:
+``AGENTBUS_WEBHOOK_MAX_BACKOFF``.)
 """
 
 from __future__ import annotations

@@ -91,7 +91,13 @@ class Orchestrator:
         """Shards acquired by the lease thread that the loop has not taken over yet (under ``_taken_lock``)."""
         self._taken_lock = threading.Lock()
         secret = (settings.webhook_secret or settings.secret).encode()
-        self.webhooks = WebhookSender(repos.webhooks, secret, settings.webhook_allow_private)
+        self.webhooks = WebhookSender(
+            repos.webhooks,
+            secret,
+            settings.webhook_allow_private,
+            max_attempts=settings.webhook_max_attempts,
+            max_backoff_s=settings.webhook_max_backoff_s,
+        )
 
     def runs_maintenance(self) -> bool:
         return 0 in self.held

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 
 import httpx
 
+from agentbus.config import sections
 from agentbus.domain import InvalidInput, Unavailable
-from agentbus.domain.retry import backoff_delay
 from agentbus.orchestrator.ports import Webhooks
 from agentbus.security import webhooks
 from agentbus.store import WebhookRow
 
 log = logging.getLogger("agentbus.webhooks")
-
-MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,8 @@ class WebhookSender:
         deadline: float = 10.0,
         concurrency: int = 16,
         resolver: webhooks.Resolver = webhooks.system_resolver,
+        max_attempts: int = sections.Webhooks.webhook_max_attempts,
+        max_backoff_s: float = sections.Webhooks.webhook_max_backoff_s,
     ) -> None:
         self.outbox = outbox
         self.secret = secret
@@ -53,6 +53,8 @@ class WebhookSender:
         self.deadline = deadline  # the whole delivery: resolving, connecting, sending, the answer
         self.concurrency = concurrency
         self.resolver = resolver
+        self.max_attempts = max_attempts
+        self.max_backoff_s = max_backoff_s
         # Resolving blocks; it runs here rather than in the event loop's default executor, which
         # asyncio.run joins at the end of each round: a hung lookup would hold the round past
         # its deadline.
@@ -129,11 +131,11 @@ class WebhookSender:
         now = time.time()
         if attempt.outcome == "delivered":
             self.outbox.webhook_attempted(d.id, "delivered", now, None)
-        elif attempt.outcome in ("refused", "failed") or d.attempts + 1 >= MAX_ATTEMPTS:
+        elif attempt.outcome in ("refused", "failed") or d.attempts + 1 >= self.max_attempts:
             status = "failed" if attempt.outcome == "retry" else attempt.outcome
             self.outbox.webhook_attempted(d.id, status, now, attempt.error)
         else:
-            delay = backoff_delay(1.0, d.attempts + 1)  # 1 s, 2 s, 4 s, ...
+            delay = min(self.max_backoff_s, 2**d.attempts)
             self.outbox.webhook_attempted(d.id, "pending", now + delay, attempt.error)
 
     def close(self) -> None:

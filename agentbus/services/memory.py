@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from agentbus import memory
+from agentbus.config import sections
 from agentbus.domain.errors import InvalidInput, NotFound, PayloadTooLarge, ValidationFailed
 from agentbus.domain.jsonsafe import first_problem, text_problem
 from agentbus.memory.keywords import KeywordIndex, fuse
@@ -42,7 +43,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")
 MAX_TEXT = 100_000
 REFRESH_SLICE = 50_000
 LOAD_CHUNK = 65_536
-DEFAULT_BUDGET = 640 << 20  # the vector caches of a 1 GB replica, leaving room for the process itself
 # Python-side cost of an item beyond its vector arrays: its id (str, dict entry, list slot) and
 # metadata; measured ~240 B for 1M short ids (docs/memory.md), so this errs on the safe side
 ITEM_OVERHEAD = 260
@@ -79,11 +79,11 @@ class MemoryService:
     def __init__(
         self,
         store: Memory,
-        embedder: str = "hash",
-        max_batch: int = 1000,
-        max_items: int = 1_000_000,
+        embedder: str = sections.Memory.embedder,
+        max_batch: int = sections.Memory.memory_max_batch,
+        max_items: int = sections.Memory.max_memory_items,
         *,
-        budget: int = DEFAULT_BUDGET,
+        budget: int = sections.Memory.memory_budget,
     ):
         self.store = store
         self.embedder_name = embedder

@@ -101,3 +101,31 @@ def test_settings_are_frozen() -> None:
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTBUS_REDIS_URL", "redis://from-os:6379/3")
     assert Settings.from_env().redis_url == "redis://from-os:6379/3"
+
+
+@pytest.mark.parametrize("secret", [None, "", DEV_SECRET])
+def test_production_refuses_an_unset_empty_or_development_secret(secret: str | None) -> None:
+    env = {"AGENTBUS_ENV": "production"} | ({} if secret is None else {"AGENTBUS_SECRET": secret})
+    with pytest.raises(ConfigError, match="AGENTBUS_SECRET"):
+        Settings.from_env(env)
+
+
+def test_production_runs_with_its_own_secret_and_dev_with_the_default() -> None:
+    assert Settings.from_env({"AGENTBUS_ENV": "production", "AGENTBUS_SECRET": "s" * 32}).secret == "s" * 32
+    assert Settings.from_env({}).secret == DEV_SECRET
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("AGENTBUS_DATABASE_URL", "mysql://db/x"),
+        ("AGENTBUS_REDIS_URL", "cache:6379"),
+        ("AGENTBUS_API_URL", "ftp://api"),
+        ("AGENTBUS_RATE_READ", "fast"),
+        ("AGENTBUS_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("AGENTBUS_TRUSTED_PROXIES", "example.com"),
+    ],
+)
+def test_urls_rates_flags_and_networks_are_checked_at_start(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env({key: value})

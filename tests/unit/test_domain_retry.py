@@ -1,5 +1,5 @@
-"""The one retry and backoff rule, used by the worker (a call that raised), the reaper (a call
-that overran its timeout) and the webhook sender: tested without PostgreSQL or Redis."""
+"""The one retry and backoff rule of task calls, used by the worker (a call that raised) and the
+reaper (a call that overran its timeout): tested without PostgreSQL or Redis."""
 
 from __future__ import annotations
 

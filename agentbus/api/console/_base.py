@@ -98,7 +98,7 @@ def console(request: Request) -> Console:
             ConnectionPerCall(ConsoleQueries(api.jobs.db)), "PostgreSQL", cfg.breaker_fail_max, cfg.breaker_reset_s
         )
         limiter = getattr(request.app.state, "limiter", None)  # the API's own (create_app shares it)
-        found = Console(api, Sessions(cfg.secret), queries, Limits(limiter, cfg))
+        found = Console(api, Sessions(cfg.secret, cfg.console_session_s), queries, Limits(limiter, cfg))
         request.app.state.console = found
     return found
 

@@ -22,12 +22,12 @@ import time
 from typing import Any
 
 from agentbus.api.auth import Principal
+from agentbus.config import sections
 from agentbus.domain import Unauthorized
 from agentbus.security import keys
 
 COOKIE = "ab_console"
 LOGIN_COOKIE = "ab_console_login"
-SESSION_S = 8 * 3600
 LOGIN_S = 3600
 
 
@@ -36,7 +36,8 @@ def _b64(raw: bytes) -> str:
 
 
 class Sessions:
-    def __init__(self, server_secret: str) -> None:
+    def __init__(self, server_secret: str, session_s: float = sections.Api.console_session_s) -> None:
+        self.session_s = session_s
         self._k = hmac.new(server_secret.encode(), b"agentbus console session v1", hashlib.sha256).digest()
 
     def _mac(self, *parts: str) -> str:
@@ -58,7 +59,7 @@ class Sessions:
 
     def issue(self, key_repo: Any, principal: Principal, now: float | None = None) -> str:
         rec = key_repo.find_key(principal.key_id)
-        expires = str(int((now or time.time()) + SESSION_S))
+        expires = str(int((now or time.time()) + self.session_s))
         nonce = secrets.token_urlsafe(16)
         mac = self._mac(principal.key_id, expires, nonce, rec.secret_hash)
         return ".".join((principal.key_id, expires, nonce, mac))

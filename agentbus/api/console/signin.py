@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentbus.api.console._base import PREFIX, console, form_of, page, redirect, signed_in
-from agentbus.api.console._session import COOKIE, LOGIN_COOKIE, LOGIN_S, SESSION_S
+from agentbus.api.console._session import COOKIE, LOGIN_COOKIE, LOGIN_S
 from agentbus.domain import Unauthorized
 from agentbus.security import keys
 
@@ -71,7 +71,7 @@ async def login(request: Request) -> Response:
     response.set_cookie(
         COOKIE,
         cookie,
-        max_age=SESSION_S,
+        max_age=int(c.sessions.session_s),
         path=PREFIX,
         httponly=True,
         samesite="strict",

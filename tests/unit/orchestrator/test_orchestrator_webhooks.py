@@ -7,8 +7,11 @@ import socket
 import time
 from collections.abc import Sequence
 
-from agentbus.orchestrator.webhooks import MAX_ATTEMPTS, WebhookSender
+from agentbus.config import Settings
+from agentbus.orchestrator.webhooks import WebhookSender
 from agentbus.store import WebhookRow
+
+MAX_ATTEMPTS = Settings().webhook_max_attempts  # the sender's default: AGENTBUS_WEBHOOK_MAX_ATTEMPTS
 
 
 class Outbox:
