@@ -338,6 +338,15 @@ def status(output: OutputOption = Output.table) -> None:
     )
     jobs = st["jobs"]
     out.print(f"orchestrator: {holder}")
+    shards = st.get("shards", [])
+    if len(shards) > 1:  # --shards K: who holds each (an unheld shard's jobs wait for a standby)
+        out.print(
+            "shards: "
+            + ", ".join(
+                f"{s['shard']} [green]{escape(s['holder'])}[/]" if s["holder"] else f"{s['shard']} [red]unheld[/]"
+                for s in shards
+            )
+        )
     out.print(
         "open jobs: "
         + ", ".join(f"{k} {v}" for k, v in jobs.items())

@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from agentbus.api import create_app
-from agentbus.bus import Dispatcher, Fleet, Lease, connect
+from agentbus.bus import Dispatcher, Fleet, Lease, connect, lease_name
 from agentbus.config import Settings, keyrings
 from agentbus.domain import Dispatch, TaskCall
 from agentbus.domain.messages import Heartbeat
@@ -62,3 +62,15 @@ def test_status_shows_lease_queues_jobs_workers_and_failures(
     ]
     assert st["recent_failures"] == []
     store.jobs.cancel_job(job["id"])
+
+
+def test_status_names_the_holder_of_each_shard(pg_url: str, redis_url: str, store: Repositories) -> None:
+    """With --shards K an operator sees which orchestrator holds which shard, and which none holds."""
+    admin, _ = store.keys.create_key("acme", ("admin",))
+    Lease(connect(redis_url), lease_name(2), "orch-b", 10_000).acquire()
+    Lease(connect(redis_url), lease_name(0), "orch-a", 10_000).acquire()
+    settings = Settings(database_url=pg_url, redis_url=redis_url, shards=3)
+    with TestClient(create_app(settings, examples)) as web:
+        st = web.get("/status", headers=bearer(admin)).json()
+    assert [(s["shard"], s["holder"]) for s in st["shards"]] == [(0, "orch-a"), (1, None), (2, "orch-b")]
+    assert st["orchestrator"]["lease_holder"] == "orch-a"  # shard 0's lease is the one lease of K=1
