@@ -35,6 +35,7 @@ from agentbus.cli._output import (
 from agentbus.client import Client, JobResult, schema
 from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
+from agentbus.config.reference import option_help
 from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
 
 __all__ = ["cli", "main"]
@@ -76,10 +77,8 @@ class Role(StrEnum):
     worker_gpu = "worker-gpu"
 
 
-LogLevelOption = Annotated[
-    str | None, typer.Option(help="debug, info, warning, error [env AGENTBUS_LOG_LEVEL; warning]")
-]
-LogFormatOption = Annotated[str | None, typer.Option(help="text or json lines [env AGENTBUS_LOG_FORMAT; text]")]
+LogLevelOption = Annotated[str | None, typer.Option(help=option_help("log_level", "debug, info, warning, error"))]
+LogFormatOption = Annotated[str | None, typer.Option(help=option_help("log_format", "text or json lines"))]
 
 
 def load_app(spec: str) -> App:
@@ -104,7 +103,7 @@ def _settings(**overrides: Any) -> Settings:
 @cli.command()
 def run(
     role: Annotated[Role, typer.Option(help="which service to run")],
-    app: Annotated[str | None, typer.Option(help="module:attr of your App [env AGENTBUS_APP]")] = None,
+    app: Annotated[str | None, typer.Option(help=option_help("app", "module:attr of your App"))] = None,
     host: Annotated[str, typer.Option(help="api: address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="api: port")] = 8000,
     queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues to serve")] = None,
@@ -112,7 +111,7 @@ def run(
     burst: Annotated[bool, typer.Option(help="workers: exit when the queues are empty")] = False,
     concurrency: Annotated[
         int | None,
-        typer.Option(help="workers: calls in flight per process [env AGENTBUS_WORKER_CONCURRENCY; 100 cpu, 1 gpu]"),
+        typer.Option(help=option_help("worker_concurrency", "workers: calls in flight per process", "100 cpu, 1 gpu")),
     ] = None,
     gpus: Annotated[str | None, typer.Option(help="worker-gpu: one process per GPU index, e.g. 0,1")] = None,
     simulate_gpu: Annotated[
@@ -124,15 +123,18 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            help="control-stream partitions, each with a lease: orchestrators share them out; "
-            "every role of a deployment needs the same value (docs/scaling.md) [env AGENTBUS_SHARDS; 1]",
+            help=option_help(
+                "shards",
+                "control-stream partitions, each with a lease: orchestrators share them out; "
+                "every role of a deployment needs the same value (docs/scaling.md)",
+            ),
         ),
     ] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="/metrics here, /healthz and /readyz (not on the api); 0: none [env AGENTBUS_METRICS_PORT]"),
+        typer.Option(help=option_help("metrics_port", "/metrics here, /healthz and /readyz (not on the api); 0: none")),
     ] = None,
 ) -> None:
     """Start one service."""
@@ -632,7 +634,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a uniqu
 @cli.command()
 def purge(
     older_than: Annotated[
-        str | None, typer.Option(help="finished before this long ago, e.g. 30d, 12h [env AGENTBUS_RETENTION]")
+        str | None, typer.Option(help=option_help("retention_s", "finished before this long ago, e.g. 30d, 12h"))
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="count what would go, delete nothing")] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="rows per transaction")] = 1000,
