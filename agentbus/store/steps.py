@@ -89,27 +89,8 @@ class Steps(Repository):
         self.events = events
         self.approvals = approvals
 
-    @translate_errors
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
-        q = (
-            Step.select(
-                Step.seq,
-                Step.kind,
-                Step.name,
-                Step.state,
-                Step.result,
-                Step.error_type,
-                Step.error_message,
-                Step.error_traceback,
-            )
-            .where(Step.job_id == job_id)
-            .tuples()
-        )
-        journal: dict[int, StepRecord] = {}
-        for seq, kind, name, state, result, etype, emsg, etb in q:
-            err = ErrorInfo(etype, emsg or "", etb) if etype else None
-            journal[seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
-        return journal
+        return self.load_journals([job_id])[job_id]
 
     @translate_errors
     def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
