@@ -13,12 +13,9 @@ from typing import Any
 
 from agentbus.bus import (
     ControlStream,
-    Dispatcher,
     Entry,
     Fleet,
-    JobNotifier,
     Lease,
-    OutputStream,
     Roster,
     free_leases,
     lease_name,
@@ -30,9 +27,9 @@ from agentbus.config import Settings, keyrings
 from agentbus.domain import App, ControlEvent, Unavailable
 from agentbus.domain.shards import fair_share, rebalance, shard_of
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import Jobs, Repositories, Retention
+from agentbus.store import Jobs, Repositories
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -52,23 +49,10 @@ class Orchestrator:
     def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):
         self.settings = settings
         self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        stream_ring, dispatch_ring = keyrings(settings)
         self.shards = settings.shards
-        self.stream = ControlStream(conn, stream_ring, shards=settings.shards)
+        self.stream = ControlStream(conn, keyrings(settings)[0], shards=settings.shards)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        parts = compose(
-            app,
-            settings,
-            jobs=repos.jobs,
-            steps=repos.steps,
-            approvals=repos.approvals,
-            queues=Dispatcher(conn, dispatch_ring),
-            events=self.stream,
-            workers=self.fleet,
-            notices=JobNotifier(conn),
-            outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
-            retention=Retention(repos.db),
-        )
+        parts = compose_over(app, settings, repos, conn, events=self.stream, workers=self.fleet)
         self.driver, self.maintenance = parts.driver, parts.maintenance
         # Deployment-wide work is shard 0's holder's: pending calls are dispatched there only (two
         # orchestrators would share out one concurrency slot twice), and a job that maintenance must

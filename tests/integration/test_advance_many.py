@@ -13,13 +13,13 @@ import time
 import redis
 from rq import Queue
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream, queue_name
+from agentbus.bus import Fleet, queue_name
 from agentbus.config import Settings
 from agentbus.domain import App, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.security import Keyring
-from agentbus.store import NewJob, Repositories, Retention, TaskOutcome, step_id
+from agentbus.store import NewJob, Repositories, TaskOutcome, step_id
 
 RING = Keyring.parse("k1:advance-many-test-secret-0123")
 
@@ -37,19 +37,7 @@ def test_calls_of_many_jobs_share_dispatches_and_each_job_moves_on_its_own(
     fleet = Fleet(redis_conn, ttl_s=30)
     for name in ("w1", "w2"):
         fleet.beat(Heartbeat(name, queues=("cpu.high", "cpu", "cpu.low"), concurrency=100, seen=time.time()))
-    driver = compose(
-        app,
-        Settings(),
-        jobs=store.jobs,
-        steps=store.steps,
-        approvals=store.approvals,
-        queues=Dispatcher(redis_conn, RING),
-        events=ControlStream(redis_conn, RING),
-        workers=fleet,
-        notices=JobNotifier(redis_conn),
-        outputs=OutputStream(redis_conn),
-        retention=Retention(store.db),
-    ).driver
+    driver = compose_over(app, Settings(), store, redis_conn, ring=RING, workers=fleet).driver
     jobs = [store.jobs.create_job(NewJob("echo", {"message": f"m{i}"}))[0].id for i in range(5)]
     cancelled = jobs.pop()
     store.jobs.cancel_job(cancelled)

@@ -15,14 +15,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agentbus.api import create_app
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import Fleet
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
-from agentbus.store import NewStep, Repositories, Retention, TaskOutcome, step_id
+from agentbus.store import NewStep, Repositories, TaskOutcome, step_id
 from agentbus.worker.execute import Executor
 
 from fixture_app import app as examples
@@ -79,19 +79,7 @@ def store_of(client: TestClient) -> Repositories:
 def driver_over(store: Repositories, conn: redis.Redis, settings: Settings) -> Driver:
     """An orchestrator's driver over the API's store, driven by hand."""
     ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    return compose(
-        examples,
-        settings,
-        jobs=store.jobs,
-        steps=store.steps,
-        approvals=store.approvals,
-        queues=Dispatcher(conn, ring),
-        events=ControlStream(conn, ring),
-        workers=Fleet(conn, ttl_s=30),
-        notices=JobNotifier(conn),
-        outputs=OutputStream(conn),
-        retention=Retention(store.db),
-    ).driver
+    return compose_over(examples, settings, store, conn, ring=ring, workers=Fleet(conn, ttl_s=30)).driver
 
 
 def events(conn: redis.Redis, settings: Settings) -> list[dict[str, Any]]:

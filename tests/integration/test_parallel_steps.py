@@ -8,14 +8,14 @@ from typing import Any
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import Fleet
 from agentbus.config import Settings
 from agentbus.domain import AgentContext, App, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring
-from agentbus.store import NewJob, Repositories, Retention, TaskOutcome, step_id
+from agentbus.store import NewJob, Repositories, TaskOutcome, step_id
 
 RING = Keyring.parse("k1:parallel-steps-test-secret-01")
 
@@ -38,19 +38,7 @@ def driver_for(pg_url: str, redis_conn: redis.Redis) -> tuple[Driver, Repositori
     store = Repositories.from_url(pg_url)
     fleet = Fleet(redis_conn, ttl_s=30)
     fleet.beat(Heartbeat("w1", queues=("cpu.high", "cpu", "cpu.low"), concurrency=100, seen=time.time()))
-    driver = compose(
-        app,
-        Settings(),
-        jobs=store.jobs,
-        steps=store.steps,
-        approvals=store.approvals,
-        queues=Dispatcher(redis_conn, RING),
-        events=ControlStream(redis_conn, RING),
-        workers=fleet,
-        notices=JobNotifier(redis_conn),
-        outputs=OutputStream(redis_conn),
-        retention=Retention(store.db),
-    ).driver
+    driver = compose_over(app, Settings(), store, redis_conn, ring=RING, workers=fleet).driver
     return driver, store
 
 

@@ -11,14 +11,14 @@ import time
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import Fleet
 from agentbus.config import Settings
 from agentbus.domain import App, TaskState
 from agentbus.domain.messages import CallInfo, Heartbeat
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.security import Keyring
-from agentbus.store import NewJob, NewStep, Repositories, Retention, step_id
+from agentbus.store import NewJob, NewStep, Repositories, step_id
 
 RING = Keyring.parse("k1:reaper-test-secret-0123456789")
 
@@ -33,19 +33,7 @@ def setup(pg_url: str, conn: redis.Redis) -> tuple[Repositories, Fleet, Maintena
     def work(ctx: object, i: int) -> int:
         return i
 
-    parts = compose(
-        app,
-        settings,
-        jobs=store.jobs,
-        steps=store.steps,
-        approvals=store.approvals,
-        queues=Dispatcher(conn, RING),
-        events=ControlStream(conn, RING),
-        workers=fleet,
-        notices=JobNotifier(conn),
-        outputs=OutputStream(conn),
-        retention=Retention(store.db),
-    )
+    parts = compose_over(app, settings, store, conn, ring=RING, workers=fleet)
     job, _ = store.jobs.create_job(NewJob("t", {}))
     steps = [
         NewStep(job.id, i, "task", "work", TaskState.QUEUED, args={"i": i}, queue="cpu", dispatch_id="d1")
