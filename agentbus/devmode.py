@@ -48,16 +48,16 @@ def run_dev(
     if subprocess.run([*base, "migrate"], env=env).returncode != 0:
         console.print("[red]migration failed[/]")
         return 1
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
-    store = Store.from_url(env["AGENTBUS_DATABASE_URL"])
-    key, _ = store.create_key(
+    repos = Repositories.from_url(env["AGENTBUS_DATABASE_URL"])
+    key, _ = repos.keys.create_key(
         "dev",
         ("jobs:read", "jobs:write", "approvals:write", "memory:read", "memory:write", "admin"),
         expires_in=7 * 86400,
         name="agentbus dev",
     )
-    store.close()
+    repos.close()
     env["AGENTBUS_API_KEY"] = key
     commands = [
         [*base, "run", "--role", "api", "--port", str(port)],

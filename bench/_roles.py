@@ -41,11 +41,11 @@ class Roles:
         logs.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "agentbus", "migrate"], env=env, check=True, capture_output=True)
         from agentbus.security import keys
-        from agentbus.store import Store
+        from agentbus.store import Repositories
 
-        store = Store.from_url(env["AGENTBUS_DATABASE_URL"])
-        self.key, _ = store.create_key("bench", keys.SCOPES)
-        store.close()
+        repos = Repositories.from_url(env["AGENTBUS_DATABASE_URL"])
+        self.key, _ = repos.keys.create_key("bench", keys.SCOPES)
+        repos.close()
         self.headers = {"Authorization": f"Bearer {self.key}"}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:

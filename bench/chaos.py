@@ -29,7 +29,7 @@ import httpx
 import psycopg2
 import redis
 
-from agentbus.store import Store
+from agentbus.store import Repositories
 from bench._chaos import (
     DRAIN_S,
     ROOT,
@@ -264,7 +264,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> Verdict:
     logs.mkdir(parents=True, exist_ok=True)
     db_name = f"agentbus_chaos_{name.replace('-', '_')}_{run_id}"
     db_url = fresh_database(args.pg_admin_url, db_name)
-    store = Store.from_url(db_url)
+    store = Repositories.from_url(db_url)
     store.migrate()
     store.close()
     rs = RedisServer(logs)

@@ -39,10 +39,10 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 from agentbus.services import MemoryService
-from agentbus.store import Store
+from agentbus.store import Repositories
 url, budget, queries_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 queries = np.load(queries_path)
-svc = MemoryService(Store.from_url(url), budget=budget)
+svc = MemoryService(Repositories.from_url(url).memory, budget=budget)
 imported = time.perf_counter() - t0
 
 def rss(key="VmRSS"):
@@ -130,12 +130,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from agentbus.services import MemoryService
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     url = fresh_database(args.pg_admin_url, "agentbus_bench_memory")
-    store = Store.from_url(url)
+    store = Repositories.from_url(url)
     store.migrate()
-    svc = MemoryService(store, max_batch=max(args.batch, 1000), max_items=args.n + args.text_items + 1)
+    svc = MemoryService(store.memory, max_batch=max(args.batch, 1000), max_items=args.n + args.text_items + 1)
     svc.store_items("bench", "warm", [{"id": "w", "vector": [1.0] * args.dim}])  # compile the quantiser first
     busy0 = _cpu_busy()
     stored_s, vectors = _ingest(svc, args.n, args.dim, args.batch, args.writers)

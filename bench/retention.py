@@ -95,10 +95,10 @@ def main() -> None:
     a = ap.parse_args()
 
     from agentbus.domain.retention import cutoff
-    from agentbus.store import PurgeCounts, Retention, Store
+    from agentbus.store import PurgeCounts, Repositories, Retention
 
     url = fresh_database(a.pg, "agentbus_bench_retention")
-    store = Store.from_url(url)
+    store = Repositories.from_url(url)
     store.migrate()
     t0 = time.perf_counter()
     fill(url, a.jobs, a.steps)

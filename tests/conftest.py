@@ -50,7 +50,7 @@ def _db_url(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     try:
         admin = _pg_admin()
@@ -59,7 +59,7 @@ def pg_template() -> Iterator[str]:
     with admin.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         cur.execute(f"CREATE DATABASE {TEMPLATE}")
-    store = Store.from_url(_db_url(TEMPLATE))
+    store = Repositories.from_url(_db_url(TEMPLATE))
     store.migrate()
     store.close()
     yield TEMPLATE
@@ -83,10 +83,10 @@ def pg_url(pg_template: str) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     url = f"sqlite:///{tmp_path / 'agentbus.db'}"
-    store = Store.from_url(url)
+    store = Repositories.from_url(url)
     store.migrate()
     store.close()
     return url
@@ -95,10 +95,10 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def store(request: pytest.FixtureRequest) -> Iterator[object]:
     """The same tests against every backend."""
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
-    s = Store.from_url(url)
+    s = Repositories.from_url(url)
     yield s
     s.close()
 

@@ -25,24 +25,38 @@ from agentbus.config import Settings, keyrings
 from agentbus.domain import App
 from agentbus.observability import MetricsServer, metrics
 from agentbus.services import MemoryService
-from agentbus.store import Store
-from agentbus.store.db import ConnectionPerCall, open_database
+from agentbus.store import Repositories
 
 
-def create_app(settings: Settings, app: App, store: Store | None = None) -> Starlette:
+def create_app(settings: Settings, app: App, repos: Repositories | None = None) -> Starlette:
     conn = connect(settings.redis_url)
-    store = store or Store(open_database(settings.database_url, settings.db_pool_size, settings.db_pool_timeout_s))
-    # Every PostgreSQL and Redis call of the API goes through a circuit breaker (api/guard.py), and
-    # takes its PostgreSQL connection from the pool for that call only (store/db.py).
-    db: Any = Guarded(ConnectionPerCall(store), "PostgreSQL", settings.breaker_fail_max, settings.breaker_reset_s)
+    repos = repos or Repositories.from_url(settings.database_url, settings.db_pool_size, settings.db_pool_timeout_s)
+    # Every PostgreSQL and Redis call of the API goes through a circuit breaker (api/guard.py), one
+    # for all the repositories of the database, and takes its PostgreSQL connection from the pool
+    # for that call only (store/db.py).
+    pg = Guarded(None, "PostgreSQL", settings.breaker_fail_max, settings.breaker_reset_s)  # the breaker alone
+    db: Any = repos.per_call(pg.over)
     redis_breaker = (settings.breaker_fail_max, settings.breaker_reset_s)
     stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0], shards=settings.shards), "Redis", *redis_breaker)
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
     limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
-    metrics.watch_breakers(lambda: breaker_states([db, stream, notifier, workers, limiter]))
+    metrics.watch_breakers(lambda: breaker_states([pg, stream, notifier, workers, limiter]))
     watch = JobWatch(settings.redis_url)
-    state = ApiState(settings, app, db, stream, lambda: ping(conn), notifier, workers, watch)
+    state = ApiState(
+        settings,
+        app,
+        db.jobs,
+        db.steps,
+        db.approvals,
+        db.events,
+        db.keys,
+        stream,
+        lambda: ping(conn),
+        notifier,
+        workers,
+        watch,
+    )
     table = RouteTable(OPERATIONS)
 
     @contextlib.asynccontextmanager
@@ -59,7 +73,7 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[
             Middleware(ObserveMiddleware),  # outermost: every answer has a request id and is counted
-            Middleware(AuthMiddleware, store=db, limiter=limiter, settings=settings, table=table),
+            Middleware(AuthMiddleware, key_repo=db.keys, limiter=limiter, settings=settings, table=table),
             Middleware(ParamsMiddleware),  # inside auth: a caller without a key learns nothing from a 400
         ],
         lifespan=lifespan,
@@ -69,9 +83,10 @@ def create_app(settings: Settings, app: App, store: Store | None = None) -> Star
     web.router.redirect_slashes = False
     web.state.agentbus = state
     web.state.openapi = document(app, table.operations)
-    web.state.status = status.Sources(conn)
+    web.state.status = status.Sources(conn, settings.shards)
     web.state.limiter = limiter  # the console charges its pages to the same buckets (api/console/_limits.py)
-    web.state.memory = MemoryService.from_settings(db, settings)
+    web.state.memory = MemoryService.from_settings(db.memory, settings)
+    web.state.repos = repos  # whoever runs the app closes them (tests; the process's exit)
     return web
 
 

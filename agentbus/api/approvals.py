@@ -64,7 +64,7 @@ async def list_approvals(request: Request) -> JSONResponse:
         raise InvalidInput(f"unknown status {status!r}; one of {', '.join(APPROVAL_STATES)}")
     limit, tenant = _limit(request), tenant_of(request)
     rows, cursor = await run_in_threadpool(
-        lambda: st.store.list_approvals(
+        lambda: st.approvals.list_approvals(
             status=status,
             job_id=q.get("job"),
             assignee=q.get("assignee"),
@@ -78,7 +78,7 @@ async def list_approvals(request: Request) -> JSONResponse:
 
 async def get_approval(request: Request) -> JSONResponse:
     st = _state(request)
-    rec = await run_in_threadpool(st.store.get_approval, _approval_id(request), tenant_of(request))
+    rec = await run_in_threadpool(st.approvals.get_approval, _approval_id(request), tenant_of(request))
     return JSONResponse(_render(rec))
 
 
@@ -88,12 +88,12 @@ async def answer_approval(request: Request) -> JSONResponse:
     approval_id = _approval_id(request)
     body = parse(AnswerApproval, await json_body(request))
     tenant = tenant_of(request)
-    rec = await run_in_threadpool(st.store.get_approval, approval_id, tenant)
+    rec = await run_in_threadpool(st.approvals.get_approval, approval_id, tenant)
     if rec.status == "pending":
         check_input(rec, body.input, body.decision)
     key_id = request.state.key_id
     answered = await run_in_threadpool(
-        st.store.answer_approval,
+        st.approvals.answer_approval,
         approval_id,
         body.decision == "approve",
         body.input,

@@ -120,10 +120,10 @@ def _rate_headers(v: Verdict) -> dict[str, str]:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, store: Any, limiter: Any, settings: Settings, table: RouteTable) -> None:
+    def __init__(self, app: ASGIApp, key_repo: Any, limiter: Any, settings: Settings, table: RouteTable) -> None:
         self.app = app
         self.table = table
-        self.store = store
+        self.key_repo = key_repo
         self.limiter = limiter
         self.read = Rate.parse(settings.rate_read)
         self.write = Rate.parse(settings.rate_write)
@@ -230,7 +230,7 @@ class AuthMiddleware:
         cached = self._keys.get(key_id)
         if cached is not None and time.monotonic() - cached[0] < self.key_cache_s:
             return cached[1]
-        rec: KeyRecord | None = self.store.find_key(key_id)
+        rec: KeyRecord | None = self.key_repo.find_key(key_id)
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[key_id] = (time.monotonic(), rec)

@@ -33,11 +33,11 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from agentbus.api.routes import _job_id, _state, tenant_of
+from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_stream_notices
 from agentbus.bus import JobWatch
 from agentbus.domain import InvalidInput, Unavailable
 from agentbus.domain.output import Output
-from agentbus.store import Store
 
 log = logging.getLogger("agentbus.api")
 
@@ -92,13 +92,13 @@ async def _outputs(watch: JobWatch, job_id: str, after: int, ts: float) -> tuple
             return frames, after
 
 
-def _poll(store: Store, job_id: str, since: float) -> tuple[list[tuple[float, str, str, dict[str, Any]]], bool]:
+def _poll(st: ApiState, job_id: str, since: float) -> tuple[list[tuple[float, str, str, dict[str, Any]]], bool]:
     """Job and approval changes from the event log (every one), task changes from the steps (latest state)."""
-    job = store.get_job(job_id)
+    job = st.jobs.get_job(job_id)
     out: list[tuple[float, str, str, dict[str, Any]]] = []
-    for event_id, at, kind, data in store.job_events_since(job_id, since):
+    for event_id, at, kind, data in st.events.job_events_since(job_id, since):
         out.append((at, kind, f"event:{event_id}", {"job_id": job_id, **data}))
-    for s in store.steps_changed_since(job_id, since):
+    for s in st.steps.steps_changed_since(job_id, since):
         if s["kind"] == "task":
             key = f"task:{s['id']}:{s['state']}:{s['attempt']}"
             out.append((s["updated_at"], "task", key, {"job_id": job_id, **s}))
@@ -111,7 +111,7 @@ async def job_events(request: Request) -> StreamingResponse:
     job_id = _job_id(request)
     since, out_after = _since(request)
     keepalive_s = st.settings.events_keepalive_s
-    await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))  # 404 before the stream starts
+    await run_in_threadpool(st.jobs.get_job, job_id, tenant_of(request))  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
         sent: set[str] = set()
@@ -127,7 +127,7 @@ async def job_events(request: Request) -> StreamingResponse:
             while True:
                 fresh: list[tuple[float, str, str, dict[str, Any]]] = []
                 if read_record:
-                    events, finished = await run_in_threadpool(_poll, st.store, job_id, max(0.0, cursor - LOOK_BACK_S))
+                    events, finished = await run_in_threadpool(_poll, st, job_id, max(0.0, cursor - LOOK_BACK_S))
                     fresh = [e for e in events if e[2] not in sent and e[0] > since]
                 for ts, kind, key, data in fresh:
                     sent.add(key)

@@ -33,10 +33,17 @@ class Guarded:
             throw_new_error_on_trip=False,
             name=name,
         )
-        self._opened_at = 0.0
+        self._opened_at = [0.0]  # shared with the proxies ``over`` makes
+
+    def over(self, target: Any) -> Guarded:
+        """The same breaker around another object of the same dependency (the repositories of
+        one database): failures through any of them open it for all."""
+        other = Guarded.__new__(Guarded)
+        other._target, other._name, other.breaker, other._opened_at = target, self._name, self.breaker, self._opened_at
+        return other
 
     def retry_after(self) -> float:
-        return max(0.1, self.breaker.reset_timeout - (time.monotonic() - self._opened_at))
+        return max(0.1, self.breaker.reset_timeout - (time.monotonic() - self._opened_at[0]))
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -45,7 +52,7 @@ class Guarded:
             raise Unavailable(f"{self._name} is unavailable (circuit open); retry shortly") from None
         except Unavailable:
             if self.breaker.current_state == pybreaker.STATE_OPEN:
-                self._opened_at = time.monotonic()
+                self._opened_at[0] = time.monotonic()
             raise
 
     def __getattr__(self, attr: str) -> Any:

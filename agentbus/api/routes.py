@@ -66,12 +66,12 @@ async def submit_job(request: Request) -> JSONResponse:
 
 
 def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
-    running = st.store.running_jobs(new.tenant)
+    running = st.jobs.running_jobs(new.tenant)
     if running >= st.settings.max_running_jobs:
         metrics.rate_limited("open_jobs")
         cap = st.settings.max_running_jobs
         raise RateLimited(f"tenant {new.tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
-    rec, created = st.store.create_job(new)
+    rec, created = st.jobs.create_job(new)
     if created:
         metrics.job_submitted(rec.type)
         tracing.submitted(rec.id, rec.type, started)
@@ -86,9 +86,9 @@ async def get_job(request: Request) -> JSONResponse:
     """The job, its progress, and its first tasks with where each was routed and why."""
     st = _state(request)
     job_id = _job_id(request)
-    rec = await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))
-    progress = await run_in_threadpool(st.store.progress, job_id)
-    tasks = await run_in_threadpool(st.store.task_rows, job_id, TASKS_SHOWN + 1)
+    rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant_of(request))
+    progress = await run_in_threadpool(st.jobs.progress, job_id)
+    tasks = await run_in_threadpool(st.steps.task_rows, job_id, TASKS_SHOWN + 1)
     body = render.job(rec, progress)
     body["tasks"] = tasks[:TASKS_SHOWN]
     body["more_tasks"] = len(tasks) > TASKS_SHOWN
@@ -105,8 +105,8 @@ async def job_tasks(request: Request) -> JSONResponse:
     except ValueError:
         raise InvalidInput(f"after must be a whole number (a task's seq), got {raw!r}") from None
     limit = _limit(request)
-    await run_in_threadpool(st.store.get_job, job_id, tenant_of(request))
-    rows = await run_in_threadpool(st.store.task_rows, job_id, limit, after)
+    await run_in_threadpool(st.jobs.get_job, job_id, tenant_of(request))
+    rows = await run_in_threadpool(st.steps.task_rows, job_id, limit, after)
     return JSONResponse({"tasks": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None})
 
 
@@ -135,15 +135,15 @@ async def get_results(request: Request) -> JSONResponse:
     wait = _wait_param(request)
     tenant = tenant_of(request)
     if wait == 0:
-        rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
+        rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
         return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
     deadline = time.monotonic() + wait
     async with job_notices(request, st.watch, job_id) as notice:
-        rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
+        rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
         while not rec.state.terminal and (left := deadline - time.monotonic()) > 0:
             if not await notice(left):
                 break  # the client went away: nobody to answer
-            rec = await run_in_threadpool(st.store.get_job, job_id, tenant)
+            rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
     return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
 
 
@@ -167,16 +167,14 @@ async def list_jobs(request: Request) -> JSONResponse:
         raise InvalidInput(f"unknown status {bad[0]!r}; one of {', '.join(sorted(valid))}")
     limit, tenant = _limit(request), tenant_of(request)
     rows, cursor = await run_in_threadpool(
-        lambda: st.store.list_jobs(
-            states=states, type=q.get("type"), limit=limit, cursor=q.get("cursor"), tenant=tenant
-        )
+        lambda: st.jobs.list_jobs(states=states, type=q.get("type"), limit=limit, cursor=q.get("cursor"), tenant=tenant)
     )
     return JSONResponse({"jobs": [render.job(r) for r in rows], "next_cursor": cursor})
 
 
 async def cancel_job(request: Request) -> JSONResponse:
     st = _state(request)
-    rec = await run_in_threadpool(st.store.cancel_job, _job_id(request), tenant_of(request))
+    rec = await run_in_threadpool(st.jobs.cancel_job, _job_id(request), tenant_of(request))
     metrics.job_finished(rec.type, JobState.CANCELLED.value)
     await run_in_threadpool(_publish, st, ControlEvent("job.cancel", (rec.id,)))
     try:
@@ -215,7 +213,7 @@ async def readyz(request: Request) -> JSONResponse:
     st = _state(request)
     checks: dict[str, str] = {}
     for name, probe in (
-        ("postgresql" if st.store.backend == "postgresql" else "sqlite", st.store.ping),
+        ("postgresql" if st.jobs.backend == "postgresql" else "sqlite", st.jobs.ping),
         ("redis", st.ping_redis),
     ):
         try:

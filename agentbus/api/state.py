@@ -1,4 +1,4 @@
-"""What every request handler shares: settings, the App, the store and the stream."""
+"""What every request handler shares: settings, the App, the repositories it uses and the stream."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch
 from agentbus.config import Settings
 from agentbus.domain import App
-from agentbus.store import Store
+from agentbus.store import Approvals, Events, Jobs, Keys, Steps
 
 
 @dataclass(frozen=True)
 class ApiState:
     settings: Settings
     app: App
-    store: Store
+    jobs: Jobs
+    steps: Steps
+    approvals: Approvals
+    events: Events
+    keys: Keys
     stream: ControlStream
     ping_redis: Callable[[], None]
     notifier: JobNotifier

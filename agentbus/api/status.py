@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 
 from agentbus.api import render
 from agentbus.api.routes import _state
-from agentbus.bus import lease_holder, queue_depths
+from agentbus.bus import lease_holder, lease_name, queue_depths
 from agentbus.domain import JobState
 from agentbus.observability.metrics import queue_labels
 
@@ -25,9 +25,14 @@ class Sources:
     """What the status page reads from Redis besides the fleet (a raw connection: read-only)."""
 
     conn: Any
+    shards: int = 1
 
     def lease(self) -> tuple[str | None, float]:
         return lease_holder(self.conn)
+
+    def shard_leases(self) -> list[tuple[str | None, float]]:
+        """Who holds each shard's lease (shard 0's is ``lease``), in shard order."""
+        return [lease_holder(self.conn, lease_name(k)) for k in range(self.shards)]
 
     def queues(self) -> dict[str, tuple[int, float | None]]:
         return queue_depths(self.conn)
@@ -46,13 +51,14 @@ async def cluster_status(request: Request) -> JSONResponse:
     st = _state(request)
     sources: Sources = request.app.state.status
     holder, ttl = await run_in_threadpool(sources.lease)
+    shards = await run_in_threadpool(sources.shard_leases)
     queues = await run_in_threadpool(sources.queues)
-    jobs = await run_in_threadpool(st.store.open_jobs_by_state)
-    approvals = await run_in_threadpool(st.store.pending_approvals)
+    jobs = await run_in_threadpool(st.jobs.open_jobs_by_state)
+    approvals = await run_in_threadpool(st.approvals.pending_approvals)
     live = await run_in_threadpool(st.fleet.workers)
     lost = await run_in_threadpool(st.fleet.lost)
     failed, _ = await run_in_threadpool(
-        lambda: st.store.list_jobs(states=[JobState.FAILED.value], limit=RECENT_FAILURES, tenant=None)
+        lambda: st.jobs.list_jobs(states=[JobState.FAILED.value], limit=RECENT_FAILURES, tenant=None)
     )
     live_ids = {w.get("id") for w in live}
     workers = [
@@ -71,6 +77,8 @@ async def cluster_status(request: Request) -> JSONResponse:
     ]
     body = {
         "orchestrator": {"lease_holder": holder, "lease_ttl_s": round(ttl, 3)},
+        # --shards K: each shard's lease (docs/scaling.md); shard 0's is the lease above
+        "shards": [{"shard": k, "holder": h, "lease_ttl_s": round(t, 3)} for k, (h, t) in enumerate(shards)],
         "queues": _queues(queues, time.time()),
         "jobs": jobs,
         "approvals_pending": approvals,

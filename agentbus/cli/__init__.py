@@ -36,6 +36,7 @@ from agentbus.cli._output import (
 from agentbus.client import Client, JobResult, schema
 from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
+from agentbus.config.reference import option_help
 from agentbus.domain import AgentbusError, App, ConfigError, ValidationFailed
 
 __all__ = ["cli", "main"]
@@ -77,10 +78,8 @@ class Role(StrEnum):
     worker_gpu = "worker-gpu"
 
 
-LogLevelOption = Annotated[
-    str | None, typer.Option(help="debug, info, warning, error [env AGENTBUS_LOG_LEVEL; warning]")
-]
-LogFormatOption = Annotated[str | None, typer.Option(help="text or json lines [env AGENTBUS_LOG_FORMAT; text]")]
+LogLevelOption = Annotated[str | None, typer.Option(help=option_help("log_level", "debug, info, warning, error"))]
+LogFormatOption = Annotated[str | None, typer.Option(help=option_help("log_format", "text or json lines"))]
 
 
 def load_app(spec: str) -> App:
@@ -105,7 +104,7 @@ def _settings(**overrides: Any) -> Settings:
 @cli.command()
 def run(
     role: Annotated[Role, typer.Option(help="which service to run")],
-    app: Annotated[str | None, typer.Option(help="module:attr of your App [env AGENTBUS_APP]")] = None,
+    app: Annotated[str | None, typer.Option(help=option_help("app", "module:attr of your App"))] = None,
     host: Annotated[str, typer.Option(help="api: address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="api: port")] = 8000,
     queues: Annotated[str | None, typer.Option(help="workers: comma-separated queues to serve")] = None,
@@ -113,7 +112,7 @@ def run(
     burst: Annotated[bool, typer.Option(help="workers: exit when the queues are empty")] = False,
     concurrency: Annotated[
         int | None,
-        typer.Option(help="workers: calls in flight per process [env AGENTBUS_WORKER_CONCURRENCY; 100 cpu, 1 gpu]"),
+        typer.Option(help=option_help("worker_concurrency", "workers: calls in flight per process", "100 cpu, 1 gpu")),
     ] = None,
     gpus: Annotated[str | None, typer.Option(help="worker-gpu: one process per GPU index, e.g. 0,1")] = None,
     simulate_gpu: Annotated[
@@ -125,15 +124,18 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            help="control-stream partitions, each with a lease: orchestrators share them out; "
-            "every role of a deployment needs the same value (docs/scaling.md) [env AGENTBUS_SHARDS; 1]",
+            help=option_help(
+                "shards",
+                "control-stream partitions, each with a lease: orchestrators share them out; "
+                "every role of a deployment needs the same value (docs/scaling.md)",
+            ),
         ),
     ] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="/metrics here, /healthz and /readyz (not on the api); 0: none [env AGENTBUS_METRICS_PORT]"),
+        typer.Option(help=option_help("metrics_port", "/metrics here, /healthz and /readyz (not on the api); 0: none")),
     ] = None,
 ) -> None:
     """Start one service."""
@@ -191,12 +193,12 @@ def run(
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the schema (idempotent)."""
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
     settings = _settings()
-    store = Store.from_url(settings.database_url)
-    applied = store.migrate()
-    store.close()
+    repos = Repositories.from_url(settings.database_url)
+    applied = repos.migrate()
+    repos.close()
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -346,6 +348,15 @@ def status(output: OutputOption = Output.table) -> None:
     )
     jobs = st["jobs"]
     out.print(f"orchestrator: {holder}")
+    shards = st.get("shards", [])
+    if len(shards) > 1:  # --shards K: who holds each (an unheld shard's jobs wait for a standby)
+        out.print(
+            "shards: "
+            + ", ".join(
+                f"{s['shard']} [green]{escape(s['holder'])}[/]" if s["holder"] else f"{s['shard']} [red]unheld[/]"
+                for s in shards
+            )
+        )
     out.print(
         "open jobs: "
         + ", ".join(f"{k} {v}" for k, v in jobs.items())
@@ -564,10 +575,10 @@ def approvals_reject(
     _answer(approval_id, "reject", None, comment, by)
 
 
-def _store() -> Any:
-    from agentbus.store import Store
+def _repos() -> Any:
+    from agentbus.store import Repositories
 
-    return Store.from_url(_settings().database_url)
+    return Repositories.from_url(_settings().database_url)
 
 
 @keys_cli.command("create")
@@ -582,11 +593,11 @@ def keys_create(
     """Create a key and print it once: only its hash is stored."""
     from agentbus.security import keys
 
-    store = _store()
-    token, rec = store.create_key(
+    repos = _repos()
+    token, rec = repos.keys.create_key(
         keys.check_tenant(tenant), keys.parse_scopes(scopes), keys.parse_duration(expires) if expires else None, name
     )
-    store.close()
+    repos.close()
     err.print(f"key {rec.id} for tenant [bold]{rec.tenant}[/] ({', '.join(rec.scopes)}); shown once:")
     print(token)
 
@@ -600,9 +611,9 @@ def keys_list(
     output: OutputOption = Output.table,
 ) -> None:
     """Every key (never the secret): json has KEY_FIELDS, times as Unix seconds."""
-    store = _store()
-    rows = store.list_keys(tenant)
-    store.close()
+    repos = _repos()
+    rows = repos.keys.list_keys(tenant)
+    repos.close()
     if output == Output.json:
         print_json({"keys": [{f: getattr(k, f) for f in KEY_FIELDS} for k in rows]})
         return
@@ -617,19 +628,21 @@ def keys_list(
 
 @keys_cli.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="a key id, or a unique prefix of one")]) -> None:
-    store = _store()
+    repos = _repos()
     try:
-        matches = [k.id for k in store.list_keys() if k.id.startswith(key_id)]
-        rec = store.revoke_key(key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys"))
+        matches = [k.id for k in repos.keys.list_keys() if k.id.startswith(key_id)]
+        rec = repos.keys.revoke_key(
+            key_id if key_id in matches else unique(key_id, matches, "key", "looked in all keys")
+        )
     finally:
-        store.close()
+        repos.close()
     out.print(f"key {rec.id} ({rec.prefix}) revoked; API replicas stop accepting it within AGENTBUS_KEY_CACHE (5 s)")
 
 
 @cli.command()
 def purge(
     older_than: Annotated[
-        str | None, typer.Option(help="finished before this long ago, e.g. 30d, 12h [env AGENTBUS_RETENTION]")
+        str | None, typer.Option(help=option_help("retention_s", "finished before this long ago, e.g. 30d, 12h"))
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="count what would go, delete nothing")] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="rows per transaction")] = 1000,
@@ -639,20 +652,20 @@ def purge(
     Talks to the database directly; the orchestrator does the same on its own every few minutes.
     """
     from agentbus.domain.retention import cutoff, parse_age
-    from agentbus.store import Retention, Store
+    from agentbus.store import Repositories, Retention
 
     settings = _settings()
     age = parse_age(older_than) if older_than else settings.retention_s
     if age <= 0:
         raise ConfigError("retention is off (AGENTBUS_RETENTION=0): give --older-than")
-    store = Store.from_url(settings.database_url)
-    retention = Retention(store.db)
+    repos = Repositories.from_url(settings.database_url)
+    retention = Retention(repos.db)
     now = time.time()
     try:
         before = cutoff(now, age)
         counts = retention.count(before, now) if dry_run else retention.purge(before, now, batch)
     finally:
-        store.close()
+        repos.close()
     verb = "would delete" if dry_run else "deleted"
     summary = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in vars(counts).items())
     out.print(f"{verb}: {summary}")

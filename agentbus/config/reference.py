@@ -98,6 +98,19 @@ def _literal(spec: Spec, value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def option_help(name: str, text: str, default: str | None = None) -> str:
+    """A CLI option's help for the setting ``name``: ``text (env AGENTBUS_X; default)``, the variable and
+    the default read from the declaration, so the CLI cannot drift from it (``default`` overrides the
+    shown default where the role decides it, e.g. ``0: the role's default``)."""
+    for section in SECTIONS:
+        for f, spec in declared(section):
+            if f.name == name:
+                shown_default = default if default is not None else _literal(spec, getattr(Settings(), name))
+                # parentheses, not brackets: typer's rich help reads "[env ...]" as markup and drops it
+                return f"{text} (env {spec.env}; {shown_default})" if shown_default else f"{text} (env {spec.env})"
+    raise KeyError(f"no setting named {name!r}")
+
+
 def markdown() -> str:
     """docs/configuration.md: every setting by section, with its variable, type, default and help."""
     lines = [

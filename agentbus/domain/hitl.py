@@ -7,10 +7,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from agentbus.domain.jsonsafe import text_problem
+from agentbus.domain.states import ApprovalStatus
 
 OnTimeout = Literal["reject", "approve", "escalate", "fail"]
 ON_TIMEOUT: tuple[str, ...] = ("reject", "approve", "escalate", "fail")
-APPROVAL_STATES: tuple[str, ...] = ("pending", "approved", "rejected", "expired", "cancelled")
+APPROVAL_STATES: tuple[str, ...] = tuple(s.value for s in ApprovalStatus)
 
 
 MAX_WEBHOOK_URL = 2048

@@ -96,6 +96,8 @@ class CallInfo:
     retries: int
     timeout: float
     started: float | None = None
+    backoff: float = 0.0
+    """The task's backoff base: the reaper retries a call that overran its timeout after it too."""
 
     @property
     def job_id(self) -> str:
@@ -117,6 +119,7 @@ def _calls(raw: Any) -> tuple[CallInfo, ...]:
                     int(c["retries"]),
                     float(c["timeout"]),
                     None if started is None else float(started),
+                    float(c.get("backoff", 0.0)),  # a heartbeat of an older worker has none
                 )
             )
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -1,10 +1,14 @@
-"""Job and task states and the only legal transitions between them."""
+"""Job and task states, the only legal transitions between them, and the named sets of
+states that the store's compare-and-set statements move from (``WHERE state IN (...)``).
+
+Every state list the store writes into SQL is defined here, once; the store never types a
+state name by hand.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-
-from agentbus.domain.errors import IllegalTransition
 
 
 class JobState(StrEnum):
@@ -32,6 +36,14 @@ class TaskState(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in TASK_TERMINAL
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 JOB_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -78,16 +90,6 @@ def can_move_task(old: TaskState, new: TaskState) -> bool:
     return new in TASK_TRANSITIONS[old]
 
 
-def check_job_transition(old: JobState, new: JobState) -> None:
-    if not can_move_job(old, new):
-        raise IllegalTransition(f"job cannot go from {old} to {new}")
-
-
-def check_task_transition(old: TaskState, new: TaskState) -> None:
-    if not can_move_task(old, new):
-        raise IllegalTransition(f"task cannot go from {old} to {new}")
-
-
 def sources_of_job(new: JobState) -> tuple[JobState, ...]:
     """The states from which a job may move to ``new`` (the WHERE of a compare-and-set)."""
     return tuple(s for s, targets in JOB_TRANSITIONS.items() if new in targets)
@@ -95,3 +97,47 @@ def sources_of_job(new: JobState) -> tuple[JobState, ...]:
 
 def sources_of_task(new: TaskState) -> tuple[TaskState, ...]:
     return tuple(s for s, targets in TASK_TRANSITIONS.items() if new in targets)
+
+
+# -- the state sets the store's statements select and move from ------------------------------
+
+JOB_OPEN: tuple[JobState, ...] = tuple(s for s in JobState if not s.terminal)
+"""A job that may still change: a replay records into it, the per-tenant cap counts it."""
+
+JOB_RESUMABLE: tuple[JobState, ...] = (JobState.WAITING_HUMAN,)
+"""The job that goes back to running once its last pending approval is answered or expires."""
+
+TASK_OPEN: tuple[TaskState, ...] = tuple(s for s in TaskState if not s.terminal)
+"""A step that has not settled: a job with one is not finished."""
+
+TASK_NOT_STARTED: tuple[TaskState, ...] = (TaskState.PENDING, TaskState.QUEUED, TaskState.RETRYING)
+"""An open step no worker holds: cancelling it needs no message to a worker."""
+
+TASK_STARTABLE: tuple[TaskState, ...] = sources_of_task(TaskState.RUNNING)
+"""The state a worker takes a call from (``mark_running``)."""
+
+TASK_REPORTABLE: tuple[TaskState, ...] = sources_of_task(TaskState.RETRYING)
+"""The state a worker's report (or the reaper's timeout) moves a call from (``record_outcomes``)."""
+
+TASK_HOLDING_SLOT: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.RUNNING)
+"""A call that counts against its concurrency key's limit."""
+
+
+def state_after_replay(outcome: JobState | None, asked: bool) -> JobState:
+    """The state a replay leaves its job in: its outcome if it finished, else waiting for
+    people when it asked them something, else running."""
+    if outcome is not None:
+        return outcome
+    return JobState.WAITING_HUMAN if asked else JobState.RUNNING
+
+
+def resumes(state: JobState, pending_approvals: int) -> bool:
+    """Whether a job goes back to running: it waits for people and none of its questions is open
+    (the store then moves it by compare-and-set from ``JOB_RESUMABLE``)."""
+    return state in JOB_RESUMABLE and pending_approvals == 0
+
+
+def sql_values(states: Iterable[StrEnum]) -> str:
+    """``'a', 'b'``: the states as SQL literals, for an ``IN (...)`` (the values are enum members,
+    never input)."""
+    return ", ".join(f"'{s.value}'" for s in sorted(states, key=lambda s: s.value))

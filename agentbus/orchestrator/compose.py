@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from agentbus.config import Settings
+from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.config import Settings, keyrings
 from agentbus.domain import App
 from agentbus.orchestrator.admission import Admission
 from agentbus.orchestrator.cancel import Canceller
@@ -14,6 +16,8 @@ from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.plan import Planner
 from agentbus.orchestrator.ports import Approvals, Events, Jobs, Notices, Outputs, Purger, Queues, Steps, Workers
 from agentbus.orchestrator.router import Router
+from agentbus.security import Keyring
+from agentbus.store import Repositories, Retention
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,32 @@ def compose(
         advance=driver.advance,
     )
     return Parts(driver, maintenance)
+
+
+def compose_over(
+    app: App,
+    settings: Settings,
+    repos: Repositories,
+    conn: Any,
+    *,
+    events: ControlStream | None = None,
+    workers: Fleet | None = None,
+    ring: Keyring | None = None,
+) -> Parts:
+    """The parts over one database's repositories and one Redis connection: what the orchestrator
+    role runs, and what tests drive by hand. ``ring`` signs both the stream and the dispatches (tests);
+    by default the settings' keyrings do."""
+    stream_ring, dispatch_ring = keyrings(settings) if ring is None else (ring, ring)
+    return compose(
+        app,
+        settings,
+        jobs=repos.jobs,
+        steps=repos.steps,
+        approvals=repos.approvals,
+        queues=Dispatcher(conn, dispatch_ring),
+        events=events or ControlStream(conn, stream_ring, shards=settings.shards),
+        workers=workers or Fleet(conn, settings.worker_ttl_s),
+        notices=JobNotifier(conn),
+        outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
+        retention=Retention(repos.db),
+    )

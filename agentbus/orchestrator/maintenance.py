@@ -29,6 +29,7 @@ from agentbus.config import Settings
 from agentbus.domain import ErrorInfo, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.retention import cutoff as retention_cutoff
+from agentbus.domain.retry import after_failure
 from agentbus.observability import metrics
 from agentbus.orchestrator.admission import Admission
 from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Steps, Workers
@@ -192,10 +193,8 @@ class Maintenance:
                 if overrun < self.settings.timeout_grace_s:
                     continue
                 err = ErrorInfo("TaskTimeout", f"task ran past its timeout of {cur.timeout}s")
-                if cur.attempt <= cur.retries:
-                    out = TaskOutcome(cur.task_id, cur.attempt, TaskState.RETRYING, error=err, not_before=now)
-                else:
-                    out = TaskOutcome(cur.task_id, cur.attempt, TaskState.FAILED, error=err)
+                then = after_failure(cur.attempt, cur.retries, cur.backoff, now)
+                out = TaskOutcome(cur.task_id, cur.attempt, then.state, error=err, not_before=then.not_before)
                 if self.steps.record_outcomes([out]):
                     metrics.reaped("call_timed_out")
                     self.queues.cancel_call(w.id, cur.task_id)

@@ -2,9 +2,8 @@
 
 Each part takes the few objects it uses, typed by these, so a unit test hands it in-memory
 fakes (``tests/unit/orchestrator/fakes.py``) instead of PostgreSQL and Redis. The record's
-protocols follow the store's groups (``JobQueries``, ``StepQueries``, ``ApprovalQueries``) and
-list only the methods the orchestrator calls, with the store's names and signatures: today
-the one ``Store`` satisfies them all; a repository per group does too.
+protocols follow the store's repositories (``store.Jobs``, ``Steps``, ``Approvals``, ``Webhooks``)
+and list only the methods the orchestrator calls, with the repositories' names and signatures.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from agentbus.store import JobRecord, NewJob, NewStep, PurgeCounts, Replayed, St
 
 
 class Jobs(Protocol):
-    """The jobs the orchestrator reads, creates (children) and cancels (``JobQueries``)."""
+    """The jobs the orchestrator reads, creates (children) and cancels (``store.Jobs``)."""
 
     def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]: ...
 
@@ -39,7 +38,7 @@ class Jobs(Protocol):
 
 
 class Steps(Protocol):
-    """Journals, replays recorded, and task steps moved between states (``StepQueries``)."""
+    """Journals, replays recorded, and task steps moved between states (``store.Steps``)."""
 
     def load_journal(self, job_id: str) -> dict[int, StepRecord]: ...
 
@@ -97,7 +96,7 @@ class Steps(Protocol):
 
 
 class Approvals(Protocol):
-    """Questions for people: cancelled with their job, expired past their deadline (``ApprovalQueries``)."""
+    """Questions for people: cancelled with their job, expired past their deadline (``store.Approvals``)."""
 
     def cancel_approvals(self, job_id: str) -> int: ...
 
@@ -105,7 +104,7 @@ class Approvals(Protocol):
 
 
 class Webhooks(Protocol):
-    """The approval webhooks' outbox (``ApprovalQueries`` today)."""
+    """The approval webhooks' outbox (``store.Webhooks``)."""
 
     def due_webhooks(self, now: float, limit: int = 50) -> list[WebhookRow]: ...
 

@@ -13,12 +13,9 @@ from typing import Any
 
 from agentbus.bus import (
     ControlStream,
-    Dispatcher,
     Entry,
     Fleet,
-    JobNotifier,
     Lease,
-    OutputStream,
     Roster,
     free_leases,
     lease_name,
@@ -30,9 +27,9 @@ from agentbus.config import Settings, keyrings
 from agentbus.domain import App, ControlEvent, Unavailable
 from agentbus.domain.shards import fair_share, rebalance, shard_of
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import Retention, Store
+from agentbus.store import Jobs, Repositories
 
 log = logging.getLogger("agentbus.orchestrator")
 
@@ -49,27 +46,13 @@ class Orchestrator:
     orchestrators both think they hold its shard.
     """
 
-    def __init__(self, settings: Settings, app: App, store: Store, conn: Any, name: str | None = None):
+    def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):
         self.settings = settings
         self.id = name or f"orch-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        stream_ring, dispatch_ring = keyrings(settings)
         self.shards = settings.shards
-        self.stream = ControlStream(conn, stream_ring, shards=settings.shards)
+        self.stream = ControlStream(conn, keyrings(settings)[0], shards=settings.shards)
         self.fleet = Fleet(conn, settings.worker_ttl_s)
-        # the one Store stands for each repository the parts use
-        parts = compose(
-            app,
-            settings,
-            jobs=store,
-            steps=store,
-            approvals=store,
-            queues=Dispatcher(conn, dispatch_ring),
-            events=self.stream,
-            workers=self.fleet,
-            notices=JobNotifier(conn),
-            outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
-            retention=Retention(store.db),
-        )
+        parts = compose_over(app, settings, repos, conn, events=self.stream, workers=self.fleet)
         self.driver, self.maintenance = parts.driver, parts.maintenance
         # Deployment-wide work is shard 0's holder's: pending calls are dispatched there only (two
         # orchestrators would share out one concurrency slot twice), and a job that maintenance must
@@ -93,7 +76,7 @@ class Orchestrator:
         self._taken_lock = threading.Lock()
         secret = (settings.webhook_secret or settings.secret).encode()
         self.webhooks = WebhookSender(
-            store,
+            repos.webhooks,
             secret,
             settings.webhook_allow_private,
             max_attempts=settings.webhook_max_attempts,
@@ -319,15 +302,15 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
 
     from agentbus.bus import connect
 
-    store = Store.from_url(settings.database_url)
+    repos = Repositories.from_url(settings.database_url)
     conn = connect(settings.redis_url)
-    orch = Orchestrator(settings, app, store, conn, name=name)
+    orch = Orchestrator(settings, app, repos, conn, name=name)
     metrics.watch_queues(lambda: queue_depths(conn))
-    metrics.watch_jobs(store.open_jobs_by_state, store.pending_approvals)
+    metrics.watch_jobs(repos.jobs.open_jobs_by_state, repos.approvals.pending_approvals)
 
     def readiness() -> Readiness:
         """Ready when Redis and PostgreSQL answer: holding shards, or a healthy standby."""
-        checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(store)})
+        checks = probe({"redis": lambda: ping(conn), "postgresql": lambda: _ping_store(repos.jobs)})
         ok = all(v == "ok" for v in checks.values())
         held = sorted(orch.held)
         lease = "held" if held else "standby"
@@ -343,13 +326,13 @@ def run_orchestrator(settings: Settings, app: App, name: str | None = None) -> N
     log.warning("orchestrator %s started over %d shard(s) (standby until it holds one)", orch.id, orch.shards)
     orch.run()
     server.close()
-    store.close()
+    repos.close()
 
 
-def _ping_store(store: Store) -> None:
+def _ping_store(jobs: Jobs) -> None:
     """A probe on its own thread: the connection it takes goes back at once."""
     try:
-        store.ping()
+        jobs.ping()
     finally:
-        if not store.db.is_closed():
-            store.db.close()
+        if not jobs.db.is_closed():
+            jobs.db.close()

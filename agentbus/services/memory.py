@@ -35,7 +35,7 @@ from agentbus.memory.keywords import KeywordIndex, fuse
 from agentbus.memory.storage import decode_codes, encode_codes
 from agentbus.memory.validation import row_norms
 from agentbus.observability import metrics
-from agentbus.store import NamespaceRecord, NewItem, Store
+from agentbus.store import Jobs, Memory, NamespaceRecord, NewItem
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _input_error(exc: Exception) -> ValidationFailed:
 class MemoryService:
     def __init__(
         self,
-        store: Store,
+        store: Memory,
         embedder: str = sections.Memory.embedder,
         max_batch: int = sections.Memory.memory_max_batch,
         max_items: int = sections.Memory.max_memory_items,
@@ -96,7 +96,7 @@ class MemoryService:
         metrics.watch_memory_index(lambda: sum(len(c.index) for c in list(self._cache.values()) if c.index is not None))
 
     @classmethod
-    def from_settings(cls, store: Store, settings: Any) -> MemoryService:
+    def from_settings(cls, store: Memory, settings: Any) -> MemoryService:
         """The service an entry point builds from its :class:`~agentbus.config.Settings`."""
         limits = (settings.memory_max_batch, settings.max_memory_items)
         return cls(store, settings.embedder, *limits, budget=settings.memory_budget)
@@ -458,15 +458,16 @@ def _check_name(namespace: str) -> None:
 class JobMemory:
     """``ctx.memory`` in a task: the memory service, bound to the tenant of the task's job."""
 
-    def __init__(self, service: MemoryService, job_id: str) -> None:
+    def __init__(self, service: MemoryService, job_id: str, jobs: Jobs) -> None:
         self._service = service
         self._job_id = job_id
+        self._jobs = jobs
         self._tenant: str | None = None
 
     @property
     def tenant(self) -> str:
         if self._tenant is None:
-            self._tenant = self._service.store.get_job(self._job_id).tenant
+            self._tenant = self._jobs.get_job(self._job_id).tenant
         return self._tenant
 
     def store_items(self, namespace: str, items: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -1,15 +1,18 @@
-"""PostgreSQL (SQLite in dev) through peewee: the record of every job and step."""
+"""PostgreSQL (SQLite in dev) through peewee: the record of every job and step.
+
+One small repository per aggregate, each owning its tables and SQL, all over one database:
+``Jobs``, ``Steps`` (the journal), ``Approvals``, ``Events`` (the job event log), ``Webhooks``
+(the approval webhook outbox), ``Keys`` and ``Memory``; ``Retention`` purges, ``ConsoleQueries``
+reads for the console. ``Repositories`` builds them all from a URL for an entry point.
+"""
 
 from __future__ import annotations
 
-import peewee
-
-from agentbus.store.approvals import ApprovalQueries, approval_payload
-from agentbus.store.db import is_postgres, migrate, open_database
-from agentbus.store.jobs import JobQueries
-from agentbus.store.keys import KeyQueries, KeyRecord
-from agentbus.store.memory import LoadChunk, MemoryQueries, MemoryRow, NamespaceRecord, NewItem
-from agentbus.store.models import MODELS
+from agentbus.store.approvals import Approvals, approval_payload
+from agentbus.store.events import Events
+from agentbus.store.jobs import Jobs
+from agentbus.store.keys import KeyRecord, Keys
+from agentbus.store.memory import LoadChunk, Memory, MemoryRow, NamespaceRecord, NewItem
 from agentbus.store.records import (
     ApprovalRecord,
     JobRecord,
@@ -20,41 +23,21 @@ from agentbus.store.records import (
     WebhookRow,
     step_id,
 )
+from agentbus.store.repositories import Repositories
 from agentbus.store.retention import PurgeCounts, Retention
-from agentbus.store.steps import Replayed, StepQueries
-
-
-class Store(JobQueries, StepQueries, ApprovalQueries, KeyQueries, MemoryQueries):
-    """Every query agentbus makes, over one peewee database."""
-
-    def __init__(self, db: peewee.Database) -> None:
-        self.db = db
-        db.bind(MODELS)
-
-    @classmethod
-    def from_url(cls, url: str, max_connections: int = 32) -> Store:
-        return cls(open_database(url, max_connections))
-
-    @property
-    def backend(self) -> str:
-        return "postgresql" if is_postgres(self.db) else "sqlite"
-
-    def migrate(self) -> list[str]:
-        return migrate(self.db)
-
-    def close(self) -> None:
-        if not self.db.is_closed():
-            self.db.close()
-        close_all = getattr(self.db, "close_all", None)
-        if close_all is not None:
-            close_all()
-
+from agentbus.store.steps import Replayed, Steps
+from agentbus.store.webhooks import Webhooks
 
 __all__ = [
     "ApprovalRecord",
+    "Approvals",
+    "Events",
     "JobRecord",
+    "Jobs",
     "KeyRecord",
+    "Keys",
     "LoadChunk",
+    "Memory",
     "MemoryRow",
     "NamespaceRecord",
     "NewItem",
@@ -62,11 +45,13 @@ __all__ = [
     "NewStep",
     "PurgeCounts",
     "Replayed",
+    "Repositories",
     "Retention",
     "StepRow",
-    "Store",
+    "Steps",
     "TaskOutcome",
     "WebhookRow",
+    "Webhooks",
     "approval_payload",
     "step_id",
 ]

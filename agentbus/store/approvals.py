@@ -1,22 +1,26 @@
-"""Approvals: questions to people, their answers, and their deadlines."""
+"""The approvals repository: questions to people, their answers, and their deadlines
+(what a deadline does is ``domain/deadlines.py``)."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import peewee
 
+from agentbus.domain.deadlines import Escalate, deadline, iso, on_deadline
 from agentbus.domain.errors import Conflict, NotFound
 from agentbus.domain.hitl import HumanRequest, answer
-from agentbus.domain.states import JobState, TaskState
+from agentbus.domain.states import ApprovalStatus, TaskState
+from agentbus.store._cursor import decode_cursor, encode_cursor
+from agentbus.store._repository import Repository
 from agentbus.store.db import translate_errors
-from agentbus.store.jobs import _decode_cursor, _encode_cursor, log_event
-from agentbus.store.models import Approval, Job, JobEvent, Step, WebhookDelivery
-from agentbus.store.records import ApprovalRecord, WebhookRow, dumps, loads, step_id
+from agentbus.store.events import Events
+from agentbus.store.jobs import Jobs
+from agentbus.store.models import Approval, Step
+from agentbus.store.records import ApprovalRecord, dumps, loads, step_id
+from agentbus.store.webhooks import Webhooks
 
 
 def _record(r: Approval) -> ApprovalRecord:
@@ -46,12 +50,11 @@ def _record(r: Approval) -> ApprovalRecord:
     )
 
 
+_PENDING = ApprovalStatus.PENDING.value
+
+
 def _members(groups: list[list[str]], level: int) -> str:
     return "," + ",".join(groups[level]) + "," if level < len(groups) else ""
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
@@ -69,11 +72,20 @@ def approval_payload(rec: ApprovalRecord, event: str) -> dict[str, Any]:
     }
 
 
-class ApprovalQueries:
-    db: peewee.Database
+class Approvals(Repository):
+    """Questions to people (``ab_approvals``). An answer or an expiry settles the question's
+    journal step (the approval's id is its step's id) in the same transaction, and resumes the
+    job through ``jobs``; every change is logged (``events``) and announced (``webhooks``)."""
 
-    def _insert_approvals(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
-        tenant = Job.select(Job.tenant).where(Job.id == job_id).scalar() or "default"
+    def __init__(self, db: peewee.Database, events: Events, webhooks: Webhooks, jobs: Jobs) -> None:
+        super().__init__(db)
+        self.events = events
+        self.webhooks = webhooks
+        self.jobs = jobs
+
+    def insert_asks(self, job_id: str, asks: Sequence[tuple[int, HumanRequest]], now: float) -> None:
+        """The approvals a replay asked for (inside the replay's transaction); one already there is kept."""
+        tenant = self.jobs.get_job(job_id).tenant
         for seq, req in asks:
             groups = [list(g) for g in req.assignees]
             row = {
@@ -83,13 +95,13 @@ class ApprovalQueries:
                 "prompt": req.prompt,
                 "data": dumps(req.data),
                 "schema": None if req.schema is None else dumps(req.schema),
-                "status": "pending",
+                "status": _PENDING,
                 "assignees": dumps(groups),
                 "level": 0,
                 "current_assignees": _members(groups, 0),
                 "timeout": req.timeout,
                 "on_timeout": req.on_timeout,
-                "deadline": None if req.timeout is None else now + req.timeout,
+                "deadline": deadline(now, req.timeout),
                 "webhook": req.webhook,
                 "created_at": now,
                 "updated_at": now,
@@ -100,33 +112,14 @@ class ApprovalQueries:
 
     def _approval_changed(self, rec: ApprovalRecord, event: str, now: float) -> None:
         """Log the change in the job's event log and queue the approval's webhook, if it has one."""
-        log_event(rec.job_id, "approval", approval_payload(rec, event), now)
-        if not rec.webhook:
-            return
-        WebhookDelivery.insert(
-            id=uuid.uuid4().hex,
-            approval_id=rec.id,
-            url=rec.webhook,
-            event=event,
-            payload=dumps(approval_payload(rec, event)),
-            status="pending",
-            attempts=0,
-            next_at=now,
-            created_at=now,
-            updated_at=now,
-        ).execute()
+        self.events.log(rec.job_id, "approval", approval_payload(rec, event), now)
+        if rec.webhook:
+            self.webhooks.enqueue(rec.id, rec.webhook, event, approval_payload(rec, event), now)
 
     def _resume_if_answered(self, job_id: str, now: float) -> None:
         """waiting_human → running once none of the job's approvals is pending."""
-        pending = Approval.select(Approval.id).where((Approval.job_id == job_id) & (Approval.status == "pending"))
-        if not pending.exists():
-            n = (
-                Job.update(state=JobState.RUNNING.value, updated_at=now)
-                .where((Job.id == job_id) & (Job.state == JobState.WAITING_HUMAN.value))
-                .execute()
-            )
-            if n:
-                log_event(job_id, "job", {"status": JobState.RUNNING.value}, now)
+        pending = Approval.select().where((Approval.job_id == job_id) & (Approval.status == _PENDING)).count()
+        self.jobs.resume(job_id, pending, now)
 
     @translate_errors
     def get_approval(self, approval_id: str, tenant: str | None = None) -> ApprovalRecord:
@@ -156,10 +149,10 @@ class ApprovalQueries:
         if assignee:
             q = q.where(Approval.current_assignees.contains(f",{assignee},"))
         if cursor:
-            created, aid = _decode_cursor(cursor)
+            created, aid = decode_cursor(cursor)
             q = q.where((Approval.created_at < created) | ((Approval.created_at == created) & (Approval.id < aid)))
         rows = list(q.limit(limit + 1))
-        nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+        nxt = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
         return [_record(r) for r in rows[:limit]], nxt
 
     @translate_errors
@@ -183,7 +176,7 @@ class ApprovalQueries:
         with self.db.atomic():
             n = (
                 Approval.update(
-                    status="approved" if approved else "rejected",
+                    status=ApprovalStatus.APPROVED.value if approved else ApprovalStatus.REJECTED.value,
                     decision="approve" if approved else "reject",
                     input=dumps(input),
                     comment=comment,
@@ -192,13 +185,13 @@ class ApprovalQueries:
                     answered_at=now,
                     updated_at=now,
                 )
-                .where((Approval.id == approval_id) & (Approval.status == "pending"))
+                .where((Approval.id == approval_id) & (Approval.status == _PENDING))
                 .execute()
             )
             if not n:
                 current = self.get_approval(approval_id)
                 raise Conflict(f"approval {approval_id} is already {current.status}")
-            result = answer(approved, input, comment, by, _iso(now))
+            result = answer(approved, input, comment, by, iso(now))
             Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now).where(
                 (Step.id == approval_id) & (Step.state == TaskState.PENDING.value)
             ).execute()
@@ -209,7 +202,7 @@ class ApprovalQueries:
 
     @translate_errors
     def pending_approvals(self) -> int:
-        return int(Approval.select().where(Approval.status == "pending").count())
+        return int(Approval.select().where(Approval.status == _PENDING).count())
 
     @translate_errors
     def expire_due(self, now: float, limit: int = 200) -> list[str]:
@@ -220,7 +213,7 @@ class ApprovalQueries:
         """
         due = list(
             Approval.select()
-            .where((Approval.status == "pending") & (Approval.deadline <= now))
+            .where((Approval.status == _PENDING) & (Approval.deadline <= now))
             .order_by(Approval.deadline)
             .limit(limit)
         )
@@ -233,14 +226,14 @@ class ApprovalQueries:
         return sorted(set(jobs))
 
     def _expire_one(self, rec: ApprovalRecord, now: float) -> bool:
-        guard = (Approval.id == rec.id) & (Approval.status == "pending") & (Approval.level == rec.level)
-        policy = rec.on_timeout
-        if policy == "escalate" and rec.level + 1 < len(rec.assignees):
+        guard = (Approval.id == rec.id) & (Approval.status == _PENDING) & (Approval.level == rec.level)
+        then = on_deadline(rec.on_timeout, rec.level, len(rec.assignees), rec.timeout, now)
+        if isinstance(then, Escalate):
             n = (
                 Approval.update(
-                    level=rec.level + 1,
-                    current_assignees=_members(rec.assignees, rec.level + 1),
-                    deadline=now + (rec.timeout or 0),
+                    level=then.level,
+                    current_assignees=_members(rec.assignees, then.level),
+                    deadline=then.deadline,
                     updated_at=now,
                 )
                 .where(guard)
@@ -249,22 +242,16 @@ class ApprovalQueries:
             if n:
                 self._approval_changed(self.get_approval(rec.id), "approval.escalated", now)
             return False
-        if not Approval.update(status="expired", updated_at=now).where(guard).execute():
+        if not Approval.update(status=ApprovalStatus.EXPIRED.value, updated_at=now).where(guard).execute():
             return False
-        waited = f"no answer within {rec.timeout:g}s" if rec.timeout else "no answer"
-        step = Step.update(finished_at=now, updated_at=now)
-        if policy == "fail":
-            step = Step.update(
-                state=TaskState.FAILED.value,
-                error_type="ApprovalExpired",
-                error_message=waited,
-                finished_at=now,
-                updated_at=now,
-            )
-        else:
-            result = answer(policy == "approve", None, waited, "timeout", _iso(now), timed_out=True)
-            step = Step.update(state=TaskState.SUCCEEDED.value, result=dumps(result), finished_at=now, updated_at=now)
-        step.where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
+        Step.update(
+            state=then.step_state.value,
+            result=None if then.result is None else dumps(then.result),
+            error_type=then.error.type if then.error else None,
+            error_message=then.error.message if then.error else None,
+            finished_at=now,
+            updated_at=now,
+        ).where((Step.id == rec.id) & (Step.state == TaskState.PENDING.value)).execute()
         self._resume_if_answered(rec.job_id, now)
         self._approval_changed(self.get_approval(rec.id), "approval.expired", now)
         return True
@@ -273,51 +260,12 @@ class ApprovalQueries:
     def cancel_approvals(self, job_id: str) -> int:
         now = time.time()
         with self.db.atomic():
-            rows = list(Approval.select().where((Approval.job_id == job_id) & (Approval.status == "pending")))
+            rows = list(Approval.select().where((Approval.job_id == job_id) & (Approval.status == _PENDING)))
             n = int(
-                Approval.update(status="cancelled", updated_at=now)
-                .where((Approval.job_id == job_id) & (Approval.status == "pending"))
+                Approval.update(status=ApprovalStatus.CANCELLED.value, updated_at=now)
+                .where((Approval.job_id == job_id) & (Approval.status == _PENDING))
                 .execute()
             )
             for r in rows:
                 self._approval_changed(self.get_approval(r.id), "approval.cancelled", now)
         return n
-
-    @translate_errors
-    def due_webhooks(self, now: float, limit: int = 50) -> list[WebhookRow]:
-        q = (
-            WebhookDelivery.select()
-            .where((WebhookDelivery.status == "pending") & (WebhookDelivery.next_at <= now))
-            .order_by(WebhookDelivery.next_at)
-            .limit(limit)
-        )
-        return [WebhookRow(r.id, r.approval_id, r.url, r.event, r.payload, r.attempts) for r in q]
-
-    @translate_errors
-    def webhook_attempted(self, delivery_id: str, status: str, next_at: float, error: str | None) -> None:
-        WebhookDelivery.update(
-            status=status,
-            attempts=WebhookDelivery.attempts + 1,
-            next_at=next_at,
-            last_error=error,
-            updated_at=time.time(),
-        ).where(WebhookDelivery.id == delivery_id).execute()
-
-    @translate_errors
-    def webhook_deliveries(self, approval_id: str) -> list[dict[str, Any]]:
-        q = (
-            WebhookDelivery.select()
-            .where(WebhookDelivery.approval_id == approval_id)
-            .order_by(WebhookDelivery.created_at)
-        )
-        return [{"event": r.event, "status": r.status, "attempts": r.attempts, "last_error": r.last_error} for r in q]
-
-    @translate_errors
-    def job_events_since(self, job_id: str, since: float) -> list[tuple[int, float, str, dict[str, Any]]]:
-        q = (
-            JobEvent.select(JobEvent.id, JobEvent.at, JobEvent.kind, JobEvent.data)
-            .where((JobEvent.job_id == job_id) & (JobEvent.at >= since))
-            .order_by(JobEvent.at, JobEvent.id)
-            .tuples()
-        )
-        return [(i, at, kind, loads(data)) for i, at, kind, data in q]

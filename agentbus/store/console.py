@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import peewee
 
+from agentbus.store._cursor import encode_cursor
 from agentbus.store.db import translate_errors
-from agentbus.store.jobs import _encode_cursor
 from agentbus.store.models import Step
 from agentbus.store.records import loads
 
@@ -91,11 +91,11 @@ def cursor_before(ts: float) -> str:
 
     A cursor names the last row seen, (created_at, id); "\x01" sorts before any id a job can have
     (NUL is refused), so no job created at exactly ``ts`` is listed: the window ends before it."""
-    return _encode_cursor(ts, "\x01")
+    return encode_cursor(ts, "\x01")
 
 
 class ConsoleQueries:
-    """Over the database the ``Store`` bound its models to."""
+    """Over the database the repositories bound the models to."""
 
     def __init__(self, db: peewee.Database | None = None) -> None:
         self.db = db if db is not None else Step._meta.database

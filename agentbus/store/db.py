@@ -135,9 +135,10 @@ def connection_scope(db: peewee.Database) -> Iterator[None]:
 
 
 class ConnectionPerCall:
-    """A proxy that runs every method of a store inside its own ``connection_scope``.
+    """A proxy that runs every method of a repository inside its own ``connection_scope``.
 
-    Calls from inside the store (a method calling another) share the outer call's connection.
+    Calls from inside (a method calling another, or another repository it was given) share the
+    outer call's connection.
     """
 
     UNSCOPED = frozenset({"close", "migrate"})
@@ -174,9 +175,9 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except _LOST as exc:
-            store: Any = args[0]
+            repo: Any = args[0]
             try:
-                store.db.close()
+                repo.db.close()
             except Exception:
                 pass
             if "database is locked" in str(exc):

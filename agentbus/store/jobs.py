@@ -1,9 +1,7 @@
-"""Queries on jobs."""
+"""The jobs repository."""
 
 from __future__ import annotations
 
-import base64
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -11,12 +9,24 @@ from typing import Any
 
 import peewee
 
-from agentbus.domain.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
-from agentbus.domain.jsonsafe import text_problem
+from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound
 from agentbus.domain.replay import ErrorInfo
-from agentbus.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, sources_of_job
+from agentbus.domain.states import (
+    JOB_OPEN,
+    JOB_RESUMABLE,
+    JOB_TERMINAL,
+    TASK_OPEN,
+    TASK_TERMINAL,
+    JobState,
+    resumes,
+    sources_of_job,
+    sql_values,
+)
+from agentbus.store._cursor import decode_cursor, encode_cursor
+from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
-from agentbus.store.models import Job, JobEvent, Step
+from agentbus.store.events import Events
+from agentbus.store.models import Job, Step
 from agentbus.store.records import JobRecord, NewJob, dumps, loads
 
 
@@ -102,34 +112,17 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     )
 
 
-def log_event(job_id: str, kind: str, data: dict[str, Any], now: float) -> None:
-    """Append to the job's event log (inside the caller's transaction)."""
-    JobEvent.insert(job_id=job_id, at=now, kind=kind, data=dumps(data)).execute()
+_OPEN_STEPS = (
+    f", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
+)
 
 
-def _encode_cursor(created_at: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at!r}|{job_id}".encode()).decode().rstrip("=")
+class Jobs(Repository):
+    """Jobs (``ab_jobs``): submission, reads, and every move of a job's state by compare-and-set."""
 
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (created_at, id) a cursor from ``_encode_cursor`` holds; anything else is InvalidInput.
-
-    A cursor comes from the caller, so what it decodes to is checked as any input would be: a
-    finite timestamp (``nan``/``1e400`` compare with nothing) and an id PostgreSQL can hold.
-    """
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, sep, row_id = raw.partition("|")
-        at = float(created)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"invalid cursor {cursor[:100]!r}") from None
-    if not sep or not math.isfinite(at) or not 0 < len(row_id) <= 160 or text_problem(row_id):
-        raise InvalidInput(f"invalid cursor {cursor[:100]!r}")
-    return at, row_id
-
-
-class JobQueries:
-    db: peewee.Database
+    def __init__(self, db: peewee.Database, events: Events) -> None:
+        super().__init__(db)
+        self.events = events
 
     @translate_errors
     def create_job(self, new: NewJob) -> tuple[JobRecord, bool]:
@@ -158,7 +151,7 @@ class JobQueries:
         else:
             with self.db.atomic():
                 if Job.insert(row).on_conflict_ignore().execute() is not None:
-                    log_event(job_id, "job", {"status": JobState.SUBMITTED.value}, now)
+                    self.events.log(job_id, "job", {"status": JobState.SUBMITTED.value}, now)
         if new.idempotency_key is None and new.id is None:  # a fresh id: the row is what we wrote
             return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
         if new.idempotency_key is None:
@@ -203,8 +196,7 @@ class JobQueries:
     def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]:
         """The job, and whether any of its steps is still open — one round trip."""
         rows = self._job_sql(
-            ", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN "
-            "('pending', 'queued', 'running', 'retrying')) FROM ab_jobs WHERE id = %s",
+            f"{_OPEN_STEPS} FROM ab_jobs WHERE id = %s",
             (job_id,),
         )
         if not rows:
@@ -217,10 +209,7 @@ class JobQueries:
         if not job_ids:
             return {}
         ids = list(dict.fromkeys(job_ids))
-        open_steps = (
-            ", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN "
-            "('pending', 'queued', 'running', 'retrying'))"
-        )
+        open_steps = _OPEN_STEPS
         if is_postgres(self.db):
             rows = self._job_sql(f"{open_steps} FROM ab_jobs WHERE id = ANY(%s)", (ids,))
         else:
@@ -245,12 +234,12 @@ class JobQueries:
         if type:
             q = q.where(Job.type == type)
         if cursor:
-            created, job_id = _decode_cursor(cursor)
+            created, job_id = decode_cursor(cursor)
             q = q.where((Job.created_at < created) | ((Job.created_at == created) & (Job.id < job_id)))
         rows = list(q.limit(limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
         return [job_record(r) for r in rows], nxt
 
     @translate_errors
@@ -282,7 +271,22 @@ class JobQueries:
         with self.db.atomic():
             n = Job.update(values).where((Job.id == job_id) & (Job.state.in_(sources))).execute()
             if n:
-                log_event(job_id, "job", {"status": new.value}, now)
+                self.events.log(job_id, "job", {"status": new.value}, now)
+        return bool(n)
+
+    def resume(self, job_id: str, pending_approvals: int, now: float) -> bool:
+        """Back to running once no approval of the job is pending (``states.resumes``; inside the
+        caller's transaction, the move by compare-and-set from ``JOB_RESUMABLE``)."""
+        state = Job.select(Job.state).where(Job.id == job_id).scalar()
+        if state is None or not resumes(JobState(state), pending_approvals):
+            return False
+        n = (
+            Job.update(state=JobState.RUNNING.value, updated_at=now)
+            .where((Job.id == job_id) & Job.state.in_([s.value for s in JOB_RESUMABLE]))
+            .execute()
+        )
+        if n:
+            self.events.log(job_id, "job", {"status": JobState.RUNNING.value}, now)
         return bool(n)
 
     @translate_errors
@@ -317,7 +321,7 @@ class JobQueries:
     @translate_errors
     def running_jobs(self, tenant: str) -> int:
         """How many of a tenant's jobs are open (for the per-tenant cap)."""
-        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        open_states = [s.value for s in JOB_OPEN]
         # One equality per state: ``state IN (...)`` made PostgreSQL walk every job of the tenant
         # in the (tenant, state) index on each submit (a cost that grew with the table).
         if is_postgres(self.db):
@@ -329,7 +333,7 @@ class JobQueries:
     @translate_errors
     def open_jobs_by_state(self) -> dict[str, int]:
         """How many jobs are open in each open state (the ``agentbus_jobs`` gauge, ``agentbus status``)."""
-        open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
+        open_states = [s.value for s in JOB_OPEN]
         counts = {s: 0 for s in open_states}
         q = Job.select(Job.state, peewee.fn.COUNT(Job.id)).where(Job.state.in_(open_states)).group_by(Job.state)
         for state, n in q.tuples():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import peewee
-
 from agentbus.domain.errors import NotFound
 from agentbus.security import keys
+from agentbus.store._repository import Repository
 from agentbus.store.db import translate_errors
 from agentbus.store.models import ApiKey
 
@@ -45,8 +44,8 @@ def _record(r: ApiKey) -> KeyRecord:
     )
 
 
-class KeyQueries:
-    db: peewee.Database
+class Keys(Repository):
+    """API keys (``ab_api_keys``): only a hash of each secret is stored."""
 
     @translate_errors
     def create_key(

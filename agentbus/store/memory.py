@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 
 from agentbus.domain.errors import NotFound, RateLimited, ValidationFailed
+from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.models import MemoryItem, MemoryNamespace, MemoryTenant
 from agentbus.store.records import dumps, loads
@@ -98,8 +99,8 @@ def namespace_id(tenant: str, name: str) -> str:
     return f"{tenant}/{name}"
 
 
-class MemoryQueries:
-    db: peewee.Database
+class Memory(Repository):
+    """Memory namespaces, items and the per-tenant item counters (``ab_memory_*``)."""
 
     @translate_errors
     def namespace(self, tenant: str, name: str) -> NamespaceRecord | None:
@@ -137,7 +138,7 @@ class MemoryQueries:
 
     def _ns_row(self, ns_id: str) -> NamespaceRecord:
         # on self.db explicitly, as every statement of a write: peewee binds the models to the last
-        # database a Store opened, and a transaction spread over two connections waits on itself
+        # database a ``Repositories`` opened, and a transaction spread over two connections waits on itself
         return _ns(MemoryNamespace.select().where(MemoryNamespace.id == ns_id).get(self.db))
 
     def _add_items(self, ns_id: str, delta: int) -> None:

@@ -1,4 +1,4 @@
-"""Queries on steps (the journal). The hot paths use one statement per batch."""
+"""The steps repository (the journal). The hot paths use one statement per batch."""
 
 from __future__ import annotations
 
@@ -13,13 +13,29 @@ from psycopg2.extras import execute_values
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.ids import job_of
 from agentbus.domain.replay import ErrorInfo, StepRecord
-from agentbus.domain.states import TASK_TERMINAL, JobState, TaskState
-from agentbus.store.db import is_postgres, translate_errors
-from agentbus.store.jobs import log_event
+from agentbus.domain.states import (
+    JOB_OPEN,
+    JOB_TERMINAL,
+    TASK_HOLDING_SLOT,
+    TASK_NOT_STARTED,
+    TASK_OPEN,
+    TASK_REPORTABLE,
+    TASK_STARTABLE,
+    TASK_TERMINAL,
+    JobState,
+    TaskState,
+    sql_values,
+    state_after_replay,
+)
+from agentbus.store._repository import Repository
+from agentbus.store.approvals import Approvals
+from agentbus.store.db import translate_errors
+from agentbus.store.events import Events
 from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
 
-_OPEN = [s.value for s in TaskState if s not in TASK_TERMINAL]
+_OPEN = [s.value for s in TASK_OPEN]
+_JOB_OPEN = [s.value for s in JOB_OPEN]
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,9 @@ class Replayed:
 
 
 _INSERT_CHUNK = 2000
+_STARTABLE = sql_values(TASK_STARTABLE)
+_REPORTABLE = sql_values(TASK_REPORTABLE)
+_CANCELLED = JobState.CANCELLED.value
 
 
 def _step_row(r: Step) -> StepRow:
@@ -57,33 +76,21 @@ def _step_row(r: Step) -> StepRow:
     )
 
 
-class StepQueries:
-    db: peewee.Database
+class Steps(Repository):
+    """Steps (``ab_steps``), the journal of every job: recorded by replays, moved by workers,
+    the reaper and the router, each move a compare-and-set on the state and the attempt.
 
-    def _pg(self) -> bool:
-        return is_postgres(self.db)
+    A replay that asks people questions records them through ``approvals`` in its own
+    transaction; a replay's job moves and is logged here, in the same transaction as its steps.
+    """
 
-    @translate_errors
+    def __init__(self, db: peewee.Database, events: Events, approvals: Approvals) -> None:
+        super().__init__(db)
+        self.events = events
+        self.approvals = approvals
+
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
-        q = (
-            Step.select(
-                Step.seq,
-                Step.kind,
-                Step.name,
-                Step.state,
-                Step.result,
-                Step.error_type,
-                Step.error_message,
-                Step.error_traceback,
-            )
-            .where(Step.job_id == job_id)
-            .tuples()
-        )
-        journal: dict[int, StepRecord] = {}
-        for seq, kind, name, state, result, etype, emsg, etb in q:
-            err = ErrorInfo(etype, emsg or "", etb) if etype else None
-            journal[seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
-        return journal
+        return self.load_journals([job_id])[job_id]
 
     @translate_errors
     def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
@@ -130,7 +137,7 @@ class StepQueries:
         now = time.time()
         rows = []
         for r in replays:
-            state = (r.outcome or JobState.RUNNING).value
+            state = state_after_replay(r.outcome, asked=False).value
             rows.append(
                 (
                     r.job_id,
@@ -144,7 +151,6 @@ class StepQueries:
             )
         with self.db.atomic():
             cur = self.db.cursor()
-            open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
             head = cur.mogrify(
                 "UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
                 "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
@@ -152,7 +158,7 @@ class StepQueries:
                 "error_traceback = CASE WHEN v.etype IS NULL THEN j.error_traceback ELSE v.etb END ",
                 (now, now),
             ).decode()
-            tail = cur.mogrify("WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id", (open_states,)).decode()
+            tail = cur.mogrify("WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id", (_JOB_OPEN,)).decode()
             got = execute_values(
                 cur,
                 head + "FROM (VALUES %s) AS v(id, state, result, etype, emsg, etb, fin) " + tail.replace("%", "%%"),
@@ -165,7 +171,7 @@ class StepQueries:
             if not moved:
                 return moved
             events = [
-                (r.job_id, now, "job", dumps({"status": (r.outcome or JobState.RUNNING).value}))
+                (r.job_id, now, "job", dumps({"status": state_after_replay(r.outcome, asked=False).value}))
                 for r in replays
                 if r.job_id in moved
             ]
@@ -200,27 +206,26 @@ class StepQueries:
         """
         now = time.time()
         with self.db.atomic():
-            open_states = [JobState.SUBMITTED.value, JobState.RUNNING.value, JobState.WAITING_HUMAN.value]
-            values: dict[Any, Any] = {Job.updated_at: now}
-            if outcome is None:
-                values[Job.state] = (JobState.WAITING_HUMAN if asks else JobState.RUNNING).value
-                values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
-            else:
-                values.update({Job.state: outcome.value, Job.finished_at: now})
-                values[Job.started_at] = peewee.fn.COALESCE(Job.started_at, now)
+            values: dict[Any, Any] = {
+                Job.updated_at: now,
+                Job.state: state_after_replay(outcome, asked=bool(asks)).value,
+                Job.started_at: peewee.fn.COALESCE(Job.started_at, now),
+            }
+            if outcome is not None:
+                values[Job.finished_at] = now
                 if result is not None:
                     values[Job.result] = dumps(result)
                 if error is not None:
                     values[Job.error_type] = error.type
                     values[Job.error_message] = error.message
                     values[Job.error_traceback] = error.traceback
-            n = Job.update(values).where((Job.id == job_id) & Job.state.in_(open_states)).execute()
+            n = Job.update(values).where((Job.id == job_id) & Job.state.in_(_JOB_OPEN)).execute()
             if not n:
                 return False
-            log_event(job_id, "job", {"status": values[Job.state]}, now)
+            self.events.log(job_id, "job", {"status": values[Job.state]}, now)
             self._insert_steps(steps, now)
             if asks:
-                self._insert_approvals(job_id, asks, now)  # type: ignore[attr-defined]
+                self.approvals.insert_asks(job_id, asks, now)
         return True
 
     def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:
@@ -278,14 +283,15 @@ class StepQueries:
         if self._pg():  # one statement: atomic by itself, no BEGIN/COMMIT round trips
             cur = self.db.cursor()
             sql = cur.mogrify(
-                "UPDATE ab_steps AS s SET state = 'running', worker = %s, started_at = %s, updated_at = %s ",
+                f"UPDATE ab_steps AS s SET state = '{TaskState.RUNNING.value}', worker = %s, started_at = %s, "
+                "updated_at = %s ",
                 (worker, now, now),
             ).decode()
             got = execute_values(
                 cur,
                 sql + "FROM (VALUES %s) AS v(id, attempt) "
-                "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'queued' "
-                "AND NOT EXISTS (SELECT 1 FROM ab_jobs j WHERE j.id = s.job_id AND j.state = 'cancelled') "
+                f"WHERE s.id = v.id AND s.attempt = v.attempt AND s.state IN ({_STARTABLE}) "
+                f"AND NOT EXISTS (SELECT 1 FROM ab_jobs j WHERE j.id = s.job_id AND j.state = '{_CANCELLED}') "
                 "RETURNING s.id",
                 calls,
                 fetch=True,
@@ -297,9 +303,9 @@ class StepQueries:
             cur = self.db.cursor()
             for task_id, attempt in calls:
                 cur.execute(
-                    "UPDATE ab_steps SET state = 'running', worker = ?, started_at = ?, updated_at = ? "
-                    "WHERE id = ? AND attempt = ? AND state = 'queued' AND NOT EXISTS "
-                    "(SELECT 1 FROM ab_jobs j WHERE j.id = ab_steps.job_id AND j.state = 'cancelled')",
+                    f"UPDATE ab_steps SET state = '{TaskState.RUNNING.value}', worker = ?, started_at = ?, "
+                    f"updated_at = ? WHERE id = ? AND attempt = ? AND state IN ({_STARTABLE}) AND NOT EXISTS "
+                    f"(SELECT 1 FROM ab_jobs j WHERE j.id = ab_steps.job_id AND j.state = '{_CANCELLED}')",
                     (worker, now, now, task_id, attempt),
                 )
                 if cur.rowcount:
@@ -338,7 +344,7 @@ class StepQueries:
                 "error_message = v.emsg, error_traceback = v.etb, not_before = v.nb, finished_at = v.fin, "
                 f"updated_at = {now!r} "
                 "FROM (VALUES %s) AS v(id, attempt, state, result, etype, emsg, etb, nb, fin) "
-                "WHERE s.id = v.id AND s.attempt = v.attempt AND s.state = 'running' RETURNING s.job_id",
+                f"WHERE s.id = v.id AND s.attempt = v.attempt AND s.state IN ({_REPORTABLE}) RETURNING s.job_id",
                 rows,
                 template="(%s, %s::int, %s, %s, %s, %s, %s, %s::double precision, %s::double precision)",
                 fetch=True,
@@ -352,7 +358,7 @@ class StepQueries:
                 cur.execute(
                     "UPDATE ab_steps SET state = ?, result = ?, error_type = ?, error_message = ?, "
                     "error_traceback = ?, not_before = ?, finished_at = ?, updated_at = ? "
-                    "WHERE id = ? AND attempt = ? AND state = 'running'",
+                    f"WHERE id = ? AND attempt = ? AND state IN ({_REPORTABLE})",
                     (state, result, etype, emsg, etb, nb, fin, now, tid, attempt),
                 )
                 if cur.rowcount:
@@ -429,8 +435,7 @@ class StepQueries:
         now = time.time()
         with self.db.atomic():
             Step.update(state=TaskState.CANCELLED.value, finished_at=now, updated_at=now).where(
-                (Step.job_id == job_id)
-                & Step.state.in_([TaskState.PENDING.value, TaskState.QUEUED.value, TaskState.RETRYING.value])
+                (Step.job_id == job_id) & Step.state.in_([s.value for s in TASK_NOT_STARTED])
             ).execute()
             running = Step.select().where((Step.job_id == job_id) & (Step.state == TaskState.RUNNING.value))
             return [_step_row(r) for r in running]
@@ -459,9 +464,9 @@ class StepQueries:
     def sweep_orphans(self) -> int:
         """Cancel open steps of jobs that have finished (a lost cancel message, a failed agent)."""
         sql = (
-            "UPDATE ab_steps SET state = 'cancelled', finished_at = %s, updated_at = %s "
-            "WHERE state IN ('pending', 'queued', 'retrying') AND EXISTS (SELECT 1 FROM ab_jobs j "
-            "WHERE j.id = ab_steps.job_id AND j.state IN ('succeeded', 'failed', 'cancelled'))"
+            f"UPDATE ab_steps SET state = '{TaskState.CANCELLED.value}', finished_at = %s, updated_at = %s "
+            f"WHERE state IN ({sql_values(TASK_NOT_STARTED)}) AND EXISTS (SELECT 1 FROM ab_jobs j "
+            f"WHERE j.id = ab_steps.job_id AND j.state IN ({sql_values(JOB_TERMINAL)}))"
         )
         now = time.time()
         with self.db.atomic():
@@ -518,9 +523,7 @@ class StepQueries:
             return {}
         q = (
             Step.select(Step.concurrency_key, peewee.fn.COUNT(Step.id))
-            .where(
-                Step.concurrency_key.in_(list(keys)) & Step.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value])
-            )
+            .where(Step.concurrency_key.in_(list(keys)) & Step.state.in_([s.value for s in TASK_HOLDING_SLOT]))
             .group_by(Step.concurrency_key)
             .tuples()
         )

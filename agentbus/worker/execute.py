@@ -44,15 +44,15 @@ from agentbus.domain import (
 )
 from agentbus.domain.messages import CallInfo
 from agentbus.domain.output import MAX_OUTPUT_BYTES, OUTPUT_BUFFER, OutputRecord
+from agentbus.domain.retry import after_failure
 from agentbus.observability import bind, metrics, tracing
-from agentbus.store import Store, TaskOutcome
+from agentbus.store import Steps, TaskOutcome
 from agentbus.worker._outputs import OutputSender
 from agentbus.worker._threads import Threads
 from agentbus.worker.outcomes import OutcomeWriter
 
 log = logging.getLogger("agentbus.worker")
 
-MAX_BACKOFF_S = 300.0
 WRITE_GRACE_S = 30.0
 
 
@@ -77,7 +77,7 @@ class _Held:
 
     def info(self) -> CallInfo:
         c = self.call
-        return CallInfo(c.task_id, c.name, c.attempt, c.retries, c.timeout, self.started)
+        return CallInfo(c.task_id, c.name, c.attempt, c.retries, c.timeout, self.started, c.backoff)
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Executor:
     def __init__(
         self,
         app: App,
-        store: Store,
+        steps: Steps,
         publish: Callable[[list[ControlEvent]], None],
         worker_id: str,
         hand_back: Callable[[str, list[TaskCall]], None],
@@ -118,7 +118,7 @@ class Executor:
         not_here: Callable[[list[TaskCall]], object] | None = None,
     ):
         self.app = app
-        self.store = store
+        self.steps = steps
         self.worker_id = worker_id
         self.hand_back = hand_back
         self.device = device
@@ -143,7 +143,7 @@ class Executor:
         self._threads = Threads()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="agentbus-loop", daemon=True)
-        self.writer = OutcomeWriter(store, publish, worker_id, self._written)
+        self.writer = OutcomeWriter(steps, publish, worker_id, self._written)
         self.outputs = OutputSender(outputs, output_buffer) if outputs is not None else None
         """Where ``ctx.emit`` goes (None: outputs are checked and dropped, as in a bare test)."""
         self.max_output_bytes = max_output_bytes
@@ -181,7 +181,7 @@ class Executor:
                 calls = tuple(c for c in calls if c.name in self.app.tasks)
                 if not calls:
                     return
-        started = self.store.mark_running([(c.task_id, c.attempt) for c in calls], self.worker_id)
+        started = self.steps.mark_running([(c.task_id, c.attempt) for c in calls], self.worker_id)
         taken = [_Held(c, origin) for c in calls if c.task_id in started]
         if not taken:
             return  # cancelled, superseded by a newer attempt, or run elsewhere already
@@ -463,9 +463,5 @@ class Executor:
         return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)
 
     def _failure(self, call: TaskCall, error: ErrorInfo) -> TaskOutcome:
-        if call.attempt <= call.retries:
-            delay = min(MAX_BACKOFF_S, call.backoff * 2 ** (call.attempt - 1))
-            return TaskOutcome(
-                call.task_id, call.attempt, TaskState.RETRYING, error=error, not_before=time.time() + delay
-            )
-        return TaskOutcome(call.task_id, call.attempt, TaskState.FAILED, error=error)
+        then = after_failure(call.attempt, call.retries, call.backoff, time.time())
+        return TaskOutcome(call.task_id, call.attempt, then.state, error=error, not_before=then.not_before)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from agentbus.domain import ControlEvent, Unavailable
-from agentbus.store import Store, TaskOutcome
+from agentbus.store import Steps, TaskOutcome
 
 log = logging.getLogger("agentbus.worker")
 
@@ -28,12 +28,12 @@ RETRY_MAX_S = 5.0
 class OutcomeWriter:
     def __init__(
         self,
-        store: Store,
+        steps: Steps,
         publish: Callable[[list[ControlEvent]], None],
         worker_id: str,
         on_written: Callable[[list[TaskOutcome]], None],
     ) -> None:
-        self.store = store
+        self.steps = steps
         self.publish = publish
         self.worker_id = worker_id
         self.on_written = on_written
@@ -81,7 +81,7 @@ class OutcomeWriter:
         delay = RETRY_FIRST_S
         while True:
             try:
-                jobs = self.store.record_outcomes(batch, self.worker_id)
+                jobs = self.steps.record_outcomes(batch, self.worker_id)
                 break
             except Unavailable as exc:
                 if not self.failing:

@@ -19,7 +19,7 @@ from agentbus.domain.ids import new_dispatch_id
 from agentbus.domain.messages import Heartbeat, build_of
 from agentbus.observability import MetricsServer, Readiness, metrics, probe
 from agentbus.services import JobMemory, MemoryService
-from agentbus.store import Store
+from agentbus.store import Repositories, Steps
 from agentbus.worker.execute import Executor
 
 log = logging.getLogger("agentbus.worker")
@@ -38,13 +38,13 @@ def default_concurrency(settings: Settings, device_kind: str) -> int:
     return GPU_CONCURRENCY if device_kind == "gpu" else CPU_CONCURRENCY
 
 
-def not_here(store: Store, worker_id: str, calls: list[TaskCall]) -> int:
+def not_here(steps: Steps, worker_id: str, calls: list[TaskCall]) -> int:
     """Calls for tasks this worker's App lacks (routed before the orchestrator saw this worker):
     back to pending under the same attempt, never marked running, so that the orchestrator routes
     them to a worker that has the task (docs/workers.md, "Two builds at once")."""
     names = ", ".join(sorted({c.name for c in calls}))
     reason = f"{worker_id} has no task {names}: routed again"
-    n = store.park([c.task_id for c in calls], [TaskState.QUEUED], reason, new_attempt=False)
+    n = steps.park([c.task_id for c in calls], [TaskState.QUEUED], reason, new_attempt=False)
     log.warning("handed back %d calls for tasks this worker does not have (%s)", n, names)
     return n
 
@@ -65,7 +65,7 @@ def run_worker_role(
     device = device or {"kind": "cpu"}
     concurrency = default_concurrency(settings, str(device.get("kind")))
     # the main loop, the outcome writer and sync calls that use memory each hold a connection a while
-    store = Store.from_url(settings.database_url, max_connections=16)
+    repos = Repositories.from_url(settings.database_url, max_connections=16)
     stream = ControlStream(conn, stream_ring, shards=settings.shards)
     fleet = Fleet(conn, settings.worker_ttl_s)
     dispatcher = Dispatcher(conn, keyring)
@@ -77,7 +77,7 @@ def run_worker_role(
     def hand_back(origin: str, calls: list[TaskCall]) -> None:
         """Calls this worker will not run (it is shutting down) go back to their queue, newly fenced."""
         did = new_dispatch_id()
-        moved = store.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
+        moved = repos.steps.requeue([c.task_id for c in calls], [TaskState.RUNNING], did, new_attempt=True)
         if moved:
             dispatcher.send(
                 origin,
@@ -92,26 +92,26 @@ def run_worker_role(
 
     def release_connection() -> None:
         """After a sync call on a pool thread: give back the connection a memory call may have taken."""
-        if not store.db.is_closed():
-            store.db.close()
+        if not repos.db.is_closed():
+            repos.db.close()
 
-    memory = MemoryService.from_settings(store, settings)
+    memory = MemoryService.from_settings(repos.memory, settings)
     executor = Executor(
         app,
-        store,
+        repos.steps,
         stream.publish,
         worker_id,
         hand_back,
         "gpu" if device["kind"] == "gpu" else "cpu",
         settings.max_result_bytes,
-        lambda job_id: JobMemory(memory, job_id),
+        lambda job_id: JobMemory(memory, job_id, repos.jobs),
         concurrency=concurrency,
         max_abandoned=settings.worker_max_abandoned,
         after_sync_call=release_connection,
         outputs=OutputStream.from_url(settings.redis_url, settings.output_buffer, settings.output_ttl_s).append,
         output_buffer=settings.output_buffer,
         max_output_bytes=settings.output_max_bytes,
-        not_here=lambda calls: not_here(store, worker_id, calls),
+        not_here=lambda calls: not_here(repos.steps, worker_id, calls),
     )
     executor.start()
     worker = AgentbusWorker(
@@ -166,7 +166,7 @@ def run_worker_role(
 
     def ping_store() -> None:
         try:
-            store.ping()
+            repos.jobs.ping()
         finally:
             release_connection()
 
@@ -193,7 +193,7 @@ def run_worker_role(
             fleet.forget(worker_id)
         except Unavailable:
             pass
-        store.close()
+        repos.close()
     if executor.exhausted:
         log.error("exiting with status %d so that the supervisor restarts this worker", EXIT_RESTART_ME)
         sys.exit(EXIT_RESTART_ME)

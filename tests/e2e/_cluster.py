@@ -16,7 +16,7 @@ import httpx
 
 from agentbus.client import Client
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 TESTS = Path(__file__).resolve().parent.parent
 """tests/, where the roles import the tests' App from."""
@@ -70,8 +70,8 @@ class Cluster:
         self.client = Client(self.env["AGENTBUS_API_URL"], timeout=10, api_key=self.key)
 
     def new_key(self, tenant: str, scopes: tuple[str, ...] = keys.SCOPES, expires_in: float | None = None) -> str:
-        store = Store.from_url(self.env["AGENTBUS_DATABASE_URL"])
-        token, _ = store.create_key(tenant, scopes, expires_in)
+        store = Repositories.from_url(self.env["AGENTBUS_DATABASE_URL"])
+        token, _ = store.keys.create_key(tenant, scopes, expires_in)
         store.close()
         return token
 

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from agentbus.domain import TaskState
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 from _cluster import Cluster, wait_until
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def _steps(pg_url: str, job_id: str) -> list[tuple[str, str, int, str | None]]:
     from agentbus.store.models import Step
 
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     rows = [(r.id, r.state, r.attempt, r.worker) for r in Step.select().where(Step.job_id == job_id).order_by(Step.seq)]
     store.close()
     return rows
@@ -49,7 +49,7 @@ def test_flushall_mid_job_loses_nothing(running: Cluster, pg_url: str, redis_url
     assert body["result"] == {"n": n, "sum": n * (n - 1) // 2}
     steps = _steps(pg_url, job["id"])
     assert len(steps) == n and {s[1] for s in steps} == {"succeeded"}
-    journal = Store.from_url(pg_url).load_journal(job["id"])
+    journal = Repositories.from_url(pg_url).steps.load_journal(job["id"])
     assert [journal[i].result for i in range(n)] == list(range(n))
 
 

@@ -219,11 +219,13 @@ def test_webhooks_to_private_addresses_are_refused_by_default(running: Cluster) 
     (approval,) = pending_approval(running, job["id"])
     running.client.answer(approval["id"], "approve")
     running.wait(job["id"])
-    from agentbus.store import Store
+    from agentbus.store import Repositories
 
-    store = Store.from_url(running.env["AGENTBUS_DATABASE_URL"])
+    store = Repositories.from_url(running.env["AGENTBUS_DATABASE_URL"])
     deliveries = wait_until(
-        lambda: [d for d in store.webhook_deliveries(approval["id"]) if d["status"] != "pending"] or None, 30, "refusal"
+        lambda: [d for d in store.webhooks.webhook_deliveries(approval["id"]) if d["status"] != "pending"] or None,
+        30,
+        "refusal",
     )
     store.close()
     assert {d["status"] for d in deliveries} == {"refused"}

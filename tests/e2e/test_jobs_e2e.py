@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from agentbus.domain import NotFound
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 from _cluster import Cluster, wait_until
 
@@ -105,8 +105,8 @@ def test_rq_info_shows_our_queues_and_workers(running: Cluster, redis_url: str) 
 def test_store_records_each_task_once(running: Cluster, pg_url: str) -> None:
     job = running.client.submit("map_reduce", {"n": 20})
     running.wait(job["id"])
-    store = Store.from_url(pg_url)
-    journal = store.load_journal(job["id"])
+    store = Repositories.from_url(pg_url)
+    journal = store.steps.load_journal(job["id"])
     store.close()
     assert sorted(journal) == list(range(20))
     assert [journal[i].result for i in range(20)] == [i * i for i in range(20)]

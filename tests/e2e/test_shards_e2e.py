@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 from _cluster import FAST, Cluster, wait_until
 
@@ -34,7 +34,7 @@ def recorded(pg_url: str, job_ids: list[str]) -> tuple[dict[str, list[tuple[str,
     """Each job's steps (state, attempt), and how many times each job was recorded as succeeded."""
     from agentbus.store.models import JobEvent, Step
 
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     steps: dict[str, list[tuple[str, int]]] = {j: [] for j in job_ids}
     for r in Step.select().where(Step.job_id.in_(job_ids)).order_by(Step.job_id, Step.seq):
         steps[r.job_id].append((r.state, r.attempt))

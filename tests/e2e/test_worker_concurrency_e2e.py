@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from agentbus.domain import Unavailable
-from agentbus.store import Store
+from agentbus.store import Repositories
 from agentbus.store.models import Step
 
 from _cluster import Cluster, free_port, wait_until
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def steps(pg_url: str, job_id: str) -> list[tuple[str, str, int, str | None, Any]]:
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     with store.db.connection_context():
         q = Step.select().where((Step.job_id == job_id) & (Step.kind == "task")).order_by(Step.seq)
         rows = [(r.id, r.state, r.attempt, r.worker, None if r.result is None else json.loads(r.result)) for r in q]

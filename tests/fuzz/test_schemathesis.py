@@ -29,7 +29,7 @@ from agentbus.api.openapi import document
 from agentbus.config import Settings
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -42,8 +42,8 @@ CHECKS = [
 
 @pytest.fixture
 def api(pg_url: str, redis_url: str) -> Iterator[tuple[Any, dict[str, str]]]:
-    store = Store.from_url(pg_url)
-    token, _ = store.create_key("fuzz", keys.SCOPES)
+    store = Repositories.from_url(pg_url)
+    token, _ = store.keys.create_key("fuzz", keys.SCOPES)
     store.close()
     unlimited = "1000000/s:1000000"
     web = create_app(
@@ -53,7 +53,7 @@ def api(pg_url: str, redis_url: str) -> Iterator[tuple[Any, dict[str, str]]]:
         examples,
     )
     yield web, {"Authorization": f"Bearer {token}"}
-    web.state.agentbus.store.close()
+    web.state.repos.close()
 
 
 def operations(web: Any, headers: dict[str, str]) -> list[Any]:

@@ -15,14 +15,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agentbus.api import create_app
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import Fleet
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
-from agentbus.store import NewStep, Retention, Store, TaskOutcome, step_id
+from agentbus.store import NewStep, Repositories, TaskOutcome, step_id
 from agentbus.worker.execute import Executor
 
 from fixture_app import app as examples
@@ -35,8 +35,8 @@ def _no_server_errors(response: httpx.Response) -> None:
 
 
 def make_key(database_url: str, tenant: str = "default", scopes: tuple[str, ...] = keys.SCOPES) -> str:
-    store = Store.from_url(database_url)
-    token, _ = store.create_key(tenant, scopes)
+    store = Repositories.from_url(database_url)
+    token, _ = store.keys.create_key(tenant, scopes)
     store.close()
     return token
 
@@ -50,7 +50,7 @@ def _client(settings: Settings) -> Iterator[TestClient]:
             client.event_hooks["response"].append(_no_server_errors)
             yield client
     finally:
-        web.state.agentbus.store.close()
+        web.state.repos.close()
 
 
 @pytest.fixture
@@ -71,27 +71,15 @@ def sqlite_client(sqlite_url: str, redis_url: str) -> Iterator[TestClient]:
         yield c
 
 
-def store_of(client: TestClient) -> Store:
-    store: Store = client.app.state.agentbus.store  # type: ignore[attr-defined]
+def store_of(client: TestClient) -> Repositories:
+    store: Repositories = client.app.state.repos  # type: ignore[attr-defined]
     return store
 
 
-def driver_over(store: Store, conn: redis.Redis, settings: Settings) -> Driver:
+def driver_over(store: Repositories, conn: redis.Redis, settings: Settings) -> Driver:
     """An orchestrator's driver over the API's store, driven by hand."""
     ring = Keyring.parse("k1:traceback-test-secret-0123456")
-    return compose(
-        examples,
-        settings,
-        jobs=store,
-        steps=store,
-        approvals=store,
-        queues=Dispatcher(conn, ring),
-        events=ControlStream(conn, ring),
-        workers=Fleet(conn, ttl_s=30),
-        notices=JobNotifier(conn),
-        outputs=OutputStream(conn),
-        retention=Retention(store.db),
-    ).driver
+    return compose_over(examples, settings, store, conn, ring=ring, workers=Fleet(conn, ttl_s=30)).driver
 
 
 def events(conn: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
@@ -247,7 +235,7 @@ def test_get_job_with_progress(client: TestClient) -> None:
     assert (r.json()["id"], r.json()["progress"]) == (job_id, {"done": 0, "total": 0})
 
     steps = [NewStep(job_id, i, "task", "square", TaskState.QUEUED, args={"x": i}) for i in range(2)]
-    assert store_of(client).record_replay(job_id, steps, None)
+    assert store_of(client).steps.record_replay(job_id, steps, None)
     body = client.get(f"/jobs/{job_id}").json()
     assert body["status"] == "running"
     assert body["started_at"] is not None
@@ -260,7 +248,7 @@ def test_results_are_202_until_the_job_finishes(client: TestClient) -> None:
     assert r.status_code == 202
     assert r.json() == {"id": job_id, "status": "submitted"}
 
-    assert store_of(client).record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
+    assert store_of(client).steps.record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
     r = client.get(f"/jobs/{job_id}/results")
     assert r.status_code == 200
     assert r.json() == {"id": job_id, "status": "succeeded", "result": "hi", "error": None}
@@ -268,7 +256,7 @@ def test_results_are_202_until_the_job_finishes(client: TestClient) -> None:
 
 def test_results_of_a_failed_job_carry_the_error(client: TestClient) -> None:
     job_id = submit(client).json()["id"]
-    store_of(client).record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "no luck"))
+    store_of(client).steps.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "no luck"))
     r = client.get(f"/jobs/{job_id}/results")
     assert r.status_code == 200
     assert r.json()["error"] == {"type": "ValueError", "message": "no luck"}
@@ -349,7 +337,7 @@ def test_cancel_is_idempotent_and_announced(client: TestClient, redis_conn: redi
 
 def test_cancel_of_a_succeeded_job_is_409(client: TestClient) -> None:
     job_id = submit(client).json()["id"]
-    assert store_of(client).record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
+    assert store_of(client).steps.record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
     r = client.post(f"/jobs/{job_id}/cancel")
     assert r.status_code == 409
     assert error(r)["type"] == "Conflict"
@@ -432,17 +420,17 @@ def test_a_failing_tasks_traceback_reaches_the_job_and_its_task(
     store = store_of(client)
     job_id = submit(client, "always_fails", {"reason": "nope"}).json()["id"]
     args = {"reason": "nope"}
-    store.record_replay(
+    store.steps.record_replay(
         job_id,
         [NewStep(job_id, 0, "task", "always_fails", TaskState.QUEUED, args=args, queue="cpu", dispatch_id="d1")],
         None,
     )
-    executor = Executor(examples, store, lambda events: None, "w-test", lambda origin, calls: None)
+    executor = Executor(examples, store.steps, lambda events: None, "w-test", lambda origin, calls: None)
     executor.start()
     try:
         executor(Dispatch("d1", (TaskCall(step_id(job_id, 0), job_id, "always_fails", args, 1, 0, 30.0, 0.5),)), "cpu")
         deadline = time.monotonic() + 20
-        while store.load_journal(job_id)[0].state != TaskState.FAILED:
+        while store.steps.load_journal(job_id)[0].state != TaskState.FAILED:
             assert time.monotonic() < deadline, "the task never failed"
             time.sleep(0.02)
     finally:
@@ -470,8 +458,8 @@ def test_an_agent_that_raises_reports_a_traceback_naming_the_agent(
     jobs = [submit(client, "clumsy", {"x": 3}).json()["id"] for _ in range(2)]  # two: advanced together
     assert driver.advance_many(jobs) == []
     calls = [(step_id(j, 0), 1) for j in jobs]
-    assert store.mark_running(calls, "w1") == {c for c, _ in calls}
-    done = store.record_outcomes([TaskOutcome(c, 1, TaskState.SUCCEEDED, result=9) for c, _ in calls])
+    assert store.steps.mark_running(calls, "w1") == {c for c, _ in calls}
+    done = store.steps.record_outcomes([TaskOutcome(c, 1, TaskState.SUCCEEDED, result=9) for c, _ in calls])
     assert driver.advance_many(done) == []
 
     for job_id in jobs:
@@ -482,5 +470,5 @@ def test_an_agent_that_raises_reports_a_traceback_naming_the_agent(
 
 def test_errors_recorded_without_a_traceback_keep_their_old_shape(client: TestClient) -> None:
     job_id = submit(client).json()["id"]
-    store_of(client).record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("Cancelled", "by hand"))
+    store_of(client).steps.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("Cancelled", "by hand"))
     assert client.get(f"/jobs/{job_id}").json()["error"] == {"type": "Cancelled", "message": "by hand"}

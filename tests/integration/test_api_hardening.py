@@ -22,15 +22,15 @@ from agentbus.domain import TaskState
 from agentbus.domain.hitl import HumanRequest
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import NewJob, NewStep, Store
+from agentbus.store import NewJob, NewStep, Repositories
 
 ALL = keys.SCOPES
 BAD = f"Bearer ab_{'1' * 12}_{'y' * 43}"
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    s = Store.from_url(pg_url)
+def store(pg_url: str) -> Iterator[Repositories]:
+    s = Repositories.from_url(pg_url)
     yield s
     s.close()
 
@@ -47,7 +47,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(pg_url: str, redis_url: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+def served(
+    pg_url: str, redis_url: str, store: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Any]]:
     """A real uvicorn server in this process, whose thread pool retires idle threads after 0.2 s
     (anyio's default is 10 s: injected rather than slept through). Created after ``store``:
     peewee binds the models to the database opened last, and it must be the API's."""
@@ -66,14 +68,14 @@ def served(pg_url: str, redis_url: str, store: Store, monkeypatch: pytest.Monkey
     finally:
         server.should_exit = True
         thread.join(10)
-        web.state.agentbus.store.close()
+        web.state.repos.close()
 
 
-def test_connections_of_retired_threads_go_back_to_the_pool(store: Store, served: tuple[str, Any]) -> None:
+def test_connections_of_retired_threads_go_back_to_the_pool(store: Repositories, served: tuple[str, Any]) -> None:
     # Each burst runs on fresh threads (the last burst's retired while idle). A thread that kept
     # its connection took it to the grave: 3 bursts of 12 exhausted the pool of 32 for good.
-    token, _ = store.create_key("default", ALL)
-    rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
+    token, _ = store.keys.create_key("default", ALL)
+    rec, _ = store.jobs.create_job(NewJob("echo", {"message": "x"}))
     url = f"{served[0]}/jobs/{rec.id}"
 
     def get(_: int) -> int | str:
@@ -97,9 +99,9 @@ def _until(check: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_client_that_hangs_up_frees_its_waiter(store: Store, served: tuple[str, Any]) -> None:
-    token, _ = store.create_key("default", ALL)
-    rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
+def test_a_client_that_hangs_up_frees_its_waiter(store: Repositories, served: tuple[str, Any]) -> None:
+    token, _ = store.keys.create_key("default", ALL)
+    rec, _ = store.jobs.create_job(NewJob("echo", {"message": "x"}))
     watch = served[1].state.agentbus.watch
     port = int(served[0].rpartition(":")[2])
     socks = []
@@ -117,8 +119,10 @@ def _app(settings: Settings, client: tuple[str, int] = ("127.0.0.1", 50000)) -> 
     return TestClient(create_app(settings, examples), client=client)
 
 
-def test_a_valid_key_is_not_locked_out_by_other_peoples_failures(pg_url: str, redis_url: str, store: Store) -> None:
-    token, _ = store.create_key("acme", ALL)
+def test_a_valid_key_is_not_locked_out_by_other_peoples_failures(
+    pg_url: str, redis_url: str, store: Repositories
+) -> None:
+    token, _ = store.keys.create_key("acme", ALL)
     with _app(Settings(database_url=pg_url, redis_url=redis_url, authfail_rate="1/m:3")) as web:
         failed = [web.get("/jobs", headers={"Authorization": BAD}).status_code for _ in range(6)]
         assert failed[:3] == [401] * 3 and set(failed[3:]) == {429}  # the failures are limited...
@@ -155,9 +159,9 @@ def test_behind_a_trusted_proxy_each_client_address_has_its_own_failure_budget(p
 
 
 def test_a_trailing_slash_never_redirects_to_the_host_the_client_named(
-    pg_url: str, redis_url: str, store: Store
+    pg_url: str, redis_url: str, store: Repositories
 ) -> None:
-    token, _ = store.create_key("acme", ALL)
+    token, _ = store.keys.create_key("acme", ALL)
     with _app(Settings(database_url=pg_url, redis_url=redis_url)) as web:
         r = web.get("/jobs/", headers={**bearer(token), "Host": "evil.example"}, follow_redirects=False)
     assert r.status_code == 404
@@ -165,12 +169,12 @@ def test_a_trailing_slash_never_redirects_to_the_host_the_client_named(
 
 
 def test_an_approval_records_the_key_that_answered_and_keeps_by_as_a_note(
-    pg_url: str, redis_url: str, store: Store
+    pg_url: str, redis_url: str, store: Repositories
 ) -> None:
-    token, key = store.create_key("acme", ALL)
-    job, _ = store.create_job(NewJob("editorial", {"topic": "t"}, tenant="acme"))
+    token, key = store.keys.create_key("acme", ALL)
+    job, _ = store.jobs.create_job(NewJob("editorial", {"topic": "t"}, tenant="acme"))
     step = NewStep(job.id, 0, "human", "ask_human", TaskState.PENDING)
-    store.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
+    store.steps.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
     approval_id = f"{job.id}-0"
     with _app(Settings(database_url=pg_url, redis_url=redis_url)) as web:
         r = web.post(f"/approvals/{approval_id}", json={"decision": "approve", "by": "the-ceo"}, headers=bearer(token))
@@ -179,12 +183,14 @@ def test_an_approval_records_the_key_that_answered_and_keeps_by_as_a_note(
         assert web.get(f"/approvals/{approval_id}", headers=bearer(token)).json()["answered_key"] == key.id
 
 
-def test_a_full_pool_answers_503_at_once_and_readyz_reports_it(pg_url: str, redis_url: str, store: Store) -> None:
-    token, _ = store.create_key("default", ALL)
-    rec, _ = store.create_job(NewJob("echo", {"message": "x"}))
+def test_a_full_pool_answers_503_at_once_and_readyz_reports_it(
+    pg_url: str, redis_url: str, store: Repositories
+) -> None:
+    token, _ = store.keys.create_key("default", ALL)
+    rec, _ = store.jobs.create_job(NewJob("echo", {"message": "x"}))
     settings = Settings(database_url=pg_url, redis_url=redis_url, db_pool_size=1, db_pool_timeout_s=0.5)
     web = create_app(settings, examples)  # created last: the models are bound to its database
-    db = web.state.agentbus.store.db  # the pool of one connection
+    db = web.state.repos.db  # the pool of one connection
     taken, release = threading.Event(), threading.Event()
 
     def hold_the_only_connection() -> None:
@@ -210,4 +216,4 @@ def test_a_full_pool_answers_503_at_once_and_readyz_reports_it(pg_url: str, redi
     finally:
         release.set()
         holder.join(10)
-        web.state.agentbus.store.close()
+        web.state.repos.close()

@@ -15,7 +15,7 @@ from agentbus.api.table import OPERATIONS
 from agentbus.config import Settings
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 
 @pytest.fixture
@@ -23,12 +23,12 @@ def web(sqlite_url: str, redis_url: str) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=sqlite_url, redis_url=redis_url, authfail_rate="100/s:100"), examples)
     # no lifespan: what these tests send never waits on a job notice
     yield TestClient(app)
-    app.state.agentbus.store.close()
+    app.state.repos.close()
 
 
 def key(database_url: str, scopes: tuple[str, ...]) -> dict[str, str]:
-    store = Store.from_url(database_url)
-    token, _ = store.create_key("acme", scopes)
+    store = Repositories.from_url(database_url)
+    token, _ = store.keys.create_key("acme", scopes)
     store.close()
     return {"Authorization": f"Bearer {token}"}
 

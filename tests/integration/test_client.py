@@ -33,7 +33,7 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.examples import REVIEW_SCHEMA
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import NewJob, NewStep, Store
+from agentbus.store import NewJob, NewStep, Repositories
 
 
 def _free_port() -> int:
@@ -47,8 +47,8 @@ class Api:
     """The API role in a thread, serving HTTP on a free port."""
 
     def __init__(self, settings: Settings) -> None:
-        self.store = Store.from_url(settings.database_url)
-        self.key, _ = self.store.create_key("default", keys.SCOPES)
+        self.store = Repositories.from_url(settings.database_url)
+        self.key, _ = self.store.keys.create_key("default", keys.SCOPES)
         self.url = f"http://127.0.0.1:{_free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
         config = uvicorn.Config(create_app(settings, examples), host="127.0.0.1", port=port, log_level="warning")
@@ -113,11 +113,11 @@ def client(api: Api, request: pytest.FixtureRequest) -> Iterator[Any]:
         c.close()
 
 
-def ask(store: Store, schema: dict[str, Any] | None = None) -> Approval:
+def ask(store: Repositories, schema: dict[str, Any] | None = None) -> Approval:
     """A job waiting for a person, recorded the way the orchestrator records one; its approval's id."""
-    job, _ = store.create_job(NewJob("editorial", {"topic": "t"}))
+    job, _ = store.jobs.create_job(NewJob("editorial", {"topic": "t"}))
     step = NewStep(job.id, 0, "human", "ask_human", TaskState.PENDING)
-    store.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("publish?", {"text": "t"}, schema))])
+    store.steps.record_replay(job.id, [step], None, asks=[(0, HumanRequest.build("publish?", {"text": "t"}, schema))])
     return Approval.from_json({"id": f"{job.id}-0", "job_id": job.id, "status": "pending"})
 
 

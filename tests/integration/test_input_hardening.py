@@ -25,22 +25,22 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.examples import app as examples
 from agentbus.security import keys
 from agentbus.services import MemoryService
-from agentbus.store import NewJob, Store
+from agentbus.store import NewJob, Repositories
 
 
 @pytest.fixture
 def client(pg_url: str, redis_url: str) -> Iterator[TestClient]:
-    store = Store.from_url(pg_url)
-    token, _ = store.create_key("default", keys.SCOPES)
+    store = Repositories.from_url(pg_url)
+    token, _ = store.keys.create_key("default", keys.SCOPES)
     store.close()
     web = create_app(Settings(database_url=pg_url, redis_url=redis_url), examples)
     with TestClient(web, headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
-    web.state.agentbus.store.close()
+    web.state.repos.close()
 
 
 def store_of(client: TestClient) -> Any:
-    return client.app.state.agentbus.store  # type: ignore[attr-defined]
+    return client.app.state.repos  # type: ignore[attr-defined]
 
 
 def post_raw(client: TestClient, path: str, raw: str) -> httpx.Response:
@@ -97,8 +97,8 @@ def test_the_422_names_where_the_bad_value_is(client: TestClient) -> None:
 
 def pending_approval(client: TestClient, schema: dict[str, Any] | None = None) -> str:
     store = store_of(client)
-    job, _ = store.create_job(NewJob("editorial", {"topic": "t"}))
-    store.record_replay(job.id, [], None, asks=[(0, HumanRequest("Publish?", schema=schema))])
+    job, _ = store.jobs.create_job(NewJob("editorial", {"topic": "t"}))
+    store.steps.record_replay(job.id, [], None, asks=[(0, HumanRequest("Publish?", schema=schema))])
     (approval,) = client.get("/approvals").json()["approvals"]
     approval_id: str = approval["id"]
     return approval_id
@@ -236,7 +236,7 @@ def test_a_result_holding_nan_or_a_lone_surrogate_is_stored_readably(client: Tes
     store = store_of(client)
     job_id = client.post("/jobs", json={"type": "nap", "input": {"seconds": 1}}).json()["id"]
     result = {"score": float("nan"), "big": float("inf"), "text": "ok\ud800", "nested": [float("-inf")]}
-    assert store.record_replay(job_id, [], JobState.SUCCEEDED, result=result)
+    assert store.steps.record_replay(job_id, [], JobState.SUCCEEDED, result=result)
     got = client.get(f"/jobs/{job_id}/results")
     assert got.status_code == 200
     assert got.json()["result"] == {"score": None, "big": None, "text": "ok\ufffd", "nested": [None]}
@@ -246,8 +246,8 @@ def test_a_result_holding_nan_or_a_lone_surrogate_is_stored_readably(client: Tes
 
 def test_an_approval_question_holding_nan_stays_readable(client: TestClient) -> None:
     store = store_of(client)
-    job, _ = store.create_job(NewJob("editorial", {"topic": "t"}))
-    store.record_replay(job.id, [], None, asks=[(0, HumanRequest("Publish?", data={"p": float("nan")}))])
+    job, _ = store.jobs.create_job(NewJob("editorial", {"topic": "t"}))
+    store.steps.record_replay(job.id, [], None, asks=[(0, HumanRequest("Publish?", data={"p": float("nan")}))])
     listed = client.get("/approvals")
     assert listed.status_code == 200
     (approval,) = listed.json()["approvals"]

@@ -11,7 +11,7 @@ from agentbus.api import create_app
 from agentbus.config import Settings
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 NOTES = [
     {"id": "n1", "text": "Invoice INV-2024-0042 was refunded to the customer"},
@@ -23,14 +23,14 @@ NOTES = [
 @pytest.fixture
 def client(pg_url: str, redis_url: str) -> Iterator[TestClient]:
     web = create_app(Settings(database_url=pg_url, redis_url=redis_url), examples)
-    store = Store.from_url(pg_url)
-    token, _ = store.create_key("default", keys.SCOPES)
+    store = Repositories.from_url(pg_url)
+    token, _ = store.keys.create_key("default", keys.SCOPES)
     store.close()
     try:
         with TestClient(web, headers={"Authorization": f"Bearer {token}"}) as c:
             yield c
     finally:
-        web.state.agentbus.store.close()
+        web.state.repos.close()
 
 
 def test_hybrid_mode_over_get_and_post(client: TestClient) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from agentbus.domain import InvalidInput, RateLimited, ValidationFailed
 from agentbus.services import MemoryService
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 
 def _vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -44,17 +44,17 @@ def _run_all(work: Callable[[int], None], threads: int) -> list[BaseException]:
     return errors
 
 
-# One Store per process, as in the roles: its pool gives each thread its own connection, so the
+# One Repositories per process, as in the roles: its pool gives each thread its own connection, so the
 # threads are concurrent transactions (peewee binds the models to one database per process).
 
 
 def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
     # eight replicas' caches, each storing 4 batches of 5 new items in namespaces of one tenant: 160 asked, cap 50
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     try:
 
         def work(n: int) -> None:
-            svc = MemoryService(store, max_items=50)
+            svc = MemoryService(store.memory, max_items=50)
             for b in range(4):
                 try:
                     svc.store_items("t1", f"ns{n % 3}", _items(f"w{n}b{b}-", _vectors(5, seed=n * 10 + b)))
@@ -62,8 +62,8 @@ def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
                     pass
 
         assert _run_all(work, 8) == []
-        svc = MemoryService(store, max_items=50)
-        assert sum(ns["items"] for ns in svc.namespaces("t1")) == 50 == store.memory_items("t1")
+        svc = MemoryService(store.memory, max_items=50)
+        assert sum(ns["items"] for ns in svc.namespaces("t1")) == 50 == store.memory.memory_items("t1")
         svc.delete_item("t1", "ns0", next(iter(svc.search("t1", "ns0", vector=[1.0] * 32, k=1)))["id"])
         svc.store_items("t1", "ns0", [{"id": "again", "vector": [1.0] * 32}])  # a delete frees its place
         with pytest.raises(RateLimited):
@@ -74,9 +74,9 @@ def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
 
 
 def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url: str) -> None:
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     try:
-        reader = MemoryService(store)
+        reader = MemoryService(store.memory)
         reader.store_items("t1", "shared", [{"id": "seed", "vector": [1.0] * 32}])
         writing = [True]
 
@@ -85,7 +85,7 @@ def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url
                 while writing[0]:
                     reader.search("t1", "shared", vector=[1.0] * 32, k=5)
                 return
-            svc = MemoryService(store)
+            svc = MemoryService(store.memory)
             for b in range(10):
                 svc.store_items("t1", "shared", _items(f"w{n}b{b}-", _vectors(20, seed=n * 100 + b)))
             svc.store_items("t1", "shared", _items(f"w{n}b0-", _vectors(5, seed=n)))  # replaces, adds nothing
@@ -95,16 +95,16 @@ def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url
         assert _run_all(work, 5) == []
         hits = reader.search("t1", "shared", vector=[1.0] * 32, k=1000)
         assert len(hits) == 1 + 4 * 10 * 20  # every item, none twice
-        assert store.memory_items("t1") == len(hits)
+        assert store.memory.memory_items("t1") == len(hits)
         assert len({h["id"] for h in hits}) == len(hits)
     finally:
         store.close()
 
 
-def test_a_namespace_over_the_budget_is_served_from_int8_codes_with_an_exact_rerank(store: Store) -> None:
+def test_a_namespace_over_the_budget_is_served_from_int8_codes_with_an_exact_rerank(store: Repositories) -> None:
     vectors = _vectors(600, dim=48)
-    MemoryService(store).store_items("t1", "big", _items("v", vectors))
-    whole, lean = MemoryService(store, budget=1 << 30), MemoryService(store, budget=1)
+    MemoryService(store.memory).store_items("t1", "big", _items("v", vectors))
+    whole, lean = MemoryService(store.memory, budget=1 << 30), MemoryService(store.memory, budget=1)
     queries = _vectors(10, dim=48, seed=7)
     for q in queries:
         exact = [f"v{r}" for r in np.argsort(-(vectors @ q), kind="stable")[:10]]
@@ -118,8 +118,8 @@ def test_a_namespace_over_the_budget_is_served_from_int8_codes_with_an_exact_rer
     assert lean.cached()[0].nbytes < whole.cached()[0].nbytes
 
 
-def test_int8_tier_follows_writes_and_drops_deleted_candidates(store: Store) -> None:
-    writer, lean = MemoryService(store), MemoryService(store, budget=1)
+def test_int8_tier_follows_writes_and_drops_deleted_candidates(store: Repositories) -> None:
+    writer, lean = MemoryService(store.memory), MemoryService(store.memory, budget=1)
     vectors = _vectors(100)
     writer.store_items("t1", "ns", _items("v", vectors))
     q = vectors[3].tolist()
@@ -132,12 +132,12 @@ def test_int8_tier_follows_writes_and_drops_deleted_candidates(store: Store) -> 
 
 
 def test_rows_stored_before_codes_existed_still_load(pg_url: str) -> None:
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     try:
         vectors = _vectors(50)
-        MemoryService(store).store_items("t1", "old", _items("v", vectors))
+        MemoryService(store.memory).store_items("t1", "old", _items("v", vectors))
         store.db.execute_sql("UPDATE ab_memory_items SET code = NULL WHERE item_id IN ('v1', 'v2', 'v3')")
-        lean = MemoryService(store, budget=1)
+        lean = MemoryService(store.memory, budget=1)
         for i in (1, 2, 3, 4):
             assert lean.search("t1", "old", vector=vectors[i].tolist(), k=1)[0]["id"] == f"v{i}"
         assert lean.cached()[0].items == 50
@@ -145,14 +145,14 @@ def test_rows_stored_before_codes_existed_still_load(pg_url: str) -> None:
         store.close()
 
 
-def test_least_recently_searched_namespaces_are_dropped_over_the_budget(store: Store) -> None:
-    writer = MemoryService(store)
+def test_least_recently_searched_namespaces_are_dropped_over_the_budget(store: Repositories) -> None:
+    writer = MemoryService(store.memory)
     for name in ("a", "b", "c"):
         writer.store_items("t1", name, _items(name, _vectors(200, seed=ord(name))))
-    one = MemoryService(store)
+    one = MemoryService(store.memory)
     one.search("t1", "a", vector=[1.0] * 32)
     per_namespace = one.cached()[0].nbytes
-    svc = MemoryService(store, budget=int(per_namespace * 2.5))  # room for two namespaces, not three
+    svc = MemoryService(store.memory, budget=int(per_namespace * 2.5))  # room for two namespaces, not three
     for name in ("a", "b", "a", "c"):
         assert svc.search("t1", name, vector=[1.0] * 32, k=1)
     assert [c.namespace_id for c in svc.cached()] == ["t1/a", "t1/c"]  # b was the least recently searched
@@ -162,13 +162,13 @@ def test_least_recently_searched_namespaces_are_dropped_over_the_budget(store: S
 
 
 def test_a_cold_load_never_blocks_searches_of_other_namespaces(pg_url: str) -> None:
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     try:
-        writer = MemoryService(store)
+        writer = MemoryService(store.memory)
         writer.store_items("t1", "slow", _items("s", _vectors(10)))
         writer.store_items("t1", "fast", _items("f", _vectors(10, seed=1)))
         loading, release = threading.Event(), threading.Event()
-        real_plan, real_changes = store.load_plan, store.changes_since
+        real_plan, real_changes = store.memory.load_plan, store.memory.changes_since
 
         def held(real: Callable[..., Any]) -> Callable[..., Any]:
             def call(ns_id: str, *args: Any, **kwargs: Any) -> Any:
@@ -179,9 +179,9 @@ def test_a_cold_load_never_blocks_searches_of_other_namespaces(pg_url: str) -> N
 
             return call
 
-        store.load_plan = held(real_plan)  # type: ignore[method-assign]
-        store.changes_since = held(real_changes)  # type: ignore[method-assign]
-        svc = MemoryService(store)
+        store.memory.load_plan = held(real_plan)  # type: ignore[method-assign]
+        store.memory.changes_since = held(real_changes)  # type: ignore[method-assign]
+        svc = MemoryService(store.memory)
         slow = threading.Thread(target=lambda: svc.search("t1", "slow", vector=[1.0] * 32))
         slow.start()
         assert loading.wait(30)
@@ -209,8 +209,8 @@ NOTES = [
 ]
 
 
-def test_hybrid_search_ranks_an_exact_id_first_and_applies_the_filter(store: Store) -> None:
-    svc = MemoryService(store)
+def test_hybrid_search_ranks_an_exact_id_first_and_applies_the_filter(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "notes", [{"id": i, "text": t, "metadata": {"n": int(i[1:])}} for i, t in NOTES])
     assert svc.search("t1", "notes", q="INV-2024-0042", k=3, mode="hybrid")[0]["id"] == "n1"
     assert svc.search("t1", "notes", q="user_42", k=3, mode="hybrid")[0]["id"] == "n4"
@@ -221,8 +221,8 @@ def test_hybrid_search_ranks_an_exact_id_first_and_applies_the_filter(store: Sto
     assert [h["score"] for h in fused] == sorted((h["score"] for h in fused), reverse=True)
 
 
-def test_hybrid_search_follows_stores_and_deletes_through_other_replicas(store: Store) -> None:
-    writer, reader = MemoryService(store), MemoryService(store)
+def test_hybrid_search_follows_stores_and_deletes_through_other_replicas(store: Repositories) -> None:
+    writer, reader = MemoryService(store.memory), MemoryService(store.memory)
     writer.store_items("t1", "notes", [{"id": i, "text": t} for i, t in NOTES])
     assert reader.search("t1", "notes", q="INV-2024-0042", k=1, mode="hybrid")[0]["id"] == "n1"
     writer.store_items("t1", "notes", [{"id": "n7", "text": "Ticket ZX-9001 reopened"}])
@@ -231,8 +231,8 @@ def test_hybrid_search_follows_stores_and_deletes_through_other_replicas(store: 
     assert "n1" not in {h["id"] for h in reader.search("t1", "notes", q="INV-2024-0042", k=6, mode="hybrid")}
 
 
-def test_hybrid_search_needs_text_and_modes_are_checked(store: Store) -> None:
-    svc = MemoryService(store)
+def test_hybrid_search_needs_text_and_modes_are_checked(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "notes", [{"id": i, "text": t} for i, t in NOTES])
     with pytest.raises(ValidationFailed):
         svc.search("t1", "notes", vector=[0.1] * 384, mode="hybrid")
@@ -240,12 +240,12 @@ def test_hybrid_search_needs_text_and_modes_are_checked(store: Store) -> None:
         svc.search("t1", "notes", q="refund", mode="keyword")
 
 
-def test_text_and_metadata_round_trip_through_the_bulk_insert(store: Store) -> None:
+def test_text_and_metadata_round_trip_through_the_bulk_insert(store: Repositories) -> None:
     odd = "tab\there\nnew line \\N back\\slash \r é 日本 \x1e\x1f 🙂"
-    svc = MemoryService(store)
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "odd", [{"id": "x\ty\\N", "text": odd, "metadata": {"k\n": odd, "n": None}, "ttl": 3600}])
     item = svc.get_item("t1", "odd", "x\ty\\N")
     assert item["text"] == odd and item["metadata"] == {"k\n": odd, "n": None} and item["expires_at"] > 0
-    lean = MemoryService(store, budget=1)  # loads ids and metadata from the aggregated chunks
+    lean = MemoryService(store.memory, budget=1)  # loads ids and metadata from the aggregated chunks
     hit = lean.search("t1", "odd", q=odd, k=1)[0]
     assert hit["id"] == "x\ty\\N" and hit["metadata"] == {"k\n": odd, "n": None}

@@ -9,7 +9,7 @@ import pytest
 
 from agentbus.domain import NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from agentbus.services import MemoryService
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 DOCS = [
     {"id": "bees", "text": "bees make honey in their hives", "metadata": {"kind": "insect", "year": 2020}},
@@ -23,8 +23,8 @@ def ids(hits: list[dict]) -> list[str]:  # type: ignore[type-arg]
     return [h["id"] for h in hits]
 
 
-def test_store_search_get_delete_round_trip(store: Store) -> None:
-    svc = MemoryService(store)
+def test_store_search_get_delete_round_trip(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     assert svc.store_items("t1", "docs", DOCS) == ["bees", "ants", "cars", "kite"]
     hits = svc.search("t1", "docs", q="where do bees keep their honey", k=2)
     assert hits[0]["id"] == "bees" and hits[0]["text"] == DOCS[0]["text"]
@@ -39,8 +39,8 @@ def test_store_search_get_delete_round_trip(store: Store) -> None:
         svc.delete_item("t1", "docs", "bees")
 
 
-def test_upsert_replaces_text_vector_and_metadata(store: Store) -> None:
-    svc = MemoryService(store)
+def test_upsert_replaces_text_vector_and_metadata(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "docs", DOCS)
     svc.store_items("t1", "docs", [{"id": "kite", "text": "honey bees dance", "metadata": {"kind": "dance"}}])
     top = svc.search("t1", "docs", q="honey bees dance", k=1)[0]
@@ -48,8 +48,8 @@ def test_upsert_replaces_text_vector_and_metadata(store: Store) -> None:
     assert svc.namespaces("t1")[0]["items"] == 4
 
 
-def test_a_second_process_cache_follows_stores_and_deletes(store: Store) -> None:
-    one, two = MemoryService(store), MemoryService(store)  # two replicas' caches over one database
+def test_a_second_process_cache_follows_stores_and_deletes(store: Repositories) -> None:
+    one, two = MemoryService(store.memory), MemoryService(store.memory)  # two replicas' caches over one database
     one.store_items("t1", "docs", DOCS[:2])
     assert set(ids(two.search("t1", "docs", q="insects", k=10))) == {"bees", "ants"}
     one.store_items("t1", "docs", DOCS[2:])
@@ -60,8 +60,8 @@ def test_a_second_process_cache_follows_stores_and_deletes(store: Store) -> None
         two.search("t1", "docs", q="insects")
 
 
-def test_filters_apply_before_the_top_k(store: Store) -> None:
-    svc = MemoryService(store)
+def test_filters_apply_before_the_top_k(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "docs", DOCS)
     query = "bees honey hives"
     assert ids(svc.search("t1", "docs", q=query, k=2, filter={"kind": "machine"})) == ["cars"]
@@ -72,8 +72,8 @@ def test_filters_apply_before_the_top_k(store: Store) -> None:
     assert ids(svc.search("t1", "docs", q=query, k=5, filter={"year": {"$gte": 2021, "$lt": 2022}})) == ["cars"]
 
 
-def test_expired_items_are_never_returned(store: Store) -> None:
-    svc = MemoryService(store)
+def test_expired_items_are_never_returned(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "docs", [{"id": "brief", "text": "bees bees bees", "ttl": 0.3}, *DOCS[1:]])
     assert ids(svc.search("t1", "docs", q="bees", k=1)) == ["brief"]
     time.sleep(0.4)
@@ -82,8 +82,8 @@ def test_expired_items_are_never_returned(store: Store) -> None:
         svc.get_item("t1", "docs", "brief")
 
 
-def test_client_vectors_and_dimension_checks(store: Store) -> None:
-    svc = MemoryService(store)
+def test_client_vectors_and_dimension_checks(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "vecs", [{"id": "x", "vector": [1, 0, 0]}, {"id": "y", "vector": [0, 1, 0]}])
     assert ids(svc.search("t1", "vecs", vector=[0.9, 0.1, 0], k=1)) == ["x"]
     with pytest.raises(ValidationFailed):
@@ -106,15 +106,15 @@ def test_client_vectors_and_dimension_checks(store: Store) -> None:
         ([{"text": f"t{i}"} for i in range(6)], PayloadTooLarge),
     ],
 )
-def test_bad_batches_store_nothing(store: Store, items: list[dict], error: type[Exception]) -> None:  # type: ignore[type-arg]
-    svc = MemoryService(store, max_batch=5)
+def test_bad_batches_store_nothing(store: Repositories, items: list[dict], error: type[Exception]) -> None:  # type: ignore[type-arg]
+    svc = MemoryService(store.memory, max_batch=5)
     with pytest.raises(error):
         svc.store_items("t1", "docs", [{"id": "ok", "text": "fine"}, *items] if items else [])
     assert svc.namespaces("t1") == [] or svc.namespaces("t1")[0]["items"] == 0
 
 
-def test_bad_searches(store: Store) -> None:
-    svc = MemoryService(store)
+def test_bad_searches(store: Repositories) -> None:
+    svc = MemoryService(store.memory)
     svc.store_items("t1", "docs", DOCS)
     for k in (0, 1001, -1):
         with pytest.raises(ValidationFailed):
@@ -127,8 +127,8 @@ def test_bad_searches(store: Store) -> None:
         svc.search("t1", "nowhere", q="bees")
 
 
-def test_namespaces_are_per_tenant_and_capped(store: Store) -> None:
-    svc = MemoryService(store, max_items=5)
+def test_namespaces_are_per_tenant_and_capped(store: Repositories) -> None:
+    svc = MemoryService(store.memory, max_items=5)
     svc.store_items("t1", "docs", DOCS)
     with pytest.raises(NotFound):
         svc.search("t2", "docs", q="bees")

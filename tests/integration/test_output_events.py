@@ -18,24 +18,24 @@ from agentbus.domain import JobState
 from agentbus.domain.output import Output
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import Store
+from agentbus.store import Repositories
 
 
 @pytest.fixture
 def client(pg_url: str, redis_url: str) -> Iterator[TestClient]:
-    store = Store.from_url(pg_url)
-    token, _ = store.create_key("default", keys.SCOPES)
+    store = Repositories.from_url(pg_url)
+    token, _ = store.keys.create_key("default", keys.SCOPES)
     store.close()
     web = create_app(Settings(database_url=pg_url, redis_url=redis_url), examples)
     with TestClient(web, headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
-    web.state.agentbus.store.close()
+    web.state.repos.close()
 
 
 def finished_job(client: TestClient) -> str:
     job_id = str(client.post("/jobs", json={"type": "echo", "input": {"message": "hi"}}).json()["id"])
-    store = client.app.state.agentbus.store  # type: ignore[attr-defined]
-    assert store.record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
+    store = client.app.state.repos  # type: ignore[attr-defined]
+    assert store.steps.record_replay(job_id, [], JobState.SUCCEEDED, result="hi")
     return job_id
 
 

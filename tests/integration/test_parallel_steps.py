@@ -8,14 +8,14 @@ from typing import Any
 
 import redis
 
-from agentbus.bus import ControlStream, Dispatcher, Fleet, JobNotifier, OutputStream
+from agentbus.bus import Fleet
 from agentbus.config import Settings
 from agentbus.domain import AgentContext, App, JobState, TaskState
 from agentbus.domain.messages import Heartbeat
-from agentbus.orchestrator.compose import compose
+from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring
-from agentbus.store import NewJob, Retention, Store, TaskOutcome, step_id
+from agentbus.store import NewJob, Repositories, TaskOutcome, step_id
 
 RING = Keyring.parse("k1:parallel-steps-test-secret-01")
 
@@ -34,46 +34,34 @@ def race(ctx: AgentContext) -> dict[str, Any]:
     return {"first": first.result()}
 
 
-def driver_for(pg_url: str, redis_conn: redis.Redis) -> tuple[Driver, Store]:
-    store = Store.from_url(pg_url)
+def driver_for(pg_url: str, redis_conn: redis.Redis) -> tuple[Driver, Repositories]:
+    store = Repositories.from_url(pg_url)
     fleet = Fleet(redis_conn, ttl_s=30)
     fleet.beat(Heartbeat("w1", queues=("cpu.high", "cpu", "cpu.low"), concurrency=100, seen=time.time()))
-    driver = compose(
-        app,
-        Settings(),
-        jobs=store,
-        steps=store,
-        approvals=store,
-        queues=Dispatcher(redis_conn, RING),
-        events=ControlStream(redis_conn, RING),
-        workers=fleet,
-        notices=JobNotifier(redis_conn),
-        outputs=OutputStream(redis_conn),
-        retention=Retention(store.db),
-    ).driver
+    driver = compose_over(app, Settings(), store, redis_conn, ring=RING, workers=fleet).driver
     return driver, store
 
 
-def finish(store: Store, job_id: str, seq: int, result: Any) -> None:
+def finish(store: Repositories, job_id: str, seq: int, result: Any) -> None:
     call = (step_id(job_id, seq), 1)
-    assert store.mark_running([call], "w1") == {call[0]}
-    store.record_outcomes([TaskOutcome(call[0], 1, TaskState.SUCCEEDED, result=result)])
+    assert store.steps.mark_running([call], "w1") == {call[0]}
+    store.steps.record_outcomes([TaskOutcome(call[0], 1, TaskState.SUCCEEDED, result=result)])
 
 
 def test_wait_any_returns_when_the_first_step_finishes_and_the_other_is_cancelled(
     pg_url: str, redis_conn: redis.Redis
 ) -> None:
     driver, store = driver_for(pg_url, redis_conn)
-    job = store.create_job(NewJob("race", {}))[0].id
+    job = store.jobs.create_job(NewJob("race", {}))[0].id
     driver.advance(job)
-    assert [r["state"] for r in store.task_rows(job)] == ["queued", "queued"]
+    assert [r["state"] for r in store.steps.task_rows(job)] == ["queued", "queued"]
 
     finish(store, job, 1, "fast")  # step 0 ("slow") is still queued
     driver.advance(job)
 
-    done = store.get_job(job)
+    done = store.jobs.get_job(job)
     assert (done.state, done.result) == (JobState.SUCCEEDED, {"first": "fast"})
-    states = {r["seq"]: r["state"] for r in store.task_rows(job)}
+    states = {r["seq"]: r["state"] for r in store.steps.task_rows(job)}
     assert states[0] == TaskState.CANCELLED.value  # started, never waited for: ends with the job
     assert states[1] == TaskState.SUCCEEDED.value
     store.close()

@@ -15,7 +15,7 @@ from agentbus.config import Settings
 from agentbus.domain import HumanRequest, JobState, NotFound, TaskState
 from agentbus.domain.retention import job_is_purgeable
 from agentbus.orchestrator.maintenance import Maintenance
-from agentbus.store import NewItem, NewJob, NewStep, PurgeCounts, Retention, Store
+from agentbus.store import NewItem, NewJob, NewStep, PurgeCounts, Repositories, Retention
 from agentbus.store.models import Job
 
 DAY = 86_400.0
@@ -23,7 +23,7 @@ HOOK = "http://hooks.example.com/agentbus"
 
 
 def make_job(
-    store: Store,
+    store: Repositories,
     state: JobState,
     finished_days_ago: float | None = None,
     steps: int = 2,
@@ -31,65 +31,70 @@ def make_job(
 ) -> str:
     """A job with ``steps`` task steps and one approval (with a webhook delivery and events), moved to
     ``state``; a finished one is backdated ``finished_days_ago`` (created earlier still)."""
-    job, _ = store.create_job(NewJob("research", {"topic": "x"}, parent_id=parent, parent_seq=0 if parent else None))
+    job, _ = store.jobs.create_job(
+        NewJob("research", {"topic": "x"}, parent_id=parent, parent_seq=0 if parent else None)
+    )
     calls = [NewStep(job.id, i, "task", "fetch", TaskState.QUEUED, args={"i": i}, queue="cpu") for i in range(steps)]
-    assert store.record_replay(job.id, calls, None, asks=[(steps, HumanRequest("Keep?", webhook=HOOK))])
+    assert store.steps.record_replay(job.id, calls, None, asks=[(steps, HumanRequest("Keep?", webhook=HOOK))])
     if state == JobState.SUBMITTED:
         Job.update(state=state.value).where(Job.id == job.id).execute()
     elif state != JobState.WAITING_HUMAN:
-        assert store.move_job(job.id, JobState.RUNNING)
-        assert state == JobState.RUNNING or store.move_job(job.id, state)
+        assert store.jobs.move_job(job.id, JobState.RUNNING)
+        assert state == JobState.RUNNING or store.jobs.move_job(job.id, state)
     if finished_days_ago is not None:
         at = time.time() - finished_days_ago * DAY
         Job.update(finished_at=at, created_at=at - 60, updated_at=at).where(Job.id == job.id).execute()
     return job.id
 
 
-def exists(store: Store, job_id: str) -> bool:
+def exists(store: Repositories, job_id: str) -> bool:
     try:
-        store.get_job(job_id)
+        store.jobs.get_job(job_id)
     except NotFound:
         return False
     return True
 
 
-def purge(store: Store, older_than_days: float = 30, batch: int = 1000) -> PurgeCounts:
+def purge(store: Repositories, older_than_days: float = 30, batch: int = 1000) -> PurgeCounts:
     now = time.time()
     return Retention(store.db).purge(now - older_than_days * DAY, now, batch)
 
 
-def test_an_old_finished_job_goes_with_its_steps_events_approvals_and_deliveries(store: Store) -> None:
+def test_an_old_finished_job_goes_with_its_steps_events_approvals_and_deliveries(store: Repositories) -> None:
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=40)
-    (approval,), _ = store.list_approvals(job_id=old)
-    assert store.webhook_deliveries(approval.id)
-    assert store.load_journal(old) and store.job_events_since(old, 0.0)
+    (approval,), _ = store.approvals.list_approvals(job_id=old)
+    assert store.webhooks.webhook_deliveries(approval.id)
+    assert store.steps.load_journal(old) and store.events.job_events_since(old, 0.0)
 
     got = purge(store)
 
     assert got.jobs == 1 and got.steps == 2 and got.approvals == 1 and got.deliveries == 1 and got.events >= 2
     assert not exists(store, old)
-    assert store.load_journal(old) == {}
-    assert store.job_events_since(old, 0.0) == []
-    assert store.webhook_deliveries(approval.id) == []
+    assert store.steps.load_journal(old) == {}
+    assert store.events.job_events_since(old, 0.0) == []
+    assert store.webhooks.webhook_deliveries(approval.id) == []
     with pytest.raises(NotFound):
-        store.get_approval(approval.id)
+        store.approvals.get_approval(approval.id)
 
 
-def test_open_and_recently_finished_jobs_stay_with_all_their_rows(store: Store) -> None:
+def test_open_and_recently_finished_jobs_stay_with_all_their_rows(store: Repositories) -> None:
     recent = make_job(store, JobState.FAILED, finished_days_ago=29)
     waiting = make_job(store, JobState.WAITING_HUMAN)
     running = make_job(store, JobState.CANCELLED, finished_days_ago=40)
     Job.update(state=JobState.RUNNING.value).where(Job.id == running).execute()  # reopened: no longer finished
-    before = {j: (len(store.load_journal(j)), len(store.job_events_since(j, 0.0))) for j in (recent, waiting, running)}
+    before = {
+        j: (len(store.steps.load_journal(j)), len(store.events.job_events_since(j, 0.0)))
+        for j in (recent, waiting, running)
+    }
 
     assert purge(store).jobs == 0
 
     for j in (recent, waiting, running):
         assert exists(store, j)
-        assert (len(store.load_journal(j)), len(store.job_events_since(j, 0.0))) == before[j]
+        assert (len(store.steps.load_journal(j)), len(store.events.job_events_since(j, 0.0))) == before[j]
 
 
-def test_the_store_deletes_exactly_what_the_domain_rule_names(store: Store) -> None:
+def test_the_store_deletes_exactly_what_the_domain_rule_names(store: Repositories) -> None:
     cases = {}
     for state in JobState:
         for days in (None, 1.0, 40.0):
@@ -110,20 +115,20 @@ def test_the_store_deletes_exactly_what_the_domain_rule_names(store: Store) -> N
     assert len(expected) == 3  # succeeded, failed, cancelled: 40 days ago
 
 
-def test_a_child_stays_while_its_parent_runs_and_goes_with_it_later(store: Store) -> None:
+def test_a_child_stays_while_its_parent_runs_and_goes_with_it_later(store: Repositories) -> None:
     parent = make_job(store, JobState.RUNNING)
     child = make_job(store, JobState.SUCCEEDED, finished_days_ago=40, parent=parent)
 
     assert purge(store).jobs == 0
     assert exists(store, child)
 
-    assert store.move_job(parent, JobState.SUCCEEDED)
+    assert store.jobs.move_job(parent, JobState.SUCCEEDED)
     Job.update(finished_at=time.time() - 35 * DAY).where(Job.id == parent).execute()
     assert purge(store).jobs == 2
     assert not exists(store, child) and not exists(store, parent)
 
 
-def test_small_batches_delete_everything_a_batch_at_a_time(store: Store) -> None:
+def test_small_batches_delete_everything_a_batch_at_a_time(store: Repositories) -> None:
     old = [make_job(store, JobState.SUCCEEDED, finished_days_ago=40, steps=3) for _ in range(5)]
     keep = make_job(store, JobState.SUCCEEDED, finished_days_ago=2, steps=3)
 
@@ -131,10 +136,10 @@ def test_small_batches_delete_everything_a_batch_at_a_time(store: Store) -> None
 
     assert got.jobs == 5 and got.steps == 15 and got.approvals == 5
     assert not any(exists(store, j) for j in old)
-    assert exists(store, keep) and len(store.load_journal(keep)) == 3
+    assert exists(store, keep) and len(store.steps.load_journal(keep)) == 3
 
 
-def test_a_dry_run_counts_what_a_purge_then_deletes_and_deletes_nothing(store: Store) -> None:
+def test_a_dry_run_counts_what_a_purge_then_deletes_and_deletes_nothing(store: Repositories) -> None:
     old = [make_job(store, JobState.SUCCEEDED, finished_days_ago=40) for _ in range(3)]
     make_job(store, JobState.SUCCEEDED, finished_days_ago=1)
     retention = Retention(store.db)
@@ -147,7 +152,7 @@ def test_a_dry_run_counts_what_a_purge_then_deletes_and_deletes_nothing(store: S
     assert retention.purge(now - 30 * DAY, now) == counted
 
 
-def test_expired_memory_items_are_purged_and_live_ones_stay(store: Store) -> None:
+def test_expired_memory_items_are_purged_and_live_ones_stay(store: Repositories) -> None:
     vec = np.ones(4, dtype=np.float32).tobytes()
     now = time.time()
     items = [
@@ -155,24 +160,26 @@ def test_expired_memory_items_are_purged_and_live_ones_stay(store: Store) -> Non
         NewItem("later", "b", None, vec, now + 3600),
         NewItem("forever", "c", None, vec, None),
     ]
-    store.store_items("t1", "notes", 4, None, items, max_items=100)
+    store.memory.store_items("t1", "notes", 4, None, items, max_items=100)
 
     got = Retention(store.db).purge(now - 30 * DAY, now)
 
     assert got.memory_items == 1
-    ns = store.namespace("t1", "notes")
+    ns = store.memory.namespace("t1", "notes")
     assert ns is not None
-    assert sorted(r.item_id for r in store.changes_since(ns.id, 0)) == ["forever", "later"]
+    assert sorted(r.item_id for r in store.memory.changes_since(ns.id, 0)) == ["forever", "later"]
 
 
-def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(store: Store) -> None:
+def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(store: Repositories) -> None:
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
     # the purge uses the retention alone: nothing else is reached
     unused: Any = dict.fromkeys(("queues", "workers", "admission", "advance"))
 
     def maintenance(settings: Settings) -> Maintenance:
         retention = Retention(store.db)
-        return Maintenance(settings, jobs=store, steps=store, approvals=store, retention=retention, **unused)
+        return Maintenance(
+            settings, jobs=store.jobs, steps=store.steps, approvals=store.approvals, retention=retention, **unused
+        )
 
     assert maintenance(Settings(retention_s=0)).purge().jobs == 0
     assert maintenance(Settings(retention_s=7 * DAY)).purge().jobs == 0
@@ -182,7 +189,7 @@ def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(s
 
 
 def test_cli_purge_dry_run_deletes_nothing_and_purge_deletes(pg_url: str) -> None:
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     try:
         old = make_job(store, JobState.SUCCEEDED, finished_days_ago=40)
         env = {"AGENTBUS_DATABASE_URL": pg_url, "AGENTBUS_ENV": "dev"}
@@ -207,7 +214,7 @@ def test_a_running_orchestrator_purges_on_its_own(pg_url: str, redis_url: str) -
     from agentbus.examples import app
     from agentbus.orchestrator.service import Orchestrator
 
-    store = Store.from_url(pg_url)
+    store = Repositories.from_url(pg_url)
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
     recent = make_job(store, JobState.SUCCEEDED, finished_days_ago=1)
     settings = Settings(
@@ -217,7 +224,7 @@ def test_a_running_orchestrator_purges_on_its_own(pg_url: str, redis_url: str) -
         retention_interval_s=0.2,
         reconcile_interval_s=0.2,
     )
-    orch = Orchestrator(settings, app, Store.from_url(pg_url), connect(redis_url), name="retention-test")
+    orch = Orchestrator(settings, app, Repositories.from_url(pg_url), connect(redis_url), name="retention-test")
     runner = threading.Thread(target=orch.run, daemon=True)
     runner.start()
     try:

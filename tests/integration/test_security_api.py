@@ -15,14 +15,14 @@ from agentbus.domain import JobState, TaskState
 from agentbus.domain.hitl import HumanRequest
 from agentbus.examples import app as examples
 from agentbus.security import keys
-from agentbus.store import NewJob, NewStep, Store
+from agentbus.store import NewJob, NewStep, Repositories
 
 ALL = keys.SCOPES
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    s = Store.from_url(pg_url)
+def store(pg_url: str) -> Iterator[Repositories]:
+    s = Repositories.from_url(pg_url)
     yield s
     s.close()
 
@@ -68,15 +68,15 @@ def _every_route_needs_a_key(web: TestClient) -> None:
         assert "missing API key" in r.json()["error"]["message"]
 
 
-def test_malformed_unknown_revoked_and_expired_keys_are_401(pg_url: str, redis_url: str, store: Store) -> None:
+def test_malformed_unknown_revoked_and_expired_keys_are_401(pg_url: str, redis_url: str, store: Repositories) -> None:
     # no key cache (AGENTBUS_KEY_CACHE=0): the revocation below is seen at once, no waiting it out
     with make_client(Settings(database_url=pg_url, redis_url=redis_url, key_cache_s=0)) as web:
         _bad_keys_are_401(web, store)
 
 
-def _bad_keys_are_401(web: TestClient, store: Store) -> None:
-    good, rec = store.create_key("acme", ALL)
-    expired, _ = store.create_key("acme", ALL, expires_in=0.01)
+def _bad_keys_are_401(web: TestClient, store: Repositories) -> None:
+    good, rec = store.keys.create_key("acme", ALL)
+    expired, _ = store.keys.create_key("acme", ALL, expires_in=0.01)
     time.sleep(0.05)
     assert web.get("/jobs", headers=bearer(good)).status_code == 200
     cases = {
@@ -89,30 +89,30 @@ def _bad_keys_are_401(web: TestClient, store: Store) -> None:
     for header, said in cases.items():
         r = web.get("/jobs", headers={"Authorization": header})
         assert r.status_code == 401 and said in r.json()["error"]["message"], header
-    store.revoke_key(rec.id)
+    store.keys.revoke_key(rec.id)
     r = web.get("/jobs", headers=bearer(good))
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
 
 
-def test_a_missing_scope_is_403(web: TestClient, store: Store) -> None:
-    reader, _ = store.create_key("acme", ("jobs:read",))
+def test_a_missing_scope_is_403(web: TestClient, store: Repositories) -> None:
+    reader, _ = store.keys.create_key("acme", ("jobs:read",))
     assert web.get("/jobs", headers=bearer(reader)).status_code == 200
     r = web.post("/jobs", json={"type": "echo", "input": {"message": "x"}}, headers=bearer(reader))
     assert r.status_code == 403 and "jobs:write" in r.json()["error"]["message"]
     assert web.get("/workers", headers=bearer(reader)).status_code == 403
     assert web.post("/approvals/x", json={"decision": "approve"}, headers=bearer(reader)).status_code == 403
-    admin, _ = store.create_key("acme", ("admin",))
+    admin, _ = store.keys.create_key("acme", ("admin",))
     assert web.get("/workers", headers=bearer(admin)).status_code == 200
 
 
-def test_another_tenants_objects_are_404_everywhere_and_never_listed(web: TestClient, store: Store) -> None:
-    a, _ = store.create_key("tenant-a", ALL)
-    b, _ = store.create_key("tenant-b", ALL)
+def test_another_tenants_objects_are_404_everywhere_and_never_listed(web: TestClient, store: Repositories) -> None:
+    a, _ = store.keys.create_key("tenant-a", ALL)
+    b, _ = store.keys.create_key("tenant-b", ALL)
     job = web.post("/jobs", json={"type": "echo", "input": {"message": "secret"}}, headers=bearer(a)).json()
     # an approval of tenant a, recorded the way the orchestrator records one
-    asked, _ = store.create_job(NewJob("editorial", {"topic": "t"}, tenant="tenant-a"))
+    asked, _ = store.jobs.create_job(NewJob("editorial", {"topic": "t"}, tenant="tenant-a"))
     step = NewStep(asked.id, 0, "human", "ask_human", TaskState.PENDING)
-    store.record_replay(asked.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
+    store.steps.record_replay(asked.id, [step], None, asks=[(0, HumanRequest.build("ok?"))])
     approval = f"{asked.id}-0"
     for method, path, body in [
         ("GET", f"/jobs/{job['id']}", None),
@@ -130,20 +130,22 @@ def test_another_tenants_objects_are_404_everywhere_and_never_listed(web: TestCl
     assert web.get("/jobs", headers=bearer(b)).json()["jobs"] == []
     assert web.get("/approvals", headers=bearer(b)).json()["approvals"] == []
     assert [j["id"] for j in web.get("/jobs", headers=bearer(a)).json()["jobs"]] == [asked.id, job["id"]]
-    assert store.get_job(job["id"]).state == JobState.SUBMITTED  # b's cancel did nothing
+    assert store.jobs.get_job(job["id"]).state == JobState.SUBMITTED  # b's cancel did nothing
 
 
-def test_idempotency_keys_are_per_tenant(web: TestClient, store: Store) -> None:
-    a, _ = store.create_key("tenant-a", ALL)
-    b, _ = store.create_key("tenant-b", ALL)
+def test_idempotency_keys_are_per_tenant(web: TestClient, store: Repositories) -> None:
+    a, _ = store.keys.create_key("tenant-a", ALL)
+    b, _ = store.keys.create_key("tenant-b", ALL)
     body = {"type": "echo", "input": {"message": "x"}, "idempotency_key": "same"}
     ja = web.post("/jobs", json=body, headers=bearer(a))
     jb = web.post("/jobs", json=body, headers=bearer(b))
     assert ja.status_code == jb.status_code == 201 and ja.json()["id"] != jb.json()["id"]
 
 
-def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers(pg_url: str, redis_url: str, store: Store) -> None:
-    token, _ = store.create_key("acme", ALL)
+def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers(
+    pg_url: str, redis_url: str, store: Repositories
+) -> None:
+    token, _ = store.keys.create_key("acme", ALL)
     settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="1/m:5", tenant_rate_factor=10)
     with make_client(settings) as web:
         codes = []
@@ -158,10 +160,10 @@ def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers(pg_url: str, r
         assert ok.status_code == 200  # health checks are never limited
 
 
-def test_tenant_bucket_holds_across_keys_of_the_tenant(pg_url: str, redis_url: str, store: Store) -> None:
+def test_tenant_bucket_holds_across_keys_of_the_tenant(pg_url: str, redis_url: str, store: Repositories) -> None:
     # per key 1/s with a burst of 100; per tenant a burst of 5 refilled every 20 s: no refill during the test
     settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="60/m:100", tenant_rate_factor=0.05)
-    tokens = [store.create_key("acme", ALL)[0] for _ in range(3)]
+    tokens = [store.keys.create_key("acme", ALL)[0] for _ in range(3)]
     with make_client(settings) as web:
         codes = [web.get("/jobs", headers=bearer(tokens[i % 3])).status_code for i in range(12)]
     assert codes.count(200) == 5 and codes.count(429) == 7  # the tenant's bucket: 5, whichever key
@@ -177,16 +179,16 @@ def test_failed_authentication_is_rate_limited(pg_url: str, redis_url: str) -> N
     assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}
 
 
-def test_tenant_cap_on_open_jobs(pg_url: str, redis_url: str, store: Store) -> None:
-    token, _ = store.create_key("acme", ALL)
+def test_tenant_cap_on_open_jobs(pg_url: str, redis_url: str, store: Repositories) -> None:
+    token, _ = store.keys.create_key("acme", ALL)
     with make_client(Settings(database_url=pg_url, redis_url=redis_url, max_running_jobs=2)) as web:
         body = {"type": "echo", "input": {"message": "x"}}
         codes = [web.post("/jobs", json=body, headers=bearer(token)).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
 
 
-def test_request_limits(web: TestClient, store: Store) -> None:
-    token, _ = store.create_key("acme", ALL)
+def test_request_limits(web: TestClient, store: Repositories) -> None:
+    token, _ = store.keys.create_key("acme", ALL)
     h = bearer(token)
     deep: Any = "x"
     for _ in range(40):

@@ -16,13 +16,13 @@ from agentbus.domain import (
     StepRecord,
     TaskState,
 )
-from agentbus.store import NewJob, NewStep, Replayed, Store, TaskOutcome, step_id
+from agentbus.store import NewJob, NewStep, Replayed, Repositories, TaskOutcome, step_id
 
 T = TaskState
 
 
-def submit(store: Store, type: str = "echo", key: str | None = None, **input: Any) -> str:
-    job, created = store.create_job(NewJob(type, input or {"message": "hi"}, idempotency_key=key))
+def submit(store: Repositories, type: str = "echo", key: str | None = None, **input: Any) -> str:
+    job, created = store.jobs.create_job(NewJob(type, input or {"message": "hi"}, idempotency_key=key))
     assert created
     return job.id
 
@@ -34,24 +34,24 @@ def task(job_id: str, seq: int, state: TaskState = T.QUEUED, name: str = "echo",
     return NewStep(job_id, seq, "task", name, state, **kw)
 
 
-def running_job(store: Store, steps: int = 1, **kw: Any) -> tuple[str, list[str]]:
+def running_job(store: Repositories, steps: int = 1, **kw: Any) -> tuple[str, list[str]]:
     """A running job with ``steps`` queued task steps."""
     job_id = submit(store)
-    assert store.record_replay(job_id, [task(job_id, i, **kw) for i in range(steps)], None)
+    assert store.steps.record_replay(job_id, [task(job_id, i, **kw) for i in range(steps)], None)
     return job_id, [step_id(job_id, i) for i in range(steps)]
 
 
-def step_state(store: Store, job_id: str, seq: int) -> StepRecord:
-    return store.load_journal(job_id)[seq]
+def step_state(store: Repositories, job_id: str, seq: int) -> StepRecord:
+    return store.steps.load_journal(job_id)[seq]
 
 
 # -- jobs ---------------------------------------------------------------------------------------
 
 
-def test_create_and_get_job(store: Store) -> None:
-    job, created = store.create_job(NewJob("echo", {"message": "hi", "n": [1, 2]}, priority=3))
+def test_create_and_get_job(store: Repositories) -> None:
+    job, created = store.jobs.create_job(NewJob("echo", {"message": "hi", "n": [1, 2]}, priority=3))
     assert created
-    got = store.get_job(job.id)
+    got = store.jobs.get_job(job.id)
     assert got == job
     assert got.state == JobState.SUBMITTED
     assert got.input == {"message": "hi", "n": [1, 2]}
@@ -60,73 +60,73 @@ def test_create_and_get_job(store: Store) -> None:
     assert got.created_at <= got.updated_at
 
 
-def test_create_job_with_a_given_id_and_parent(store: Store) -> None:
+def test_create_job_with_a_given_id_and_parent(store: Repositories) -> None:
     parent = submit(store)
-    child, _ = store.create_job(NewJob("echo", {}, parent_id=parent, parent_seq=0, id=step_id(parent, 0)))
+    child, _ = store.jobs.create_job(NewJob("echo", {}, parent_id=parent, parent_seq=0, id=step_id(parent, 0)))
     assert child.id == step_id(parent, 0)
     assert (child.parent_id, child.parent_seq) == (parent, 0)
-    assert store.children(parent) == [child.id]
+    assert store.jobs.children(parent) == [child.id]
 
 
-def test_get_unknown_job_is_not_found(store: Store) -> None:
+def test_get_unknown_job_is_not_found(store: Repositories) -> None:
     with pytest.raises(NotFound):
-        store.get_job("nope")
+        store.jobs.get_job("nope")
 
 
-def test_idempotency_key_returns_the_same_job(store: Store) -> None:
-    first, created = store.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
-    again, created_again = store.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
+def test_idempotency_key_returns_the_same_job(store: Repositories) -> None:
+    first, created = store.jobs.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
+    again, created_again = store.jobs.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
     assert created and not created_again
     assert again.id == first.id
-    assert len(store.list_jobs()[0]) == 1
+    assert len(store.jobs.list_jobs()[0]) == 1
 
 
 @pytest.mark.parametrize("new", [NewJob("echo", {"message": "other"}, "k-1"), NewJob("noop", {"message": "hi"}, "k-1")])
-def test_idempotency_key_with_another_request_conflicts(store: Store, new: NewJob) -> None:
-    store.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
+def test_idempotency_key_with_another_request_conflicts(store: Repositories, new: NewJob) -> None:
+    store.jobs.create_job(NewJob("echo", {"message": "hi"}, idempotency_key="k-1"))
     with pytest.raises(IdempotencyConflict):
-        store.create_job(new)
-    assert len(store.list_jobs()[0]) == 1
+        store.jobs.create_job(new)
+    assert len(store.jobs.list_jobs()[0]) == 1
 
 
-def test_list_jobs_filters_by_state_and_type(store: Store) -> None:
+def test_list_jobs_filters_by_state_and_type(store: Repositories) -> None:
     a = submit(store, "echo")
     b = submit(store, "noop")
     c = submit(store, "echo")
-    store.move_job(c, JobState.RUNNING)
+    store.jobs.move_job(c, JobState.RUNNING)
     ids = lambda jobs: {j.id for j in jobs[0]}  # noqa: E731
-    assert ids(store.list_jobs()) == {a, b, c}
-    assert ids(store.list_jobs(states=["submitted"])) == {a, b}
-    assert ids(store.list_jobs(states=["running", "succeeded"])) == {c}
-    assert ids(store.list_jobs(type="echo")) == {a, c}
-    assert ids(store.list_jobs(type="echo", states=["submitted"])) == {a}
-    assert ids(store.list_jobs(type="nothing")) == set()
+    assert ids(store.jobs.list_jobs()) == {a, b, c}
+    assert ids(store.jobs.list_jobs(states=["submitted"])) == {a, b}
+    assert ids(store.jobs.list_jobs(states=["running", "succeeded"])) == {c}
+    assert ids(store.jobs.list_jobs(type="echo")) == {a, c}
+    assert ids(store.jobs.list_jobs(type="echo", states=["submitted"])) == {a}
+    assert ids(store.jobs.list_jobs(type="nothing")) == set()
 
 
-def _all_pages(store: Store, limit: int, **filters: Any) -> list[list[str]]:
+def _all_pages(store: Repositories, limit: int, **filters: Any) -> list[list[str]]:
     pages: list[list[str]] = []
     cursor = None
     while True:
-        jobs, cursor = store.list_jobs(limit=limit, cursor=cursor, **filters)
+        jobs, cursor = store.jobs.list_jobs(limit=limit, cursor=cursor, **filters)
         pages.append([j.id for j in jobs])
         if cursor is None:
             return pages
         assert len(pages) < 50, "pagination does not end"
 
 
-def test_list_jobs_pages_newest_first_without_duplicates_or_gaps(store: Store) -> None:
+def test_list_jobs_pages_newest_first_without_duplicates_or_gaps(store: Repositories) -> None:
     created = [submit(store, message=str(i)) for i in range(7)]
     pages = _all_pages(store, 3)
     assert [len(p) for p in pages] == [3, 3, 1]
     flat = [i for p in pages for i in p]
     assert len(flat) == len(set(flat)) == 7
     assert set(flat) == set(created)
-    records = [store.get_job(i) for i in flat]
+    records = [store.jobs.get_job(i) for i in flat]
     keys = [(r.created_at, r.id) for r in records]
     assert keys == sorted(keys, reverse=True)
 
 
-def test_list_jobs_pages_through_jobs_created_at_the_same_instant(store: Store) -> None:
+def test_list_jobs_pages_through_jobs_created_at_the_same_instant(store: Repositories) -> None:
     created = {submit(store, message=str(i)) for i in range(9)}
     store.db.execute_sql("UPDATE ab_jobs SET created_at = 1700000000.5")
     pages = _all_pages(store, 4)
@@ -135,113 +135,113 @@ def test_list_jobs_pages_through_jobs_created_at_the_same_instant(store: Store) 
     assert set(flat) == created
 
 
-def test_list_jobs_last_full_page_has_no_cursor(store: Store) -> None:
+def test_list_jobs_last_full_page_has_no_cursor(store: Repositories) -> None:
     for i in range(4):
         submit(store, message=str(i))
-    jobs, cursor = store.list_jobs(limit=4)
+    jobs, cursor = store.jobs.list_jobs(limit=4)
     assert len(jobs) == 4 and cursor is None
 
 
-def test_list_jobs_with_a_bad_cursor_is_invalid_input(store: Store) -> None:
+def test_list_jobs_with_a_bad_cursor_is_invalid_input(store: Repositories) -> None:
     with pytest.raises(InvalidInput):
-        store.list_jobs(cursor="!!!not-a-cursor")
+        store.jobs.list_jobs(cursor="!!!not-a-cursor")
 
 
-def test_move_job_is_compare_and_set(store: Store) -> None:
+def test_move_job_is_compare_and_set(store: Repositories) -> None:
     job_id = submit(store)
-    assert not store.move_job(job_id, JobState.SUCCEEDED)  # submitted cannot succeed directly
-    assert not store.move_job(job_id, JobState.WAITING_HUMAN)
-    assert store.get_job(job_id).state == JobState.SUBMITTED
+    assert not store.jobs.move_job(job_id, JobState.SUCCEEDED)  # submitted cannot succeed directly
+    assert not store.jobs.move_job(job_id, JobState.WAITING_HUMAN)
+    assert store.jobs.get_job(job_id).state == JobState.SUBMITTED
 
-    assert store.move_job(job_id, JobState.RUNNING)
-    started = store.get_job(job_id).started_at
+    assert store.jobs.move_job(job_id, JobState.RUNNING)
+    started = store.jobs.get_job(job_id).started_at
     assert started is not None
-    assert store.move_job(job_id, JobState.WAITING_HUMAN)
-    assert store.move_job(job_id, JobState.RUNNING)
-    assert store.get_job(job_id).started_at == started  # the first start is kept
+    assert store.jobs.move_job(job_id, JobState.WAITING_HUMAN)
+    assert store.jobs.move_job(job_id, JobState.RUNNING)
+    assert store.jobs.get_job(job_id).started_at == started  # the first start is kept
 
-    assert store.move_job(job_id, JobState.SUCCEEDED, result='{"ok":true}')
-    done = store.get_job(job_id)
+    assert store.jobs.move_job(job_id, JobState.SUCCEEDED, result='{"ok":true}')
+    done = store.jobs.get_job(job_id)
     assert done.state == JobState.SUCCEEDED and done.result == {"ok": True}
     assert done.finished_at is not None
     for target in JobState:
-        assert not store.move_job(job_id, target), target
-    assert store.get_job(job_id).state == JobState.SUCCEEDED
+        assert not store.jobs.move_job(job_id, target), target
+    assert store.jobs.get_job(job_id).state == JobState.SUCCEEDED
 
 
-def test_move_unknown_job_changes_nothing(store: Store) -> None:
-    assert not store.move_job("nope", JobState.RUNNING)
+def test_move_unknown_job_changes_nothing(store: Repositories) -> None:
+    assert not store.jobs.move_job("nope", JobState.RUNNING)
 
 
-def test_cancel_job_and_cancel_again(store: Store) -> None:
+def test_cancel_job_and_cancel_again(store: Repositories) -> None:
     job_id = submit(store)
-    cancelled = store.cancel_job(job_id)
+    cancelled = store.jobs.cancel_job(job_id)
     assert cancelled.state == JobState.CANCELLED
     assert cancelled.error == ErrorInfo("Cancelled", "cancelled")
     assert cancelled.finished_at is not None
-    assert store.cancel_job(job_id).state == JobState.CANCELLED
+    assert store.jobs.cancel_job(job_id).state == JobState.CANCELLED
 
 
 @pytest.mark.parametrize("final", [JobState.SUCCEEDED, JobState.FAILED])
-def test_cancel_of_a_finished_job_is_a_conflict(store: Store, final: JobState) -> None:
+def test_cancel_of_a_finished_job_is_a_conflict(store: Repositories, final: JobState) -> None:
     job_id = submit(store)
-    assert store.move_job(job_id, JobState.RUNNING)
-    assert store.move_job(job_id, final)
+    assert store.jobs.move_job(job_id, JobState.RUNNING)
+    assert store.jobs.move_job(job_id, final)
     with pytest.raises(Conflict):
-        store.cancel_job(job_id)
-    assert store.get_job(job_id).state == final
+        store.jobs.cancel_job(job_id)
+    assert store.jobs.get_job(job_id).state == final
 
 
-def test_cancel_unknown_job_is_not_found(store: Store) -> None:
+def test_cancel_unknown_job_is_not_found(store: Repositories) -> None:
     with pytest.raises(NotFound):
-        store.cancel_job("nope")
+        store.jobs.cancel_job("nope")
 
 
 # -- replays ------------------------------------------------------------------------------------
 
 
-def test_record_replay_inserts_steps_once(store: Store) -> None:
+def test_record_replay_inserts_steps_once(store: Repositories) -> None:
     job_id = submit(store)
     steps = [task(job_id, 0), task(job_id, 1)]
-    assert store.record_replay(job_id, steps, None)
-    assert store.record_replay(job_id, steps, None)
+    assert store.steps.record_replay(job_id, steps, None)
+    assert store.steps.record_replay(job_id, steps, None)
     # a replay that ran twice with another state for an existing step changes nothing
-    assert store.record_replay(job_id, [task(job_id, 0, T.SUCCEEDED, result=1)], None)
-    journal = store.load_journal(job_id)
+    assert store.steps.record_replay(job_id, [task(job_id, 0, T.SUCCEEDED, result=1)], None)
+    journal = store.steps.load_journal(job_id)
     assert sorted(journal) == [0, 1]
     assert all(r.state == T.QUEUED for r in journal.values())
-    assert store.progress(job_id)["total"] == 2
-    assert store.get_job(job_id).state == JobState.RUNNING
+    assert store.jobs.progress(job_id)["total"] == 2
+    assert store.jobs.get_job(job_id).state == JobState.RUNNING
 
 
-def test_record_replay_with_an_outcome_finishes_the_job(store: Store) -> None:
+def test_record_replay_with_an_outcome_finishes_the_job(store: Repositories) -> None:
     job_id = submit(store)
-    assert store.record_replay(job_id, [], JobState.SUCCEEDED, result={"sum": 14})
-    job = store.get_job(job_id)
+    assert store.steps.record_replay(job_id, [], JobState.SUCCEEDED, result={"sum": 14})
+    job = store.jobs.get_job(job_id)
     assert (job.state, job.result, job.error) == (JobState.SUCCEEDED, {"sum": 14}, None)
     assert job.started_at is not None and job.finished_at is not None
-    assert not store.record_replay(job_id, [task(job_id, 0)], None)
-    assert store.load_journal(job_id) == {}
+    assert not store.steps.record_replay(job_id, [task(job_id, 0)], None)
+    assert store.steps.load_journal(job_id) == {}
 
 
-def test_record_replay_stores_the_error_of_a_failed_job(store: Store) -> None:
+def test_record_replay_stores_the_error_of_a_failed_job(store: Repositories) -> None:
     job_id = submit(store)
-    assert store.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope"))
-    assert store.get_job(job_id).error == ErrorInfo("ValueError", "nope")
+    assert store.steps.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope"))
+    assert store.jobs.get_job(job_id).error == ErrorInfo("ValueError", "nope")
 
 
-def test_record_replay_for_a_cancelled_job_writes_nothing(store: Store) -> None:
+def test_record_replay_for_a_cancelled_job_writes_nothing(store: Repositories) -> None:
     job_id = submit(store)
-    store.cancel_job(job_id)
-    assert not store.record_replay(job_id, [task(job_id, 0)], None)
-    assert store.load_journal(job_id) == {}
-    assert store.get_job(job_id).state == JobState.CANCELLED
+    store.jobs.cancel_job(job_id)
+    assert not store.steps.record_replay(job_id, [task(job_id, 0)], None)
+    assert store.steps.load_journal(job_id) == {}
+    assert store.jobs.get_job(job_id).state == JobState.CANCELLED
 
 
-def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_meanwhile(store: Store) -> None:
+def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_meanwhile(store: Repositories) -> None:
     going, done, failed, cancelled = (submit(store) for _ in range(4))
-    store.cancel_job(cancelled)
-    moved = store.record_replays(
+    store.jobs.cancel_job(cancelled)
+    moved = store.steps.record_replays(
         [
             Replayed(going, [task(going, 0)], None),
             Replayed(done, [task(done, 0, T.SUCCEEDED, result=1)], JobState.SUCCEEDED, result={"sum": 1}),
@@ -250,7 +250,7 @@ def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_mean
         ]
     )
     assert moved == {going, done, failed}
-    jobs = store.jobs_to_advance([going, done, failed, cancelled, "missing"])
+    jobs = store.jobs.jobs_to_advance([going, done, failed, cancelled, "missing"])
     assert {j: (rec.state, open_) for j, (rec, open_) in jobs.items()} == {
         going: (JobState.RUNNING, True),
         done: (JobState.SUCCEEDED, False),
@@ -259,55 +259,55 @@ def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_mean
     }
     assert jobs[done][0].result == {"sum": 1} and jobs[failed][0].error == ErrorInfo("ValueError", "nope")
     assert jobs[done][0].finished_at is not None and jobs[going][0].finished_at is None
-    journals = store.load_journals([going, done, cancelled])
+    journals = store.steps.load_journals([going, done, cancelled])
     assert [r.state for r in journals[going].values()] == [T.QUEUED]
     assert journals[cancelled] == {}  # compare-and-set: nothing written for a job no longer open
     # a second delivery of the same replays: finished jobs stay as they are, steps are not doubled
-    assert store.record_replays([Replayed(going, [task(going, 0)], None), Replayed(done, [], JobState.FAILED)]) == {
-        going
-    }
-    assert store.get_job(done).state == JobState.SUCCEEDED
-    assert len(store.load_journal(going)) == 1
+    assert store.steps.record_replays(
+        [Replayed(going, [task(going, 0)], None), Replayed(done, [], JobState.FAILED)]
+    ) == {going}
+    assert store.jobs.get_job(done).state == JobState.SUCCEEDED
+    assert len(store.steps.load_journal(going)) == 1
 
 
-def test_has_open_steps(store: Store) -> None:
+def test_has_open_steps(store: Repositories) -> None:
     job_id, (t0,) = running_job(store)
-    assert store.has_open_steps(job_id)
-    assert store.mark_running([(t0, 1)], "w1") == {t0}
-    store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, "done")])
-    assert not store.has_open_steps(job_id)
+    assert store.steps.has_open_steps(job_id)
+    assert store.steps.mark_running([(t0, 1)], "w1") == {t0}
+    store.steps.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, "done")])
+    assert not store.steps.has_open_steps(job_id)
 
 
 # -- the task life cycle ------------------------------------------------------------------------
 
 
-def test_mark_running_moves_only_queued_calls_of_the_current_attempt(store: Store) -> None:
+def test_mark_running_moves_only_queued_calls_of_the_current_attempt(store: Repositories) -> None:
     job_id = submit(store)
-    store.record_replay(job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2, T.PENDING)], None)
+    store.steps.record_replay(job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2, T.PENDING)], None)
     t0, t1, t2 = (step_id(job_id, i) for i in range(3))
-    assert store.mark_running([(t0, 1), (t1, 2), (t2, 1), ("missing-0", 1)], "w1") == {t0}
-    assert store.mark_running([(t0, 1)], "w2") == set()  # already running
-    running = store.tasks_in_state(T.RUNNING)
+    assert store.steps.mark_running([(t0, 1), (t1, 2), (t2, 1), ("missing-0", 1)], "w1") == {t0}
+    assert store.steps.mark_running([(t0, 1)], "w2") == set()  # already running
+    running = store.steps.tasks_in_state(T.RUNNING)
     assert [(r.id, r.worker) for r in running] == [(t0, "w1")]
     assert running[0].started_at is not None
 
 
-def test_mark_running_skips_tasks_of_cancelled_jobs(store: Store) -> None:
+def test_mark_running_skips_tasks_of_cancelled_jobs(store: Repositories) -> None:
     job_id, (t0, t1) = running_job(store, 2)
-    store.cancel_job(job_id)  # the steps are still queued: the cancel message has not been handled
-    assert store.mark_running([(t0, 1), (t1, 1)], "w1") == set()
-    assert {r.state for r in store.load_journal(job_id).values()} == {T.QUEUED}
+    store.jobs.cancel_job(job_id)  # the steps are still queued: the cancel message has not been handled
+    assert store.steps.mark_running([(t0, 1), (t1, 1)], "w1") == set()
+    assert {r.state for r in store.steps.load_journal(job_id).values()} == {T.QUEUED}
 
 
-def test_mark_running_of_nothing(store: Store) -> None:
-    assert store.mark_running([], "w1") == set()
+def test_mark_running_of_nothing(store: Repositories) -> None:
+    assert store.steps.mark_running([], "w1") == set()
 
 
-def test_record_outcomes_moves_running_calls_and_returns_their_jobs(store: Store) -> None:
+def test_record_outcomes_moves_running_calls_and_returns_their_jobs(store: Repositories) -> None:
     a, (a0, a1) = running_job(store, 2)
     b, (b0,) = running_job(store, 1)
-    store.mark_running([(a0, 1), (a1, 1), (b0, 1)], "w1")
-    jobs = store.record_outcomes(
+    store.steps.mark_running([(a0, 1), (a1, 1), (b0, 1)], "w1")
+    jobs = store.steps.record_outcomes(
         [
             TaskOutcome(a0, 1, T.SUCCEEDED, {"v": [1, 2]}),
             TaskOutcome(a1, 1, T.FAILED, error=ErrorInfo("ValueError", "bad")),
@@ -316,71 +316,71 @@ def test_record_outcomes_moves_running_calls_and_returns_their_jobs(store: Store
         worker="w1",
     )
     assert jobs == sorted([a, b])
-    journal = store.load_journal(a)
+    journal = store.steps.load_journal(a)
     assert (journal[0].state, journal[0].result) == (T.SUCCEEDED, {"v": [1, 2]})
     assert (journal[1].state, journal[1].error) == (T.FAILED, ErrorInfo("ValueError", "bad"))
-    assert store.record_outcomes([]) == []
+    assert store.steps.record_outcomes([]) == []
 
 
-def test_record_outcomes_for_a_call_not_running_is_dropped(store: Store) -> None:
+def test_record_outcomes_for_a_call_not_running_is_dropped(store: Repositories) -> None:
     job_id, (t0,) = running_job(store)
-    assert store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 1)]) == []
+    assert store.steps.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 1)]) == []
     assert step_state(store, job_id, 0).state == T.QUEUED
 
 
-def test_late_result_from_a_stale_attempt_is_discarded(store: Store) -> None:
+def test_late_result_from_a_stale_attempt_is_discarded(store: Repositories) -> None:
     job_id, (t0,) = running_job(store)
-    assert store.mark_running([(t0, 1)], "w-dead") == {t0}
+    assert store.steps.mark_running([(t0, 1)], "w-dead") == {t0}
     # the worker is presumed dead: the reaper re-queues the call with a new attempt
-    (row,) = store.requeue([t0], [T.RUNNING], "d-second", new_attempt=True)
+    (row,) = store.steps.requeue([t0], [T.RUNNING], "d-second", new_attempt=True)
     assert (row.attempt, row.state, row.dispatch_id, row.worker) == (2, T.QUEUED, "d-second", None)
-    assert store.mark_running([(t0, 1)], "w-dead") == set()
-    assert store.mark_running([(t0, 2)], "w-new") == {t0}
+    assert store.steps.mark_running([(t0, 1)], "w-dead") == set()
+    assert store.steps.mark_running([(t0, 2)], "w-new") == {t0}
 
-    assert store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, "stale")], worker="w-dead") == []
-    (now_running,) = store.tasks_in_state(T.RUNNING)
+    assert store.steps.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, "stale")], worker="w-dead") == []
+    (now_running,) = store.steps.tasks_in_state(T.RUNNING)
     assert (now_running.id, now_running.attempt, now_running.worker) == (t0, 2, "w-new")
     assert step_state(store, job_id, 0).result is None
 
-    assert store.record_outcomes([TaskOutcome(t0, 2, T.SUCCEEDED, "fresh")]) == [job_id]
-    assert store.record_outcomes([TaskOutcome(t0, 1, T.FAILED, error=ErrorInfo("E", "late"))]) == []
+    assert store.steps.record_outcomes([TaskOutcome(t0, 2, T.SUCCEEDED, "fresh")]) == [job_id]
+    assert store.steps.record_outcomes([TaskOutcome(t0, 1, T.FAILED, error=ErrorInfo("E", "late"))]) == []
     rec = step_state(store, job_id, 0)
     assert (rec.state, rec.result, rec.error) == (T.SUCCEEDED, "fresh", None)
 
 
-def test_retrying_then_requeued_with_a_new_attempt(store: Store) -> None:
+def test_retrying_then_requeued_with_a_new_attempt(store: Repositories) -> None:
     job_id, (t0,) = running_job(store, retries=2)
-    store.mark_running([(t0, 1)], "w1")
+    store.steps.mark_running([(t0, 1)], "w1")
     err = ErrorInfo("RuntimeError", "try again")
-    assert store.record_outcomes([TaskOutcome(t0, 1, T.RETRYING, error=err, not_before=100.0)]) == [job_id]
-    assert store.tasks_in_state(T.RETRYING, due_before=99.0) == []
-    (due,) = store.tasks_in_state(T.RETRYING, due_before=100.0)
+    assert store.steps.record_outcomes([TaskOutcome(t0, 1, T.RETRYING, error=err, not_before=100.0)]) == [job_id]
+    assert store.steps.tasks_in_state(T.RETRYING, due_before=99.0) == []
+    (due,) = store.steps.tasks_in_state(T.RETRYING, due_before=100.0)
     assert (due.id, due.attempt, due.retries) == (t0, 1, 2)
 
-    (row,) = store.requeue([t0], [T.RETRYING], "d-retry", new_attempt=True)
+    (row,) = store.steps.requeue([t0], [T.RETRYING], "d-retry", new_attempt=True)
     assert (row.attempt, row.state) == (2, T.QUEUED)
-    assert store.mark_running([(t0, 2)], "w2") == {t0}
+    assert store.steps.mark_running([(t0, 2)], "w2") == {t0}
 
 
-def test_requeue_without_a_new_attempt_keeps_the_attempt(store: Store) -> None:
+def test_requeue_without_a_new_attempt_keeps_the_attempt(store: Repositories) -> None:
     job_id, (t0, t1) = running_job(store, 2)
-    store.mark_running([(t1, 1)], "w1")
-    store.record_outcomes([TaskOutcome(t1, 1, T.SUCCEEDED, 1)])
-    rows = store.requeue([t0, t1], [T.QUEUED], "d-again", new_attempt=False)
+    store.steps.mark_running([(t1, 1)], "w1")
+    store.steps.record_outcomes([TaskOutcome(t1, 1, T.SUCCEEDED, 1)])
+    rows = store.steps.requeue([t0, t1], [T.QUEUED], "d-again", new_attempt=False)
     assert [(r.id, r.attempt, r.dispatch_id) for r in rows] == [(t0, 1, "d-again")]
     assert step_state(store, job_id, 1).state == T.SUCCEEDED  # a finished call is never re-queued
-    assert store.requeue([], [T.QUEUED], "d-none", new_attempt=True) == []
+    assert store.steps.requeue([], [T.QUEUED], "d-none", new_attempt=True) == []
 
 
-def test_tasks_in_state_older_than(store: Store) -> None:
+def test_tasks_in_state_older_than(store: Repositories) -> None:
     _, (t0,) = running_job(store)
-    assert store.tasks_in_state(T.QUEUED, older_than=0.0) == []
-    assert [r.id for r in store.tasks_in_state(T.QUEUED, older_than=4e9)] == [t0]
+    assert store.steps.tasks_in_state(T.QUEUED, older_than=0.0) == []
+    assert [r.id for r in store.steps.tasks_in_state(T.QUEUED, older_than=4e9)] == [t0]
 
 
-def test_fire_timers(store: Store) -> None:
+def test_fire_timers(store: Repositories) -> None:
     job_id = submit(store)
-    store.record_replay(
+    store.steps.record_replay(
         job_id,
         [
             NewStep(job_id, 0, "sleep", "sleep", T.PENDING, not_before=500.0),
@@ -389,17 +389,17 @@ def test_fire_timers(store: Store) -> None:
         None,
     )
     other = submit(store)
-    store.record_replay(other, [NewStep(other, 0, "sleep", "sleep", T.PENDING, not_before=900.0)], None)
-    assert store.fire_timers(now=400.0) == []
-    assert store.fire_timers(now=1000.0) == sorted([job_id, other])
+    store.steps.record_replay(other, [NewStep(other, 0, "sleep", "sleep", T.PENDING, not_before=900.0)], None)
+    assert store.steps.fire_timers(now=400.0) == []
+    assert store.steps.fire_timers(now=1000.0) == sorted([job_id, other])
     assert step_state(store, job_id, 0).state == T.SUCCEEDED
     assert step_state(store, job_id, 1).state == T.PENDING
-    assert store.fire_timers(now=1000.0) == []
+    assert store.steps.fire_timers(now=1000.0) == []
 
 
-def test_progress_counts_task_steps(store: Store) -> None:
+def test_progress_counts_task_steps(store: Repositories) -> None:
     job_id = submit(store)
-    store.record_replay(
+    store.steps.record_replay(
         job_id,
         [
             task(job_id, 0),
@@ -412,47 +412,56 @@ def test_progress_counts_task_steps(store: Store) -> None:
         None,
     )
     t0, t1 = step_id(job_id, 0), step_id(job_id, 1)
-    store.mark_running([(t0, 1), (t1, 1)], "w1")
-    store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 0)])
-    assert store.progress(job_id) == {"done": 1, "total": 4, "pending": 1, "queued": 1, "running": 1, "succeeded": 1}
-    assert store.progress(submit(store)) == {"done": 0, "total": 0}
+    store.steps.mark_running([(t0, 1), (t1, 1)], "w1")
+    store.steps.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 0)])
+    assert store.jobs.progress(job_id) == {
+        "done": 1,
+        "total": 4,
+        "pending": 1,
+        "queued": 1,
+        "running": 1,
+        "succeeded": 1,
+    }
+    assert store.jobs.progress(submit(store)) == {"done": 0, "total": 0}
 
 
-def test_cancel_open_steps_returns_the_running_ones(store: Store) -> None:
+def test_cancel_open_steps_returns_the_running_ones(store: Repositories) -> None:
     job_id = submit(store)
-    store.record_replay(job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2), task(job_id, 3, T.PENDING)], None)
+    store.steps.record_replay(
+        job_id, [task(job_id, 0), task(job_id, 1), task(job_id, 2), task(job_id, 3, T.PENDING)], None
+    )
     t0, t1, t2 = (step_id(job_id, i) for i in range(3))
-    store.mark_running([(t0, 1), (t1, 1)], "w1")
-    store.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 0)])
-    running = store.cancel_open_steps(job_id)
+    store.steps.mark_running([(t0, 1), (t1, 1)], "w1")
+    store.steps.record_outcomes([TaskOutcome(t0, 1, T.SUCCEEDED, 0)])
+    running = store.steps.cancel_open_steps(job_id)
     assert [(r.id, r.worker) for r in running] == [(t1, "w1")]
-    states = {s: r.state for s, r in store.load_journal(job_id).items()}
+    states = {s: r.state for s, r in store.steps.load_journal(job_id).items()}
     assert states == {0: T.SUCCEEDED, 1: T.RUNNING, 2: T.CANCELLED, 3: T.CANCELLED}
-    assert store.mark_running([(t2, 1)], "w2") == set()
+    assert store.steps.mark_running([(t2, 1)], "w2") == set()
 
 
-def test_sweep_orphans_cancels_open_steps_of_finished_jobs(store: Store) -> None:
+def test_sweep_orphans_cancels_open_steps_of_finished_jobs(store: Repositories) -> None:
     done, _ = running_job(store, 2)
-    store.record_replay(done, [], JobState.FAILED, error=ErrorInfo("ValueError", "agent failed"))
+    store.steps.record_replay(done, [], JobState.FAILED, error=ErrorInfo("ValueError", "agent failed"))
     alive, _ = running_job(store, 2)
-    assert store.sweep_orphans() == 2
-    assert {r.state for r in store.load_journal(done).values()} == {T.CANCELLED}
-    assert {r.state for r in store.load_journal(alive).values()} == {T.QUEUED}
-    assert store.sweep_orphans() == 0
+    assert store.steps.sweep_orphans() == 2
+    assert {r.state for r in store.steps.load_journal(done).values()} == {T.CANCELLED}
+    assert {r.state for r in store.steps.load_journal(alive).values()} == {T.QUEUED}
+    assert store.steps.sweep_orphans() == 0
 
 
-def test_settle_child_step(store: Store) -> None:
+def test_settle_child_step(store: Repositories) -> None:
     parent = submit(store)
-    store.record_replay(parent, [NewStep(parent, 0, "agent", "child", T.RUNNING, args={"n": 1})], None)
-    assert store.settle_child_step(parent, 0, T.SUCCEEDED, {"sum": 1}, None)
-    assert not store.settle_child_step(parent, 0, T.FAILED, None, ErrorInfo("E", "late"))
+    store.steps.record_replay(parent, [NewStep(parent, 0, "agent", "child", T.RUNNING, args={"n": 1})], None)
+    assert store.steps.settle_child_step(parent, 0, T.SUCCEEDED, {"sum": 1}, None)
+    assert not store.steps.settle_child_step(parent, 0, T.FAILED, None, ErrorInfo("E", "late"))
     rec = step_state(store, parent, 0)
     assert (rec.kind, rec.name, rec.state, rec.result, rec.error) == ("agent", "child", T.SUCCEEDED, {"sum": 1}, None)
 
 
-def test_load_journal_round_trips_results_and_errors(store: Store) -> None:
+def test_load_journal_round_trips_results_and_errors(store: Repositories) -> None:
     job_id = submit(store)
-    store.record_replay(
+    store.steps.record_replay(
         job_id,
         [
             NewStep(job_id, 0, "value", "now", T.SUCCEEDED, result=1234.5),
@@ -465,16 +474,16 @@ def test_load_journal_round_trips_results_and_errors(store: Store) -> None:
         None,
     )
     t2, t3, t4 = (step_id(job_id, i) for i in (2, 3, 4))
-    store.mark_running([(t2, 1), (t3, 1), (t4, 1)], "w1")
+    store.steps.mark_running([(t2, 1), (t3, 1), (t4, 1)], "w1")
     result = {"text": "héllo ✓", "n": [1, 2.5, None, True], "nested": {"k": {}}}
-    store.record_outcomes(
+    store.steps.record_outcomes(
         [
             TaskOutcome(t2, 1, T.SUCCEEDED, result),
             TaskOutcome(t3, 1, T.FAILED, error=ErrorInfo("ZeroDivisionError", "division by zero")),
             TaskOutcome(t4, 1, T.SUCCEEDED, None),
         ]
     )
-    assert store.load_journal(job_id) == {
+    assert store.steps.load_journal(job_id) == {
         0: StepRecord(0, "value", "now", T.SUCCEEDED, 1234.5),
         1: StepRecord(1, "value", "uuid", T.SUCCEEDED, "abc"),
         2: StepRecord(2, "task", "echo", T.SUCCEEDED, result),
@@ -484,23 +493,23 @@ def test_load_journal_round_trips_results_and_errors(store: Store) -> None:
     }
 
 
-def test_jobs_older_than_and_touch(store: Store) -> None:
+def test_jobs_older_than_and_touch(store: Repositories) -> None:
     job_id = submit(store)
-    assert store.jobs_older_than([JobState.SUBMITTED], before=4e9) == [job_id]
-    assert store.jobs_older_than([JobState.RUNNING], before=4e9) == []
+    assert store.jobs.jobs_older_than([JobState.SUBMITTED], before=4e9) == [job_id]
+    assert store.jobs.jobs_older_than([JobState.RUNNING], before=4e9) == []
     store.db.execute_sql("UPDATE ab_jobs SET updated_at = 1.0")
-    store.touch_jobs([job_id])
-    assert store.jobs_older_than([JobState.SUBMITTED], before=2.0) == []
+    store.jobs.touch_jobs([job_id])
+    assert store.jobs.jobs_older_than([JobState.SUBMITTED], before=2.0) == []
 
 
 def test_unreachable_database_is_unavailable() -> None:
     from agentbus.domain import Unavailable
 
-    store = Store.from_url("postgresql://postgres@127.0.0.1:1/agentbus")
+    store = Repositories.from_url("postgresql://postgres@127.0.0.1:1/agentbus")
     with pytest.raises(Unavailable):
-        store.get_job("any")
+        store.jobs.get_job("any")
     with pytest.raises(Unavailable):
-        store.ping()
+        store.jobs.ping()
     store.close()
 
 
@@ -516,30 +525,30 @@ def test_a_postgresql_url_can_opt_into_asynchronous_commits(pg_url: str) -> None
             db.close_all()  # type: ignore[attr-defined]
 
 
-def test_tracebacks_are_kept_with_their_errors_and_read_back(store: Store) -> None:
+def test_tracebacks_are_kept_with_their_errors_and_read_back(store: Repositories) -> None:
     tb = 'Traceback (most recent call last):\n  File "t.py", line 1, in echo\nValueError: nope\n'
     job_id, (sid,) = running_job(store)
-    assert store.mark_running([(sid, 1)], "w1") == {sid}
-    assert store.record_outcomes([TaskOutcome(sid, 1, T.FAILED, error=ErrorInfo("ValueError", "nope", tb))])
-    assert store.load_journal(job_id)[0].error.traceback == tb  # type: ignore[union-attr]
-    assert store.load_journals([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
-    assert store.task_rows(job_id)[0]["error_traceback"] == tb
+    assert store.steps.mark_running([(sid, 1)], "w1") == {sid}
+    assert store.steps.record_outcomes([TaskOutcome(sid, 1, T.FAILED, error=ErrorInfo("ValueError", "nope", tb))])
+    assert store.steps.load_journal(job_id)[0].error.traceback == tb  # type: ignore[union-attr]
+    assert store.steps.load_journals([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
+    assert store.steps.task_rows(job_id)[0]["error_traceback"] == tb
 
-    assert store.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope", tb))
-    assert store.get_job(job_id).error.traceback == tb  # type: ignore[union-attr]
-    assert store.jobs_to_advance([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
+    assert store.steps.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "nope", tb))
+    assert store.jobs.get_job(job_id).error.traceback == tb  # type: ignore[union-attr]
+    assert store.jobs.jobs_to_advance([job_id])[job_id][0].error.traceback == tb  # type: ignore[union-attr]
 
     many = [submit(store) for _ in range(2)]  # the batched write (one statement on PostgreSQL)
     batch = [
         Replayed(many[0], [], JobState.FAILED, error=ErrorInfo("E", "m", tb)),
         Replayed(many[1], [], JobState.FAILED, error=ErrorInfo("E", "m")),
     ]
-    assert store.record_replays(batch) == set(many)
-    assert [store.get_job(j).error.traceback for j in many] == [tb, None]  # type: ignore[union-attr]
+    assert store.steps.record_replays(batch) == set(many)
+    assert [store.jobs.get_job(j).error.traceback for j in many] == [tb, None]  # type: ignore[union-attr]
 
 
-def test_settling_a_child_step_keeps_the_childs_traceback(store: Store) -> None:
+def test_settling_a_child_step_keeps_the_childs_traceback(store: Repositories) -> None:
     parent = submit(store)
-    assert store.record_replay(parent, [NewStep(parent, 0, "agent", "child", T.RUNNING)], None)
-    assert store.settle_child_step(parent, 0, T.FAILED, None, ErrorInfo("ValueError", "nope", "the trace"))
-    assert store.load_journal(parent)[0].error.traceback == "the trace"  # type: ignore[union-attr]
+    assert store.steps.record_replay(parent, [NewStep(parent, 0, "agent", "child", T.RUNNING)], None)
+    assert store.steps.settle_child_step(parent, 0, T.FAILED, None, ErrorInfo("ValueError", "nope", "the trace"))
+    assert store.steps.load_journal(parent)[0].error.traceback == "the trace"  # type: ignore[union-attr]

@@ -17,25 +17,25 @@ import pytest
 
 from agentbus.domain.hitl import HumanRequest
 from agentbus.orchestrator.webhooks import WebhookSender
-from agentbus.store import NewJob, Store
+from agentbus.store import NewJob, Repositories
 
 SECRET = b"hook-secret-0123456789"
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    s = Store.from_url(pg_url)
+def store(pg_url: str) -> Iterator[Repositories]:
+    s = Repositories.from_url(pg_url)
     yield s
     s.close()
 
 
-def queue_delivery(store: Store, url: str) -> str:
+def queue_delivery(store: Repositories, url: str) -> str:
     """An approval with a webhook, as an agent's ``ask_human`` leaves it; returns the approval id.
 
     Built without ``HumanRequest.build`` so that a URL it now refuses can stand for a row
     written before it did."""
-    job, _ = store.create_job(NewJob("hooked", {"url": url}))
-    store.record_replay(job.id, [], None, asks=[(0, HumanRequest("Approve?", webhook=url))])
+    job, _ = store.jobs.create_job(NewJob("hooked", {"url": url}))
+    store.steps.record_replay(job.id, [], None, asks=[(0, HumanRequest("Approve?", webhook=url))])
     return f"{job.id}-0"
 
 
@@ -99,29 +99,29 @@ class Dripper:
         self.sock.close()
 
 
-def test_one_bad_url_does_not_stop_delivery_to_the_others(store: Store) -> None:
+def test_one_bad_url_does_not_stop_delivery_to_the_others(store: Repositories) -> None:
     good = Receiver()
     try:
         bad_port = queue_delivery(store, "http://example.com:99999/hook")
         bad_ipv6 = queue_delivery(store, "http://[::1/hook")
         fine = queue_delivery(store, f"http://127.0.0.1:{good.port}/hook")
-        sender = WebhookSender(store, SECRET, allow_private=True)
+        sender = WebhookSender(store.webhooks, SECRET, allow_private=True)
         assert sender.deliver_due() == 1
-        assert [d["status"] for d in store.webhook_deliveries(fine)] == ["delivered"]
+        assert [d["status"] for d in store.webhooks.webhook_deliveries(fine)] == ["delivered"]
         for approval_id in (bad_port, bad_ipv6):
-            (d,) = store.webhook_deliveries(approval_id)
+            (d,) = store.webhooks.webhook_deliveries(approval_id)
             assert d["status"] == "refused" and "not a valid URL" in d["last_error"]
         assert sender.deliver_due() == 0  # a refused delivery is not tried again
     finally:
         good.close()
 
 
-def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_holds_no_other_delivery(store: Store) -> None:
+def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_holds_no_other_delivery(store: Repositories) -> None:
     dripper, fast = Dripper(), Receiver()
     try:
         slow = queue_delivery(store, f"http://127.0.0.1:{dripper.port}/hook")  # due first
         quick = queue_delivery(store, f"http://127.0.0.1:{fast.port}/hook")
-        sender = WebhookSender(store, SECRET, allow_private=True, timeout=1.0, deadline=8.0)
+        sender = WebhookSender(store.webhooks, SECRET, allow_private=True, timeout=1.0, deadline=8.0)
         round_ = threading.Thread(target=sender.deliver_due)
         round_.start()
         assert fast.got_one.wait(30), "the other receiver never got its delivery"
@@ -129,8 +129,8 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_holds_no_other_deliv
         round_.join(60)
         assert not round_.is_alive()
         assert dripper.cut_off.wait(10) and not dripper.dripped_it_all.is_set()
-        assert [d["status"] for d in store.webhook_deliveries(quick)] == ["delivered"]
-        (d,) = store.webhook_deliveries(slow)
+        assert [d["status"] for d in store.webhooks.webhook_deliveries(quick)] == ["delivered"]
+        (d,) = store.webhooks.webhook_deliveries(slow)
         assert d["status"] == "pending" and d["attempts"] == 1  # retried later, with backoff
         assert "no complete answer within 8s" in d["last_error"]
     finally:
@@ -139,7 +139,7 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_holds_no_other_deliv
 
 
 def test_the_sender_connects_to_the_address_it_checked_not_a_second_answer(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Repositories, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DNS rebinding: ``hooks.test`` answers 127.0.0.1 to the first lookup and 127.0.0.2 to any
     later one. The check sees the first answer, so the POST must go there, with the name kept in
@@ -159,8 +159,8 @@ def test_the_sender_connects_to_the_address_it_checked_not_a_second_answer(
 
         monkeypatch.setattr(socket, "getaddrinfo", rebinding)
         approval_id = queue_delivery(store, f"http://hooks.test:{checked.port}/hook")
-        assert WebhookSender(store, SECRET, allow_private=True).deliver_due() == 1
-        assert [d["status"] for d in store.webhook_deliveries(approval_id)] == ["delivered"]
+        assert WebhookSender(store.webhooks, SECRET, allow_private=True).deliver_due() == 1
+        assert [d["status"] for d in store.webhooks.webhook_deliveries(approval_id)] == ["delivered"]
         assert checked.hosts == [f"hooks.test:{checked.port}"]
         assert rebound.hosts == []
         assert lookups == ["hooks.test"]
@@ -170,7 +170,7 @@ def test_the_sender_connects_to_the_address_it_checked_not_a_second_answer(
             rebound.close()
 
 
-def test_a_lookup_that_hangs_ends_at_the_deadline_and_holds_no_other_delivery(store: Store) -> None:
+def test_a_lookup_that_hangs_ends_at_the_deadline_and_holds_no_other_delivery(store: Repositories) -> None:
     fast, release = Receiver(), threading.Event()
 
     def resolver(host: str, port: int) -> list[str]:
@@ -181,13 +181,13 @@ def test_a_lookup_that_hangs_ends_at_the_deadline_and_holds_no_other_delivery(st
     try:
         stuck = queue_delivery(store, "http://stuck.test/hook")
         quick = queue_delivery(store, f"http://quick.test:{fast.port}/hook")
-        sender = WebhookSender(store, SECRET, allow_private=True, deadline=2.0, resolver=resolver)
+        sender = WebhookSender(store.webhooks, SECRET, allow_private=True, deadline=2.0, resolver=resolver)
         round_ = threading.Thread(target=sender.deliver_due)
         round_.start()
         round_.join(60)
         assert not round_.is_alive() and not release.is_set(), "the round waited for the lookup"
-        assert [d["status"] for d in store.webhook_deliveries(quick)] == ["delivered"]
-        (d,) = store.webhook_deliveries(stuck)
+        assert [d["status"] for d in store.webhooks.webhook_deliveries(quick)] == ["delivered"]
+        (d,) = store.webhooks.webhook_deliveries(stuck)
         assert d["status"] == "pending" and "no complete answer within 2s" in d["last_error"]
     finally:
         release.set()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from agentbus.cli import cli
 from agentbus.config import Settings
 from agentbus.config._fields import declared
-from agentbus.config.reference import effective, markdown
+from agentbus.config.reference import effective, markdown, option_help
 from agentbus.config.sections import SECTIONS, Orchestrator, Webhooks
 from agentbus.domain import ConfigError
 
@@ -127,3 +127,12 @@ def test_agentbus_config_refuses_a_bad_value_naming_its_variable() -> None:
 
 def test_agentbus_config_docs_prints_the_reference() -> None:
     assert _invoke("config", "--docs", env={}) == markdown()
+
+
+def test_cli_options_name_their_variable_and_default_from_the_declaration() -> None:
+    assert option_help("log_level", "level") == "level (env AGENTBUS_LOG_LEVEL; warning)"
+    assert option_help("retention_s", "age") == "age (env AGENTBUS_RETENTION; 30d)"
+    with pytest.raises(KeyError):
+        option_help("no_such_setting", "x")
+    shown = CliRunner().invoke(cli, ["run", "--help"], env={"COLUMNS": "240"}).output
+    assert "AGENTBUS_SHARDS" in shown and "AGENTBUS_LOG_FORMAT" in shown  # not swallowed as markup

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agentbus.domain import App, ControlEvent, Dispatch, TaskCall, TaskContext, TaskState
-from agentbus.store import NewJob, NewStep, Store, step_id
+from agentbus.store import NewJob, NewStep, Repositories, step_id
 from agentbus.worker.execute import Executor
 
 
@@ -80,13 +80,13 @@ def app(peak: Peak) -> App:
 
 
 class Harness:
-    def __init__(self, store: Store, app: App, **kw: Any) -> None:
+    def __init__(self, store: Repositories, app: App, **kw: Any) -> None:
         self.store = store
         self.handed_back: list[TaskCall] = []
         self.events: list[ControlEvent] = []
-        self.executor = Executor(app, store, self.events.extend, "w-test", self._hand_back, **kw)
+        self.executor = Executor(app, store.steps, self.events.extend, "w-test", self._hand_back, **kw)
         self.executor.start()
-        job, _ = store.create_job(NewJob("t", {}))
+        job, _ = store.jobs.create_job(NewJob("t", {}))
         self.job_id = job.id
         self.seq = 0
 
@@ -108,14 +108,14 @@ class Harness:
             )
             for i in range(n)
         ]
-        self.store.record_replay(self.job_id, steps, None)
+        self.store.steps.record_replay(self.job_id, steps, None)
         calls = [TaskCall(step_id(self.job_id, s.seq), self.job_id, name, args, 1, 0, timeout, 0.5) for s in steps]
         self.seq += n
         self.executor(Dispatch("d1", tuple(calls)), "cpu")
         return calls
 
     def states(self, calls: list[TaskCall]) -> list[tuple[str, Any]]:
-        journal = self.store.load_journal(self.job_id)
+        journal = self.store.steps.load_journal(self.job_id)
         seqs = [int(c.task_id.rsplit("-", 1)[1]) for c in calls]
         out = []
         for s in seqs:
@@ -133,7 +133,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness(store: Store, app: App) -> Iterator[Callable[..., Harness]]:
+def harness(store: Repositories, app: App) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(**kw: Any) -> Harness:
@@ -216,7 +216,9 @@ def test_drain_past_its_grace_stops_running_calls_and_hands_them_back(harness: A
     assert sorted(c.task_id for c in h.handed_back) == sorted(c.task_id for c in calls)
 
 
-def test_calls_for_a_task_this_app_lacks_are_handed_over_unstarted_and_the_rest_run(store: Store, app: App) -> None:
+def test_calls_for_a_task_this_app_lacks_are_handed_over_unstarted_and_the_rest_run(
+    store: Repositories, app: App
+) -> None:
     not_here: list[TaskCall] = []
     h = Harness(store, app, not_here=not_here.extend)
     try:
@@ -229,14 +231,14 @@ def test_calls_for_a_task_this_app_lacks_are_handed_over_unstarted_and_the_rest_
 
 
 def test_a_worker_hands_a_call_for_a_task_it_lacks_back_to_pending_under_the_same_attempt(
-    store: Store, app: App
+    store: Repositories, app: App
 ) -> None:
     from agentbus.worker.service import not_here
 
-    h = Harness(store, app, not_here=lambda calls: not_here(store, "w-old", calls))
+    h = Harness(store, app, not_here=lambda calls: not_here(store.steps, "w-old", calls))
     try:
         (call,) = h.send("from_a_newer_build", 1)
-        (row,) = store.tasks_in_state(TaskState.PENDING)
+        (row,) = store.steps.tasks_in_state(TaskState.PENDING)
         assert (row.id, row.attempt, row.worker) == (call.task_id, 1, None)
         assert row.route_reason == "w-old has no task from_a_newer_build: routed again"
     finally:

@@ -95,7 +95,7 @@ def console(request: Request) -> Console:
         cfg = api.settings
         # the same wrapping as the API's store: a pooled connection per call, then the breaker
         queries = Guarded(
-            ConnectionPerCall(ConsoleQueries(api.store.db)), "PostgreSQL", cfg.breaker_fail_max, cfg.breaker_reset_s
+            ConnectionPerCall(ConsoleQueries(api.jobs.db)), "PostgreSQL", cfg.breaker_fail_max, cfg.breaker_reset_s
         )
         limiter = getattr(request.app.state, "limiter", None)  # the API's own (create_app shares it)
         found = Console(api, Sessions(cfg.secret, cfg.console_session_s), queries, Limits(limiter, cfg))
@@ -135,7 +135,7 @@ def signed_in(scope: str | None, *, stream: bool = False) -> Callable[[Handler],
         async def checked(request: Request) -> Response:
             c = console(request)
             try:
-                found = await run_in_threadpool(c.sessions.principal, c.api.store, request.cookies.get(COOKIE))
+                found = await run_in_threadpool(c.sessions.principal, c.api.keys, request.cookies.get(COOKIE))
             except Unavailable as exc:
                 return page(request, "error.html", 503, principal=None, title="Unavailable", message=exc.message)
             if found is None:

@@ -44,27 +44,27 @@ class Sessions:
         return _b64(hmac.new(self._k, ".".join(parts).encode(), hashlib.sha256).digest())
 
     # -- sign-in ---------------------------------------------------------------------------------
-    def check_token(self, store: Any, token: str) -> Principal:
+    def check_token(self, key_repo: Any, token: str) -> Principal:
         """The principal an API key stands for, checked exactly as the API's middleware checks it."""
         parsed = keys.parse(token.strip())
         if parsed is None:
             raise Unauthorized("that is not an API key: keys look like ab_<id>_<secret>")
         key_id, secret = parsed
-        rec = store.find_key(key_id)
+        rec = key_repo.find_key(key_id)
         if rec is None or not keys.matches(secret, rec.secret_hash):
             raise Unauthorized("unknown API key")
         if not rec.usable(time.time()):
             raise Unauthorized("this API key has been revoked or has expired")
         return Principal(rec.id, rec.tenant, rec.scopes)
 
-    def issue(self, store: Any, principal: Principal, now: float | None = None) -> str:
-        rec = store.find_key(principal.key_id)
+    def issue(self, key_repo: Any, principal: Principal, now: float | None = None) -> str:
+        rec = key_repo.find_key(principal.key_id)
         expires = str(int((now or time.time()) + self.session_s))
         nonce = secrets.token_urlsafe(16)
         mac = self._mac(principal.key_id, expires, nonce, rec.secret_hash)
         return ".".join((principal.key_id, expires, nonce, mac))
 
-    def principal(self, store: Any, cookie: str | None) -> tuple[Principal, str] | None:
+    def principal(self, key_repo: Any, cookie: str | None) -> tuple[Principal, str] | None:
         """The session's principal and nonce, or None for no, a forged, an expired or a revoked session."""
         if not cookie:
             return None
@@ -72,7 +72,7 @@ class Sessions:
         if len(parts) != 4 or not parts[1].isdigit() or int(parts[1]) < time.time():
             return None
         key_id, expires, nonce, mac = parts
-        rec = store.find_key(key_id)
+        rec = key_repo.find_key(key_id)
         if rec is None or not rec.usable(time.time()):
             return None
         if not hmac.compare_digest(mac, self._mac(key_id, expires, nonce, rec.secret_hash)):

@@ -21,7 +21,7 @@ PAGE = 20
 
 
 def _listing(st: ApiState, tenant: str, status: str, assignee: str, cursor: str | None) -> dict[str, Any]:
-    rows, nxt = st.store.list_approvals(
+    rows, nxt = st.approvals.list_approvals(
         status=status, assignee=assignee or None, limit=PAGE, cursor=cursor, tenant=tenant
     )
     return {"approvals": rows, "next_cursor": nxt, "forms": {a.id: _forms.fields(a.schema) for a in rows}}
@@ -61,13 +61,13 @@ def _answer(st: ApiState, approval_id: str, tenant: str, form: dict[str, str], k
     decision = form.get("decision")
     if decision not in ("approve", "reject"):
         raise InvalidInput("choose approve or reject")
-    rec = st.store.get_approval(approval_id, tenant)
+    rec = st.approvals.get_approval(approval_id, tenant)
     value = _forms.value(rec.schema, form) if decision == "approve" or rec.schema is None else None
     if rec.status == "pending":
         check_input(rec, value, decision)
     comment = form.get("comment", "").strip()[:10_000] or None
     by = form.get("by", "").strip()[:200] or f"key:{key_id}"
-    answered = st.store.answer_approval(approval_id, decision == "approve", value, comment, by, tenant, key_id)
+    answered = st.approvals.answer_approval(approval_id, decision == "approve", value, comment, by, tenant, key_id)
     publish(st, ControlEvent("job.advance", (answered.job_id,)))
     return answered
 
@@ -82,7 +82,7 @@ async def answer(request: Request) -> Response:
         rec = await run_in_threadpool(_answer, st, approval_id, tenant, form, request.state.key_id)
     except Conflict:
         # Someone answered first (or the deadline passed): say who and what, and keep the inbox.
-        current = await run_in_threadpool(st.store.get_approval, approval_id, tenant)
+        current = await run_in_threadpool(st.approvals.get_approval, approval_id, tenant)
         return await _inbox(request, 409, lost=current)
     except ValidationFailed as exc:
         return await _inbox(request, 422, invalid=(approval_id, exc.message), typed=form)

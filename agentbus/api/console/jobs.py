@@ -77,12 +77,12 @@ def _when(text: str, name: str) -> float | None:
         raise InvalidInput(f"{name} must be a date and time like 2026-12-01T13:00, got {text!r}") from None
 
 
-def list_page(store: Any, f: JobFilter, tenant: str) -> tuple[list[JobRecord], str | None]:
+def list_page(jobs: Any, f: JobFilter, tenant: str) -> tuple[list[JobRecord], str | None]:
     """The same ``list_jobs`` call as ``GET /jobs``; the time window is a starting cursor (``to``) and
     a stop (``from``): newest first, so the first row older than ``from`` ends the listing."""
     since, until = f.bounds()
     cursor = f.cursor or (cursor_before(until) if until is not None else None)
-    rows, nxt = store.list_jobs(
+    rows, nxt = jobs.list_jobs(
         states=[f.status] if f.status else None, type=f.type or None, limit=PAGE, cursor=cursor, tenant=tenant
     )
     if since is not None:
@@ -97,7 +97,7 @@ def list_page(store: Any, f: JobFilter, tenant: str) -> tuple[list[JobRecord], s
 async def jobs(request: Request) -> Response:
     st = console(request).api
     f = JobFilter.parse(request.query_params)
-    rows, nxt = await run_in_threadpool(list_page, st.store, f, request.state.tenant)
+    rows, nxt = await run_in_threadpool(list_page, st.jobs, f, request.state.tenant)
     return page(
         request,
         "jobs.html",
@@ -120,7 +120,7 @@ async def jobs_live(request: Request) -> Response:
         waited = 0.0
         while waited < LIVE_MAX_S:
             try:
-                rows, _ = await run_in_threadpool(list_page, st.store, f, tenant)
+                rows, _ = await run_in_threadpool(list_page, st.jobs, f, tenant)
             except Unavailable:
                 rows = None
             if rows is not None:
@@ -141,10 +141,10 @@ async def jobs_live(request: Request) -> Response:
 
 
 def _job_view(st: ApiState, queries: Any, job_id: str, tenant: str, after: int) -> dict[str, Any]:
-    rec = st.store.get_job(job_id, tenant)  # another tenant's job is a 404, as in the API
+    rec = st.jobs.get_job(job_id, tenant)  # another tenant's job is a 404, as in the API
     return {
         "job": rec,
-        "progress": st.store.progress(job_id),
+        "progress": st.jobs.progress(job_id),
         "steps": queries.step_page(job_id, after, STEP_PAGE),
         "step_total": queries.step_count(job_id),
         "children": queries.sub_agents(job_id),
@@ -201,10 +201,10 @@ def submit(st: ApiState, type_: str, data: Any, tenant: str) -> JobRecord:
     if not isinstance(data, dict):
         raise InvalidInput("a job's input is a JSON object")
     data = st.app.validate_input(type_, data)
-    running = st.store.running_jobs(tenant)
+    running = st.jobs.running_jobs(tenant)
     if running >= st.settings.max_running_jobs:
         raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
-    rec, created = st.store.create_job(NewJob(type_, data, tenant=tenant))
+    rec, created = st.jobs.create_job(NewJob(type_, data, tenant=tenant))
     if created:
         publish(st, ControlEvent("job.submitted", (rec.id,)))
     return rec
@@ -216,6 +216,6 @@ async def resubmit(request: Request) -> Response:
     st = console(request).api
     await form_of(request)
     tenant = request.state.tenant
-    old = await run_in_threadpool(st.store.get_job, _job_id(request), tenant)
+    old = await run_in_threadpool(st.jobs.get_job, _job_id(request), tenant)
     rec = await run_in_threadpool(submit, st, old.type, old.input, tenant)
     return redirect(f"/jobs/{rec.id}")

@@ -61,12 +61,12 @@ async def login(request: Request) -> Response:
     if not c.sessions.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
         return _login_page(request, 403, "The sign-in form expired: please try again.")
     try:
-        principal = await run_in_threadpool(c.sessions.check_token, c.api.store, form.get("key", ""))
+        principal = await run_in_threadpool(c.sessions.check_token, c.api.keys, form.get("key", ""))
     except Unauthorized as exc:
         parsed = keys.parse(form.get("key", "").strip())
         await run_in_threadpool(c.limits.sign_in_failed, client, parsed[0] if parsed else None)
         return _login_page(request, 401, f"Not signed in: {exc.message}.")
-    cookie = await run_in_threadpool(c.sessions.issue, c.api.store, principal)
+    cookie = await run_in_threadpool(c.sessions.issue, c.api.keys, principal)
     response = redirect(_safe_next(form.get("next")))
     response.set_cookie(
         COOKIE,
