@@ -27,6 +27,8 @@ from agentbus.bus.output import OUTPUT_NOTICE, OutputReader
 log = logging.getLogger("agentbus.bus")
 
 PATTERNS = (CHANNEL + "*", CHANGED + "*", OUTPUT_NOTICE + "*")
+LISTEN_S = 1.0
+"""The longest one read for notices blocks: how soon the listener sees that it must stop."""
 
 
 def _job_of(channel: str) -> str:
@@ -43,6 +45,7 @@ class JobWatch:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._output_waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.healthy = False
         self.outputs = OutputReader(url)
 
@@ -52,14 +55,20 @@ class JobWatch:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="agentbus-job-watch")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # redis-py's get_message can swallow a cancellation that lands in its read timeout (seen:
+            # the listener read on and the API's shutdown hung for good). The flag ends the listener's
+            # loops at its next read, and the wait is bounded either way.
+            done, _ = await asyncio.wait({task}, timeout=LISTEN_S + 2)
+            if not done:
+                log.warning("the job notice listener did not stop; leaving it")
         self.healthy = False
         self._wake_all()
         await self.outputs.close()
@@ -103,15 +112,15 @@ class JobWatch:
                     event.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             conn = aioredis.Redis.from_url(self._url, socket_connect_timeout=5, health_check_interval=5)
             pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(*PATTERNS)
                 self.healthy = True
                 self._wake_all()  # notices sent while we were away are lost: everyone re-reads
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=LISTEN_S)
                     if message is not None and message.get("type") == "pmessage":
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else str(channel)
@@ -128,7 +137,8 @@ class JobWatch:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await conn.aclose()
-            await asyncio.sleep(self._reconnect_s)
+            if not self._stopping:
+                await asyncio.sleep(self._reconnect_s)
 
 
 @contextlib.contextmanager

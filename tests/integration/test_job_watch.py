@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 
 import redis
@@ -52,3 +53,23 @@ def test_without_redis_the_watch_is_unhealthy_and_waiters_still_wake_on_their_ti
             await watch.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_api_shuts_down_right_after_its_listener_started(sqlite_url: str, redis_url: str) -> None:
+    """An API stopped right after it started (a deploy's rollback, a test client) must stop: a
+    cancellation that redis-py's read swallowed once left the listener running and the shutdown hung."""
+    from starlette.testclient import TestClient
+
+    from agentbus.api import create_app
+    from agentbus.config import Settings
+    from agentbus.examples import app as examples
+
+    def start_and_stop(times: int) -> None:
+        for _ in range(times):
+            with TestClient(create_app(Settings(database_url=sqlite_url, redis_url=redis_url), examples)):
+                pass
+
+    worker = threading.Thread(target=start_and_stop, args=(5,), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the API's shutdown hung"
