@@ -74,6 +74,10 @@ class Orchestrator:
         self._taken: set[int] = set()
         """Shards acquired by the lease thread that the loop has not taken over yet (under ``_taken_lock``)."""
         self._taken_lock = threading.Lock()
+        self._renewed = 0.0
+        self._acquired = threading.Event()
+        """Set by the lease thread when it takes shards: a standby's loop starts on them at once."""
+        """When the held leases were last renewed (monotonic; the lease thread's own)."""
         secret = (settings.webhook_secret or settings.secret).encode()
         self.webhooks = WebhookSender(
             repos.webhooks,
@@ -127,7 +131,8 @@ class Orchestrator:
             self.active.clear()
 
     def _keep_leases(self) -> None:
-        # Well inside the TTL, and often enough that a standby takes a free shard within a second.
+        # Often enough that a standby takes a free shard within a second; renewals are spaced wider
+        # (``_balance``).
         period = min(1.0, self.settings.lease_ttl_s / 5)
         while not self.stop.is_set():
             try:
@@ -142,8 +147,14 @@ class Orchestrator:
 
     def _balance(self) -> None:
         """Renew the held shards, then take free ones or give some up to hold a fair share."""
-        mine = sorted(self.held)
-        held = {k for k, ok in zip(mine, renew_all(self.conn, [self.leases[k] for k in mine]), strict=True) if ok}
+        mine, held = sorted(self.held), set(self.held)
+        now = time.monotonic()
+        # Renewed every quarter TTL, as the single lease always was: renewing each second would leave
+        # a dead holder's lease ~9.5 s to run, not ~8.75 s, and a standby would take over ~1 s later.
+        if mine and now - self._renewed >= self.settings.lease_ttl_s / 4:
+            renewed = renew_all(self.conn, [self.leases[k] for k in mine])
+            held = {k for k, ok in zip(mine, renewed, strict=True) if ok}
+            self._renewed = now
         if held != self.held:
             log.warning("%s lost shard(s) %s", self.id, sorted(self.held - held))
         # One shard: the share is 1 however many are live, so nobody needs to count them.
@@ -162,6 +173,10 @@ class Orchestrator:
         self._set_held(held | acquired)
         with self._taken_lock:  # after they count as held: the loop takes over only shards still held
             self._taken |= acquired
+        if acquired:
+            if not mine:
+                self._renewed = now  # an acquisition sets a full TTL: the next renewal is a quarter TTL on
+            self._acquired.set()
 
     def _take_over(self) -> None:
         """Claim what predecessors left on the shards acquired since the last look: every acquisition,
@@ -252,7 +267,8 @@ class Orchestrator:
                 self._take_over()
                 held = self.held
                 if not held:
-                    self.stop.wait(min(1.0, self.settings.lease_ttl_s / 5))
+                    self._acquired.wait(min(1.0, self.settings.lease_ttl_s / 5))
+                    self._acquired.clear()
                     continue
                 # a fan-out being built in parts: poll, do not block, between its parts
                 block_ms = 1 if self.driver.resuming else 100
