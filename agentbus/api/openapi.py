@@ -158,6 +158,7 @@ def document(app: App, operations: Sequence[Operation] = OPERATIONS) -> dict[str
                     "priority": {"type": "integer"},
                     "idempotency_key": {"type": ["string", "null"]},
                     "parent_id": {"type": ["string", "null"]},
+                    "rerun_of": {"type": ["string", "null"], "description": "the job this one runs again"},
                     "created_at": {"type": "string"},
                     "started_at": {"type": ["string", "null"]},
                     "finished_at": {"type": ["string", "null"]},

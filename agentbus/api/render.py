@@ -21,6 +21,7 @@ def job(rec: JobRecord, progress: dict[str, int] | None = None) -> dict[str, Any
         "priority": rec.priority,
         "idempotency_key": rec.idempotency_key,
         "parent_id": rec.parent_id,
+        "rerun_of": rec.rerun_of,
         "created_at": iso(rec.created_at),
         "started_at": iso(rec.started_at),
         "finished_at": iso(rec.finished_at),

@@ -184,6 +184,43 @@ async def cancel_job(request: Request) -> JSONResponse:
     return JSONResponse(render.job(rec))
 
 
+async def rerun_job(request: Request) -> JSONResponse:
+    """A new job with a finished job's type, input and priority, linked to it (``rerun_of``)."""
+    st = _state(request)
+    job_id, tenant = _job_id(request), tenant_of(request)
+    rec = await run_in_threadpool(_rerun, st, job_id, tenant, time.time())
+    return JSONResponse(render.job(rec), status_code=201)
+
+
+def _rerun(st: ApiState, job_id: str, tenant: str, started: float) -> JobRecord:
+    st.jobs.get_job(job_id, tenant)  # another tenant's job is a 404 before the cap says anything
+    running = st.jobs.running_jobs(tenant)
+    if running >= st.settings.max_running_jobs:  # a rerun is a submit: the same per-tenant cap
+        metrics.rate_limited("open_jobs")
+        raise RateLimited(
+            f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0
+        )
+    rec = st.jobs.rerun_job(job_id, tenant)
+    metrics.job_submitted(rec.type)
+    tracing.submitted(rec.id, rec.type, started)
+    _publish(st, ControlEvent("job.submitted", (rec.id,)))
+    return rec
+
+
+async def resume_job(request: Request) -> JSONResponse:
+    """A failed job runs on: its failed steps get a new attempt, its journal is kept (the steps
+    that succeeded are not run again). The orchestrator dispatches the reopened steps as it does
+    any pending call, and replays the job once they have finished."""
+    st = _state(request)
+    rec, _ = await run_in_threadpool(st.jobs.resume_failed, _job_id(request), tenant_of(request))
+    await run_in_threadpool(_publish, st, ControlEvent("job.advance", (rec.id,)))
+    try:
+        await run_in_threadpool(st.notifier.changed, [rec.id])  # wakes the job's event streams
+    except Unavailable:
+        pass
+    return JSONResponse(render.job(rec))
+
+
 async def job_types(request: Request) -> JSONResponse:
     app = _state(request).app
     types: list[dict[str, Any]] = []

@@ -82,6 +82,17 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+# A person's resume (``POST /jobs/{id}/resume``) reopens a failed job: the one way out of a terminal
+# state. Kept apart from the maps above so that no compare-and-set of the orchestrator (``move_job``,
+# a replay) can ever bring a finished job or step back: only ``Jobs.resume_failed`` uses these.
+JOB_REOPENINGS: dict[JobState, JobState] = {JobState.FAILED: JobState.RUNNING}
+"""The job state a resume moves from, and where to."""
+
+TASK_REOPENINGS: dict[TaskState, TaskState] = {TaskState.FAILED: TaskState.PENDING, TaskState.CANCELLED: TaskState.PENDING}
+"""A resumed job's task steps that failed for good (or were cancelled when the job failed) go back to
+pending with a new attempt; its succeeded steps stay, so the replay does not run them again."""
+
+
 def can_move_job(old: JobState, new: JobState) -> bool:
     return new in JOB_TRANSITIONS[old]
 
@@ -106,6 +117,15 @@ JOB_OPEN: tuple[JobState, ...] = tuple(s for s in JobState if not s.terminal)
 
 JOB_RESUMABLE: tuple[JobState, ...] = (JobState.WAITING_HUMAN,)
 """The job that goes back to running once its last pending approval is answered or expires."""
+
+JOB_RETRYABLE: tuple[JobState, ...] = tuple(JOB_REOPENINGS)
+"""The job a person may resume (compare-and-set from these): its failed steps are tried again."""
+
+JOB_RERUNNABLE: tuple[JobState, ...] = tuple(sorted(JOB_TERMINAL))
+"""The job a person may run again as a new, linked job with the same input: one that has finished."""
+
+TASK_RETRIED_ON_RESUME: tuple[TaskState, ...] = tuple(TASK_REOPENINGS)
+"""The task steps of a resumed job that go back to pending with a new attempt."""
 
 TASK_OPEN: tuple[TaskState, ...] = tuple(s for s in TaskState if not s.terminal)
 """A step that has not settled: a job with one is not finished."""

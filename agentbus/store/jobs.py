@@ -13,11 +13,16 @@ from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import (
     JOB_OPEN,
+    JOB_REOPENINGS,
+    JOB_RERUNNABLE,
     JOB_RESUMABLE,
+    JOB_RETRYABLE,
     JOB_TERMINAL,
     TASK_OPEN,
+    TASK_RETRIED_ON_RESUME,
     TASK_TERMINAL,
     JobState,
+    TaskState,
     resumes,
     sources_of_job,
     sql_values,
@@ -48,6 +53,7 @@ def job_record(row: Job) -> JobRecord:
         finished_at=row.finished_at,
         updated_at=row.updated_at,
         tenant=row.tenant,
+        rerun_of=row.rerun_of,
     )
 
 
@@ -69,6 +75,7 @@ _JOB_FIELDS = (
     "updated_at",
     "tenant",
     "error_traceback",
+    "rerun_of",
 )
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
@@ -92,7 +99,8 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         updated,
         tenant,
         etb,
-    ) = t[:17]
+        rerun_of,
+    ) = t[:18]
     return JobRecord(
         id=jid,
         type=type_,
@@ -109,6 +117,7 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         finished_at=finished,
         updated_at=updated,
         tenant=tenant,
+        rerun_of=rerun_of,
     )
 
 
@@ -145,6 +154,7 @@ class Jobs(Repository):
             "created_at": now,
             "updated_at": now,
             "tenant": new.tenant,
+            "rerun_of": new.rerun_of,
         }
         if is_postgres(self.db):
             self._insert_job_pg(row, now)
@@ -302,6 +312,82 @@ class Jobs(Repository):
             if job.state != JobState.CANCELLED:
                 raise Conflict(f"job {job_id} has already {job.state}")
         return self.get_job(job_id)
+
+    @translate_errors
+    def rerun_job(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """A new job with the finished job's type, input, priority and tenant, linked to it by
+        ``rerun_of``; a job still open is a Conflict (cancel it first, or wait for it)."""
+        job = self.get_job(job_id, tenant)
+        if job.state not in JOB_RERUNNABLE:
+            raise Conflict(f"job {job_id} is {job.state}: only a finished job can be run again")
+        new = NewJob(job.type, job.input, priority=job.priority, tenant=job.tenant, rerun_of=job.id)
+        rec, _ = self.create_job(new)
+        return rec
+
+    @translate_errors
+    def resume_failed(self, job_id: str, tenant: str | None = None) -> tuple[JobRecord, int]:
+        """Reopen a failed job: its task steps that failed for good (and those cancelled when it
+        failed) go back to pending with a new attempt, and the job to running, in one transaction.
+
+        The job moves by compare-and-set from ``JOB_RETRYABLE``, so of two resumes at once one
+        counts and the other is a Conflict. The journal is kept: the steps that succeeded are
+        not run again, and the replay sees the new attempt's outcome in place of the failure.
+        A failed job with no failed step (its own code raised, or it was never run) is a
+        Conflict: replaying it would fail the same way. Returns the job and how many steps
+        were reopened.
+        """
+        job = self.get_job(job_id, tenant)
+        if job.state not in JOB_RETRYABLE:
+            raise Conflict(f"job {job_id} is {job.state}: only a failed job can be resumed")
+        now = time.time()
+        to = JOB_REOPENINGS[job.state]
+        with self.db.atomic():
+            moved = (
+                Job.update(
+                    {
+                        Job.state: to.value,
+                        Job.updated_at: now,
+                        Job.finished_at: None,
+                        Job.result: None,
+                        Job.error_type: None,
+                        Job.error_message: None,
+                        Job.error_traceback: None,
+                    }
+                )
+                .where((Job.id == job_id) & Job.state.in_([s.value for s in JOB_RETRYABLE]))
+                .execute()
+            )
+            if not moved:  # another resume (or nothing else: a failed job only leaves by resume) won
+                raise Conflict(f"job {job_id} is no longer failed: it was resumed meanwhile")
+            reopened = (
+                Step.update(
+                    {
+                        Step.state: TaskState.PENDING.value,  # TASK_REOPENINGS: every one goes to pending
+                        Step.attempt: Step.attempt + 1,
+                        Step.result: None,
+                        Step.error_type: None,
+                        Step.error_message: None,
+                        Step.error_traceback: None,
+                        Step.finished_at: None,
+                        Step.not_before: None,
+                        Step.worker: None,
+                        Step.started_at: None,
+                        Step.dispatch_id: None,
+                        Step.route_reason: "resumed",
+                        Step.updated_at: now,
+                    }
+                )
+                .where(
+                    (Step.job_id == job_id)
+                    & (Step.kind == "task")
+                    & Step.state.in_([s.value for s in TASK_RETRIED_ON_RESUME])
+                )
+                .execute()
+            )
+            if not reopened:  # rolls the job's move back
+                raise Conflict(f"job {job_id} has no failed step to try again: resuming would fail the same way")
+            self.events.log(job_id, "job", {"status": to.value, "resumed": True, "steps": reopened}, now)
+        return self.get_job(job_id), int(reopened)
 
     @translate_errors
     def jobs_older_than(self, states: list[JobState], before: float, limit: int = 500) -> list[str]:

@@ -28,6 +28,7 @@ class Job(BaseModel):
     finished_at = DoubleField(null=True)
     updated_at = DoubleField()
     tenant = CharField(max_length=100, default="default")
+    rerun_of = CharField(max_length=120, null=True)
 
     class Meta:
         table_name = "ab_jobs"

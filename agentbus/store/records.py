@@ -31,6 +31,8 @@ class JobRecord:
     finished_at: float | None
     updated_at: float
     tenant: str = "default"
+    rerun_of: str | None = None
+    """The job this one runs again (``POST /jobs/{id}/rerun``)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class NewJob:
     parent_seq: int | None = None
     id: str | None = None
     tenant: str = "default"
+    rerun_of: str | None = None
 
 
 @dataclass(frozen=True)

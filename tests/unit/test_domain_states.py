@@ -9,12 +9,17 @@ import pytest
 from agentbus.domain import JobState, TaskState
 from agentbus.domain.states import (
     JOB_OPEN,
+    JOB_REOPENINGS,
+    JOB_RERUNNABLE,
     JOB_RESUMABLE,
+    JOB_RETRYABLE,
     JOB_TERMINAL,
     TASK_HOLDING_SLOT,
     TASK_NOT_STARTED,
     TASK_OPEN,
+    TASK_REOPENINGS,
     TASK_REPORTABLE,
+    TASK_RETRIED_ON_RESUME,
     TASK_STARTABLE,
     can_move_job,
     can_move_task,
@@ -113,6 +118,22 @@ def test_terminal_states_lead_nowhere() -> None:
         assert not any(can_move_job(js, n) for n in JobState)
     for ts in (s for s in TaskState if s.terminal):
         assert not any(can_move_task(ts, n) for n in TaskState)
+
+
+def test_only_a_person_reopens_a_failed_job_and_its_failed_steps() -> None:
+    # resume: failed → running, the failed (and cancelled-with-it) steps → pending; kept apart from
+    # the orchestrator's transitions, so no compare-and-set of a replay can bring a finished job back
+    assert JOB_REOPENINGS == {J.FAILED: J.RUNNING}
+    assert JOB_RETRYABLE == (J.FAILED,)
+    assert TASK_REOPENINGS == {T.FAILED: T.PENDING, T.CANCELLED: T.PENDING}
+    assert set(TASK_RETRIED_ON_RESUME) == {T.FAILED, T.CANCELLED}
+    assert J.FAILED not in sources_of_job(J.RUNNING)
+    assert T.SUCCEEDED not in TASK_RETRIED_ON_RESUME  # the journal's successes are kept, never run again
+
+
+def test_a_rerun_repeats_only_a_finished_job() -> None:
+    assert set(JOB_RERUNNABLE) == set(JOB_TERMINAL) == {J.SUCCEEDED, J.FAILED, J.CANCELLED}
+    assert not set(JOB_RERUNNABLE) & set(JOB_OPEN)
 
 
 def test_a_job_never_returns_to_submitted_and_a_task_returns_to_pending_only_to_be_routed_again() -> None:
