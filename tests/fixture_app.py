@@ -167,3 +167,11 @@ def side_by_side(ctx: AgentContext, n: int = 4) -> dict[str, Any]:
     first = ctx.wait_any(long_one, quick)
     ctx.gather(squared, child)  # both over: their results are read without another wait
     return {"square": squared.result(), "sum": child.result()["sum"], "first": first.result()}
+
+
+@app.agent
+def two_steps(ctx: AgentContext, x: int = 3) -> dict[str, int]:
+    """Two calls one after the other: a resume retries the second without running the first again."""
+    first: int = ctx.run(square, x)
+    second: int = ctx.run(square, first)
+    return {"first": first, "second": second}

@@ -197,9 +197,7 @@ def _rerun(st: ApiState, job_id: str, tenant: str, started: float) -> JobRecord:
     running = st.jobs.running_jobs(tenant)
     if running >= st.settings.max_running_jobs:  # a rerun is a submit: the same per-tenant cap
         metrics.rate_limited("open_jobs")
-        raise RateLimited(
-            f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0
-        )
+        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
     rec = st.jobs.rerun_job(job_id, tenant)
     metrics.job_submitted(rec.type)
     tracing.submitted(rec.id, rec.type, started)

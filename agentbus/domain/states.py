@@ -88,7 +88,10 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 JOB_REOPENINGS: dict[JobState, JobState] = {JobState.FAILED: JobState.RUNNING}
 """The job state a resume moves from, and where to."""
 
-TASK_REOPENINGS: dict[TaskState, TaskState] = {TaskState.FAILED: TaskState.PENDING, TaskState.CANCELLED: TaskState.PENDING}
+TASK_REOPENINGS: dict[TaskState, TaskState] = {
+    TaskState.FAILED: TaskState.PENDING,
+    TaskState.CANCELLED: TaskState.PENDING,
+}
 """A resumed job's task steps that failed for good (or were cancelled when the job failed) go back to
 pending with a new attempt; its succeeded steps stay, so the replay does not run them again."""
 

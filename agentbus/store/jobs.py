@@ -339,6 +339,11 @@ class Jobs(Repository):
         job = self.get_job(job_id, tenant)
         if job.state not in JOB_RETRYABLE:
             raise Conflict(f"job {job_id} is {job.state}: only a failed job can be resumed")
+        retried = (
+            (Step.job_id == job_id) & (Step.kind == "task") & Step.state.in_([s.value for s in TASK_RETRIED_ON_RESUME])
+        )
+        if not Step.select(Step.id).where(retried).exists():  # checked before anything is written
+            raise Conflict(f"job {job_id} has no failed step to try again: resuming would fail the same way")
         now = time.time()
         to = JOB_REOPENINGS[job.state]
         with self.db.atomic():
@@ -357,7 +362,7 @@ class Jobs(Repository):
                 .where((Job.id == job_id) & Job.state.in_([s.value for s in JOB_RETRYABLE]))
                 .execute()
             )
-            if not moved:  # another resume (or nothing else: a failed job only leaves by resume) won
+            if not moved:  # another resume won (a failed job leaves its state only by resume)
                 raise Conflict(f"job {job_id} is no longer failed: it was resumed meanwhile")
             reopened = (
                 Step.update(
@@ -377,15 +382,9 @@ class Jobs(Repository):
                         Step.updated_at: now,
                     }
                 )
-                .where(
-                    (Step.job_id == job_id)
-                    & (Step.kind == "task")
-                    & Step.state.in_([s.value for s in TASK_RETRIED_ON_RESUME])
-                )
+                .where(retried)  # unchanged since the check: a failed job's steps move only here, behind the CAS
                 .execute()
             )
-            if not reopened:  # rolls the job's move back
-                raise Conflict(f"job {job_id} has no failed step to try again: resuming would fail the same way")
             self.events.log(job_id, "job", {"status": to.value, "resumed": True, "steps": reopened}, now)
         return self.get_job(job_id), int(reopened)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from agentbus.api import create_app
 from agentbus.bus import Fleet
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
-from agentbus.domain import Dispatch, ErrorInfo, JobState, TaskCall, TaskState
+from agentbus.domain import Conflict, Dispatch, ErrorInfo, JobState, TaskCall, TaskState
 from agentbus.orchestrator.compose import compose_over
 from agentbus.orchestrator.driver import Driver
 from agentbus.security import Keyring, keys
@@ -342,6 +343,126 @@ def test_cancel_of_a_succeeded_job_is_409(client: TestClient) -> None:
     assert r.status_code == 409
     assert error(r)["type"] == "Conflict"
     assert client.get(f"/jobs/{job_id}").json()["status"] == "succeeded"
+
+
+# -- rerun and resume ---------------------------------------------------------------------------
+
+
+def _settle(store: Repositories, driver: Driver, job_id: str, seq: int, attempt: int, outcome: TaskOutcome) -> None:
+    """The worker's part by hand: take call ``seq`` of the job and report ``outcome``, then replay."""
+    call = step_id(job_id, seq)
+    assert store.steps.mark_running([(call, attempt)], "w1") == {call}
+    assert store.steps.record_outcomes([outcome]) == [job_id]
+    driver.advance(job_id)
+
+
+def _failed_two_steps(client: TestClient, driver: Driver) -> str:
+    """A ``two_steps`` job whose first call succeeded and whose second failed for good."""
+    store = store_of(client)
+    job_id = submit(client, "two_steps", {"x": 3}).json()["id"]
+    driver.advance(job_id)
+    _settle(store, driver, job_id, 0, 1, TaskOutcome(step_id(job_id, 0), 1, TaskState.SUCCEEDED, result=9))
+    failure = ErrorInfo("ValueError", "flaked")
+    _settle(store, driver, job_id, 1, 1, TaskOutcome(step_id(job_id, 1), 1, TaskState.FAILED, error=failure))
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "failed"
+    return job_id
+
+
+def test_resume_retries_the_failed_step_and_keeps_the_ones_that_succeeded(
+    client: TestClient, redis_conn: redis.Redis, settings: Settings
+) -> None:
+    store = store_of(client)
+    driver = driver_over(store, redis_conn, settings)
+    job_id = _failed_two_steps(client, driver)
+
+    r = client.post(f"/jobs/{job_id}/resume")
+    assert r.status_code == 200
+    assert (r.json()["status"], r.json()["error"], r.json()["finished_at"]) == ("running", None, None)
+    assert {"kind": "job.advance", "job_ids": [job_id]} in events(redis_conn, settings)
+    tasks = {t["seq"]: t for t in client.get(f"/jobs/{job_id}").json()["tasks"]}
+    assert (tasks[0]["state"], tasks[0]["attempt"]) == ("succeeded", 1)  # not run again
+    assert (tasks[1]["state"], tasks[1]["attempt"], tasks[1]["error_type"]) == ("pending", 2, None)
+
+    assert driver.admission.dispatch_pending() == 1  # the orchestrator sends it as any waiting call
+    # the new attempt's outcome replaces the failure in what the replayed agent sees
+    _settle(store, driver, job_id, 1, 2, TaskOutcome(step_id(job_id, 1), 2, TaskState.SUCCEEDED, result=81))
+    done = client.get(f"/jobs/{job_id}/results").json()
+    assert (done["status"], done["result"], done["error"]) == ("succeeded", {"first": 9, "second": 81}, None)
+    assert [t["attempt"] for t in client.get(f"/jobs/{job_id}/tasks").json()["tasks"]] == [1, 2]
+
+
+def test_resume_is_409_unless_a_step_of_a_failed_job_failed(client: TestClient) -> None:
+    store = store_of(client)
+    open_job = submit(client).json()["id"]
+    raised = submit(client).json()["id"]  # failed with no failed step: a replay would fail the same way
+    store.steps.record_replay(raised, [], JobState.FAILED, error=ErrorInfo("ValueError", "own code"))
+    for job_id, status in ((open_job, "submitted"), (raised, "failed")):
+        r = client.post(f"/jobs/{job_id}/resume")
+        assert r.status_code == 409 and error(r)["type"] == "Conflict"
+        body = client.get(f"/jobs/{job_id}").json()
+        assert body["status"] == status  # a refused resume leaves the job as it was
+    assert client.get(f"/jobs/{raised}").json()["error"]["message"] == "own code"
+
+
+def test_two_resumes_at_once_resume_once(
+    client: TestClient, redis_conn: redis.Redis, settings: Settings, pg_url: str
+) -> None:
+    job_id = _failed_two_steps(client, driver_over(store_of(client), redis_conn, settings))
+    stores = [Repositories.from_url(pg_url) for _ in range(2)]
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def resume(store: Repositories) -> None:
+        start.wait()
+        try:
+            store.jobs.resume_failed(job_id)
+            outcomes.append("resumed")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=resume, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert sorted(outcomes) == ["conflict", "resumed"]
+    tasks = client.get(f"/jobs/{job_id}").json()["tasks"]
+    assert [(t["state"], t["attempt"]) for t in tasks] == [("succeeded", 1), ("pending", 2)]  # one new attempt
+
+
+def test_rerun_creates_a_new_job_linked_to_the_finished_one(
+    client: TestClient, redis_conn: redis.Redis, settings: Settings
+) -> None:
+    first = submit(client, "echo", {"message": "again"}, priority=5).json()
+    assert store_of(client).steps.record_replay(first["id"], [], JobState.SUCCEEDED, result="again")
+
+    r = client.post(f"/jobs/{first['id']}/rerun")
+    assert r.status_code == 201
+    new = r.json()
+    assert new["id"] != first["id"]
+    assert (new["type"], new["input"], new["priority"], new["status"]) == ("echo", {"message": "again"}, 5, "submitted")
+    assert client.get(f"/jobs/{new['id']}").json()["rerun_of"] == first["id"]
+    assert client.get(f"/jobs/{first['id']}").json()["rerun_of"] is None
+    assert {"kind": "job.submitted", "job_ids": [new["id"]]} in events(redis_conn, settings)
+
+
+def test_rerun_of_an_open_job_is_409(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    r = client.post(f"/jobs/{job_id}/rerun")
+    assert r.status_code == 409 and error(r)["type"] == "Conflict"
+    assert len(client.get("/jobs").json()["jobs"]) == 1  # nothing was created
+
+
+def test_another_tenants_job_cannot_be_rerun_or_resumed(client: TestClient, settings: Settings) -> None:
+    job_id = submit(client).json()["id"]
+    store_of(client).steps.record_replay(job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "x"))
+    other = {"Authorization": f"Bearer {make_key(settings.database_url, tenant='other')}"}
+    for action in ("rerun", "resume"):
+        r = client.post(f"/jobs/{job_id}/{action}", headers=other)
+        assert r.status_code == 404, action
+    assert len(client.get("/jobs").json()["jobs"]) == 1
 
 
 # -- health, documents, errors ------------------------------------------------------------------
