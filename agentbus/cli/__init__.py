@@ -44,7 +44,7 @@ __all__ = ["cli", "main"]
 cli = typer.Typer(
     help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True, pretty_exceptions_enable=False
 )
-jobs_cli = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
+jobs_cli = typer.Typer(help="Inspect, cancel, rerun and resume jobs.", no_args_is_help=True)
 cli.add_typer(jobs_cli, name="jobs")
 keys_cli = typer.Typer(
     help="API keys (talks to the database directly: run where AGENTBUS_DATABASE_URL points).", no_args_is_help=True
@@ -484,6 +484,20 @@ def jobs_cancel(job_id: JobId) -> None:
     """Cancel a job and what it runs."""
     with _client() as c:
         print_json(c.cancel(resolve_job(c, job_id).id))
+
+
+@jobs_cli.command("rerun")
+def jobs_rerun(job_id: JobId) -> None:
+    """Run a finished job again: a new job with the same type, input and priority, linked by rerun_of."""
+    with _client() as c:
+        print_json(c.rerun(resolve_job(c, job_id).id))
+
+
+@jobs_cli.command("resume")
+def jobs_resume(job_id: JobId) -> None:
+    """Resume a failed job: its failed steps get a new attempt, the steps that succeeded are not run again."""
+    with _client() as c:
+        print_json(c.resume(resolve_job(c, job_id).id))
 
 
 @approvals_cli.command("list")

@@ -121,6 +121,14 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> r.Job:
         return await self._send(p.cancel(job_id))
 
+    async def rerun(self, job_id: str) -> r.Job:
+        """Run a finished job again as a new job (its ``rerun_of`` is ``job_id``)."""
+        return await self._send(p.rerun(job_id))
+
+    async def resume(self, job_id: str) -> r.Job:
+        """Resume a failed job: its failed steps are tried again, its journal is kept."""
+        return await self._send(p.resume(job_id))
+
     async def events(
         self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None
     ) -> AsyncIterator[r.Event]:

@@ -95,6 +95,16 @@ def cancel(job_id: str) -> Call[r.Job]:
     return Call("POST", f"/jobs/{_seg(job_id)}/cancel", lambda resp: r.Job.from_json(resp.json()))
 
 
+def rerun(job_id: str) -> Call[r.Job]:
+    """A new job with a finished job's type, input and priority (``rerun_of`` names the first)."""
+    return Call("POST", f"/jobs/{_seg(job_id)}/rerun", lambda resp: r.Job.from_json(resp.json()))
+
+
+def resume(job_id: str) -> Call[r.Job]:
+    """A failed job runs on: its failed steps get a new attempt, the ones that succeeded are kept."""
+    return Call("POST", f"/jobs/{_seg(job_id)}/resume", lambda resp: r.Job.from_json(resp.json()))
+
+
 def job_types() -> Call[list[r.JobType]]:
     return Call("GET", "/job-types", lambda resp: [r.JobType.from_json(t) for t in resp.json()["job_types"]])
 

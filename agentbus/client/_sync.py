@@ -113,6 +113,14 @@ class Client:
     def cancel(self, job_id: str) -> r.Job:
         return self._send(p.cancel(job_id))
 
+    def rerun(self, job_id: str) -> r.Job:
+        """Run a finished job again as a new job (its ``rerun_of`` is ``job_id``)."""
+        return self._send(p.rerun(job_id))
+
+    def resume(self, job_id: str) -> r.Job:
+        """Resume a failed job: its failed steps are tried again, its journal is kept."""
+        return self._send(p.resume(job_id))
+
     def events(
         self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None
     ) -> Iterator[r.Event]:

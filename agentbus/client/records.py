@@ -104,6 +104,7 @@ class Job(_Record):
     priority: int
     idempotency_key: str | None
     parent_id: str | None
+    rerun_of: str | None  # the job this one runs again (``Client.rerun``)
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -127,6 +128,7 @@ class Job(_Record):
             priority=int(d.get("priority") or 0),
             idempotency_key=d.get("idempotency_key"),
             parent_id=d.get("parent_id"),
+            rerun_of=d.get("rerun_of"),
             created_at=_time(d.get("created_at")),
             started_at=_time(d.get("started_at")),
             finished_at=_time(d.get("finished_at")),

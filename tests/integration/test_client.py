@@ -21,6 +21,7 @@ from agentbus.api import create_app
 from agentbus.client import Approval, AsyncClient, Client, Event, Job, JobResult, Retry
 from agentbus.config import Settings
 from agentbus.domain import (
+    Conflict,
     IdempotencyConflict,
     InvalidInput,
     NotFound,
@@ -144,6 +145,18 @@ def test_jobs_typed_and_still_readable_as_the_json(client: Any) -> None:
     events = list(client.events(job.id))
     assert all(isinstance(e, Event) for e in events) and events[-1].event == "end"
     assert [e.data["status"] for e in events if e.event == "job"] == ["submitted", "cancelled"]
+
+
+def test_rerun_links_a_new_job_and_resume_refuses_a_job_that_did_not_fail(client: Any) -> None:
+    job = client.submit("echo", {"message": "hi"}, priority=2)
+    with pytest.raises(Conflict):
+        client.rerun(job.id)  # still open
+    client.cancel(job.id)
+    again = client.rerun(job.id)
+    assert again.id != job.id and again.rerun_of == job.id and again.priority == 2
+    assert client.job(again.id).rerun_of == job.id
+    with pytest.raises(Conflict):
+        client.resume(job.id)  # cancelled, not failed
 
 
 def test_errors_are_the_servers_exception_classes(client: Any, api: Api) -> None:
