@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import socket
 import threading
 import time
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
 from agentbus.api import create_app
+from agentbus.cli import cli
 from agentbus.client import Approval, AsyncClient, Client, Event, Job, JobResult, Retry
 from agentbus.config import Settings
 from agentbus.domain import (
@@ -157,6 +160,20 @@ def test_rerun_links_a_new_job_and_resume_refuses_a_job_that_did_not_fail(client
     assert client.job(again.id).rerun_of == job.id
     with pytest.raises(Conflict):
         client.resume(job.id)  # cancelled, not failed
+
+
+def test_cli_reruns_and_resumes_by_id_prefix(api: Api) -> None:
+    env = {"AGENTBUS_API_URL": api.url, "AGENTBUS_API_KEY": api.key}
+    with Client(api.url, api_key=api.key) as c:
+        job = c.submit("echo", {"message": "hi"})
+        c.cancel(job.id)
+        rerun = CliRunner().invoke(cli, ["jobs", "rerun", job.id[:8]], env=env)
+        assert rerun.exit_code == 0, rerun.output
+        again = json.loads(rerun.stdout)
+        assert again["rerun_of"] == job.id and again["id"] != job.id
+        resumed = CliRunner().invoke(cli, ["jobs", "resume", job.id[:8]], env=env)
+        assert resumed.exit_code != 0  # cancelled, not failed: the API's 409
+        assert c.job(job.id).status == "cancelled"
 
 
 def test_errors_are_the_servers_exception_classes(client: Any, api: Api) -> None:
