@@ -65,17 +65,27 @@ async def submit_job(request: Request) -> JSONResponse:
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 
 
-def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
-    running = st.jobs.running_jobs(new.tenant)
+def _admit(st: ApiState, tenant: str) -> None:
+    """A new job (a submit or a rerun) only under the tenant's cap of open jobs."""
+    running = st.jobs.running_jobs(tenant)
     if running >= st.settings.max_running_jobs:
         metrics.rate_limited("open_jobs")
         cap = st.settings.max_running_jobs
-        raise RateLimited(f"tenant {new.tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
+        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
+
+
+def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
+    """A new job is counted, traced and put on the control stream for the orchestrator."""
+    metrics.job_submitted(rec.type)
+    tracing.submitted(rec.id, rec.type, started)
+    _publish(st, ControlEvent("job.submitted", (rec.id,)))
+
+
+def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
+    _admit(st, new.tenant)
     rec, created = st.jobs.create_job(new)
     if created:
-        metrics.job_submitted(rec.type)
-        tracing.submitted(rec.id, rec.type, started)
-        _publish(st, ControlEvent("job.submitted", (rec.id,)))
+        _announce(st, rec, started)
     return rec, created
 
 
@@ -194,14 +204,9 @@ async def rerun_job(request: Request) -> JSONResponse:
 
 def _rerun(st: ApiState, job_id: str, tenant: str, started: float) -> JobRecord:
     st.jobs.get_job(job_id, tenant)  # another tenant's job is a 404 before the cap says anything
-    running = st.jobs.running_jobs(tenant)
-    if running >= st.settings.max_running_jobs:  # a rerun is a submit: the same per-tenant cap
-        metrics.rate_limited("open_jobs")
-        raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {st.settings.max_running_jobs}", 5.0)
+    _admit(st, tenant)  # a rerun is a submit: the same per-tenant cap
     rec = st.jobs.rerun_job(job_id, tenant)
-    metrics.job_submitted(rec.type)
-    tracing.submitted(rec.id, rec.type, started)
-    _publish(st, ControlEvent("job.submitted", (rec.id,)))
+    _announce(st, rec, started)
     return rec
 
 
