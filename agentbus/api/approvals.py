@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,8 +13,9 @@ from agentbus.api import render
 from agentbus.api.bodies import Body, parse
 from agentbus.api.routes import _limit, _publish, _state, json_body, tenant_of
 from agentbus.api.state import ApiState
-from agentbus.domain import ControlEvent, InvalidInput, Unavailable, ValidationFailed
+from agentbus.domain import ControlEvent, InvalidInput, Unavailable
 from agentbus.domain.hitl import APPROVAL_STATES
+from agentbus.domain.signals import check_against
 from agentbus.store import ApprovalRecord
 
 
@@ -42,15 +42,7 @@ def check_input(rec: ApprovalRecord, value: Any, decision: str) -> None:
     """Validate an answer's input against the schema the agent asked for (422 with the field path)."""
     if rec.schema is None or (decision == "reject" and value is None):
         return
-    try:
-        validator = jsonschema.Draft202012Validator(rec.schema)
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    except jsonschema.SchemaError as exc:  # the agent's own schema is broken: say so, do not 500
-        raise ValidationFailed(f"the approval's schema is invalid: {exc.message}") from None
-    if errors:
-        detail = [{"loc": ["input", *[str(p) for p in e.absolute_path]], "msg": e.message} for e in errors]
-        where = ".".join(detail[0]["loc"])
-        raise ValidationFailed(f"invalid input at {where}: {errors[0].message}", detail)
+    check_against(rec.schema, value, "input")
 
 
 async def list_approvals(request: Request) -> JSONResponse:

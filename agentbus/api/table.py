@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentbus.api import approvals, events, fleet, memory, routes, status
+from agentbus.api import approvals, events, fleet, memory, routes, signals, status
 from agentbus.api.approvals import AnswerApproval
 from agentbus.api.bodies import SubmitJob
 from agentbus.api.memory import SearchMemory, StoreMemory
 from agentbus.api.operation import ANY_KEY, PUBLIC, Operation, Reply, RouteTable
+from agentbus.api.signals import SignalPayload
 from agentbus.domain.hitl import APPROVAL_STATES
 
 
@@ -31,6 +32,7 @@ def _query(name: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 JOB_ID = _path("job_id", 120)
 APPROVAL_ID = _path("approval_id", 160)
+SIGNAL_NAME = _path("name", 100)
 NAMESPACE = _path("namespace", 120)
 ITEM_ID = _path("item_id", 200)
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
@@ -39,6 +41,20 @@ OBJECT = {"type": "object"}
 JOB = ref("Job")
 APPROVAL = ref("Approval")
 RESULTS = ref("Results")
+SIGNAL = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "job_id": {"type": "string"},
+        "name": {"type": "string"},
+        "payload": {},
+        "status": {"type": "string", "enum": ["pending", "delivered"]},
+        "step": {"type": ["integer", "null"]},
+        "idempotency_key": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "delivered_at": {"type": ["string", "null"]},
+    },
+}
 
 
 def _page(key: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +84,7 @@ HITS = {
 }
 
 EVENTS_DESCRIPTION = (
-    "Events `job`, `task`, `approval`, then `end` once the job has finished. Streamed output "
+    "Events `job`, `task`, `approval`, `signal`, then `end` once the job has finished. Streamed output "
     "(`ctx.emit` in tasks and agents) arrives as `task.output` events: `{job_id, task_id, name, "
     "attempt, seq, data, at, n}`, `seq` numbering a call's outputs from 0 and `n` the job's. "
     "Outputs a reader can no longer get (trimmed past the job's buffer, expired, or dropped by "
@@ -191,6 +207,37 @@ OPERATIONS = (
         {"200": Reply("a page of tasks", OBJECT)},
         errors=(400, 404, 503),
         parameters=(JOB_ID, _query("after", {"type": "integer"}), LIMIT),
+    ),
+    Operation(
+        "POST",
+        "/jobs/{job_id}/signals/{name}",
+        signals.send_signal,
+        "jobs:write",
+        "send_signal",
+        "Send a signal to a job: kept until a ctx.wait_for(name) takes it, each signal once",
+        {"202": Reply("accepted", SIGNAL), "200": Reply("the signal of this Idempotency-Key", SIGNAL)},
+        errors=(400, 404, 409, 413, 422, 503),
+        parameters=(
+            JOB_ID,
+            SIGNAL_NAME,
+            {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+        ),
+        body=SignalPayload,
+    ),
+    Operation(
+        "GET",
+        "/jobs/{job_id}/signals",
+        signals.list_signals,
+        "jobs:read",
+        "list_signals",
+        "A job's signals in the order they arrived, delivered or pending",
+        {
+            "200": Reply(
+                "the signals", {"type": "object", "properties": {"signals": {"type": "array", "items": SIGNAL}}}
+            )
+        },
+        errors=(400, 404, 503),
+        parameters=(JOB_ID,),
     ),
     Operation(
         "GET",

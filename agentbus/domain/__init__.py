@@ -16,6 +16,7 @@ from agentbus.domain.errors import (
     NotInAgent,
     PayloadTooLarge,
     RateLimited,
+    SignalTimeout,
     StepError,
     TaskCancelled,
     TaskFailed,
@@ -36,8 +37,10 @@ from agentbus.domain.replay import (
     StartChild,
     StartTimer,
     StepRecord,
+    WaitSignal,
     replay,
 )
+from agentbus.domain.signals import SignalWait
 from agentbus.domain.states import JobState, TaskState
 
 __all__ = [
@@ -69,6 +72,8 @@ __all__ = [
     "RecordValue",
     "ReplayResult",
     "ScheduleTask",
+    "SignalTimeout",
+    "SignalWait",
     "StartChild",
     "StartTimer",
     "StepError",
@@ -84,5 +89,6 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "ValidationFailed",
+    "WaitSignal",
     "replay",
 ]

@@ -20,6 +20,7 @@ from agentbus.domain.builtins import AgentMemory, TaskMemory
 from agentbus.domain.errors import NotInAgent, TaskCancelled, TaskFailed
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.output import MAX_OUTPUT_BYTES, Output, check_output
+from agentbus.domain.signals import SignalWait
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +74,9 @@ class AgentContext(ABC):
 
     @abstractmethod
     def _ask(self, request: HumanRequest) -> Handle[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _signal(self, wait: SignalWait) -> Handle[Any]: ...
 
     @abstractmethod
     def _gather(self, handles: tuple[Handle[Any], ...], return_exceptions: bool) -> list[Any]: ...
@@ -239,6 +243,22 @@ class AgentContext(ABC):
         request = HumanRequest.build(prompt, data, schema, timeout, on_timeout, assignees, webhook)
         return self._ask(request).result()
 
+    def wait_for(self, name: str, timeout: float | None = None, schema: dict[str, Any] | None = None) -> Any:
+        """Wait (durably) for the signal ``name`` sent to this job (``POST /jobs/{id}/signals/{name}``)
+        and return its payload. A signal sent before the agent got here was kept for it; two waits
+        for one name get two signals, in the order they arrived.
+
+        With ``timeout`` (seconds), raises ``SignalTimeout`` (a ``TaskFailed``) if none came in time.
+        With ``schema`` (JSON Schema), a signal that does not match it is refused (422) while the
+        agent waits, and one kept from before is left for another wait.
+        """
+        return self.signal(name, timeout=timeout, schema=schema).result()
+
+    def signal(self, name: str, timeout: float | None = None, schema: dict[str, Any] | None = None) -> Handle[Any]:
+        """``wait_for`` as a handle: wait for a signal together with other steps
+        (``ctx.wait_any(ctx.signal("stop"), ctx.start(work))``)."""
+        return self._signal(SignalWait.build(name, timeout, schema))
+
     def ask_all(self, questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several questions at once (each a dict of ask_human's arguments); waits for every answer."""
         return self._gather(tuple(self._ask(HumanRequest.build(**q)) for q in questions), False)
@@ -266,6 +286,8 @@ _AGENT_ONLY = frozenset(
         "sleep",
         "ask_human",
         "ask_all",
+        "wait_for",
+        "signal",
         "now",
         "uuid",
         "patched",

@@ -18,6 +18,7 @@
      ├── MessageRejected          a bus message that is unsigned, tampered, expired or unknown
      └── StepError                raised inside agents and tasks
           ├── TaskFailed          a task failed for good; agents may catch it
+     │    └── SignalTimeout  no signal came for ``ctx.wait_for`` within its timeout
           ├── TaskTimeout         a task ran past its timeout
           ├── TaskCancelled       the task or its job was cancelled
           ├── NonDeterministicAgent  a replay diverged from the journal
@@ -114,6 +115,15 @@ class TaskFailed(StepError):
         self.error_type = error_type
         self.error_message = error_message
         self.error_traceback = error_traceback  # the task's own, where it raised (None if not recorded)
+
+
+class SignalTimeout(TaskFailed):
+    """``ctx.wait_for(name, timeout=...)`` ran out of time: a TaskFailed (error type ``SignalTimeout``),
+    so an agent catching either catches it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(name, "SignalTimeout", message)
+        self.signal = name
 
 
 class TaskTimeout(StepError):

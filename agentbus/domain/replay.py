@@ -1,7 +1,8 @@
 """The replay engine: pure, no I/O.
 
 An agent is a plain function. Every ``ctx.run / ctx.map / ctx.call_agent /
-ctx.sleep / ctx.now / ctx.uuid / ctx.ask_human / ctx.ask_all`` is a *step* with a sequence number. Replaying
+ctx.sleep / ctx.now / ctx.uuid / ctx.ask_human / ctx.ask_all / ctx.wait_for`` is a *step*
+with a sequence number. Replaying
 the agent against its journal returns, for a finished step, its journaled
 result; for a missing step, a command to schedule it, after which the agent is
 suspended. ``replay`` returns what the agent did this time: completed, failed,
@@ -27,6 +28,7 @@ from agentbus.domain.builtins import AgentMemory
 from agentbus.domain.context import AgentContext, Handle
 from agentbus.domain.errors import (
     NonDeterministicAgent,
+    SignalTimeout,
     TaskCancelled,
     TaskFailed,
     TooManyTasks,
@@ -34,9 +36,10 @@ from agentbus.domain.errors import (
 )
 from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.output import MAX_OUTPUT_BYTES, check_output
+from agentbus.domain.signals import SignalWait
 from agentbus.domain.states import TaskState
 
-StepKind = Literal["task", "agent", "sleep", "value", "human"]
+StepKind = Literal["task", "agent", "sleep", "value", "human", "signal"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,17 @@ class AskHuman:
     request: HumanRequest
 
 
-Command = ScheduleTask | StartChild | StartTimer | RecordValue | AskHuman
+@dataclass(frozen=True)
+class WaitSignal:
+    """A wait for the signal ``wait.name``; past ``deadline`` (when it has a timeout) it fails with
+    ``SignalTimeout``."""
+
+    seq: int
+    wait: SignalWait
+    deadline: float | None = None
+
+
+Command = ScheduleTask | StartChild | StartTimer | RecordValue | AskHuman | WaitSignal
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,8 @@ def _raise_for(rec: StepRecord) -> NoReturn:
     if rec.state == TaskState.CANCELLED:
         raise TaskCancelled(f"{rec.kind} {rec.name!r} was cancelled")
     err = rec.error or ErrorInfo("Error", "unknown error")
+    if rec.kind == "signal" and err.type == "SignalTimeout":
+        raise SignalTimeout(rec.name, err.message)
     raise TaskFailed(rec.name, err.type, err.message, err.traceback)
 
 
@@ -286,6 +301,15 @@ class ReplayContext(AgentContext):
         if rec is None:
             self.commands.append(AskHuman(seq, request))
         handle: Handle[dict[str, Any]] = Handle(self, seq, "human", "ask_human")
+        self.started.append(handle)
+        return handle
+
+    def _signal(self, wait: SignalWait) -> Handle[Any]:
+        seq, rec = self._step("signal", wait.name)
+        if rec is None:
+            deadline = None if wait.timeout is None else self.now_unrecorded() + wait.timeout
+            self.commands.append(WaitSignal(seq, wait, deadline))
+        handle: Handle[Any] = Handle(self, seq, "signal", wait.name)
         self.started.append(handle)
         return handle
 
@@ -454,7 +478,7 @@ def replay(
     return replace(res, outputs=tuple(ctx.outputs))
 
 
-_STARTS = (ScheduleTask, StartChild, AskHuman)
+_STARTS = (ScheduleTask, StartChild, AskHuman, WaitSignal)
 
 
 def _drop_the_rest(res: ReplayResult, started: list[Handle[Any]], journal: Mapping[int, StepRecord]) -> ReplayResult:

@@ -14,7 +14,18 @@ from agentbus.orchestrator.dispatch import Sender
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
 from agentbus.orchestrator.plan import Planner
-from agentbus.orchestrator.ports import Approvals, Events, Jobs, Notices, Outputs, Purger, Queues, Steps, Workers
+from agentbus.orchestrator.ports import (
+    Approvals,
+    Events,
+    Jobs,
+    Notices,
+    Outputs,
+    Purger,
+    Queues,
+    Signals,
+    Steps,
+    Workers,
+)
 from agentbus.orchestrator.router import Router
 from agentbus.security import Keyring
 from agentbus.store import Repositories, Retention
@@ -33,6 +44,7 @@ def compose(
     jobs: Jobs,
     steps: Steps,
     approvals: Approvals,
+    signals: Signals,
     queues: Queues,
     events: Events,
     workers: Workers,
@@ -60,6 +72,7 @@ def compose(
         jobs=jobs,
         steps=steps,
         approvals=approvals,
+        signals=signals,
         queues=queues,
         workers=workers,
         retention=retention,
@@ -89,6 +102,7 @@ def compose_over(
         jobs=repos.jobs,
         steps=repos.steps,
         approvals=repos.approvals,
+        signals=repos.signals,
         queues=Dispatcher(conn, dispatch_ring),
         events=events or ControlStream(conn, stream_ring, shards=settings.shards),
         workers=workers or Fleet(conn, settings.worker_ttl_s),

@@ -129,6 +129,8 @@ class Driver:
         if plan.parks:
             self.admission.dispatch_pending()
         self._moved([(job, Replayed(job_id, steps, outcome, result, error))])
+        if outcome is None and any(st.kind == "signal" for st in plan.steps):
+            self.advance(job_id)  # a signal kept for a new wait was handed to it as the replay was recorded
 
     def advance_many(self, job_ids: Sequence[str]) -> list[str]:
         """Advance every job named in one read of the stream with a few statements in all.

@@ -1,9 +1,11 @@
 """Timers, the reconciler and the reaper: what makes the bus lose nothing.
 
 * timers: retries whose backoff has passed go back to their queue; ``ctx.sleep`` steps fire;
-  approvals past their deadline get their ``on_timeout`` policy (stored in PostgreSQL, so a
-  deadline fires once across restarts and failovers).
-* reconciler (outbox): jobs whose ``job.submitted`` or ``job.advance`` message was lost,
+  approvals past their deadline get their ``on_timeout`` policy, and ``ctx.wait_for`` waits past
+  theirs fail with ``SignalTimeout`` (stored in PostgreSQL, so a deadline fires once across
+  restarts and failovers).
+* reconciler (outbox): jobs whose ``job.submitted`` or ``job.advance`` message was lost, signals
+  kept for an open wait that nobody handed over,
   and queued tasks whose RQ message is gone (a FLUSHALL, a crashed dispatch) are re-emitted.
 * reaper: running tasks of a worker that stopped heartbeating go back to a queue under a new
   attempt (a late result of the old attempt is discarded), so do running tasks that a live
@@ -32,7 +34,7 @@ from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.domain.retry import after_failure
 from agentbus.observability import metrics
 from agentbus.orchestrator.admission import Admission
-from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Steps, Workers
+from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Signals, Steps, Workers
 from agentbus.store import PurgeCounts, StepRow, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
@@ -48,6 +50,7 @@ class Maintenance:
         jobs: Jobs,
         steps: Steps,
         approvals: Approvals,
+        signals: Signals,
         queues: Queues,
         workers: Workers,
         retention: Purger,
@@ -59,6 +62,7 @@ class Maintenance:
         self.jobs = jobs
         self.steps = steps
         self.approvals = approvals
+        self.signals = signals
         self.queues = queues
         self.fleet = workers
         self.retention = retention
@@ -81,6 +85,8 @@ class Maintenance:
         metrics.approvals_expired(len(expired))
         for job_id in expired:
             self.advance(job_id)
+        for job_id in self.signals.expire_due(now):
+            self.advance(job_id)
         self.admission.dispatch_pending()
 
     def purge(self) -> PurgeCounts:
@@ -99,6 +105,8 @@ class Maintenance:
         stuck = self.jobs.jobs_older_than([JobState.SUBMITTED, JobState.RUNNING], cutoff)
         metrics.reconciled("job_advanced", len(stuck))
         for job_id in stuck:
+            self.advance(job_id)
+        for job_id in self.signals.deliver_waiting():
             self.advance(job_id)
         self.steps.sweep_orphans()
         stale = self.steps.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)

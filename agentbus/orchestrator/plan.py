@@ -28,6 +28,7 @@ from agentbus.domain import (
     StepRecord,
     TaskCall,
     TaskState,
+    WaitSignal,
     replay,
 )
 from agentbus.domain.app import JobType
@@ -106,7 +107,8 @@ class Plan:
     """What one replay's commands need, before anything is written."""
 
     steps: list[NewStep] = field(default_factory=list)
-    """Recorded with the replay: calls that wait as pending, timers, values, children's and questions' steps."""
+    """Recorded with the replay: calls that wait as pending, timers, values, children's, questions' and
+    signal waits' steps."""
     calls: defaultdict[str, list[Call]] = field(default_factory=lambda: defaultdict(list))
     """Calls that go to a queue now, by queue: their steps are made when they are bundled."""
     children: list[NewJob] = field(default_factory=list)
@@ -199,6 +201,18 @@ class Planner:
                     NewStep(job.id, cmd.seq, "human", "ask_human", TaskState.PENDING, args=cmd.request.to_dict())
                 )
                 out.asks.append((cmd.seq, cmd.request))
+            elif isinstance(cmd, WaitSignal):
+                out.steps.append(
+                    NewStep(
+                        job.id,
+                        cmd.seq,
+                        "signal",
+                        cmd.wait.name,
+                        TaskState.PENDING,
+                        args=cmd.wait.to_dict(),
+                        not_before=cmd.deadline,
+                    )
+                )
         return out
 
     def _route(self, job: JobRecord, cmd: ScheduleTask, out: Plan) -> None:

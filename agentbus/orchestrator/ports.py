@@ -2,7 +2,7 @@
 
 Each part takes the few objects it uses, typed by these, so a unit test hands it in-memory
 fakes (``tests/unit/orchestrator/fakes.py``) instead of PostgreSQL and Redis. The record's
-protocols follow the store's repositories (``store.Jobs``, ``Steps``, ``Approvals``, ``Webhooks``)
+protocols follow the store's repositories (``store.Jobs``, ``Steps``, ``Approvals``, ``Signals``, ``Webhooks``)
 and list only the methods the orchestrator calls, with the repositories' names and signatures.
 """
 
@@ -101,6 +101,14 @@ class Approvals(Protocol):
     def cancel_approvals(self, job_id: str) -> int: ...
 
     def expire_due(self, now: float, limit: int = 200) -> list[str]: ...
+
+
+class Signals(Protocol):
+    """Signals for waits: waits timed out, kept signals paired with waits (``store.Signals``)."""
+
+    def expire_due(self, now: float, limit: int = 200) -> list[str]: ...
+
+    def deliver_waiting(self, limit: int = 200) -> list[str]: ...
 
 
 class Webhooks(Protocol):

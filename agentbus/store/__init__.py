@@ -2,7 +2,7 @@
 
 One small repository per aggregate, each owning its tables and SQL, all over one database:
 ``Jobs``, ``Steps`` (the journal), ``Approvals``, ``Events`` (the job event log), ``Webhooks``
-(the approval webhook outbox), ``Keys`` and ``Memory``; ``Retention`` purges, ``ConsoleQueries``
+(the approval webhook outbox), ``Signals``, ``Keys`` and ``Memory``; ``Retention`` purges, ``ConsoleQueries``
 reads for the console. ``Repositories`` builds them all from a URL for an entry point.
 """
 
@@ -18,6 +18,7 @@ from agentbus.store.records import (
     JobRecord,
     NewJob,
     NewStep,
+    SignalRecord,
     StepRow,
     TaskOutcome,
     WebhookRow,
@@ -25,6 +26,7 @@ from agentbus.store.records import (
 )
 from agentbus.store.repositories import Repositories
 from agentbus.store.retention import PurgeCounts, Retention
+from agentbus.store.signals import Signals, signal_payload
 from agentbus.store.steps import Replayed, Steps
 from agentbus.store.webhooks import Webhooks
 
@@ -47,11 +49,14 @@ __all__ = [
     "Replayed",
     "Repositories",
     "Retention",
+    "SignalRecord",
+    "Signals",
     "StepRow",
     "Steps",
     "TaskOutcome",
     "WebhookRow",
     "Webhooks",
     "approval_payload",
+    "signal_payload",
     "step_id",
 ]

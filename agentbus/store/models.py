@@ -212,4 +212,27 @@ class MemoryTenant(BaseModel):
         table_name = "ab_memory_tenants"
 
 
-MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem, MemoryTenant])
+class Signal(BaseModel):
+    """A signal sent to a job (``POST /jobs/{id}/signals/{name}``); ``id`` is its place in the order
+    signals arrived, ``consumed_by`` the id of the wait step that took it (NULL: kept for a wait)."""
+
+    id = AutoField()
+    job_id = CharField(max_length=120)
+    tenant = CharField(max_length=100)
+    name = CharField(max_length=100)
+    payload = TextField()
+    idempotency_key = CharField(max_length=200, null=True)
+    consumed_by = CharField(max_length=160, null=True)
+    created_at = DoubleField()
+    consumed_at = DoubleField(null=True)
+
+    class Meta:
+        table_name = "ab_signals"
+        indexes = (
+            (("job_id", "name", "id"), False),
+            (("job_id", "idempotency_key"), True),
+            (("consumed_by",), True),
+        )
+
+
+MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem, MemoryTenant, Signal])

@@ -166,6 +166,25 @@ class ApprovalRecord:
 
 
 @dataclass(frozen=True)
+class SignalRecord:
+    """A signal sent to a job: pending until a wait takes it (``step``: that wait's place in the journal)."""
+
+    id: int
+    job_id: str
+    name: str
+    payload: Any
+    created_at: float
+    idempotency_key: str | None = None
+    step: int | None = None
+    delivered_at: float | None = None
+    tenant: str = "default"
+
+    @property
+    def status(self) -> str:
+        return "pending" if self.step is None else "delivered"
+
+
+@dataclass(frozen=True)
 class WebhookRow:
     id: str
     approval_id: str

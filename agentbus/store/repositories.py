@@ -18,6 +18,7 @@ from agentbus.store.jobs import Jobs
 from agentbus.store.keys import Keys
 from agentbus.store.memory import Memory
 from agentbus.store.models import MODELS
+from agentbus.store.signals import Signals
 from agentbus.store.steps import Steps
 from agentbus.store.webhooks import Webhooks
 
@@ -32,6 +33,7 @@ class Repositories:
     steps: Steps
     keys: Keys
     memory: Memory
+    signals: Signals
 
     @classmethod
     def over(cls, db: peewee.Database) -> Repositories:
@@ -39,8 +41,9 @@ class Repositories:
         events, webhooks = Events(db), Webhooks(db)
         jobs = Jobs(db, events)
         approvals = Approvals(db, events, webhooks, jobs)
-        steps = Steps(db, events, approvals)
-        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db))
+        signals = Signals(db, events)
+        steps = Steps(db, events, approvals, signals)
+        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db), signals)
 
     @classmethod
     def from_url(cls, url: str, max_connections: int = 32, pool_timeout: float = 10.0) -> Repositories:

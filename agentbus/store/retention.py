@@ -15,7 +15,7 @@ import peewee
 
 from agentbus.domain.retention import PURGEABLE_JOB_STATES
 from agentbus.store.db import translate_errors
-from agentbus.store.models import Approval, Job, JobEvent, MemoryItem, Step, WebhookDelivery
+from agentbus.store.models import Approval, Job, JobEvent, MemoryItem, Signal, Step, WebhookDelivery
 
 _STATES = sorted(str(s) for s in PURGEABLE_JOB_STATES)
 
@@ -30,6 +30,7 @@ class PurgeCounts:
     approvals: int = 0
     deliveries: int = 0
     memory_items: int = 0
+    signals: int = 0
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
         return PurgeCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -73,6 +74,7 @@ class Retention:
             approvals=approvals.count(),
             deliveries=WebhookDelivery.select().where(WebhookDelivery.approval_id.in_(approvals)).count(),
             memory_items=MemoryItem.select().where(_expired_items(now)).count(),
+            signals=Signal.select().where(Signal.job_id.in_(jobs)).count(),
         )
 
     @translate_errors
@@ -93,6 +95,7 @@ class Retention:
                 deliveries=deliveries,
                 approvals=self._delete(Approval, Approval.job_id.in_(ids), batch),
                 events=self._delete(JobEvent, JobEvent.job_id.in_(ids), batch),
+                signals=self._delete(Signal, Signal.job_id.in_(ids), batch),
                 steps=self._delete(Step, Step.job_id.in_(ids), batch),
             )
             with self.db.atomic():

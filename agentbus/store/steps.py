@@ -33,6 +33,7 @@ from agentbus.store.db import translate_errors
 from agentbus.store.events import Events
 from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
+from agentbus.store.signals import Signals
 
 _OPEN = [s.value for s in TASK_OPEN]
 _JOB_OPEN = [s.value for s in JOB_OPEN]
@@ -84,10 +85,13 @@ class Steps(Repository):
     transaction; a replay's job moves and is logged here, in the same transaction as its steps.
     """
 
-    def __init__(self, db: peewee.Database, events: Events, approvals: Approvals) -> None:
+    def __init__(
+        self, db: peewee.Database, events: Events, approvals: Approvals, signals: Signals | None = None
+    ) -> None:
         super().__init__(db)
         self.events = events
         self.approvals = approvals
+        self.signals = signals
 
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
         return self.load_journals([job_id])[job_id]
@@ -226,6 +230,8 @@ class Steps(Repository):
             self._insert_steps(steps, now)
             if asks:
                 self.approvals.insert_asks(job_id, asks, now)
+            if self.signals is not None and any(s.kind == "signal" for s in steps):
+                self.signals.match(job_id, now)  # signals sent before the wait: under the job's row lock
         return True
 
     def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:

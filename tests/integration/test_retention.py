@@ -178,7 +178,13 @@ def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(s
     def maintenance(settings: Settings) -> Maintenance:
         retention = Retention(store.db)
         return Maintenance(
-            settings, jobs=store.jobs, steps=store.steps, approvals=store.approvals, retention=retention, **unused
+            settings,
+            jobs=store.jobs,
+            steps=store.steps,
+            approvals=store.approvals,
+            signals=store.signals,
+            retention=retention,
+            **unused,
         )
 
     assert maintenance(Settings(retention_s=0)).purge().jobs == 0

@@ -380,6 +380,16 @@ class Outputs:
         self.records.extend(records)
 
 
+class Signals:
+    """No signal is ever sent in these tests (signals are tested on the pure engine and the store)."""
+
+    def expire_due(self, now: float, limit: int = 200) -> list[str]:
+        return []
+
+    def deliver_waiting(self, limit: int = 200) -> list[str]:
+        return []
+
+
 class Purger:
     def __init__(self) -> None:
         self.asked: list[float] = []
@@ -446,6 +456,7 @@ def world(app: App, *beats: Heartbeat, settings: Settings | None = None) -> Worl
         jobs=record,
         steps=record,
         approvals=record,
+        signals=Signals(),
         queues=queues,
         events=events,
         workers=workers,

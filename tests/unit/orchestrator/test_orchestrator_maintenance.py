@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fakes import CPU_WORKER, Purger, World, world
+from fakes import CPU_WORKER, Purger, Signals, World, world
 
 from agentbus.config import Settings
 from agentbus.domain import App, Context, JobState, TaskState
@@ -49,6 +49,7 @@ def maintenance(w: World, clock: Clock, settings: Settings | None = None) -> Mai
         jobs=w.record,
         steps=w.record,
         approvals=w.record,
+        signals=Signals(),
         queues=w.queues,
         workers=w.workers,
         retention=Purger(),
