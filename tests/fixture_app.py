@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from agentbus import AgentContext, App, TaskContext
+from agentbus import AgentContext, App, SignalTimeout, TaskContext
 from agentbus.examples import app as examples
 from agentbus.examples import map_reduce, slow, square
 
@@ -175,3 +175,27 @@ def two_steps(ctx: AgentContext, x: int = 3) -> dict[str, int]:
     first: int = ctx.run(square, x)
     second: int = ctx.run(square, first)
     return {"first": first, "second": second}
+
+
+DECISION = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@app.agent
+def signalled(ctx: AgentContext, x: int = 3, pause: float = 0.0, timeout: float | None = None) -> dict[str, Any]:
+    """A task (then a pause, to be signalled before it waits), then a wait for the signal "approve"."""
+    squared: int = ctx.run(square, x)
+    if pause:
+        ctx.sleep(pause)
+    try:
+        decision = ctx.wait_for("approve", timeout=timeout, schema=DECISION)
+    except SignalTimeout as exc:
+        return {"square": squared, "timed_out": exc.signal}
+    return {"square": squared, "decision": decision}
+
+
+@app.agent
+def stoppable(ctx: AgentContext, seconds: float = 60.0) -> dict[str, Any]:
+    """Long work or the signal "stop", whichever comes first: the work is cancelled with the job."""
+    stop, work = ctx.signal("stop"), ctx.start(slow, seconds)
+    first = ctx.wait_any(stop, work)
+    return {"stopped": first.result()} if first is stop else {"worked": first.result()}

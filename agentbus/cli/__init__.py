@@ -44,7 +44,7 @@ __all__ = ["cli", "main"]
 cli = typer.Typer(
     help="agentbus: a durable job bus for AI-agent workloads.", no_args_is_help=True, pretty_exceptions_enable=False
 )
-jobs_cli = typer.Typer(help="Inspect, cancel, rerun and resume jobs.", no_args_is_help=True)
+jobs_cli = typer.Typer(help="Inspect, cancel, rerun, resume and signal jobs.", no_args_is_help=True)
 cli.add_typer(jobs_cli, name="jobs")
 keys_cli = typer.Typer(
     help="API keys (talks to the database directly: run where AGENTBUS_DATABASE_URL points).", no_args_is_help=True
@@ -437,9 +437,10 @@ def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
     """A job: its state, progress, error, and its tasks with where each ran and why."""
     with _client() as c:
         job = resolve_job(c, job_id)
-    if output == Output.json:
-        print_json(job)
-        return
+        if output == Output.json:
+            print_json(job)
+            return
+        signals = c.signals(job.id)
     out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
     started, finished = when(job["started_at"]) or "-", when(job["finished_at"]) or "-"
     out.print(f"created {when(job['created_at'])}  started {started}  finished {finished}")
@@ -455,6 +456,12 @@ def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
         out.print(table)
         if job.get("more_tasks"):
             out.print("more tasks: agentbus jobs show --output json, or GET /jobs/{id}/tasks")
+    if signals:
+        table = id_table("signal", "name", "status", "wait step", "payload")
+        for sig in signals:
+            step = "" if sig.step is None else str(sig.step)
+            table.add_row(*(escape(v) for v in (str(sig.id), sig.name, sig.status, step, json.dumps(sig.payload))))
+        out.print(table)
 
 
 @jobs_cli.command("results")
@@ -498,6 +505,23 @@ def jobs_resume(job_id: JobId) -> None:
     """Resume a failed job: its failed steps get a new attempt, the steps that succeeded are not run again."""
     with _client() as c:
         print_json(c.resume(resolve_job(c, job_id).id))
+
+
+@jobs_cli.command("signal")
+def jobs_signal(
+    job_id: JobId,
+    name: Annotated[str, typer.Argument(help="the signal's name, as the agent waits for it: ctx.wait_for(name)")],
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="the payload: JSON, @file.json to read it from a file, or -")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="sending again with this key returns the first signal, not a second")
+    ] = None,
+) -> None:
+    """Send a signal to a job: the payload is what its ctx.wait_for(name) returns (kept until a wait takes it)."""
+    value = read_input(data)
+    with _client() as c:
+        print_json(c.signal(resolve_job(c, job_id).id, name, value, idempotency_key=idempotency_key))
 
 
 @approvals_cli.command("list")

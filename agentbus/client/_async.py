@@ -51,6 +51,8 @@ class AsyncClient:
                     call.path,
                     params=call.params,
                     json=call.json,
+                    content=call.content,
+                    headers=call.headers,
                     timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
                 )
             except httpx.TransportError as exc:
@@ -128,6 +130,15 @@ class AsyncClient:
     async def resume(self, job_id: str) -> r.Job:
         """Resume a failed job: its failed steps are tried again, its journal is kept."""
         return await self._send(p.resume(job_id))
+
+    async def signal(self, job_id: str, name: str, data: Any = None, *, idempotency_key: str | None = None) -> r.Signal:
+        """Send the signal ``name`` (payload ``data``) to a job's ``ctx.wait_for``; kept until a wait takes it.
+        With ``idempotency_key``, sending again returns the signal sent the first time."""
+        return await self._send(p.signal(job_id, name, data, idempotency_key))
+
+    async def signals(self, job_id: str) -> list[r.Signal]:
+        """The job's signals in the order they arrived, delivered or pending."""
+        return await self._send(p.signals(job_id))
 
     async def events(
         self, job_id: str, last_event_id: str | None = None, *, timeout: float | None = None

@@ -36,6 +36,8 @@ class Call(Generic[T]):
     json: Any = None
     timeout: float | None = None  # None: the client's own
     accept: tuple[int, ...] = (200, 201)
+    content: bytes | None = None  # a JSON body sent as is (``json`` cannot send a JSON null)
+    headers: Mapping[str, str] | None = None
 
 
 def _seg(value: str) -> str:
@@ -103,6 +105,27 @@ def rerun(job_id: str) -> Call[r.Job]:
 def resume(job_id: str) -> Call[r.Job]:
     """A failed job runs on: its failed steps get a new attempt, the ones that succeeded are kept."""
     return Call("POST", f"/jobs/{_seg(job_id)}/resume", lambda resp: r.Job.from_json(resp.json()))
+
+
+def signal(job_id: str, name: str, data: Any, idempotency_key: str | None) -> Call[r.Signal]:
+    """A signal for the job's ``ctx.wait_for(name)``: 202 sent, 200 the one sent before with this key."""
+    headers = {"Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return Call(
+        "POST",
+        f"/jobs/{_seg(job_id)}/signals/{_seg(name)}",
+        lambda resp: r.Signal.from_json(resp.json()),
+        accept=(200, 202),
+        content=json.dumps(data).encode(),
+        headers=headers,
+    )
+
+
+def signals(job_id: str) -> Call[list[r.Signal]]:
+    return Call(
+        "GET", f"/jobs/{_seg(job_id)}/signals", lambda resp: [r.Signal.from_json(x) for x in resp.json()["signals"]]
+    )
 
 
 def job_types() -> Call[list[r.JobType]]:

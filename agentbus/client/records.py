@@ -186,6 +186,37 @@ class TaskPage(_Record):
 
 
 @dataclass(frozen=True, eq=False)
+class Signal(_Record):
+    """A signal sent to a job: ``pending`` until a ``ctx.wait_for`` takes it (``step``: that wait)."""
+
+    id: int
+    job_id: str
+    name: str
+    payload: Any
+    status: str
+    step: int | None
+    idempotency_key: str | None
+    created_at: datetime | None
+    delivered_at: datetime | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Signal:
+        return cls(
+            id=int(d["id"]),
+            job_id=d["job_id"],
+            name=d["name"],
+            payload=d.get("payload"),
+            status=d["status"],
+            step=d.get("step"),
+            idempotency_key=d.get("idempotency_key"),
+            created_at=_time(d.get("created_at")),
+            delivered_at=_time(d.get("delivered_at")),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class Approval(_Record):
     """A question an agent put to people (``ctx.ask_human``), and its answer once given."""
 
