@@ -182,6 +182,15 @@ def clumsy(ctx: AgentContext, x: int = 3) -> int:
 
 
 @app.agent
+def oversees(ctx: AgentContext, count: str, gate: str) -> dict[str, Any]:
+    """A sub-agent that fails until its gate opens (resuming this job resumes the child), or, with an
+    empty ``gate``, one whose own code raises (nothing to resume)."""
+    if not gate:
+        return {"child": ctx.call_agent(clumsy, 3)}
+    return {"child": ctx.call_agent(tally_then_gated, count, gate)}
+
+
+@app.agent
 def side_by_side(ctx: AgentContext, n: int = 4) -> dict[str, Any]:
     """A task and a sub-agent at once (input given positionally), then the first of two calls to finish:
     the slow one is still running when the agent returns, and is cancelled with the job."""
