@@ -121,8 +121,11 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     )
 
 
+# Whether the job waits for its open steps: it has some and, while it is open, its last replay did not
+# wait on fewer of them (ctx.wait_any). A finished job with open steps is "waiting": they are to be cancelled.
 _OPEN_STEPS = (
-    f", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
+    f", (NOT ab_jobs.wakes_early OR ab_jobs.state IN ({sql_values(JOB_TERMINAL)})) AND EXISTS "
+    f"(SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
 )
 
 
@@ -204,7 +207,13 @@ class Jobs(Repository):
 
     @translate_errors
     def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]:
-        """The job, and whether any of its steps is still open — one round trip."""
+        """The job, and whether it waits for its open steps before a replay — one round trip.
+
+        A job whose last replay waits on fewer steps than it has open (``ctx.wait_any``) is not
+        waiting: each finished step may be the one it waits for. The flag is in the job's row
+        (``wakes_early``, written with each replay), so an orchestrator that takes the job over
+        after a failover replays it as soon as the first of those steps is over, as the old one did.
+        """
         rows = self._job_sql(
             f"{_OPEN_STEPS} FROM ab_jobs WHERE id = %s",
             (job_id,),
