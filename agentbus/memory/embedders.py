@@ -111,12 +111,22 @@ _STOPWORDS = frozenset(
     ]
 )
 _UNIGRAM, _BIGRAM, _CHARGRAM = 1.0, 0.7, 0.3
+# the sublinear weight of a feature seen tf times in a text, 1 + ln(tf), as math.log computes it
+_TF = np.array([1.0, 1.0, *(1.0 + math.log(tf) for tf in range(2, 64))], np.float64)
+# features an embedder keeps keys for: past it the table starts afresh (a long-running process
+# meets an endless stream of new words and numbers, and must not grow without bound)
+_MAX_KEYS = 1 << 18
+
+
+def _hash(feature: str) -> int:
+    """A feature's stable 64-bit hash: its bucket is ``h % dim``, its sign the top bit."""
+    return int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _slot(feature: str, dim: int) -> tuple[int, float]:
     """Stable (bucket, sign) of a feature."""
-    h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
+    h = _hash(feature)
     return h % dim, (1.0 if h >> 63 else -1.0)
 
 
@@ -145,6 +155,8 @@ class HashEmbedder:
             raise ValueError(f"HashEmbedder needs dim >= 8, got {dim}")
         self.dim = dim
         self.name = f"hash-v1-{dim}"
+        self._lock = threading.Lock()
+        self._reset()
 
     def features(self, text: str) -> Counter[tuple[str, float]]:
         """Weighted feature counts of one text (exposed for tests and debugging)."""
@@ -160,6 +172,7 @@ class HashEmbedder:
         return feats
 
     def embed_one(self, text: str) -> np.ndarray:
+        """One text, feature by feature: the definition that :meth:`embed` computes a batch at a time."""
         acc = [0.0] * self.dim  # Python floats: the same float64 sums as a numpy array, far cheaper per add
         for (feature, weight), tf in self.features(text).items():
             bucket, sign = _slot(feature, self.dim)
@@ -171,10 +184,100 @@ class HashEmbedder:
         return (vec / norm).astype(np.float32)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self.embed_one(text)
+        """The rows :meth:`embed_one` gives, bit for bit, for a whole batch at once.
+
+        Each distinct feature gets a small integer key (its bucket and signed weight computed once,
+        while it stays in the table), so a text is only its tokens turned into keys; the counting,
+        the sublinear weights and the sums run over the whole batch in numpy.  The sums add each
+        text's features in the order :meth:`features` lists them, so the float64 totals, and hence
+        the float32 rows, are exactly those of :meth:`embed_one` (stored vectors stay comparable)."""
+        n = len(texts)
+        with self._lock:  # the key table is shared by the threads of a process
+            if len(self._keys) > _MAX_KEYS:
+                self._reset()
+            keys, ends = self._batch_keys(texts)
+            buckets, signed = self._buckets, self._signed  # a reset replaces them, never writes into them
+        flat = np.array(keys, np.int64)
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends, prepend=0))
+        # distinct (text, key) pairs, in the order of their first occurrence, with their counts
+        pair = rows * (int(flat.max(initial=0)) + 1) + flat
+        _, first, counts = np.unique(pair, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        first, counts = first[order], counts[order]
+        key = flat[first]
+        weight = signed[key] * _TF[np.minimum(counts, _TF.shape[0] - 1)]
+        many = counts >= _TF.shape[0]  # a feature more than _TF's length times in one text (long texts)
+        if many.any():
+            weight[many] = signed[key[many]] * np.array([1.0 + math.log(c) for c in counts[many].tolist()])
+        acc = np.zeros((n, self.dim), np.float64)
+        np.add.at(acc.reshape(-1), rows[first] * self.dim + buckets[key], weight)  # in order: the same sums
+        norms = np.array([math.sqrt(row.dot(row)) for row in acc])  # what np.linalg.norm computes for a row
+        for i in np.flatnonzero(norms == 0.0).tolist():
+            acc[i, _slot("r\x1f" + texts[i], self.dim)[0]] = norms[i] = 1.0
+        out: np.ndarray = (acc / norms[:, None]).astype(np.float32)
         return out
+
+    def _reset(self) -> None:
+        self._keys: dict[str, int] = {}
+        self._word_keys: dict[str, list[int]] = {}
+        self._buckets = np.empty(0, np.int64)
+        self._signed = np.empty(0, np.float64)
+
+    def _batch_keys(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """The keys of each text's features, in the order of :meth:`features`, all texts in one list
+        (``ends[i]``: where text ``i``'s end).  The hot loop of an ingest: everything it touches is local,
+        and a feature not seen before is hashed here once, its bucket and signed weight stored in bulk."""
+        keys: list[int] = []
+        ends = np.empty(len(texts), np.int64)
+        table, word_keys, stop, dim = self._keys, self._word_keys, _STOPWORDS, self.dim
+        known = table.get
+        new_slots: list[int] = []
+        new_signed: list[float] = []
+
+        def key(feature: str, weight: float) -> int:
+            k = table[feature] = len(table) + 1  # from 1: ``known(f) or key(f)`` reads 0 as unknown
+            h = _hash(feature)
+            new_slots.append(h % dim)  # the bucket and sign of _slot
+            new_signed.append(weight if h >> 63 else -weight)
+            return k
+
+        first_new = len(table) + 1
+        for i, words in enumerate(_batch_tokens(texts)):
+            content = [w for w in words if w not in stop] or words
+            start = len(keys)
+            for w in content:
+                ks = word_keys.get(w)
+                if ks is None:
+                    ks = word_keys[w] = [known(f) or key(f, weight) for f, weight in _word_features(w)]
+                keys += ks
+            for a, b in itertools.pairwise(content):
+                f = f"b\x1f{a} {b}"
+                keys.append(known(f) or key(f, _BIGRAM))
+            if len(keys) == start:
+                f = "r\x1f" + texts[i].strip()
+                keys.append(known(f) or key(f, _UNIGRAM))
+            ends[i] = len(keys)
+        if new_slots:
+            size = len(table) + 1
+            if size > self._buckets.shape[0]:
+                grown = max(size, 2 * self._buckets.shape[0], 1024)
+                self._buckets = np.resize(self._buckets, grown)
+                self._signed = np.resize(self._signed, grown)
+            self._buckets[first_new:size] = new_slots
+            self._signed[first_new:size] = new_signed
+        return keys, ends
+
+
+def _batch_tokens(texts: Sequence[str]) -> list[list[str]]:
+    """``_tokens`` of each text, normalised in one pass: NUL is a stable code point (it neither
+    composes nor reorders with its neighbours) and folds to itself, so NFKC and case folding of the
+    NUL-joined texts are those of each text, joined.  A text that holds a NUL itself is done alone."""
+    joined = "\x00".join(texts)
+    parts = unicodedata.normalize("NFKC", joined).casefold().split("\x00")
+    if len(parts) != len(texts):
+        return [_tokens(t) for t in texts]
+    find = _TOKEN.findall
+    return [find(p) for p in parts]
 
 
 class MiniLMEmbedder:
