@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numba
 import numpy as np
 
 from agentbus.memory.errors import EmbedderUnavailableError, UnknownEmbedderError
@@ -142,6 +143,41 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _distinct(flat: np.ndarray, ends: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per text (``flat[ends[i-1]:ends[i]]``), the position of each distinct key's first occurrence,
+    in order, and how many times it occurs: what a ``Counter`` of the text's features holds."""
+    owner = np.full(size, -1, np.int64)  # the text that last saw a key
+    slot = np.empty(size, np.int64)  # where that text counts it
+    first = np.empty(flat.shape[0], np.int64)
+    counts = np.empty(flat.shape[0], np.int64)
+    m = 0
+    start = 0
+    for i in range(ends.shape[0]):
+        for j in range(start, ends[i]):
+            k = flat[j]
+            if owner[k] != i:
+                owner[k] = i
+                slot[k] = m
+                first[m] = j
+                counts[m] = 1
+                m += 1
+            else:
+                counts[slot[k]] += 1
+        start = ends[i]
+    return first[:m], counts[:m]
+
+
+def _row_dots(x: np.ndarray) -> np.ndarray:
+    """``row.dot(row)`` for each row, as ``np.linalg.norm`` squares one vector (BLAS ddot):
+    ``np.vecdot`` (numpy 2) makes that same call per row, without a Python loop."""
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is not None:
+        dots: np.ndarray = vecdot(x, x)
+        return dots
+    return np.array([row.dot(row) for row in x])
+
+
 class HashEmbedder:
     """Signed feature hashing of words, word pairs and character 3-grams with sublinear term frequency.
 
@@ -199,11 +235,7 @@ class HashEmbedder:
             buckets, signed = self._buckets, self._signed  # a reset replaces them, never writes into them
         flat = np.array(keys, np.int64)
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends, prepend=0))
-        # distinct (text, key) pairs, in the order of their first occurrence, with their counts
-        pair = rows * (int(flat.max(initial=0)) + 1) + flat
-        _, first, counts = np.unique(pair, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")
-        first, counts = first[order], counts[order]
+        first, counts = _distinct(flat, ends, len(signed))  # each text's keys once, in order, counted
         key = flat[first]
         weight = signed[key] * _TF[np.minimum(counts, _TF.shape[0] - 1)]
         many = counts >= _TF.shape[0]  # a feature more than _TF's length times in one text (long texts)
@@ -211,7 +243,7 @@ class HashEmbedder:
             weight[many] = signed[key[many]] * np.array([1.0 + math.log(c) for c in counts[many].tolist()])
         acc = np.zeros((n, self.dim), np.float64)
         np.add.at(acc.reshape(-1), rows[first] * self.dim + buckets[key], weight)  # in order: the same sums
-        norms = np.array([math.sqrt(row.dot(row)) for row in acc])  # what np.linalg.norm computes for a row
+        norms = np.sqrt(_row_dots(acc))
         for i in np.flatnonzero(norms == 0.0).tolist():
             acc[i, _slot("r\x1f" + texts[i], self.dim)[0]] = norms[i] = 1.0
         out: np.ndarray = (acc / norms[:, None]).astype(np.float32)
@@ -241,18 +273,23 @@ class HashEmbedder:
             new_signed.append(weight if h >> 63 else -weight)
             return k
 
+        def new_word(w: str) -> list[int]:
+            return [known(f) or key(f, weight) for f, weight in _word_features(w)]
+
         first_new = len(table) + 1
         for i, words in enumerate(_batch_tokens(texts)):
             content = [w for w in words if w not in stop] or words
             start = len(keys)
-            for w in content:
-                ks = word_keys.get(w)
-                if ks is None:
-                    ks = word_keys[w] = [known(f) or key(f, weight) for f, weight in _word_features(w)]
-                keys += ks
-            for a, b in itertools.pairwise(content):
-                f = f"b\x1f{a} {b}"
-                keys.append(known(f) or key(f, _BIGRAM))
+            per_word = [word_keys.get(w) for w in content]  # list comprehensions: the fastest loops here
+            if None in per_word:
+                per_word = [
+                    ks or word_keys.get(w) or word_keys.setdefault(w, new_word(w))
+                    for w, ks in zip(content, per_word, strict=True)
+                ]
+            for ks in per_word:
+                keys += ks  # type: ignore[arg-type]
+            pairs = [f"b\x1f{a} {b}" for a, b in itertools.pairwise(content)]
+            keys += [known(f) or key(f, _BIGRAM) for f in pairs]
             if len(keys) == start:
                 f = "r\x1f" + texts[i].strip()
                 keys.append(known(f) or key(f, _UNIGRAM))
