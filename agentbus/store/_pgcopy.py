@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Column", "binary_copy", "constant", "fixed", "float8", "optional"]
+__all__ = ["Column", "Payload", "binary_copy", "constant", "fixed", "float8", "optional"]
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = b"\xff\xff"
@@ -49,7 +50,23 @@ def optional(values: Sequence[bytes | None]) -> Column:
     return lengths, b"".join(v for v in values if v is not None)
 
 
-def binary_copy(columns: Sequence[Column]) -> bytes:
+@dataclass(frozen=True)
+class Payload:
+    """A built stream: ``data`` (header, rows, trailer), where each row starts, and where in a row
+    the value of each fixed-width column of the leading block is (so it can be set afterwards)."""
+
+    data: np.ndarray
+    starts: np.ndarray
+    offsets: dict[int, int]
+
+    def set(self, column: int, raw: bytes) -> None:
+        """Overwrite a leading fixed-width column's value in every row (``raw`` of its width): a value
+        known only once the transaction holds its lock, while the rest was built before taking it."""
+        at = self.starts + self.offsets[column]
+        self.data[at[:, None] + np.arange(len(raw))] = np.frombuffer(raw, np.uint8)
+
+
+def binary_copy(columns: Sequence[Column]) -> Payload:
     """The whole stream (header, rows, trailer) of the rows these columns make."""
     n = columns[0][0].shape[0]
     # consecutive fixed-width columns become one block (length words included), copied per row
@@ -57,13 +74,16 @@ def binary_copy(columns: Sequence[Column]) -> bytes:
     head[:] = np.array([len(columns)], ">i2").view(np.uint8)
     blocks: list[np.ndarray] = [head]
     rest: list[Column] = []
-    for lengths, data in columns:
+    offsets: dict[int, int] = {}
+    width = 2
+    for i, (lengths, data) in enumerate(columns):
         if isinstance(data, np.ndarray) and not rest:
             blocks += [_words(lengths), data]
+            offsets[i] = width + 4
+            width += 4 + data.shape[1]
         else:
             rest.append((lengths, data))
     block = np.concatenate(blocks, axis=1) if len(blocks) > 1 else head
-    width = block.shape[1]
     sizes = width + sum(4 + np.maximum(lengths, 0) for lengths, _ in rest)
     starts = np.zeros(n, np.int64)
     np.cumsum(sizes[:-1], out=starts[1:])
@@ -87,7 +107,7 @@ def binary_copy(columns: Sequence[Column]) -> bytes:
             shift = np.repeat(pos - (ends - size), size)
             out[shift + np.arange(len(data))] = np.frombuffer(data, np.uint8)
         pos += size
-    return out.tobytes()
+    return Payload(out, starts, offsets)
 
 
 def _words(lengths: np.ndarray) -> np.ndarray:

@@ -70,7 +70,8 @@ class LoadChunk:
 
 
 # binary COPY: the column order (the fixed-width columns first: they are laid out as one block)
-_COPY_COLUMNS = "namespace, vector, created_at, version, deleted, updated_at, code, expires_at, item_id, text, metadata"
+_COPY_COLUMNS = "namespace, version, created_at, deleted, updated_at, vector, code, expires_at, item_id, text, metadata"
+_VERSION_COLUMN = 1
 
 
 _NS_COLUMNS = "id, tenant, name, dim, embedder, version, generation, created_at, items"
@@ -163,6 +164,9 @@ class Memory(Repository):
         ns_id = namespace_id(tenant, name)
         batch = list({it.item_id: it for it in items}.values())
         pg = is_postgres(self.db)
+        # built before the lock is taken: writers to one namespace queue for it, so every
+        # millisecond spent holding it (or waiting for the GIL while holding it) is the whole queue's
+        payload = self._copy_payload(ns_id, batch, now) if pg and batch else None
         with self.db.atomic():
             if pg:
                 ns = self._open_pg(ns_id, tenant, name, dim, embedder, now)
@@ -194,8 +198,10 @@ class Memory(Repository):
                     self._add_items(ns_id, added)
             fresh = [it for it in batch if it.item_id not in present]
             again = [it for it in batch if it.item_id in present]
-            if fresh and pg:
-                self._copy_in(ns_id, fresh, ns.version, now)
+            if fresh and payload is not None:
+                if len(fresh) != len(batch):  # some ids are stored already: those are upserted instead
+                    payload = self._copy_payload(ns_id, fresh, now)
+                self._copy_in(payload, ns.version)
             else:
                 again = batch if not pg else again
             self._upsert(ns_id, again, ns.version, now)
@@ -256,9 +262,9 @@ class Memory(Repository):
             present.update((item_id, bool(d)) for item_id, d in q.tuples().execute(self.db))
         return present
 
-    def _copy_in(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
-        """New rows by ``COPY ... FROM STDIN (FORMAT binary)``: one round trip, no SQL to parse, the
-        vectors as raw bytes (text COPY would hex-encode them), the payload built column by column."""
+    def _copy_payload(self, ns_id: str, items: Sequence[NewItem], now: float) -> _pgcopy.Payload:
+        """The binary ``COPY`` stream of new rows, built column by column, before the transaction takes
+        the namespace's lock (``version``, known only then, is set in place by :meth:`_copy_in`)."""
         n = len(items)
         vectors = [it.vector for it in items]
         codes = [it.code for it in items]
@@ -276,20 +282,25 @@ class Memory(Repository):
         )
         columns = [
             _pgcopy.constant(ns_id.encode(), n),
-            vector_col,
+            _pgcopy.constant(struct.pack(">i", 0), n),  # version: _VERSION_COLUMN
             _pgcopy.constant(struct.pack(">d", now), n),
-            _pgcopy.constant(struct.pack(">i", version), n),
             _pgcopy.constant(b"\x00", n),
             _pgcopy.constant(struct.pack(">d", now), n),
+            vector_col,
             code_col,
             _pgcopy.float8([it.expires_at for it in items]),
             _pgcopy.optional([it.item_id.encode() for it in items]),
             _pgcopy.optional([None if it.text is None else it.text.encode() for it in items]),
             _pgcopy.optional([None if it.metadata is None else dumps(it.metadata).encode() for it in items]),
         ]
+        return _pgcopy.binary_copy(columns)
+
+    def _copy_in(self, payload: _pgcopy.Payload, version: int) -> None:
+        """New rows by ``COPY ... FROM STDIN (FORMAT binary)``: one round trip, no SQL to parse, the
+        vectors as raw bytes (text COPY would hex-encode them)."""
+        payload.set(_VERSION_COLUMN, struct.pack(">i", version))
         self.db.cursor().copy_expert(
-            f"COPY ab_memory_items ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)",
-            io.BytesIO(_pgcopy.binary_copy(columns)),
+            f"COPY ab_memory_items ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)", io.BytesIO(memoryview(payload.data))
         )
 
     def _upsert(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:

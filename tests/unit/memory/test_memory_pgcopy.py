@@ -49,11 +49,24 @@ def test_columns_make_the_stream_that_rows_make() -> None:
         ]
         for i in range(n)
     ]
-    assert _pgcopy.binary_copy(columns) == _row_by_row(rows)
+    assert _pgcopy.binary_copy(columns).data.tobytes() == _row_by_row(rows)
 
 
 def test_a_variable_column_before_fixed_ones_and_empty_values() -> None:
     values: list[bytes | None] = [b"", None, b"abc"]
     columns = [_pgcopy.optional(values), _pgcopy.constant(b"\x01", 3), _pgcopy.optional([None, None, None])]
     rows: list[list[bytes | None]] = [[v, b"\x01", None] for v in values]
-    assert _pgcopy.binary_copy(columns) == _row_by_row(rows)
+    assert _pgcopy.binary_copy(columns).data.tobytes() == _row_by_row(rows)
+
+
+def test_a_leading_fixed_column_is_set_after_the_build() -> None:
+    n = 4
+    columns = [
+        _pgcopy.constant(b"ns", n),
+        _pgcopy.constant(struct.pack(">i", 0), n),
+        _pgcopy.optional([b"a", None, b"bc", b""]),
+    ]
+    payload = _pgcopy.binary_copy(columns)
+    payload.set(1, struct.pack(">i", 77))
+    rows: list[list[bytes | None]] = [[b"ns", struct.pack(">i", 77), v] for v in (b"a", None, b"bc", b"")]
+    assert payload.data.tobytes() == _row_by_row(rows)
