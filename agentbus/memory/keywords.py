@@ -5,22 +5,46 @@ vector of a hashed or learned embedding blurs such a token among its neighbours,
 Terms are the words of the text (NFKC, case-folded, split at anything not a letter or digit, as the
 hash embedder splits them) plus each whitespace-separated token whole when it has inner punctuation,
 so ``INV-2024-0042`` matches as one term and as its parts.
+
+The index is arrays, not dicts of dicts (1M short notes took 1.4 GB as dicts, and a term found in
+every text was scored posting by posting in Python): a *base* of postings in CSR form, grouped by
+term (``int32`` rows, ``uint16`` term frequencies, one ``int64`` per term: the term's ``hash()``,
+sorted), built in bulk by a numba pass, plus a small *delta* of the items written since (dicts),
+merged into the base once it grows.  Documents are *rows*: those of the namespace's
+:class:`~agentbus.memory.index.VectorIndex` when the index follows one (its ids are not held twice),
+else the index's own.  A query term's postings are scored in numpy, the top-k by ``argpartition``.
+Terms are keyed by Python's (per-process salted) 64-bit string hash: the index lives in one process,
+and two of a million terms share a key with probability ~3e-8.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from agentbus.memory.embedders import _tokens
+import numba
+import numpy as np
 
-__all__ = ["RRF_K", "KeywordIndex", "fuse", "terms"]
+from agentbus.memory.embedders import _TOKEN, _tokens
+
+__all__ = ["RRF_K", "KeywordIndex", "RowSpace", "fuse", "terms"]
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009): 1 / (60 + rank)
 _EDGE = "\"'()[]{}<>.,;:!?"
+# a whitespace-separated token with a character that is not a letter or digit (lookahead: each
+# token is scanned once from its start, never from every position in it)
+_PUNCTUATED = re.compile(r"(?<!\S)(?=\S*[^\w\s]|\S*_)\S+")
+# the same, and NUL (which joins the texts of a bulk load) on its own
+_WORDS_OR_NUL = re.compile(r"[^\W_]+|\x00")
+_PUNCTUATED_OR_NUL = re.compile(r"(?<![^\s\x00])(?=[^\s\x00]*[^\w\s\x00]|[^\s\x00]*_)[^\s\x00]+|\x00")
+_MAX_TF = 65535  # a text of at most 100,000 characters holds no term more often
+_MERGE_MIN = 65536  # delta postings before a merge into the base (or an eighth of the base)
 
 
 def terms(text: str) -> list[str]:
@@ -33,65 +57,380 @@ def terms(text: str) -> list[str]:
     return out
 
 
-class KeywordIndex:
-    """BM25 (Okapi, ``k1=1.2``, ``b=0.75``) over one namespace's texts, updated item by item.
+def batch_terms(texts: Sequence[str]) -> list[list[str]]:
+    """:func:`terms` of each text, normalised in one pass (NUL joins the texts: it neither composes
+    nor folds, so the joined normal form is the texts' own, joined; a text holding one is done alone).
+    Only the whitespace-separated tokens holding a character neither a letter nor a digit are
+    stripped and kept whole: ``\\s`` and ``\\w`` are ``str.split``'s whitespace and ``isalnum`` (plus ``_``)."""
+    parts = unicodedata.normalize("NFKC", "\x00".join(texts)).casefold().split("\x00")
+    if len(parts) != len(texts):
+        return [terms(t) for t in texts]
+    words, punctuated, edge = _TOKEN.findall, _PUNCTUATED.findall, _EDGE
+    out = []
+    for p in parts:
+        found = words(p)
+        for raw in punctuated(p):
+            token = raw.strip(edge)
+            if token and not token.isalnum():
+                found.append(token)
+        out.append(found)
+    return out
 
-    Not thread-safe by itself: the memory service updates and searches it under the namespace's lock.
+
+class RowSpace(Protocol):
+    """Where documents' rows come from: an item id's row, a row's item id."""
+
+    def row_of(self, item_id: str) -> int | None: ...
+
+    def id_of(self, row: int) -> str | None: ...
+
+
+class _OwnRows:
+    """Rows of a standalone index: one per id ever set (ids removed keep theirs)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+        self.ids: list[str] = []
+
+    def row_of(self, item_id: str) -> int | None:
+        return self.rows.get(item_id)
+
+    def id_of(self, row: int) -> str | None:
+        return self.ids[row] if 0 <= row < len(self.ids) else None
+
+    def assign(self, item_id: str) -> int:
+        row = self.rows.get(item_id)
+        if row is None:
+            row = self.rows[item_id] = len(self.ids)
+            self.ids.append(item_id)
+        return row
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _csr(tids: np.ndarray, rows: np.ndarray, nterms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Postings grouped by term from a stream of terms (``tids``) and the rows of their documents:
+    ``indptr``, the rows, and how often each holds the term.  A (term, row) pair's occurrences must
+    be contiguous among that term's (each document's terms together, or a term only in one part)."""
+    last = np.full(nterms, -1, np.int64)
+    indptr = np.zeros(nterms + 1, np.int64)
+    for j in range(tids.shape[0]):
+        t = tids[j]
+        if last[t] != rows[j]:
+            last[t] = rows[j]
+            indptr[t + 1] += 1
+    for t in range(nterms):
+        indptr[t + 1] += indptr[t]
+    cur = indptr[:-1].copy()
+    docs = np.empty(indptr[nterms], np.int32)
+    tf = np.zeros(indptr[nterms], np.uint16)
+    last[:] = -1
+    for j in range(tids.shape[0]):
+        t = tids[j]
+        if last[t] != rows[j]:
+            last[t] = rows[j]
+            docs[cur[t]] = rows[j]
+            tf[cur[t]] = 1
+            cur[t] += 1
+        elif tf[cur[t] - 1] < 65535:
+            tf[cur[t] - 1] += 1
+    return indptr, docs, tf
+
+
+def _stream(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The term hashes of ``texts`` in one stream (each text's words, then each text's punctuated
+    tokens: the two never share a term) and each one's text number; ``None`` if a text holds a NUL.
+    One ``findall`` per kind over the NUL-joined texts: the NULs, matched too, mark where texts end."""
+    norm = unicodedata.normalize("NFKC", "\x00".join(texts)).casefold()
+    if norm.count("\x00") != len(texts) - 1:
+        return None
+    edge = _EDGE
+    words = _WORDS_OR_NUL.findall(norm)
+    punctuated = [t for t in (raw.strip(edge) for raw in _PUNCTUATED_OR_NUL.findall(norm)) if t and not t.isalnum()]
+    nul = hash("\x00")
+    hashes, owners = [], []
+    for found in (words, punctuated):
+        h = np.fromiter(map(hash, found), np.int64, len(found))
+        sep = h == nul
+        if int(sep.sum()) != len(texts) - 1:  # a term hashed as NUL does (~2^-64): the careful way
+            sep = np.fromiter((t == "\x00" for t in found), np.bool_, len(found))
+        owner = np.cumsum(sep)
+        hashes.append(h[~sep])
+        owners.append(owner[~sep])
+    return np.concatenate(hashes), np.concatenate(owners)
+
+
+class KeywordIndex:
+    """BM25 (Okapi, ``k1=1.2``, ``b=0.75``) over one namespace's texts.
+
+    ``rows``: the row space the documents live in (a :class:`~agentbus.memory.index.VectorIndex`);
+    without it the index numbers its ids itself.  With one, a row must be :meth:`remove`\\ d before the
+    row space drops it, and :meth:`remap` follows its compactions.  One lock serialises writes and
+    searches (take the row space's lock first when both are needed).
     """
 
-    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, k1: float = 1.2, b: float = 0.75, rows: RowSpace | None = None) -> None:
         self.k1, self.b = k1, b
-        self._postings: dict[str, dict[str, int]] = {}  # term -> {item id: term frequency}
-        self._docs: dict[str, tuple[int, tuple[str, ...]]] = {}  # item id -> (length, distinct terms)
-        self._total = 0
+        self._own = _OwnRows() if rows is None else None
+        self._space: RowSpace = self._own if self._own is not None else rows  # type: ignore[assignment]
+        self.lock = threading.RLock()
+        self._len = np.zeros(0, np.int32)  # row -> its document's length in terms (0: none)
+        self._inbase = np.zeros(0, np.bool_)  # row -> its postings in the base are live
+        self._count = 0  # documents
+        self._total = 0  # their terms
+        self._hashes = np.zeros(0, np.int64)  # the base's terms (sorted hashes)
+        self._indptr = np.zeros(1, np.int64)
+        self._docs = np.zeros(0, np.int32)
+        self._tf = np.zeros(0, np.uint16)
+        self._base_dead = 0  # rows whose base postings are dead
+        self._delta: dict[int, dict[int, int]] = {}  # term hash -> {row: tf}
+        self._delta_docs: dict[int, tuple[int, ...]] = {}  # row -> its term hashes in the delta
+        self._delta_postings = 0
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return self._count
 
     @property
     def nbytes(self) -> int:
-        """A rough size (for the cache budget): dict entries and the terms they hold."""
-        return 200 * len(self._docs) + 120 * sum(len(p) for p in self._postings.values())
+        """Bytes held: the arrays, plus an estimate for the delta's dicts (and a standalone index's ids)."""
+        arrays = (self._len, self._inbase, self._hashes, self._indptr, self._docs, self._tf)
+        own = 0 if self._own is None else 200 * len(self._own.ids)
+        return sum(a.nbytes for a in arrays) + 150 * self._delta_postings + 120 * len(self._delta_docs) + own
+
+    # ----------------------------------------------------------------- writes
+    def _row(self, item_id: str, assign: bool) -> int | None:
+        if self._own is not None and assign:
+            return self._own.assign(item_id)
+        return self._space.row_of(item_id)
+
+    def _grow(self, upto: int) -> None:
+        if upto > self._len.shape[0]:
+            cap = max(upto, self._len.shape[0] + self._len.shape[0] // 2, 1024)
+            self._len = np.concatenate([self._len, np.zeros(cap - self._len.shape[0], np.int32)])
+            self._inbase = np.concatenate([self._inbase, np.zeros(cap - self._inbase.shape[0], np.bool_)])
 
     def set(self, item_id: str, text: str) -> None:
         """Index (or re-index) an item's text."""
-        self.remove(item_id)
-        words = terms(text)
-        if not words:
-            return
-        tf = Counter(words)
-        for term, n in tf.items():
-            self._postings.setdefault(term, {})[item_id] = n
-        self._docs[item_id] = (len(words), tuple(tf))
-        self._total += len(words)
+        self.set_many([item_id], [text])
+
+    def set_many(self, item_ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Index (or re-index) many items; into an empty index, built in bulk (ids without a row are skipped)."""
+        with self.lock:
+            if self._count == 0 and not self._delta_docs and len(set(item_ids)) == len(item_ids):
+                self._bulk(item_ids, texts)
+                return
+            for item_id, words in zip(item_ids, batch_terms(texts), strict=True):
+                row = self._row(item_id, True)
+                if row is None:
+                    continue
+                self._remove_row(row)
+                if not words:
+                    continue
+                self._grow(row + 1)
+                tf = Counter(map(hash, words))
+                for h, n in tf.items():
+                    self._delta.setdefault(h, {})[row] = min(n, _MAX_TF)
+                self._delta_docs[row] = tuple(tf)
+                self._delta_postings += len(tf)
+                self._len[row] = len(words)
+                self._count += 1
+                self._total += len(words)
+            if self._delta_postings > max(_MERGE_MIN, self._docs.shape[0] // 8):
+                self._merge()
+
+    def _bulk(self, item_ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Build the base from scratch, 65,536 texts at a time (their terms are the large part)."""
+        chunks: list[tuple[np.ndarray, np.ndarray]] = []  # (term hashes, rows) per chunk
+        lens: list[np.ndarray] = []
+        rows_of: list[np.ndarray] = []
+        for a in range(0, len(texts), 65536):
+            ids, part = item_ids[a : a + 65536], texts[a : a + 65536]
+            rows = np.array([-1 if r is None else r for r in (self._row(i, True) for i in ids)], np.int64)
+            stream = _stream(part)
+            if stream is None:  # a text holds a NUL: each text on its own
+                words = batch_terms(part)
+                flat = [w for ws in words for w in ws]
+                h = np.fromiter(map(hash, flat), np.int64, len(flat))
+                owner = np.repeat(np.arange(len(part)), [len(ws) for ws in words])
+            else:
+                h, owner = stream
+            token_rows = rows[owner]
+            known = token_rows >= 0
+            chunks.append((h[known], token_rows[known].astype(np.int32)))
+            count = np.bincount(owner, minlength=len(part))
+            lens.append(count[rows >= 0])
+            rows_of.append(rows[rows >= 0])
+        self._build(
+            chunks, np.concatenate(rows_of or [np.zeros(0, np.int64)]), np.concatenate(lens or [np.zeros(0, np.int64)])
+        )
+
+    def _build(self, chunks: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, lens: np.ndarray) -> None:
+        """The base from a stream of term hashes and their rows (``chunks``), the documents' rows and
+        lengths; the delta is emptied."""
+        uniq = np.unique(np.concatenate([np.unique(h) for h, _ in chunks] or [np.zeros(0, np.int64)]))
+        tids, token_rows = [], []
+        while chunks:  # each chunk's hashes dropped once they are term numbers
+            h, r = chunks.pop(0)
+            tids.append(np.searchsorted(uniq, h).astype(np.int32))
+            token_rows.append(r)
+            del h, r
+        t = np.concatenate(tids or [np.zeros(0, np.int32)])
+        tr = np.concatenate(token_rows or [np.zeros(0, np.int32)])
+        del tids, token_rows
+        self._hashes = uniq
+        self._indptr, self._docs, self._tf = _csr(t, tr, uniq.shape[0])
+        del t, tr
+        self._len[:] = 0
+        self._inbase[:] = False
+        present = lens > 0
+        rows, lens = rows[present], lens[present]
+        if rows.shape[0]:
+            self._grow(int(rows.max()) + 1)
+            self._len[rows] = lens
+            self._inbase[rows] = True
+        self._count, self._total = int(rows.shape[0]), int(lens.sum())
+        self._base_dead = 0
+        self._delta, self._delta_docs, self._delta_postings = {}, {}, 0
+
+    def _merge(self) -> None:
+        """Fold the delta into the base and drop the base's dead postings (vectorised, no re-tokenising)."""
+        live = self._inbase[self._docs]
+        term_of = np.repeat(np.arange(self._hashes.shape[0]), np.diff(self._indptr))
+        hashes = [self._hashes[term_of[live]]]
+        docs, tfs = [self._docs[live]], [self._tf[live]]
+        del term_of, live
+        if self._delta:
+            hashes.append(
+                np.repeat(np.fromiter(self._delta, np.int64, len(self._delta)), [len(p) for p in self._delta.values()])
+            )
+            docs.append(np.fromiter((r for p in self._delta.values() for r in p), np.int32, self._delta_postings))
+            tfs.append(
+                np.fromiter((n for p in self._delta.values() for n in p.values()), np.uint16, self._delta_postings)
+            )
+        h, d, f = np.concatenate(hashes), np.concatenate(docs), np.concatenate(tfs)
+        del hashes, docs, tfs
+        order = np.argsort(h, kind="stable")
+        h, self._docs, self._tf = h[order], d[order], f[order]
+        del order, d, f
+        self._hashes, starts = np.unique(h, return_index=True)
+        self._indptr = np.append(starts, h.shape[0]).astype(np.int64)
+        self._inbase[:] = self._len > 0
+        self._base_dead = 0
+        self._delta, self._delta_docs, self._delta_postings = {}, {}, 0
 
     def remove(self, item_id: str) -> None:
-        doc = self._docs.pop(item_id, None)
-        if doc is None:
-            return
-        self._total -= doc[0]
-        for term in doc[1]:
-            posting = self._postings[term]
-            del posting[item_id]
-            if not posting:
-                del self._postings[term]
+        with self.lock:
+            row = self._space.row_of(item_id)
+            if row is not None:
+                self._remove_row(row)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """The ``k`` best ``(item id, BM25 score)``, best first (ties by id); items sharing no term are left out."""
-        n = len(self._docs)
-        if not n:
-            return []
-        avg = self._total / n
-        scores: dict[str, float] = {}
-        for term in set(terms(query)):
-            posting = self._postings.get(term)
+    def remove_many(self, item_ids: Iterable[str]) -> None:
+        with self.lock:
+            for item_id in item_ids:
+                row = self._space.row_of(item_id)
+                if row is not None:
+                    self._remove_row(row)
+
+    def _remove_row(self, row: int) -> None:
+        if row >= self._len.shape[0] or self._len[row] == 0:
+            return
+        self._count -= 1
+        self._total -= int(self._len[row])
+        self._len[row] = 0
+        if self._inbase[row]:
+            self._inbase[row] = False
+            self._base_dead += 1
+        for h in self._delta_docs.pop(row, ()):
+            posting = self._delta[h]
+            del posting[row]
+            self._delta_postings -= 1
             if not posting:
-                continue
-            idf = math.log(1.0 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
-            for item_id, tf in posting.items():
-                norm = self.k1 * (1.0 - self.b + self.b * self._docs[item_id][0] / avg)
-                scores[item_id] = scores.get(item_id, 0.0) + idf * tf * (self.k1 + 1.0) / (tf + norm)
-        return heapq.nsmallest(k, scores.items(), key=lambda e: (-e[1], e[0]))
+                del self._delta[h]
+        if self._base_dead > 1024 and self._base_dead * 4 > self._count:
+            self._merge()
+
+    def remap(self, keep: np.ndarray) -> None:
+        """Follow a compaction of the row space: row ``keep[i]`` is now row ``i``, the others are gone."""
+        with self.lock:
+            new = np.full(max(self._len.shape[0], int(keep.max()) + 1 if keep.shape[0] else 0), -1, np.int64)
+            kept = keep[keep < self._len.shape[0]]
+            new[kept] = np.flatnonzero(keep < self._len.shape[0])
+            gone = self._len > 0
+            gone[kept] = False
+            for row in np.flatnonzero(gone).tolist():  # documents whose rows went without a remove
+                self._remove_row(row)
+            mapped = new[self._docs]
+            alive = mapped >= 0
+            before = np.concatenate([np.zeros(1, np.int64), np.cumsum(alive)])  # live postings before each
+            self._indptr = before[self._indptr]
+            self._docs, self._tf = mapped[alive].astype(np.int32), self._tf[alive]
+            lens, inbase = np.zeros(keep.shape[0], np.int32), np.zeros(keep.shape[0], np.bool_)
+            lens[: kept.shape[0]] = self._len[kept]
+            inbase[: kept.shape[0]] = self._inbase[kept]
+            self._len, self._inbase = lens, inbase
+            self._delta = {h: {int(new[r]): n for r, n in p.items()} for h, p in self._delta.items()}
+            self._delta_docs = {int(new[r]): hs for r, hs in self._delta_docs.items()}
+            self._merge()  # the base without the postings of rows removed earlier (and the delta folded in)
+
+    # ----------------------------------------------------------------- reads
+    def _postings(self, h: int) -> tuple[np.ndarray, np.ndarray]:
+        i = int(np.searchsorted(self._hashes, h))
+        docs, tf = self._docs[:0], self._tf[:0]
+        if i < self._hashes.shape[0] and self._hashes[i] == h:
+            docs, tf = (
+                self._docs[self._indptr[i] : self._indptr[i + 1]],
+                self._tf[self._indptr[i] : self._indptr[i + 1]],
+            )
+            if self._base_dead:
+                live = self._inbase[docs]
+                docs, tf = docs[live], tf[live]
+        extra = self._delta.get(h)
+        if extra:
+            docs = np.concatenate([docs, np.fromiter(extra, np.int32, len(extra))])
+            tf = np.concatenate([tf, np.fromiter(extra.values(), np.uint16, len(extra))])
+        return docs, tf
+
+    def search_rows(self, query: str, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the ``k`` best documents and their BM25 scores, best first (ties by item id);
+        ``mask`` (by row) admits documents; those sharing no term with ``query`` are left out."""
+        with self.lock:
+            n = self._count
+            if not n or k < 1:
+                return np.zeros(0, np.int64), np.zeros(0, np.float64)
+            avg = self._total / n
+            k1, b = self.k1, self.b
+            scores = np.zeros(self._len.shape[0], np.float64)
+            for term in sorted(set(terms(query))):  # a fixed order: the same float sums every time
+                docs, tf = self._postings(hash(term))
+                df = docs.shape[0]
+                if not df:
+                    continue
+                idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+                f = tf.astype(np.float64)
+                norm = k1 * (1.0 - b + b * self._len[docs].astype(np.float64) / avg)
+                scores[docs] += idf * f * (k1 + 1.0) / (f + norm)
+            if mask is not None:
+                m = min(mask.shape[0], scores.shape[0])
+                scores[:m][~mask[:m]] = 0.0
+                scores[m:] = 0.0
+            found = np.flatnonzero(scores > 0.0)
+            if found.shape[0] > k:
+                kth = -np.partition(-scores[found], k - 1)[k - 1]
+                found = found[scores[found] >= kth]
+            top = scores[found]
+            if found.shape[0] > k:  # ties at the k-th score: the smallest ids among them
+                better = found[top > kth]
+                tied = found[top == kth].tolist()
+                ids = heapq.nsmallest(k - better.shape[0], ((self._space.id_of(r) or "", r) for r in tied))
+                found = np.concatenate([better, np.array([r for _, r in ids], np.int64)])
+                top = scores[found]
+            order = sorted(range(found.shape[0]), key=lambda j: (-top[j], self._space.id_of(int(found[j])) or ""))
+            return found[order].astype(np.int64), top[order]
+
+    def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The ``k`` best ``(item id, BM25 score)``, best first (ties by id); items sharing no term are left out."""
+        with self.lock:
+            rows, scores = self.search_rows(query, k, mask)
+            return [(self._space.id_of(r) or "", s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
 
 
 def fuse(rankings: Iterable[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:

@@ -295,11 +295,28 @@ class MemoryService:
                     self._charge(ns.id, cached, 0)  # a failed load holds no memory; the next search retries
                 raise
             if keywords and cached.keywords is None:
-                cached.keywords = KeywordIndex()
-                for item_id, text in self.store.all_texts(ns.id):
-                    cached.keywords.set(item_id, text)
-                self._charge(ns.id, cached, cached.nbytes + cached.keywords.nbytes)
+                self._load_keywords(ns, cached)
         return cached
+
+    def _load_keywords(self, ns: NamespaceRecord, cached: _Cached) -> None:
+        """The keyword index of a loaded namespace, built in bulk from its texts read a chunk at a
+        time, keyed by the vector index's rows. Texts newer than the index have no row yet and are
+        skipped: the next refresh, which now reads texts, indexes them (and re-applies any other change)."""
+        index = cached.index
+        assert index is not None
+        ids: list[str] = []
+        texts: list[str] = []
+        for after, upto in self.store.load_plan(ns.id, ns.version, LOAD_CHUNK):
+            for item_id, text in self.store.texts_chunk(ns.id, after, upto):
+                ids.append(item_id)
+                texts.append(text)
+        keywords = KeywordIndex(rows=index)
+        with index.lock:
+            keywords.set_many(ids, texts)
+            index.on_compact.append(keywords.remap)
+        del ids, texts
+        cached.keywords = keywords
+        self._charge(ns.id, cached, cached.nbytes + keywords.nbytes)
 
     def _load(self, ns: NamespaceRecord, cached: _Cached) -> None:
         """A cold load: the namespace's rows in large chunks (codes only, when int8-only)."""
@@ -369,13 +386,15 @@ class MemoryService:
             if not changes:
                 cached.version = ns.version
                 break
-            _apply(index, changes)
-            if cached.keywords is not None:
-                for r in changes:
-                    if r.deleted or r.text is None:
-                        cached.keywords.remove(r.item_id)
-                    else:
-                        cached.keywords.set(r.item_id, r.text)
+            keywords = cached.keywords
+            if keywords is None:
+                _apply(index, changes)
+            else:
+                with index.lock:  # keyword documents are the index's rows: removed while their rows stand
+                    keywords.remove_many(r.item_id for r in changes if r.deleted or r.text is None)
+                    _apply(index, changes)
+                    texts = {r.item_id: r.text for r in changes if not r.deleted and r.text is not None}
+                    keywords.set_many(list(texts), list(texts.values()))
             last = changes[-1].version
             if len(changes) < REFRESH_SLICE:
                 cached.version = max(ns.version, last)
@@ -422,9 +441,10 @@ def _hybrid(
     """Reciprocal rank fusion of the vector ranking and BM25 over the text, each cut at ``depth``."""
     depth = max(4 * k, 50)
     by_vector = index.search(query, min(depth, memory.MAX_K), filter)
-    candidates = keywords.search(text, depth * 4)
-    admitted = index.admits([c for c, _ in candidates], filter)
-    by_keyword = [c for c, _ in candidates if c in admitted][:depth]
+    with index.lock:  # the keyword index's rows are the vector index's: no compaction in between
+        rows, _ = keywords.search_rows(text, depth, index.row_mask(filter))  # the filter before the top-k
+        by_keyword = [index.id_of(r) or "" for r in rows.tolist()]
+        admitted = index.admits(by_keyword, filter)
     fused = fuse([[h.id for h in by_vector], by_keyword])[:k]
     meta = {h.id: h.metadata for h in by_vector}
     return [memory.Hit(i, score, meta[i] if i in meta else admitted[i]) for i, score in fused]

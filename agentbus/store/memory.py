@@ -519,6 +519,19 @@ class Memory(Repository):
         return {i: bytes(v) for i, v in q.tuples()}
 
     @translate_errors
+    def texts_chunk(self, ns_id: str, after: int, upto: int) -> list[tuple[str, str]]:
+        """``(item_id, text)`` of the live items with text of versions in ``(after, upto]`` (a chunk of
+        :meth:`load_plan`): a keyword index is built a chunk at a time, never all texts at once."""
+        q = MemoryItem.select(MemoryItem.item_id, MemoryItem.text).where(
+            (MemoryItem.namespace == ns_id)
+            & (MemoryItem.version > after)
+            & (MemoryItem.version <= upto)
+            & _LIVE
+            & MemoryItem.text.is_null(False)
+        )
+        return list(q.tuples())
+
+    @translate_errors
     def all_texts(self, ns_id: str) -> list[tuple[str, str]]:
         """``(item_id, text)`` of the namespace's live items that have text (for a keyword index)."""
         q = MemoryItem.select(MemoryItem.item_id, MemoryItem.text).where(
