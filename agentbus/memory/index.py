@@ -298,6 +298,16 @@ class VectorIndex:
         """The id of the item in ``row`` (``None``: a deleted row)."""
         return self._ids[row] if 0 <= row < self._n else None
 
+    def rows_of(self, ids: Sequence[str]) -> list[int | None]:
+        """:meth:`row_of` of each id."""
+        get = self._rows.get
+        return [get(i) for i in ids]
+
+    def ids_of(self, rows: list[int]) -> list[str]:
+        """The ids of rows that hold items (``""`` for a deleted one)."""
+        ids = self._ids
+        return [ids[r] or "" for r in rows]
+
     def row_mask(self, filter: Mapping[str, Any] | None = None, now: float | None = None) -> np.ndarray | None:
         """By row, whether a search could return the item (live, not expired, matching ``filter``);
         ``None``: every row of ``0 .. n-1`` could (nothing deleted, expiring or filtered)."""

@@ -37,12 +37,8 @@ __all__ = ["RRF_K", "KeywordIndex", "RowSpace", "fuse", "terms"]
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009): 1 / (60 + rank)
 _EDGE = "\"'()[]{}<>.,;:!?"
-# a whitespace-separated token with a character that is not a letter or digit (lookahead: each
-# token is scanned once from its start, never from every position in it)
-_PUNCTUATED = re.compile(r"(?<!\S)(?=\S*[^\w\s]|\S*_)\S+")
-# the same, and NUL (which joins the texts of a bulk load) on its own
+# a word, or NUL (which joins the texts of a bulk load) on its own
 _WORDS_OR_NUL = re.compile(r"[^\W_]+|\x00")
-_PUNCTUATED_OR_NUL = re.compile(r"(?<![^\s\x00])(?=[^\s\x00]*[^\w\s\x00]|[^\s\x00]*_)[^\s\x00]+|\x00")
 _MAX_TF = 65535  # a text of at most 100,000 characters holds no term more often
 _MERGE_MIN = 65536  # delta postings before a merge into the base (or an eighth of the base)
 
@@ -60,19 +56,15 @@ def terms(text: str) -> list[str]:
 def batch_terms(texts: Sequence[str]) -> list[list[str]]:
     """:func:`terms` of each text, normalised in one pass (NUL joins the texts: it neither composes
     nor folds, so the joined normal form is the texts' own, joined; a text holding one is done alone).
-    Only the whitespace-separated tokens holding a character neither a letter nor a digit are
-    stripped and kept whole: ``\\s`` and ``\\w`` are ``str.split``'s whitespace and ``isalnum`` (plus ``_``)."""
+    A token all letters and digits stays so stripped: only the others are stripped and looked at."""
     parts = unicodedata.normalize("NFKC", "\x00".join(texts)).casefold().split("\x00")
     if len(parts) != len(texts):
         return [terms(t) for t in texts]
-    words, punctuated, edge = _TOKEN.findall, _PUNCTUATED.findall, _EDGE
+    words, edge = _TOKEN.findall, _EDGE
     out = []
     for p in parts:
         found = words(p)
-        for raw in punctuated(p):
-            token = raw.strip(edge)
-            if token and not token.isalnum():
-                found.append(token)
+        found += [t for t in (raw.strip(edge) for raw in p.split() if not raw.isalnum()) if t and not t.isalnum()]
         out.append(found)
     return out
 
@@ -83,6 +75,14 @@ class RowSpace(Protocol):
     def row_of(self, item_id: str) -> int | None: ...
 
     def id_of(self, row: int) -> str | None: ...
+
+    def ids_of(self, rows: list[int]) -> list[str]:
+        """The ids of rows that hold items."""
+        ...
+
+    def rows_of(self, item_ids: Sequence[str]) -> list[int | None]:
+        """:meth:`row_of` of each id."""
+        ...
 
 
 class _OwnRows:
@@ -97,6 +97,14 @@ class _OwnRows:
 
     def id_of(self, row: int) -> str | None:
         return self.ids[row] if 0 <= row < len(self.ids) else None
+
+    def ids_of(self, rows: list[int]) -> list[str]:
+        ids = self.ids
+        return [ids[r] for r in rows]
+
+    def rows_of(self, item_ids: Sequence[str]) -> list[int | None]:
+        get = self.rows.get
+        return [get(i) for i in item_ids]
 
     def assign(self, item_id: str) -> int:
         row = self.rows.get(item_id)
@@ -145,7 +153,10 @@ def _stream(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     edge = _EDGE
     words = _WORDS_OR_NUL.findall(norm)
-    punctuated = [t for t in (raw.strip(edge) for raw in _PUNCTUATED_OR_NUL.findall(norm)) if t and not t.isalnum()]
+    # str.split (C speed) with each NUL a token of its own; a token all letters and digits stays so
+    # stripped, so only the others are stripped and looked at (a few per text)
+    tokens = norm.replace("\x00", " \x00 ").split()
+    punctuated = [t for raw in tokens if not raw.isalnum() for t in (raw.strip(edge),) if t and not t.isalnum()]
     nul = hash("\x00")
     hashes, owners = [], []
     for found in (words, punctuated):
@@ -157,6 +168,18 @@ def _stream(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         hashes.append(h[~sep])
         owners.append(owner[~sep])
     return np.concatenate(hashes), np.concatenate(owners)
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values (a sort: ``np.unique``'s hash table was slower on these)."""
+    ordered = np.sort(values)
+    if ordered.shape[0] < 2:
+        return ordered
+    first = np.empty(ordered.shape[0], np.bool_)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    out: np.ndarray = ordered[first]
+    return out
 
 
 class KeywordIndex:
@@ -216,7 +239,7 @@ class KeywordIndex:
         """Index (or re-index) many items; into an empty index, built in bulk (ids without a row are skipped)."""
         with self.lock:
             if self._count == 0 and not self._delta_docs and len(set(item_ids)) == len(item_ids):
-                self._bulk(item_ids, texts)
+                self.load([(item_ids, texts)])
                 return
             for item_id, words in zip(item_ids, batch_terms(texts), strict=True):
                 row = self._row(item_id, True)
@@ -237,36 +260,45 @@ class KeywordIndex:
             if self._delta_postings > max(_MERGE_MIN, self._docs.shape[0] // 8):
                 self._merge()
 
-    def _bulk(self, item_ids: Sequence[str], texts: Sequence[str]) -> None:
-        """Build the base from scratch, 65,536 texts at a time (their terms are the large part)."""
-        chunks: list[tuple[np.ndarray, np.ndarray]] = []  # (term hashes, rows) per chunk
-        lens: list[np.ndarray] = []
-        rows_of: list[np.ndarray] = []
-        for a in range(0, len(texts), 65536):
-            ids, part = item_ids[a : a + 65536], texts[a : a + 65536]
-            rows = np.array([-1 if r is None else r for r in (self._row(i, True) for i in ids)], np.int64)
-            stream = _stream(part)
-            if stream is None:  # a text holds a NUL: each text on its own
-                words = batch_terms(part)
-                flat = [w for ws in words for w in ws]
-                h = np.fromiter(map(hash, flat), np.int64, len(flat))
-                owner = np.repeat(np.arange(len(part)), [len(ws) for ws in words])
-            else:
-                h, owner = stream
-            token_rows = rows[owner]
-            known = token_rows >= 0
-            chunks.append((h[known], token_rows[known].astype(np.int32)))
-            count = np.bincount(owner, minlength=len(part))
-            lens.append(count[rows >= 0])
-            rows_of.append(rows[rows >= 0])
-        self._build(
-            chunks, np.concatenate(rows_of or [np.zeros(0, np.int64)]), np.concatenate(lens or [np.zeros(0, np.int64)])
-        )
+    def load(self, chunks: Iterable[tuple[Sequence[str], Sequence[str]]]) -> None:
+        """Build an empty index in bulk from ``(ids, texts)`` chunks (each id once in all; ids without
+        a row are skipped): a chunk's texts can go once its terms are hashed."""
+        with self.lock:
+            if self._count or self._delta_docs:
+                raise ValueError("load() builds an empty index")
+            streams: list[tuple[np.ndarray, np.ndarray]] = []  # (term hashes, rows) per chunk
+            lens: list[np.ndarray] = []
+            rows_of: list[np.ndarray] = []
+            for item_ids, texts in chunks:
+                for a in range(0, len(texts), 65536):
+                    h, token_rows, rows, count = self._chunk(item_ids[a : a + 65536], texts[a : a + 65536])
+                    streams.append((h, token_rows))
+                    lens.append(count)
+                    rows_of.append(rows)
+            empty = np.zeros(0, np.int64)
+            self._build(streams, np.concatenate(rows_of or [empty]), np.concatenate(lens or [empty]))
+
+    def _chunk(self, ids: Sequence[str], part: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A chunk's term hashes and their rows, and its documents' rows and lengths."""
+        found = [self._own.assign(i) for i in ids] if self._own is not None else self._space.rows_of(ids)
+        rows = np.array([-1 if r is None else r for r in found], np.int64)
+        stream = _stream(part)
+        if stream is None:  # a text holds a NUL: each text on its own
+            words = batch_terms(part)
+            flat = [w for ws in words for w in ws]
+            h = np.fromiter(map(hash, flat), np.int64, len(flat))
+            owner = np.repeat(np.arange(len(part)), [len(ws) for ws in words])
+        else:
+            h, owner = stream
+        token_rows = rows[owner]
+        known = token_rows >= 0
+        count = np.bincount(owner, minlength=len(part))
+        return h[known], token_rows[known].astype(np.int32), rows[rows >= 0], count[rows >= 0]
 
     def _build(self, chunks: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, lens: np.ndarray) -> None:
         """The base from a stream of term hashes and their rows (``chunks``), the documents' rows and
         lengths; the delta is emptied."""
-        uniq = np.unique(np.concatenate([np.unique(h) for h, _ in chunks] or [np.zeros(0, np.int64)]))
+        uniq = _unique(np.concatenate([_unique(h) for h, _ in chunks] or [np.zeros(0, np.int64)]))
         tids, token_rows = [], []
         while chunks:  # each chunk's hashes dropped once they are term numbers
             h, r = chunks.pop(0)
@@ -419,11 +451,13 @@ class KeywordIndex:
             top = scores[found]
             if found.shape[0] > k:  # ties at the k-th score: the smallest ids among them
                 better = found[top > kth]
-                tied = found[top == kth].tolist()
-                ids = heapq.nsmallest(k - better.shape[0], ((self._space.id_of(r) or "", r) for r in tied))
-                found = np.concatenate([better, np.array([r for _, r in ids], np.int64)])
+                tied = found[top == kth]
+                names = self._space.ids_of(tied.tolist())
+                pick = heapq.nsmallest(k - better.shape[0], range(len(names)), key=names.__getitem__)
+                found = np.concatenate([better, tied[pick]])
                 top = scores[found]
-            order = sorted(range(found.shape[0]), key=lambda j: (-top[j], self._space.id_of(int(found[j])) or ""))
+            names = self._space.ids_of(found.tolist())
+            order = sorted(range(found.shape[0]), key=lambda j: (-top[j], names[j]))
             return found[order].astype(np.int64), top[order]
 
     def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,21 +300,22 @@ class MemoryService:
 
     def _load_keywords(self, ns: NamespaceRecord, cached: _Cached) -> None:
         """The keyword index of a loaded namespace, built in bulk from its texts read a chunk at a
-        time, keyed by the vector index's rows. Texts newer than the index have no row yet and are
-        skipped: the next refresh, which now reads texts, indexes them (and re-applies any other change)."""
+        time (never all at once), keyed by the vector index's rows. Texts newer than the index have
+        no row yet and are skipped: the next refresh, which now reads texts, indexes them (and
+        re-applies any other change)."""
         index = cached.index
         assert index is not None
-        ids: list[str] = []
-        texts: list[str] = []
-        for after, upto in self.store.load_plan(ns.id, ns.version, LOAD_CHUNK):
-            for item_id, text in self.store.texts_chunk(ns.id, after, upto):
-                ids.append(item_id)
-                texts.append(text)
+
+        def chunks() -> Iterator[tuple[list[str], list[str]]]:
+            for after, upto in self.store.load_plan(ns.id, ns.version, LOAD_CHUNK):
+                rows = self.store.texts_chunk(ns.id, after, upto)
+                yield [i for i, _ in rows], [t for _, t in rows]
+
         keywords = KeywordIndex(rows=index)
-        with index.lock:
-            keywords.set_many(ids, texts)
-            index.on_compact.append(keywords.remap)
-        del ids, texts
+        # rows move only when a delete compacts the index, and deletes come through the refresh,
+        # which waits on the namespace's lock that this load holds: vector searches go on meanwhile
+        keywords.load(chunks())
+        index.on_compact.append(keywords.remap)
         cached.keywords = keywords
         self._charge(ns.id, cached, cached.nbytes + keywords.nbytes)
 
