@@ -308,8 +308,7 @@ class MemoryService:
 
         def chunks() -> Iterator[tuple[list[str], list[str]]]:
             for after, upto in self.store.load_plan(ns.id, ns.version, LOAD_CHUNK):
-                rows = self.store.texts_chunk(ns.id, after, upto)
-                yield [i for i, _ in rows], [t for _, t in rows]
+                yield self.store.texts_chunk(ns.id, after, upto)
 
         keywords = KeywordIndex(rows=index)
         # rows move only when a delete compacts the index, and deletes come through the refresh,

@@ -140,3 +140,25 @@ def test_the_keyword_index_follows_the_vector_index_rows_through_a_compaction() 
     _assert_same(index, docs)
     rows, _ = index.search_rows("alpha", 5, vectors.row_mask({"missing": 1}))  # the mask admits nothing
     assert rows.shape == (0,)
+
+
+def test_the_bulk_build_indexes_each_text_as_its_terms_say() -> None:
+    texts = [
+        "Ticket INV-2024-0042, owner user_42.",
+        "Ünïcode ﬁle (x) ½ x² café-crème",
+        "...",
+        "",
+        "tabs\tand\u00a0nbsp (a.b) __ x_y!? ¿qué? INV-2024-0042",
+        "ascii only: deploy step 3, alpha-7",
+    ]
+    for chunk in (texts, texts[-1:], [t for t in texts if t.isascii()]):  # non-ASCII chunks and ASCII ones
+        ids = [f"d{j}" for j in range(len(chunk))]
+        bulk, one_by_one = KeywordIndex(), KeywordIndex()
+        bulk.load([(ids, chunk)])
+        one_by_one.set("seed", "zzz")  # the first write into an empty index is a bulk build: the rest are not
+        for item_id, text in zip(ids, chunk, strict=True):
+            one_by_one.set(item_id, text)
+        one_by_one.remove("seed")
+        assert len(bulk) == len(one_by_one)
+        for q in ["inv-2024-0042", "x", "café-crème crème", "qué", "alpha-7 3", "a.b x_y", "½"]:
+            assert bulk.search(q, 10) == one_by_one.search(q, 10), q
