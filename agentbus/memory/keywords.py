@@ -118,23 +118,23 @@ class _OwnRows:
 
 
 @numba.njit(cache=True, nogil=True)  # type: ignore[misc]
-def _csr(tids: np.ndarray, rows: np.ndarray, nterms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Postings grouped by term from a stream of terms (``tids``) and the rows of their documents:
-    ``indptr``, the rows, and how often each holds the term.  A (term, row) pair's occurrences must
-    be contiguous among that term's (each document's terms together, or a term only in one part)."""
-    last = np.full(nterms, -1, np.int64)
-    indptr = np.zeros(nterms + 1, np.int64)
+def _count(tids: np.ndarray, rows: np.ndarray, last: np.ndarray, counts: np.ndarray) -> None:
+    """Count each term's documents in a stream of terms (``tids``) and their documents' rows.  A
+    (term, row) pair's occurrences must be contiguous among that term's (each document's terms
+    together, or a term only in one part): ``last`` holds the row each term was last seen in."""
     for j in range(tids.shape[0]):
         t = tids[j]
         if last[t] != rows[j]:
             last[t] = rows[j]
-            indptr[t + 1] += 1
-    for t in range(nterms):
-        indptr[t + 1] += indptr[t]
-    cur = indptr[:-1].copy()
-    docs = np.empty(indptr[nterms], np.int32)
-    tf = np.zeros(indptr[nterms], np.uint16)
-    last[:] = -1
+            counts[t] += 1
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _fill(
+    tids: np.ndarray, rows: np.ndarray, last: np.ndarray, cur: np.ndarray, docs: np.ndarray, tf: np.ndarray
+) -> None:
+    """Place the stream's postings (the same stream :func:`_count` saw): a term's next posting goes
+    to ``cur[t]``; a term again in the same document counts once more (to ``uint16``'s top)."""
     for j in range(tids.shape[0]):
         t = tids[j]
         if last[t] != rows[j]:
@@ -144,7 +144,6 @@ def _csr(tids: np.ndarray, rows: np.ndarray, nterms: int) -> tuple[np.ndarray, n
             cur[t] += 1
         elif tf[cur[t] - 1] < 65535:
             tf[cur[t] - 1] += 1
-    return indptr, docs, tf
 
 
 @numba.njit(cache=True, nogil=True)  # type: ignore[misc]
@@ -329,18 +328,29 @@ class KeywordIndex:
         """The base from a stream of term hashes and their rows (``chunks``), the documents' rows and
         lengths; the delta is emptied."""
         uniq = _unique(np.concatenate([_unique(h) for h, _ in chunks] or [np.zeros(0, np.int64)]))
-        tids, token_rows = [], []
+        streams = []
         while chunks:  # each chunk's hashes dropped once they are term numbers
             h, r = chunks.pop(0)
-            tids.append(np.searchsorted(uniq, h).astype(np.int32))
-            token_rows.append(r)
-            del h, r
-        t = np.concatenate(tids or [np.zeros(0, np.int32)])
-        tr = np.concatenate(token_rows or [np.zeros(0, np.int32)])
-        del tids, token_rows
-        self._hashes = uniq
-        self._indptr, self._docs, self._tf = _csr(t, tr, uniq.shape[0])
-        del t, tr
+            streams.append((np.searchsorted(uniq, h).astype(np.int32), r))
+            del h
+        # counting sort, a chunk at a time (never the whole stream in one array): count, then place
+        nterms = uniq.shape[0]
+        last = np.full(nterms, -1, np.int64)
+        counts = np.zeros(nterms, np.int64)
+        for t, r in streams:
+            _count(t, r, last, counts)
+        indptr = np.zeros(nterms + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        del counts
+        cur = indptr[:-1].copy()
+        docs, tf = np.empty(indptr[-1], np.int32), np.zeros(indptr[-1], np.uint16)
+        last[:] = -1
+        while streams:
+            t, r = streams.pop(0)
+            _fill(t, r, last, cur, docs, tf)
+            del t, r
+        del last, cur
+        self._hashes, self._indptr, self._docs, self._tf = uniq, indptr, docs, tf
         self._len[:] = 0
         self._inbase[:] = False
         present = lens > 0

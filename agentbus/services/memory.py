@@ -14,6 +14,8 @@ lock, so a cold load never stalls the searches of the others.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import re
@@ -317,6 +319,7 @@ class MemoryService:
         index.on_compact.append(keywords.remap)
         cached.keywords = keywords
         self._charge(ns.id, cached, cached.nbytes + keywords.nbytes)
+        _give_back_freed_memory()
 
     def _load(self, ns: NamespaceRecord, cached: _Cached) -> None:
         """A cold load: the namespace's rows in large chunks (codes only, when int8-only)."""
@@ -411,6 +414,18 @@ class MemoryService:
         if self.embedder.dim != ns.dim:
             raise memory.DimensionMismatchError(ns.dim, self.embedder.dim)
         return self.embedder.embed([q])[0]
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the heap's free pages back to the system after a bulk build. Its temporary arrays of a
+    few MB each come from glibc's heap (its mmap threshold rises after the first large free), and
+    freed there they stay resident: at 1M items ~150 MB of RSS (984 -> 824 MB measured) is nothing
+    but freed memory until ``malloc_trim``. Elsewhere (not glibc) this does nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _shared_json(text: str | None, parsed: dict[str, Any]) -> Any:
