@@ -27,6 +27,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.app import JobType
 from agentbus.domain.output import Output
+from agentbus.domain.states import JOB_NOT_DUE
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.admission import Admission
 from agentbus.orchestrator.cancel import Canceller
@@ -92,6 +93,8 @@ class Driver:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
+        if job.state in JOB_NOT_DUE:  # the due-job sweep submits it when its time comes
+            return
         if waiting and not resume and job_id not in self._early:
             return
         try:
@@ -151,6 +154,8 @@ class Driver:
             if job.state.terminal:
                 if job.state == JobState.CANCELLED and waiting:
                     self.cancel(job.id)
+            elif job.state in JOB_NOT_DUE:
+                continue
             elif waiting and job.id in self._early:
                 alone.append(job)  # advanced alone, where the set is kept
             elif not waiting:
