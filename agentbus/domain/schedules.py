@@ -33,6 +33,9 @@ class CatchUp(StrEnum):
 ON_TIME_S = 60
 """A tick fired at most this late is on time (not missed): a failover (~11 s) loses no tick."""
 
+APP_TENANT = "default"
+"""The tenant an app's schedules (``@app.agent(schedule=...)``) and their jobs belong to."""
+
 CATCH_UP_MAX = 50
 """``all`` fires at most this many missed ticks after a downtime."""
 
