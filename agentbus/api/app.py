@@ -56,6 +56,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
         notifier,
         workers,
         watch,
+        db.schedules,
     )
     table = RouteTable(OPERATIONS)
 

@@ -10,7 +10,7 @@ from agentbus import __version__
 from agentbus.api.bodies import SubmitJob
 from agentbus.api.operation import PUBLIC, Open, Operation, Reply
 from agentbus.api.table import OPERATIONS
-from agentbus.domain import App, JobState
+from agentbus.domain import App, CatchUp, JobState
 from agentbus.domain.hitl import APPROVAL_STATES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -159,12 +159,36 @@ def document(app: App, operations: Sequence[Operation] = OPERATIONS) -> dict[str
                     "idempotency_key": {"type": ["string", "null"]},
                     "parent_id": {"type": ["string", "null"]},
                     "rerun_of": {"type": ["string", "null"], "description": "the job this one runs again"},
+                    "run_at": {"type": ["string", "null"], "description": "a job for later: when it is due"},
+                    "schedule_id": {"type": ["string", "null"], "description": "the schedule that made it"},
+                    "schedule_tick": {"type": ["string", "null"], "description": "the schedule's tick it runs for"},
                     "created_at": {"type": "string"},
                     "started_at": {"type": ["string", "null"]},
                     "finished_at": {"type": ["string", "null"]},
                     "updated_at": {"type": "string"},
                     "error": _JOB_ERROR,
                     "progress": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+            "Schedule": {
+                "type": "object",
+                "required": ["id", "name", "agent", "cron", "timezone", "paused"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "agent": {"type": "string"},
+                    "input": {"type": "object"},
+                    "cron": {"type": "string"},
+                    "timezone": {"type": "string"},
+                    "catch_up": {"type": "string", "enum": [c.value for c in CatchUp]},
+                    "paused": {"type": "boolean"},
+                    "origin": {"type": "string", "enum": ["api", "app"]},
+                    "next_run_at": {"type": ["string", "null"], "description": "the next tick (null while paused)"},
+                    "upcoming": {"type": "array", "items": {"type": "string"}},
+                    "last_run_at": {"type": ["string", "null"]},
+                    "last_job_id": {"type": ["string", "null"]},
+                    "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"},
                 },
             },
             "Results": {

@@ -16,12 +16,15 @@ the pause are not missed, they are skipped on purpose).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentbus.domain.cron import Cron, InvalidCron, next_tick, parse, ticks_between, zone
+from agentbus.domain.errors import ValidationFailed
 
 
 class CatchUp(StrEnum):
@@ -114,3 +117,44 @@ def plan(cron: Cron, tz: ZoneInfo, due: int, now: float, policy: CatchUp) -> Fir
     else:
         fire = missed[-1:]
     return Firing(tuple(fire), max(counted - len(fire), 0), after)
+
+
+MAX_AHEAD_S = 366 * 86_400
+"""A job may be submitted for at most this far ahead (``run_at``/``delay``)."""
+
+
+def _refuse(field_name: str, msg: str) -> ValidationFailed:
+    return ValidationFailed(f"{field_name}: {msg}", [{"loc": ["body", field_name], "msg": msg, "type": "value_error"}])
+
+
+def due_time(run_at: str | float | None, delay: float | None, now: float) -> float | None:
+    """When a job submitted with ``run_at`` (ISO 8601 with an offset, or unix seconds) or ``delay``
+    (seconds from ``now``) is due; None for a job to run now. One of the two at most; a time in
+    the past is due now (the job starts at once); more than ``MAX_AHEAD_S`` ahead is refused."""
+    if run_at is not None and delay is not None:
+        raise _refuse("delay", "give run_at or delay, not both")
+    if delay is not None:
+        if not math.isfinite(delay) or delay < 0:
+            raise _refuse("delay", "a number of seconds from 0")
+        at = now + delay
+        field_name = "delay"
+    elif run_at is None:
+        return None
+    elif isinstance(run_at, str):
+        try:
+            parsed = datetime.fromisoformat(run_at)
+        except ValueError:
+            example = "2026-01-31T09:00:00+01:00"
+            raise _refuse("run_at", f"{run_at[:60]!r} is not an ISO 8601 time (e.g. {example})") from None
+        if parsed.tzinfo is None:
+            raise _refuse("run_at", "an ISO 8601 time needs its offset (Z or +01:00): a wall time alone is ambiguous")
+        at = parsed.timestamp()
+        field_name = "run_at"
+    else:
+        if not math.isfinite(run_at) or run_at < 0:
+            raise _refuse("run_at", "unix seconds from 0")
+        at = float(run_at)
+        field_name = "run_at"
+    if at - now > MAX_AHEAD_S:
+        raise _refuse(field_name, f"at most {MAX_AHEAD_S // 86_400} days ahead")
+    return at

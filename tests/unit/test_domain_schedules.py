@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC as UTC_DT
+from datetime import datetime
+
 import pytest
 
 from agentbus.domain.cron import parse, zone
@@ -81,3 +84,34 @@ def test_a_schedule_is_checked_field_by_field() -> None:
     with pytest.raises(ValidationFailed, match="time zone"):
         Schedule("0 * * * *", timezone="Nowhere/Else").check()
     assert catch_up_policy("all") == CatchUp.ALL
+
+
+def test_due_time_reads_an_offset_time_epoch_seconds_or_a_delay() -> None:
+    from agentbus.domain.schedules import due_time
+
+    now = 1_800_000_000.0
+    assert due_time(None, None, now) is None
+    assert due_time(None, 30, now) == now + 30
+    assert due_time(now + 5, None, now) == now + 5
+    assert due_time("2027-01-15T08:00:00+00:00", None, now) == datetime(2027, 1, 15, 8, tzinfo=UTC_DT).timestamp()
+    assert due_time("2027-01-15T09:00:00+01:00", None, now) == due_time("2027-01-15T08:00:00Z", None, now)
+    assert due_time(now - 100, None, now) == now - 100  # past: due at once
+
+
+@pytest.mark.parametrize(
+    ("run_at", "delay", "where"),
+    [
+        (1.0, 1.0, "delay"),
+        (None, -1.0, "delay"),
+        ("tomorrow", None, "run_at"),
+        ("2027-01-15T08:00:00", None, "run_at"),  # no offset
+        (-5.0, None, "run_at"),
+        (None, 400 * 86_400.0, "delay"),
+    ],
+)
+def test_due_time_refuses_what_it_cannot_place(run_at: str | float | None, delay: float | None, where: str) -> None:
+    from agentbus.domain.schedules import due_time
+
+    with pytest.raises(ValidationFailed) as err:
+        due_time(run_at, delay, 1_800_000_000.0)
+    assert err.value.errors[0]["loc"] == ["body", where]
