@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ from agentbus.api.routes import _limit, _state, json_body, tenant_of
 from agentbus.domain import InvalidInput, NotFound, ValidationFailed
 from agentbus.domain.cron import next_tick, ticks_between, zone
 from agentbus.domain.cron import parse as parse_cron
-from agentbus.domain.schedules import CatchUp, Schedule
+from agentbus.domain.schedules import Schedule
 from agentbus.store import NewSchedule, ScheduleRecord
 
 UPCOMING = 3
@@ -29,7 +29,9 @@ class CreateSchedule(Body):
     input: dict[str, Any] = Field(default_factory=dict, description="the input of every run")
     cron: str = Field(min_length=1, max_length=200, description="5 fields, or 6 with seconds first; @hourly, ...")
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="an IANA time zone")
-    catch_up: CatchUp = Field(default=CatchUp.LATEST, description="what missed ticks become after a downtime")
+    catch_up: Literal["latest", "skip", "all"] = Field(
+        default="latest", description="what missed ticks become after a downtime (docs/schedules.md)"
+    )
     paused: bool = False
 
 
@@ -70,7 +72,7 @@ def render_schedule(rec: ScheduleRecord) -> dict[str, Any]:
 async def create_schedule(request: Request) -> JSONResponse:
     st = _state(request)
     body = parse(CreateSchedule, await json_body(request))
-    spec = Schedule(body.cron, body.timezone, body.input, body.catch_up.value, body.name)
+    spec = Schedule(body.cron, body.timezone, body.input, body.catch_up, body.name)
     cron, tz = spec.check()
     try:
         data = st.app.validate_input(body.agent, body.input)
@@ -83,7 +85,7 @@ async def create_schedule(request: Request) -> JSONResponse:
         input=data,
         cron=body.cron,
         timezone=body.timezone,
-        catch_up=body.catch_up.value,
+        catch_up=body.catch_up,
         next_tick=next_tick(cron, tz, time.time()),
         paused=body.paused,
     )

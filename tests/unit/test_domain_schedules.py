@@ -115,3 +115,11 @@ def test_due_time_refuses_what_it_cannot_place(run_at: str | float | None, delay
     with pytest.raises(ValidationFailed) as err:
         due_time(run_at, delay, 1_800_000_000.0)
     assert err.value.errors[0]["loc"] == ["body", where]
+
+
+def test_the_apis_catch_up_choices_are_the_policies() -> None:
+    from typing import get_args
+
+    from agentbus.api.schedules import CreateSchedule
+
+    assert set(get_args(CreateSchedule.model_fields["catch_up"].annotation)) == {c.value for c in CatchUp}
