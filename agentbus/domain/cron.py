@@ -76,9 +76,9 @@ def _value(text: str, f: _Field) -> int:
 def _parse_field(text: str, f: _Field) -> frozenset[int]:
     values: set[int] = set()
     for part in text.split(","):
-        base, _, step_text = part.partition("/")
+        base, slash, step_text = part.partition("/")
         step = 1
-        if step_text:
+        if slash:
             if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise InvalidCron(f"{f.name}: the step in {part!r} must be a whole number from 1")
             step = int(step_text)
@@ -164,7 +164,7 @@ def zone(name: str) -> ZoneInfo:
     """An IANA time zone (``Europe/Paris``, ``UTC``); raises ``InvalidCron`` on ``timezone``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a directory, 'America'
         hint = "use an IANA name such as 'Europe/Paris' or 'UTC'"
         raise InvalidCron(f"unknown time zone {name!r}: {hint}", "timezone") from None
 
