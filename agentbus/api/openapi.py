@@ -12,6 +12,7 @@ from agentbus.api.operation import PUBLIC, Open, Operation, Reply
 from agentbus.api.table import OPERATIONS
 from agentbus.domain import App, CatchUp, JobState
 from agentbus.domain.hitl import APPROVAL_STATES
+from agentbus.domain.schedules import MAX_AHEAD_S
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
@@ -104,6 +105,16 @@ def document(app: App, operations: Sequence[Operation] = OPERATIONS) -> dict[str
                     "input": {"$ref": f"#/components/schemas/{key}"},
                     "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
                     "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
+                    "run_at": {
+                        "type": ["string", "number", "null"],
+                        "description": "not before then: ISO 8601 with an offset, or unix seconds (past: now)",
+                    },
+                    "delay": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "maximum": MAX_AHEAD_S,
+                        "description": "run it this many seconds from now (not with run_at)",
+                    },
                 },
             }
         )

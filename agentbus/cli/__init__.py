@@ -460,6 +460,10 @@ def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
     out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
     started, finished = when(job["started_at"]) or "-", when(job["finished_at"]) or "-"
     out.print(f"created {when(job['created_at'])}  started {started}  finished {finished}")
+    if job.get("run_at"):
+        out.print(f"due {when(job['run_at'])}")
+    if job.schedule_id:
+        out.print(f"tick {when(job.get('schedule_tick'))} of schedule {job.schedule_id}")
     if job.progress:
         out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
     if job.error:
