@@ -128,16 +128,29 @@ class Cron:
             if w.month not in self.months:
                 w = (w.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0)
             elif not self._day_matches(w):
-                w = (w + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+                w = _next_day(w)
             elif w.hour not in self.hours:
-                w = (w + timedelta(hours=1)).replace(minute=0, second=0)
+                h = _after(self.hours, w.hour)
+                w = w.replace(hour=h, minute=0, second=0) if h is not None else _next_day(w)
             elif w.minute not in self.minutes:
-                w = (w + timedelta(minutes=1)).replace(second=0)
+                m = _after(self.minutes, w.minute)
+                next_hour = (w + timedelta(hours=1)).replace(minute=0, second=0)
+                w = w.replace(minute=m, second=0) if m is not None else next_hour
             elif w.second not in self.seconds:
-                w += timedelta(seconds=1)
+                sec = _after(self.seconds, w.second)
+                w = w.replace(second=sec) if sec is not None else (w + timedelta(minutes=1)).replace(second=0)
             else:
                 return w
         return None
+
+
+def _after(values: frozenset[int], v: int) -> int | None:
+    """The smallest of ``values`` above ``v`` (None: none)."""
+    return min((x for x in values if x > v), default=None)
+
+
+def _next_day(w: datetime) -> datetime:
+    return (w + timedelta(days=1)).replace(hour=0, minute=0, second=0)
 
 
 def parse(text: str) -> Cron:

@@ -42,9 +42,9 @@ class Orchestrator:
     orchestrator holds at most ceil(K / live) shards (``domain/shards.py``), so several are
     active, and a shard whose holder dies is taken by another once its lease expires. The work
     that spans the whole deployment (timers, reconciler, reaper, retention, webhooks, pending
-    dispatches) runs under shard 0's lease only; it hands jobs of other shards to their holders
-    as ``job.advance`` events. Compare-and-set transitions keep a job safe in the moments when two
-    orchestrators both think they hold its shard.
+    dispatches, jobs for later and schedule ticks) runs under shard 0's lease only; it hands jobs
+    of other shards to their holders as ``job.advance`` events. Compare-and-set transitions keep a
+    job safe in the moments when two orchestrators both think they hold its shard.
     """
 
     def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,31 @@ def test_hourly_ticks_across_the_fall_back_are_increasing_and_unique() -> None:
     ticks = ticks_between(cron, NEW_YORK, start, start + 5 * 3600, 100)
     assert ticks == sorted(set(ticks))
     assert all(t % 1800 == 0 for t in ticks)
+
+
+BRUTE = ["*/7 * * * * *", "13 */5 * * * *", "0 0 */3 * * *", "30 59 23 * * *", "*/20 4-6 * * 1"]
+
+
+@pytest.mark.parametrize("text", BRUTE)
+def test_the_next_tick_is_the_first_matching_second_found_by_brute_force(text: str) -> None:
+    cron = parse(text)
+    start = at(2026, 2, 28, 22, 58, 17)
+    t = start
+    for _ in range(5):
+        expected = t + 1
+        while not _matches(cron, expected):
+            expected += 1
+        t = next_tick(cron, UTC_Z, t)
+        assert t == expected
+
+
+def _matches(cron: object, t: int) -> bool:
+    d = datetime.fromtimestamp(t, UTC)
+    c: Any = cron
+    return (
+        d.second in c.seconds
+        and d.minute in c.minutes
+        and d.hour in c.hours
+        and d.month in c.months
+        and c._day_matches(d.replace(tzinfo=None))
+    )
