@@ -3,7 +3,8 @@
 Five fields (``minute hour day-of-month month day-of-week``) or six with a leading seconds
 field; each field is ``*``, a value, a range ``a-b``, a step ``*/n``, ``a-b/n`` or ``a/n``, or a
 comma-separated list of those. Months and weekdays may be named (``jan``, ``mon``); Sunday is 0
-or 7. As in Vixie cron, when both day fields are restricted a day matches if *either* does.
+or 7. As in Vixie cron, when both day fields are restricted (neither starts with ``*``) a day
+matches if *either* does.
 ``@yearly``, ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``) and ``@hourly`` are shorthands.
 
 Ticks are wall-clock times of the schedule's IANA time zone (``zoneinfo``), each fired once:
@@ -167,7 +168,9 @@ def parse(text: str) -> Cron:
         raise InvalidCron(f"{text!r} has {len(parts)} fields; a cron expression has 5 (or 6, seconds first)")
     fields = (_SECOND, _MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY)
     sec, minute, hour, day, month, weekday = (_parse_field(p, f) for p, f in zip(parts, fields, strict=True))
-    cron = Cron(text.strip(), sec, minute, hour, day, month, weekday, parts[3] == "*", parts[5] == "*")
+    # as Vixie cron: a day field starting with * ("*", "*/2") leaves the other one to decide alone
+    any_day, any_weekday = parts[3].startswith("*"), parts[5].startswith("*")
+    cron = Cron(text.strip(), sec, minute, hour, day, month, weekday, any_day, any_weekday)
     if cron.next_wall(datetime(2000, 1, 1)) is None:  # a leap-year start: 29 February can match
         raise InvalidCron(f"{text!r} never matches a date")
     return cron

@@ -67,6 +67,12 @@ def test_either_restricted_day_field_matches() -> None:
     assert next_tick(cron, UTC_Z, at(2026, 2, 12)) == at(2026, 2, 13)
 
 
+def test_a_day_field_starting_with_a_star_leaves_the_other_to_decide() -> None:
+    # every other day of the month AND a Monday: 2026-02-02 is a Monday but an even day
+    cron = parse("0 0 */2 * mon")
+    assert next_tick(cron, UTC_Z, at(2026, 2, 1)) == at(2026, 2, 9)
+
+
 def test_shorthands() -> None:
     assert next_tick(parse("@daily"), UTC_Z, at(2026, 5, 5, 13)) == at(2026, 5, 6)
     assert next_tick(parse("@monthly"), UTC_Z, at(2026, 12, 5)) == at(2027, 1, 1)
