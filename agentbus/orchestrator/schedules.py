@@ -24,6 +24,7 @@ from collections.abc import Callable
 from agentbus.domain import App, ValidationFailed
 from agentbus.domain.cron import next_tick, parse, zone
 from agentbus.domain.schedules import APP_TENANT, ON_TIME_S, catch_up_policy, plan
+from agentbus.observability import metrics
 from agentbus.orchestrator.ports import DueJobs, ScheduleStore
 from agentbus.store import NewSchedule
 
@@ -77,8 +78,11 @@ class Scheduler:
     def sweep(self) -> None:
         """Start the jobs whose time has come, then fire the schedules that are due."""
         now = self.clock()
-        for job_id, run_at in self.jobs.submit_due(now):
+        due = self.jobs.submit_due(now)
+        metrics.scheduled("job_due", len(due))
+        for job_id, run_at in due:
             if now - run_at > ON_TIME_S:
+                metrics.scheduled("job_late")
                 log.warning("job %s starts %.0fs late (due at %s)", job_id, now - run_at, run_at)
             self.advance(job_id)
         for s in self.schedules.due(now):
@@ -89,7 +93,11 @@ class Scheduler:
                 continue
             firing = plan(cron, tz, s.next_tick, now, policy)
             made = self.schedules.fire(s, firing.fire, firing.next_tick, now)
+            if made is None:  # another orchestrator fired it first (a failover's overlap)
+                continue
+            metrics.scheduled("tick_fired", len(made))
             if firing.skipped:
+                metrics.scheduled("tick_skipped", firing.skipped)
                 log.warning("schedule %s (%s) skipped %d missed ticks (%s)", s.id, s.name, firing.skipped, policy)
             for job_id in made:
                 self.advance(job_id)

@@ -204,11 +204,11 @@ class Schedules(Repository):
         return [_record(r) for r in q]
 
     @translate_errors
-    def fire(self, schedule: ScheduleRecord, ticks: Sequence[int], next_tick: int, now: float) -> list[str]:
+    def fire(self, schedule: ScheduleRecord, ticks: Sequence[int], next_tick: int, now: float) -> list[str] | None:
         """Fire ``ticks`` of ``schedule`` as read (its ``next_tick`` is the compare-and-set's):
         one job per tick, and the schedule moved on to ``next_tick``, in one transaction.
-        Returns the jobs made now: none when another firer moved the schedule first, or made
-        a tick's job already."""
+        Returns the jobs made now (a tick whose job exists already makes none), or None when
+        another firer moved the schedule first (or it was paused meanwhile): nothing written."""
         made: list[str] = []
         with self.db.atomic():
             values: dict[Any, Any] = {Schedule.next_tick: next_tick, Schedule.updated_at: now}
@@ -224,7 +224,7 @@ class Schedules(Repository):
                 .execute()
             )
             if not moved:
-                return []
+                return None
             for tick in sorted(ticks):
                 job_id = uuid.uuid4().hex
                 if self._insert_tick_job(schedule, tick, job_id, now):

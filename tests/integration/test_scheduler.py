@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agentbus import AgentContext, App, Schedule
 from agentbus.domain import ConfigError, JobState
@@ -30,6 +31,10 @@ def remind(ctx: AgentContext, who: str) -> str:
 
 H = 3600
 T0 = 1_800_000_000 - 1_800_000_000 % H
+
+
+def counted(action: str) -> float:
+    return REGISTRY.get_sample_value("agentbus_scheduler_actions_total", {"action": action}) or 0.0
 
 
 class Clock:
@@ -84,8 +89,10 @@ def test_a_due_tick_fires_once_and_the_next_one_later(pg_url: str) -> None:
         assert len(started) == 1
         job = repos.jobs.get_job(started[0])
         assert (job.type, job.state, job.schedule_tick, job.tenant) == ("hourly", JobState.SUBMITTED, T0, APP_TENANT)
+        skipped = counted("tick_skipped")
         clock.now = T0 + 3 * H + 5  # down for three hours: catch-up "latest" runs the last tick only
         s.sweep()
+        assert counted("tick_skipped") - skipped == 2  # the hourly ticks at T0 + 1 h and T0 + 2 h
         hourly_jobs = [repos.jobs.get_job(j) for j in started]
         assert [j.schedule_tick for j in hourly_jobs if j.type == "hourly"] == [T0, T0 + 3 * H]
     finally:
