@@ -6,7 +6,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentbus.domain import Unavailable
@@ -49,13 +49,7 @@ class Breaker:
         return 0.0 if opened is None else max(0.1, self.reset_s - (time.monotonic() - opened))
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        trial = False
-        if self._opened_at is not None:  # read without the lock: closed is the common case
-            with self._lock:
-                if self._opened_at is not None:
-                    if self._trial or time.monotonic() - self._opened_at < self.reset_s:
-                        raise Unavailable(f"{self.name} is unavailable (circuit open); retry shortly")
-                    self._trial = trial = True
+        trial = self._enter()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -63,6 +57,28 @@ class Breaker:
             raise
         self._after(trial, failed=False)
         return result
+
+    async def call_async(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        trial = self._enter()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._after(trial, failed=_counts(exc))
+            raise
+        self._after(trial, failed=False)
+        return result
+
+    def _enter(self) -> bool:
+        """Whether the call may go (True: it is the half-open trial); open: ``Unavailable``."""
+        if self._opened_at is None:  # read without the lock: closed is the common case
+            return False
+        with self._lock:
+            if self._opened_at is None:
+                return False
+            if self._trial or time.monotonic() - self._opened_at < self.reset_s:
+                raise Unavailable(f"{self.name} is unavailable (circuit open); retry shortly")
+            self._trial = True
+            return True
 
     def _after(self, trial: bool, failed: bool) -> None:
         if not failed:
@@ -112,10 +128,20 @@ class Guarded:
         if not inspect.isroutine(value):  # attributes pass through, callable ones (a database) too
             return value
 
+        if inspect.iscoroutinefunction(value):
+
+            @functools.wraps(value)
+            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                return await self.breaker.call_async(value, *args, **kwargs)
+
+            setattr(self, attr, guarded_async)
+            return guarded_async
+
         @functools.wraps(value)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             return self.call(value, *args, **kwargs)
 
+        setattr(self, attr, guarded)  # made once: the next lookup finds it without __getattr__
         return guarded
 
 

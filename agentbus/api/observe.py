@@ -9,8 +9,8 @@ template (``/jobs/{job_id}``), never the raw path, so their number stays bounded
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 from starlette.datastructures import Headers
 from starlette.routing import Mount
@@ -40,7 +40,7 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = valid_request_id(Headers(scope=scope).get("x-request-id")) or uuid.uuid4().hex
+        request_id = valid_request_id(Headers(scope=scope).get("x-request-id")) or os.urandom(16).hex()
         header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500  # what the client gets when the app raises before answering
