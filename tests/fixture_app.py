@@ -9,6 +9,7 @@ tests that build the API in-process import ``app`` from here.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -149,11 +150,44 @@ def narrator(ctx: AgentContext, steps: int = 3) -> list[int]:
     return got
 
 
+@app.task(retries=0)
+def tally(ctx: TaskContext, path: str, x: int) -> int:
+    """Counts its runs in a file (e2e tests read how often a call really ran), then squares ``x``."""
+    with open(path, "a") as f:
+        f.write("ran\n")
+    return x * x
+
+
+@app.task(retries=0)
+def gated(ctx: TaskContext, gate: str, x: int) -> int:
+    """Fails for good until the file ``gate`` exists: an outside fault a person fixes before a resume."""
+    if not os.path.exists(gate):
+        raise RuntimeError(f"the gate {gate} is closed")
+    return x + 1
+
+
+@app.agent
+def tally_then_gated(ctx: AgentContext, count: str, gate: str, x: int = 3) -> dict[str, int]:
+    """A call that succeeds, then one that fails until its gate opens: a resume runs only the second."""
+    first = ctx.run(tally, count, x)
+    second = ctx.run(gated, gate, first)
+    return {"first": first, "second": second}
+
+
 @app.agent
 def clumsy(ctx: AgentContext, x: int = 3) -> int:
     """Its own code raises once its task is done: the job fails with a traceback that names it."""
     squared: int = ctx.run(square, x)
     return squared // 0
+
+
+@app.agent
+def oversees(ctx: AgentContext, count: str, gate: str) -> dict[str, Any]:
+    """A sub-agent that fails until its gate opens (resuming this job resumes the child), or, with an
+    empty ``gate``, one whose own code raises (nothing to resume)."""
+    if not gate:
+        return {"child": ctx.call_agent(clumsy, 3)}
+    return {"child": ctx.call_agent(tally_then_gated, count, gate)}
 
 
 @app.agent

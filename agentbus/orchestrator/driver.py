@@ -71,10 +71,6 @@ class Driver:
         self.canceller = canceller
         self._resumable: dict[str, None] = {}
         """Jobs whose last replay spent its budget of new calls: replayed again after the next events."""
-        self._early: dict[str, None] = {}
-        """Jobs whose last replay waits for fewer steps than are open (``ctx.wait_any``): replayed on each
-        event. Kept in memory only: after a failover such a job is replayed once its steps are all over
-        (later, never wrong: the engine records which step ``wait_any`` returned)."""
 
     def cancel(self, job_id: str) -> None:
         self.canceller.cancel(job_id)
@@ -88,11 +84,10 @@ class Driver:
             return
         bind(tenant=job.tenant)
         if job.state.terminal:
-            self._early.pop(job_id, None)
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
-        if waiting and not resume and job_id not in self._early:
+        if waiting and not resume:  # not waiting: no step open, or a wait_any may be over (``early``)
             return
         try:
             job_type = self.app.job_type(job.type)
@@ -111,12 +106,10 @@ class Driver:
             self.jobs.create_job(child)
             metrics.job_submitted(child.type)
         steps = [*plan.steps, *bundled.steps[job_id]]
-        if not self.steps.record_replay(job_id, steps, outcome, result=result, error=error, asks=plan.asks):
+        if not self.steps.record_replay(
+            job_id, steps, outcome, result=result, error=error, asks=plan.asks, early=res.early
+        ):
             return
-        if res.early:
-            self._early[job_id] = None
-        else:
-            self._early.pop(job_id, None)
         if outcome is not None and res.unfinished:  # steps the agent started and never waited for end with it
             self.cancel(job_id)
         if res.outputs:  # after the record: a replay that did not count sends nothing (at most once)
@@ -151,9 +144,7 @@ class Driver:
             if job.state.terminal:
                 if job.state == JobState.CANCELLED and waiting:
                     self.cancel(job.id)
-            elif waiting and job.id in self._early:
-                alone.append(job)  # advanced alone, where the set is kept
-            elif not waiting:
+            elif not waiting:  # (an early job is replayed here, then advanced alone: where its flag is kept)
                 try:
                     ready.append((job, self.app.job_type(job.type)))
                 except NotFound:

@@ -53,6 +53,7 @@ class Steps(Protocol):
         result: Any = None,
         error: ErrorInfo | None = None,
         asks: Sequence[tuple[int, HumanRequest]] = (),
+        early: bool = False,
     ) -> bool: ...
 
     def record_replays(self, replays: Sequence[Replayed]) -> set[str]: ...

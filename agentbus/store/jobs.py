@@ -32,7 +32,7 @@ from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.events import Events
 from agentbus.store.models import Job, Step
-from agentbus.store.records import JobRecord, NewJob, dumps, loads
+from agentbus.store.records import JobRecord, NewJob, dumps, loads, step_id
 
 
 def job_record(row: Job) -> JobRecord:
@@ -121,8 +121,11 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
     )
 
 
+# Whether the job waits for its open steps: it has some and, while it is open, its last replay did not
+# wait on fewer of them (ctx.wait_any). A finished job with open steps is "waiting": they are to be cancelled.
 _OPEN_STEPS = (
-    f", EXISTS (SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
+    f", (NOT ab_jobs.wakes_early OR ab_jobs.state IN ({sql_values(JOB_TERMINAL)})) AND EXISTS "
+    f"(SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
 )
 
 
@@ -204,7 +207,13 @@ class Jobs(Repository):
 
     @translate_errors
     def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]:
-        """The job, and whether any of its steps is still open — one round trip."""
+        """The job, and whether it waits for its open steps before a replay — one round trip.
+
+        A job whose last replay waits on fewer steps than it has open (``ctx.wait_any``) is not
+        waiting: each finished step may be the one it waits for. The flag is in the job's row
+        (``wakes_early``, written with each replay), so an orchestrator that takes the job over
+        after a failover replays it as soon as the first of those steps is over, as the old one did.
+        """
         rows = self._job_sql(
             f"{_OPEN_STEPS} FROM ab_jobs WHERE id = %s",
             (job_id,),
@@ -332,9 +341,13 @@ class Jobs(Repository):
         The job moves by compare-and-set from ``JOB_RETRYABLE``, so of two resumes at once one
         counts and the other is a Conflict. The journal is kept: the steps that succeeded are
         not run again, and the replay sees the new attempt's outcome in place of the failure.
+        A sub-agent that failed is resumed with it, in the same transaction (and its own failed
+        sub-agents, down the tree): the parent's call of it goes back to running, so the parent
+        waits for the child it already has rather than starting a new one. A child that cannot
+        be resumed makes the parent's resume a Conflict, and nothing moves.
         A failed job with no failed step (its own code raised, or it was never run) is a
         Conflict: replaying it would fail the same way. Returns the job and how many steps
-        were reopened.
+        were reopened (its sub-agents' included).
         """
         job = self.get_job(job_id, tenant)
         if job.state not in JOB_RETRYABLE:
@@ -342,7 +355,8 @@ class Jobs(Repository):
         retried = (
             (Step.job_id == job_id) & (Step.kind == "task") & Step.state.in_([s.value for s in TASK_RETRIED_ON_RESUME])
         )
-        if not Step.select(Step.id).where(retried).exists():  # checked before anything is written
+        children = self._failed_children(job_id)
+        if not children and not Step.select(Step.id).where(retried).exists():  # checked before anything is written
             raise Conflict(f"job {job_id} has no failed step to try again: resuming would fail the same way")
         now = time.time()
         to = JOB_REOPENINGS[job.state]
@@ -385,8 +399,37 @@ class Jobs(Repository):
                 .where(retried)  # unchanged since the check: a failed job's steps move only here, behind the CAS
                 .execute()
             )
+            for seq, child_id in children:  # a child that cannot resume raises: the whole resume rolls back
+                _, in_child = self.resume_failed(child_id)
+                reopened += in_child
+                Step.update(
+                    {
+                        Step.state: TaskState.RUNNING.value,  # its child runs again: settled when it finishes
+                        Step.result: None,
+                        Step.error_type: None,
+                        Step.error_message: None,
+                        Step.error_traceback: None,
+                        Step.finished_at: None,
+                        Step.updated_at: now,
+                    }
+                ).where((Step.id == step_id(job_id, seq)) & (Step.state == TaskState.FAILED.value)).execute()
             self.events.log(job_id, "job", {"status": to.value, "resumed": True, "steps": reopened}, now)
         return self.get_job(job_id), int(reopened)
+
+    def _failed_children(self, job_id: str) -> list[tuple[int, str]]:
+        """The (seq, child job id) of the job's sub-agent calls that failed because their job failed."""
+        q = (
+            Job.select(Job.parent_seq, Job.id)
+            .join(Step, on=((Step.job_id == Job.parent_id) & (Step.seq == Job.parent_seq)))
+            .where(
+                (Job.parent_id == job_id)
+                & Job.state.in_([s.value for s in JOB_RETRYABLE])
+                & (Step.kind == "agent")
+                & (Step.state == TaskState.FAILED.value)
+            )
+            .tuples()
+        )
+        return [(int(seq), str(child)) for seq, child in q]
 
     @translate_errors
     def jobs_older_than(self, states: list[JobState], before: float, limit: int = 500) -> list[str]:

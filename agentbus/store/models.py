@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peewee import AutoField, BlobField, BooleanField, CharField, DoubleField, IntegerField, Model, TextField
+from peewee import SQL, AutoField, BlobField, BooleanField, CharField, DoubleField, IntegerField, Model, TextField
 
 
 class BaseModel(Model):
@@ -29,6 +29,7 @@ class Job(BaseModel):
     updated_at = DoubleField()
     tenant = CharField(max_length=100, default="default")
     rerun_of = CharField(max_length=120, null=True)
+    wakes_early = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])  # see migration 0014
 
     class Meta:
         table_name = "ab_jobs"

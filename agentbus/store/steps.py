@@ -153,6 +153,7 @@ class Steps(Repository):
             cur = self.db.cursor()
             head = cur.mogrify(
                 "UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
+                "wakes_early = FALSE, "  # never an early replay here: those are recorded one by one
                 "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
                 "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message), "
                 "error_traceback = CASE WHEN v.etype IS NULL THEN j.error_traceback ELSE v.etb END ",
@@ -196,6 +197,7 @@ class Steps(Repository):
         result: Any = None,
         error: ErrorInfo | None = None,
         asks: Sequence[tuple[int, HumanRequest]] = (),
+        early: bool = False,
     ) -> bool:
         """In one transaction: insert the replay's new steps and move the job.
 
@@ -203,11 +205,14 @@ class Steps(Repository):
         the replay asked people questions: ``asks`` become approvals). Steps already
         there are left as they are (a replay that ran twice records once). Returns
         False when the job was no longer open (cancelled meanwhile): nothing is written.
+        ``early``: the replay waits on fewer steps than it has open (``ctx.wait_any``), so the job
+        is replayed as each of them finishes (``Jobs.job_to_advance``).
         """
         now = time.time()
         with self.db.atomic():
             values: dict[Any, Any] = {
                 Job.updated_at: now,
+                Job.wakes_early: early,
                 Job.state: state_after_replay(outcome, asked=bool(asks)).value,
                 Job.started_at: peewee.fn.COALESCE(Job.started_at, now),
             }

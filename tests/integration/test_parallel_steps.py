@@ -65,3 +65,27 @@ def test_wait_any_returns_when_the_first_step_finishes_and_the_other_is_cancelle
     assert states[0] == TaskState.CANCELLED.value  # started, never waited for: ends with the job
     assert states[1] == TaskState.SUCCEEDED.value
     store.close()
+
+
+def test_an_orchestrator_that_takes_a_job_over_wakes_its_wait_any_as_early(
+    pg_url: str, redis_conn: redis.Redis
+) -> None:
+    """The job's row says its replay waits on fewer steps than are open: a fresh orchestrator (after a
+    failover, knowing nothing of the job) replays it when the first step finishes, not once both have."""
+    first, store = driver_for(pg_url, redis_conn)
+    jobs = [store.jobs.create_job(NewJob("race", {}))[0].id for _ in range(3)]
+    for job in jobs:
+        first.advance(job)
+    for job in jobs:
+        finish(store, job, 1, "fast")  # step 0 ("slow") is still queued
+
+    took_over, _ = driver_for(pg_url, redis_conn)
+    took_over.advance(jobs[0])  # one event at a time
+    left = took_over.advance_many(jobs[1:])  # or several from one read of the stream
+    for job in left:
+        took_over.advance(job)
+    for job in jobs:
+        done = store.jobs.get_job(job)
+        assert (done.state, done.result) == (JobState.SUCCEEDED, {"first": "fast"})
+        assert {r["seq"]: r["state"] for r in store.steps.task_rows(job)}[0] == TaskState.CANCELLED.value
+    store.close()

@@ -79,6 +79,7 @@ class Record:
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
         self.steps: dict[str, Step] = {}
+        self.early: set[str] = set()
         self.asks: dict[str, list[tuple[int, HumanRequest]]] = {}
         self.expiring: list[str] = []
         self._ids = itertools.count(1)
@@ -132,6 +133,8 @@ class Record:
 
     # -- Steps
     def waiting(self, job_id: str) -> bool:
+        if job_id in self.early and not self.jobs[job_id].state.terminal:  # as ``Jobs.job_to_advance``
+            return False  # its last replay waits on fewer steps than are open (ctx.wait_any)
         return any(s.new.job_id == job_id and s.state in OPEN_STEP for s in self.steps.values())
 
     def of_job(self, job_id: str) -> list[Step]:
@@ -152,10 +155,15 @@ class Record:
         result: Any = None,
         error: ErrorInfo | None = None,
         asks: Sequence[tuple[int, HumanRequest]] = (),
+        early: bool = False,
     ) -> bool:
         job = self.jobs.get(job_id)
         if job is None or job.state not in OPEN_JOB:
             return False
+        if early:
+            self.early.add(job_id)
+        else:
+            self.early.discard(job_id)
         state = outcome or (JobState.WAITING_HUMAN if asks else JobState.RUNNING)
         self.jobs[job_id] = replace(job, state=state, result=result, error=error, updated_at=time.time())
         for n in steps:
