@@ -1,11 +1,14 @@
 """Memory through PostgreSQL: ingest rate, a fresh replica's cold load, its resident memory and recall.
 
-    python -m bench.memory_store [--n 1000000] [--dim 384] [--batch 1000] [--writers 2] [--write-docs]
+    python -m bench.memory_store [--n 1000000] [--text-items N] [--dim 384] [--batch 1000] [--writers 2]
+                                 [--write-docs]
 
 1. Stores N random unit vectors (each with a short text and metadata, sent as JSON-like lists,
    as POST /memory/store or ctx.memory hands them over) through the memory service, from
-   ``--writers`` threads into one namespace; then ``--text-items`` text-only items that the hash
-   embedder embeds.
+   ``--writers`` threads into one namespace; then ``--text-items`` (default N) text-only items,
+   which the hash embedder embeds, the same way into another.  For each it reports the rate and
+   where the CPU went per 1,000 items: this process (Python; the GIL serialises it across the
+   writer threads) and the PostgreSQL backends of the writers' connections.
 2. For each cache mode, starts a fresh Python process that opens the namespace the way an API
    replica does on its first search and reports the time to that first answer, its resident memory
    (after imports, with the namespace, peak), the single-query latency and recall@10 against the
@@ -15,6 +18,10 @@
      int8 codes in memory, loaded from the stored codes, re-ranked against the float32 vectors read
      from PostgreSQL;
    * ``full`` (a budget of 4 GiB): int8 codes + float16 originals in memory, loaded from the vectors.
+3. In a fresh process, ``mode=hybrid`` searches of the text namespace (BM25 over the texts fused
+   with the vector ranking): the first one (cold load + building the keyword index), resident
+   memory, then p50 / p99 and known-item recall@10 (the query is a stored item's distinctive
+   words; a hit is that item among the 10).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +74,42 @@ print(json.dumps({"import_s": imported, "first_search_s": first, "p50_ms": float
 
 MODES = {"int8": 640 << 20, "full": 4 << 30}
 
+HYBRID_CHILD = """
+import json, sys, time
+import numpy as np
+from agentbus.services import MemoryService
+from agentbus.store import Repositories
+url, wanted = sys.argv[1], json.loads(sys.argv[2])
+svc = MemoryService(Repositories.from_url(url).memory)
+
+def rss(key="VmRSS"):
+    return int(open("/proc/self/status").read().split(key + ":")[1].split()[0]) // 1024
+
+rss0 = rss()
+t1 = time.perf_counter()
+svc.search("bench", "texts", q="deploy step 3", k=10, mode="hybrid")
+first = time.perf_counter() - t1
+lat, hits = [], 0
+for item_id, q in wanted:
+    t = time.perf_counter()
+    found = svc.search("bench", "texts", q=q, k=10, mode="hybrid")
+    lat.append(time.perf_counter() - t)
+    hits += item_id in {h["id"] for h in found}
+print(json.dumps({"first_search_s": first, "p50_ms": float(np.percentile(lat, 50)) * 1000,
+                  "p99_ms": float(np.percentile(lat, 99)) * 1000, "rss_before_mb": rss0, "rss_mb": rss(),
+                  "peak_mb": rss("VmHWM"), "recall": hits / len(wanted)}))
+"""
+
+
+def _text(j: int) -> str:
+    return f"note {j} on project alpha-{j % 97}, deploy step {j % 13}"
+
+
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend has used (same machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def _cpu_busy() -> tuple[float, float]:
     with open("/proc/stat") as f:
@@ -73,46 +117,59 @@ def _cpu_busy() -> tuple[float, float]:
     return sum(vals) - vals[3] - vals[4], sum(vals)
 
 
-def _ingest(svc: object, n: int, dim: int, batch: int, writers: int) -> tuple[float, np.ndarray]:
-    """Stores n items from ``writers`` threads; returns (seconds spent, all vectors)."""
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+class Ingest:
+    """Rate and CPU of one ingest: ``python_ms`` / ``pg_ms`` per 1,000 items (this process; the
+    writers' PostgreSQL backends), ``busy`` the share of the machine's CPUs in use meanwhile."""
+
+    def __init__(self, n: int, seconds: float, python_s: float, pg_s: float, busy: float) -> None:
+        self.rate, self.seconds, self.busy = n / seconds, seconds, busy
+        self.python_ms, self.pg_ms = python_s / n * 1e6, pg_s / n * 1e6
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rate:,.0f} items/s ({self.seconds:.1f} s; per 1,000 items {self.python_ms:.0f} ms CPU in "
+            f"Python, {self.pg_ms:.0f} ms in PostgreSQL; the machine's CPUs {self.busy:.0%} busy, load "
+            f"{os.getloadavg()[0]:.1f})"
+        )
+
+
+def _ingest(svc: object, namespace: str, n: int, batch: int, writers: int, make: Callable[[int, int], list]) -> Ingest:  # type: ignore[type-arg]
+    """Stores n items (``make(start, m)`` builds a batch) from ``writers`` threads."""
     starts = list(range(0, n, batch))
     lock = threading.Lock()
     errors: list[BaseException] = []
+    pg_s = [0.0]
 
     def work() -> None:
-        while True:
+        db = svc.store.db  # type: ignore[attr-defined]
+        pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]  # this thread's connection
+        cpu0 = _backend_cpu(pid)
+        try:
+            while True:
+                with lock:
+                    if not starts:
+                        return
+                    start = starts.pop(0)
+                svc.store_items("bench", namespace, make(start, min(batch, n - start)))  # type: ignore[attr-defined]
+        except BaseException as exc:  # reported after the threads end
+            errors.append(exc)
+        finally:
             with lock:
-                if not starts:
-                    return
-                start = starts.pop(0)
-            m = min(batch, n - start)
-            items = [
-                {
-                    "id": f"i{start + j}",
-                    "text": f"item {start + j} of the benchmark",
-                    "metadata": {"g": (start + j) % 10},
-                    "vector": vectors[start + j].tolist(),
-                }
-                for j in range(m)
-            ]
-            try:
-                svc.store_items("bench", "big", items)  # type: ignore[attr-defined]
-            except BaseException as exc:  # reported after the threads end
-                errors.append(exc)
-                return
+                pg_s[0] += _backend_cpu(pid) - cpu0
 
+    busy0, py0 = _cpu_busy(), time.process_time()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=work) for _ in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    seconds = time.perf_counter() - t0
+    busy1, py1 = _cpu_busy(), time.process_time()
     if errors:
         raise errors[0]
-    return time.perf_counter() - t0, vectors
+    busy = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
+    return Ingest(n, seconds, py1 - py0, pg_s[0], busy)
 
 
 def main() -> None:
@@ -121,13 +178,14 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--writers", type=int, default=2)
-    ap.add_argument("--text-items", type=int, default=20_000)
+    ap.add_argument("--text-items", type=int, default=None, help="text-only items (default: --n)")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument(
         "--pg-admin-url", default=os.environ.get("AGENTBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    n_text = args.n if args.text_items is None else args.text_items
 
     from agentbus.services import MemoryService
     from agentbus.store import Repositories
@@ -135,41 +193,47 @@ def main() -> None:
     url = fresh_database(args.pg_admin_url, "agentbus_bench_memory")
     store = Repositories.from_url(url)
     store.migrate()
-    svc = MemoryService(store.memory, max_batch=max(args.batch, 1000), max_items=args.n + args.text_items + 1)
+    svc = MemoryService(store.memory, max_batch=max(args.batch, 1000), max_items=args.n + n_text + 2)
     svc.store_items("bench", "warm", [{"id": "w", "vector": [1.0] * args.dim}])  # compile the quantiser first
-    busy0 = _cpu_busy()
-    stored_s, vectors = _ingest(svc, args.n, args.dim, args.batch, args.writers)
-    busy1 = _cpu_busy()
-    load = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
-    t0 = time.perf_counter()
-    for start in range(0, args.text_items, args.batch):
-        m = min(args.batch, args.text_items - start)
-        svc.store_items(
-            "bench",
-            "texts",
-            [
-                {"text": f"note {start + j} on project alpha-{(start + j) % 97}, deploy step {(start + j) % 13}"}
-                for j in range(m)
-            ],
-        )
-    text_s = time.perf_counter() - t0
+    svc.store_items("bench", "warm", [{"id": "t", "text": "warm"}])
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((args.n, args.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def with_vectors(start: int, m: int) -> list[dict[str, object]]:
+        return [
+            {
+                "id": f"i{start + j}",
+                "text": f"item {start + j} of the benchmark",
+                "metadata": {"g": (start + j) % 10},
+                "vector": vectors[start + j].tolist(),
+            }
+            for j in range(m)
+        ]
+
+    def text_only(start: int, m: int) -> list[dict[str, object]]:
+        return [
+            {"id": f"t{start + j}", "text": _text(start + j), "metadata": {"g": (start + j) % 10}} for j in range(m)
+        ]
+
+    stored = _ingest(svc, "big", args.n, args.batch, args.writers, with_vectors)
+    texts = _ingest(svc, "texts", n_text, args.batch, args.writers, text_only)
     store.close()
 
     rng = np.random.default_rng(1)
     queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     truth = [set(f"i{r}" for r in np.argpartition(-(vectors @ q), 10)[:10]) for q in queries]
-    del vectors
+    vectors = np.empty((0, args.dim), np.float32)  # 1.5 GB at 1M: the children need the memory
     rows = [
         (
-            f"store {args.n:,} items x {args.dim}-d, batches of {args.batch}, {args.writers} writer threads "
-            "(memory service → PostgreSQL)",
-            f"{args.n / stored_s:,.0f} items/s ({stored_s:.1f} s; the machine's "
-            f"CPUs {load:.0%} busy meanwhile, this process and PostgreSQL included)",
+            f"store {args.n:,} items x {args.dim}-d with their vectors, batches of {args.batch}, "
+            f"{args.writers} writer threads (memory service → PostgreSQL)",
+            str(stored),
         ),
         (
-            f"store {args.text_items:,} text-only items (hash embedder), 1 writer",
-            f"{args.text_items / text_s:,.0f} items/s",
+            f"store {n_text:,} text-only items (hash embedder), batches of {args.batch}, {args.writers} writer threads",
+            str(texts),
         ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,15 +259,35 @@ def main() -> None:
                     f"{child['p50_ms']:.1f} ms / {child['p99_ms']:.1f} ms, {recall:.4f}",
                 ),
             ]
+        picks = np.random.default_rng(2).choice(n_text, size=min(args.queries, n_text), replace=False).tolist()
+        wanted = [(f"t{j}", f"note {j} alpha-{j % 97}") for j in picks]
+        out = subprocess.run(
+            [sys.executable, "-c", HYBRID_CHILD, url, json.dumps(wanted)], capture_output=True, text=True, check=True
+        )
+        child = json.loads(out.stdout.strip().splitlines()[-1])
+        rows += [
+            (
+                f"`hybrid` on the {n_text:,} text items: fresh process, first search (cold load + keyword index)",
+                f"{child['first_search_s']:.1f} s",
+            ),
+            (
+                "`hybrid`: resident memory after imports → with vectors and keyword index (peak)",
+                f"{child['rss_before_mb']} MB → {child['rss_mb']} MB ({child['peak_mb']} MB)",
+            ),
+            (
+                f"`hybrid`: single query p50 / p99, known-item recall@10 ({len(wanted)} queries)",
+                f"{child['p50_ms']:.1f} ms / {child['p99_ms']:.1f} ms, {child['recall']:.2f}",
+            ),
+        ]
     for k, v in rows:
         print(f"{k:100s} {v}")
     if args.write_docs:
         table = "| measure | result |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         write_section(
             "Memory store and load",
-            f"`python -m bench.memory_store --n {args.n} --dim {args.dim} --batch {args.batch} --writers "
-            f"{args.writers}`, {time.strftime('%Y-%m-%d')}, local PostgreSQL 15, {os.cpu_count()} CPUs shared "
-            f"with other work.\n\n{table}",
+            f"`python -m bench.memory_store --n {args.n} --text-items {n_text} --dim {args.dim} --batch {args.batch} "
+            f"--writers {args.writers}`, {time.strftime('%Y-%m-%d')}, local PostgreSQL 15, "
+            f"{os.cpu_count()} CPUs shared with other work.\n\n{table}",
         )
 
 

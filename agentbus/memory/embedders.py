@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numba
 import numpy as np
 
 from agentbus.memory.errors import EmbedderUnavailableError, UnknownEmbedderError
@@ -111,12 +112,22 @@ _STOPWORDS = frozenset(
     ]
 )
 _UNIGRAM, _BIGRAM, _CHARGRAM = 1.0, 0.7, 0.3
+# the sublinear weight of a feature seen tf times in a text, 1 + ln(tf), as math.log computes it
+_TF = np.array([1.0, 1.0, *(1.0 + math.log(tf) for tf in range(2, 64))], np.float64)
+# features an embedder keeps keys for: past it the table starts afresh (a long-running process
+# meets an endless stream of new words and numbers, and must not grow without bound)
+_MAX_KEYS = 1 << 18
+
+
+def _hash(feature: str) -> int:
+    """A feature's stable 64-bit hash: its bucket is ``h % dim``, its sign the top bit."""
+    return int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _slot(feature: str, dim: int) -> tuple[int, float]:
     """Stable (bucket, sign) of a feature."""
-    h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
+    h = _hash(feature)
     return h % dim, (1.0 if h >> 63 else -1.0)
 
 
@@ -132,6 +143,41 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _distinct(flat: np.ndarray, ends: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per text (``flat[ends[i-1]:ends[i]]``), the position of each distinct key's first occurrence,
+    in order, and how many times it occurs: what a ``Counter`` of the text's features holds."""
+    owner = np.full(size, -1, np.int64)  # the text that last saw a key
+    slot = np.empty(size, np.int64)  # where that text counts it
+    first = np.empty(flat.shape[0], np.int64)
+    counts = np.empty(flat.shape[0], np.int64)
+    m = 0
+    start = 0
+    for i in range(ends.shape[0]):
+        for j in range(start, ends[i]):
+            k = flat[j]
+            if owner[k] != i:
+                owner[k] = i
+                slot[k] = m
+                first[m] = j
+                counts[m] = 1
+                m += 1
+            else:
+                counts[slot[k]] += 1
+        start = ends[i]
+    return first[:m], counts[:m]
+
+
+def _row_dots(x: np.ndarray) -> np.ndarray:
+    """``row.dot(row)`` for each row, as ``np.linalg.norm`` squares one vector (BLAS ddot):
+    ``np.vecdot`` (numpy 2) makes that same call per row, without a Python loop."""
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is not None:
+        dots: np.ndarray = vecdot(x, x)
+        return dots
+    return np.array([row.dot(row) for row in x])
+
+
 class HashEmbedder:
     """Signed feature hashing of words, word pairs and character 3-grams with sublinear term frequency.
 
@@ -145,6 +191,8 @@ class HashEmbedder:
             raise ValueError(f"HashEmbedder needs dim >= 8, got {dim}")
         self.dim = dim
         self.name = f"hash-v1-{dim}"
+        self._lock = threading.Lock()
+        self._reset()
 
     def features(self, text: str) -> Counter[tuple[str, float]]:
         """Weighted feature counts of one text (exposed for tests and debugging)."""
@@ -160,6 +208,7 @@ class HashEmbedder:
         return feats
 
     def embed_one(self, text: str) -> np.ndarray:
+        """One text, feature by feature: the definition that :meth:`embed` computes a batch at a time."""
         acc = [0.0] * self.dim  # Python floats: the same float64 sums as a numpy array, far cheaper per add
         for (feature, weight), tf in self.features(text).items():
             bucket, sign = _slot(feature, self.dim)
@@ -171,10 +220,101 @@ class HashEmbedder:
         return (vec / norm).astype(np.float32)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self.embed_one(text)
+        """The rows :meth:`embed_one` gives, bit for bit, for a whole batch at once.
+
+        Each distinct feature gets a small integer key (its bucket and signed weight computed once,
+        while it stays in the table), so a text is only its tokens turned into keys; the counting,
+        the sublinear weights and the sums run over the whole batch in numpy.  The sums add each
+        text's features in the order :meth:`features` lists them, so the float64 totals, and hence
+        the float32 rows, are exactly those of :meth:`embed_one` (stored vectors stay comparable)."""
+        n = len(texts)
+        with self._lock:  # the key table is shared by the threads of a process
+            if len(self._keys) > _MAX_KEYS:
+                self._reset()
+            keys, ends = self._batch_keys(texts)
+            buckets, signed = self._buckets, self._signed  # a reset replaces them, never writes into them
+        flat = np.array(keys, np.int64)
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends, prepend=0))
+        first, counts = _distinct(flat, ends, len(signed))  # each text's keys once, in order, counted
+        key = flat[first]
+        weight = signed[key] * _TF[np.minimum(counts, _TF.shape[0] - 1)]
+        many = counts >= _TF.shape[0]  # a feature more than _TF's length times in one text (long texts)
+        if many.any():
+            weight[many] = signed[key[many]] * np.array([1.0 + math.log(c) for c in counts[many].tolist()])
+        acc = np.zeros((n, self.dim), np.float64)
+        np.add.at(acc.reshape(-1), rows[first] * self.dim + buckets[key], weight)  # in order: the same sums
+        norms = np.sqrt(_row_dots(acc))
+        for i in np.flatnonzero(norms == 0.0).tolist():
+            acc[i, _slot("r\x1f" + texts[i], self.dim)[0]] = norms[i] = 1.0
+        out: np.ndarray = (acc / norms[:, None]).astype(np.float32)
         return out
+
+    def _reset(self) -> None:
+        self._keys: dict[str, int] = {}
+        self._word_keys: dict[str, list[int]] = {}
+        self._buckets = np.empty(0, np.int64)
+        self._signed = np.empty(0, np.float64)
+
+    def _batch_keys(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """The keys of each text's features, in the order of :meth:`features`, all texts in one list
+        (``ends[i]``: where text ``i``'s end).  The hot loop of an ingest: everything it touches is local,
+        and a feature not seen before is hashed here once, its bucket and signed weight stored in bulk."""
+        keys: list[int] = []
+        ends = np.empty(len(texts), np.int64)
+        table, word_keys, stop, dim = self._keys, self._word_keys, _STOPWORDS, self.dim
+        known = table.get
+        new_slots: list[int] = []
+        new_signed: list[float] = []
+
+        def key(feature: str, weight: float) -> int:
+            k = table[feature] = len(table) + 1  # from 1: ``known(f) or key(f)`` reads 0 as unknown
+            h = _hash(feature)
+            new_slots.append(h % dim)  # the bucket and sign of _slot
+            new_signed.append(weight if h >> 63 else -weight)
+            return k
+
+        def new_word(w: str) -> list[int]:
+            return [known(f) or key(f, weight) for f, weight in _word_features(w)]
+
+        first_new = len(table) + 1
+        for i, words in enumerate(_batch_tokens(texts)):
+            content = [w for w in words if w not in stop] or words
+            start = len(keys)
+            per_word = [word_keys.get(w) for w in content]  # list comprehensions: the fastest loops here
+            if None in per_word:
+                per_word = [
+                    ks or word_keys.get(w) or word_keys.setdefault(w, new_word(w))
+                    for w, ks in zip(content, per_word, strict=True)
+                ]
+            for ks in per_word:
+                keys += ks  # type: ignore[arg-type]
+            pairs = [f"b\x1f{a} {b}" for a, b in itertools.pairwise(content)]
+            keys += [known(f) or key(f, _BIGRAM) for f in pairs]
+            if len(keys) == start:
+                f = "r\x1f" + texts[i].strip()
+                keys.append(known(f) or key(f, _UNIGRAM))
+            ends[i] = len(keys)
+        if new_slots:
+            size = len(table) + 1
+            if size > self._buckets.shape[0]:
+                grown = max(size, 2 * self._buckets.shape[0], 1024)
+                self._buckets = np.resize(self._buckets, grown)
+                self._signed = np.resize(self._signed, grown)
+            self._buckets[first_new:size] = new_slots
+            self._signed[first_new:size] = new_signed
+        return keys, ends
+
+
+def _batch_tokens(texts: Sequence[str]) -> list[list[str]]:
+    """``_tokens`` of each text, normalised in one pass: NUL is a stable code point (it neither
+    composes nor reorders with its neighbours) and folds to itself, so NFKC and case folding of the
+    NUL-joined texts are those of each text, joined.  A text that holds a NUL itself is done alone."""
+    joined = "\x00".join(texts)
+    parts = unicodedata.normalize("NFKC", joined).casefold().split("\x00")
+    if len(parts) != len(texts):
+        return [_tokens(t) for t in texts]
+    find = _TOKEN.findall
+    return [find(p) for p in parts]
 
 
 class MiniLMEmbedder:

@@ -9,11 +9,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import peewee
 
 from agentbus.domain.errors import NotFound, RateLimited, ValidationFailed
+from agentbus.store import _pgcopy
 from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.models import MemoryItem, MemoryNamespace, MemoryTenant
@@ -67,27 +69,12 @@ class LoadChunk:
     expires: bytes
 
 
-# binary COPY: the column order, the stream's header, each row's field count, a NULL field
-_COPY_COLUMNS = "namespace, item_id, text, metadata, vector, code, expires_at, created_at, version, deleted, updated_at"
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_FIELDS = struct.pack(">h", 11)
-_NULL = struct.pack(">i", -1)
+# binary COPY: the column order (the fixed-width columns first: they are laid out as one block)
+_COPY_COLUMNS = "namespace, version, created_at, deleted, updated_at, vector, code, expires_at, item_id, text, metadata"
+_VERSION_COLUMN = 1
 
 
-def _field(raw: bytes) -> bytes:
-    return struct.pack(">i", len(raw)) + raw
-
-
-def _text(raw: str | bytes | None) -> bytes:
-    if raw is None:
-        return _NULL
-    return _field(raw.encode() if isinstance(raw, str) else raw)
-
-
-def _float8(x: float) -> bytes:
-    return _field(struct.pack(">d", x))
-
-
+_NS_COLUMNS = "id, tenant, name, dim, embedder, version, generation, created_at, items"
 _LIVE = MemoryItem.deleted == False  # noqa: E712 - peewee builds SQL from the comparison
 
 
@@ -154,8 +141,11 @@ class Memory(Repository):
         if max_items is not None and delta > 0:
             ok = ok.where(MemoryTenant.items + delta <= max_items)
         if ok.execute(self.db) == 0:
-            stored = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar(self.db)
-            raise RateLimited(f"tenant {tenant!r} stores {stored} memory items, its cap is {max_items}", 60.0)
+            self._refuse(tenant, max_items)
+
+    def _refuse(self, tenant: str, max_items: int | None) -> NoReturn:
+        stored = MemoryTenant.select(MemoryTenant.items).where(MemoryTenant.tenant == tenant).scalar(self.db)
+        raise RateLimited(f"tenant {tenant!r} stores {stored or 0} memory items, its cap is {max_items}", 60.0)
 
     @translate_errors
     def store_items(
@@ -173,19 +163,26 @@ class Memory(Repository):
         now = time.time()
         ns_id = namespace_id(tenant, name)
         batch = list({it.item_id: it for it in items}.values())
+        pg = is_postgres(self.db)
+        # built before the lock is taken: writers to one namespace queue for it, so every
+        # millisecond spent holding it (or waiting for the GIL while holding it) is the whole queue's
+        payload = self._copy_payload(ns_id, batch, now) if pg and batch else None
         with self.db.atomic():
-            MemoryNamespace.insert(
-                id=ns_id,
-                tenant=tenant,
-                name=name,
-                dim=dim,
-                embedder=embedder,
-                version=0,
-                generation=uuid.uuid4().hex,
-                created_at=now,
-            ).on_conflict_ignore().execute(self.db)
-            version = self._bump(ns_id)  # holds the namespace's row lock to the commit
-            ns = self._ns_row(ns_id)
+            if pg:
+                ns = self._open_pg(ns_id, tenant, name, dim, embedder, now)
+            else:
+                MemoryNamespace.insert(
+                    id=ns_id,
+                    tenant=tenant,
+                    name=name,
+                    dim=dim,
+                    embedder=embedder,
+                    version=0,
+                    generation=uuid.uuid4().hex,
+                    created_at=now,
+                ).on_conflict_ignore().execute(self.db)
+                self._bump(ns_id)  # holds the namespace's row lock to the commit
+                ns = self._ns_row(ns_id)
             if ns.dim != dim:
                 raise ValidationFailed(
                     f"vectors of namespace {name!r} have dimension {ns.dim}, these have {dim}",
@@ -193,17 +190,52 @@ class Memory(Repository):
                 )
             present = self._present(ns_id, [it.item_id for it in batch])
             added = sum(1 for it in batch if present.get(it.item_id, True))
-            self._count(tenant, added, max_items)
-            if added:
-                self._add_items(ns_id, added)
+            if pg:
+                ns = self._count_pg(tenant, ns_id, added, max_items)
+            else:
+                self._count(tenant, added, max_items)
+                if added:
+                    self._add_items(ns_id, added)
             fresh = [it for it in batch if it.item_id not in present]
             again = [it for it in batch if it.item_id in present]
-            if fresh and is_postgres(self.db):
-                self._copy_in(ns_id, fresh, version, now)
+            if fresh and payload is not None:
+                if len(fresh) != len(batch):  # some ids are stored already: those are upserted instead
+                    payload = self._copy_payload(ns_id, fresh, now)
+                self._copy_in(payload, ns.version)
             else:
-                again = batch if not is_postgres(self.db) else again
-            self._upsert(ns_id, again, version, now)
-            return self._ns_row(ns_id)
+                again = batch if not pg else again
+            self._upsert(ns_id, again, ns.version, now)
+            return ns if pg else self._ns_row(ns_id)
+
+    def _open_pg(
+        self, ns_id: str, tenant: str, name: str, dim: int, embedder: str | None, now: float
+    ) -> NamespaceRecord:
+        """Create the namespace or take its row lock and next version, in one statement (what the
+        insert, :meth:`_bump` and :meth:`_ns_row` do on SQLite)."""
+        cur = self.db.execute_sql(
+            f"INSERT INTO ab_memory_namespaces AS n ({_NS_COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, 0) "
+            f"ON CONFLICT (id) DO UPDATE SET version = n.version + 1 RETURNING {_NS_COLUMNS}",
+            (ns_id, tenant, name, dim, embedder, uuid.uuid4().hex, now),
+        )
+        return NamespaceRecord(*cur.fetchone())
+
+    def _count_pg(self, tenant: str, ns_id: str, delta: int, max_items: int) -> NamespaceRecord:
+        """:meth:`_count` and :meth:`_add_items` in one statement, returning the namespace. The tenant's
+        row is locked after the namespace's, as every writer does, and held to the commit."""
+        if delta > max_items:  # the insert of a tenant's first items has no cap to check
+            self._refuse(tenant, max_items)
+        cur = self.db.execute_sql(
+            "WITH t AS (INSERT INTO ab_memory_tenants AS t (tenant, items) VALUES (%s, %s) "
+            "ON CONFLICT (tenant) DO UPDATE SET items = t.items + EXCLUDED.items "
+            "WHERE EXCLUDED.items <= 0 OR t.items + EXCLUDED.items <= %s RETURNING t.items) "
+            "UPDATE ab_memory_namespaces SET items = items + %s WHERE id = %s AND EXISTS (SELECT 1 FROM t) "
+            f"RETURNING {_NS_COLUMNS}",
+            (tenant, delta, max_items, delta, ns_id),
+        )
+        row = cur.fetchone()
+        if row is None:
+            self._refuse(tenant, max_items)
+        return NamespaceRecord(*row)
 
     def _by_ids(self, ns_id: str, item_ids: Sequence[str], columns: str) -> list[tuple[Any, ...]]:
         """``(item_id, *columns)`` of those of ``item_ids`` that have a row, one unique-index probe each.
@@ -230,21 +262,45 @@ class Memory(Repository):
             present.update((item_id, bool(d)) for item_id, d in q.tuples().execute(self.db))
         return present
 
-    def _copy_in(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:
-        """New rows by ``COPY ... FROM STDIN (FORMAT binary)``: one round trip, no SQL to parse, and the
-        vectors travel as raw bytes (text COPY would hex-encode them, twice the bytes to parse)."""
-        head = _field(ns_id.encode())
-        tail = b"".join((_float8(now), _field(struct.pack(">i", version)), _field(b"\x00"), _float8(now)))
-        out = [_COPY_HEADER]
-        for it in items:
-            meta = None if it.metadata is None else dumps(it.metadata).encode()
-            exp = _NULL if it.expires_at is None else _float8(it.expires_at)
-            out.append(_COPY_FIELDS + head)
-            out += (_field(it.item_id.encode()), _text(it.text), _text(meta), _field(it.vector), _text(it.code), exp)
-            out.append(tail)
-        out.append(b"\xff\xff")
+    def _copy_payload(self, ns_id: str, items: Sequence[NewItem], now: float) -> _pgcopy.Payload:
+        """The binary ``COPY`` stream of new rows, built column by column, before the transaction takes
+        the namespace's lock (``version``, known only then, is set in place by :meth:`_copy_in`)."""
+        n = len(items)
+        vectors = [it.vector for it in items]
+        codes = [it.code for it in items]
+        width = len(vectors[0])
+        code_width = len(codes[0] or b"")
+        code_col = (
+            _pgcopy.fixed(np.frombuffer(b"".join(codes), np.uint8).reshape(n, code_width))  # type: ignore[arg-type]
+            if code_width and all(c is not None and len(c) == code_width for c in codes)
+            else _pgcopy.optional(codes)
+        )
+        vector_col = (
+            _pgcopy.fixed(np.frombuffer(b"".join(vectors), np.uint8).reshape(n, width))
+            if all(len(v) == width for v in vectors)
+            else _pgcopy.optional(vectors)
+        )
+        columns = [
+            _pgcopy.constant(ns_id.encode(), n),
+            _pgcopy.constant(struct.pack(">i", 0), n),  # version: _VERSION_COLUMN
+            _pgcopy.constant(struct.pack(">d", now), n),
+            _pgcopy.constant(b"\x00", n),
+            _pgcopy.constant(struct.pack(">d", now), n),
+            vector_col,
+            code_col,
+            _pgcopy.float8([it.expires_at for it in items]),
+            _pgcopy.optional([it.item_id.encode() for it in items]),
+            _pgcopy.optional([None if it.text is None else it.text.encode() for it in items]),
+            _pgcopy.optional([None if it.metadata is None else dumps(it.metadata).encode() for it in items]),
+        ]
+        return _pgcopy.binary_copy(columns)
+
+    def _copy_in(self, payload: _pgcopy.Payload, version: int) -> None:
+        """New rows by ``COPY ... FROM STDIN (FORMAT binary)``: one round trip, no SQL to parse, the
+        vectors as raw bytes (text COPY would hex-encode them)."""
+        payload.set(_VERSION_COLUMN, struct.pack(">i", version))
         self.db.cursor().copy_expert(
-            f"COPY ab_memory_items ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)", io.BytesIO(b"".join(out))
+            f"COPY ab_memory_items ({_COPY_COLUMNS}) FROM STDIN (FORMAT binary)", io.BytesIO(memoryview(payload.data))
         )
 
     def _upsert(self, ns_id: str, items: Sequence[NewItem], version: int, now: float) -> None:

@@ -136,3 +136,13 @@ def test_namespaces_are_per_tenant_and_capped(store: Repositories) -> None:
     with pytest.raises(RateLimited):
         svc.store_items("t1", "more", DOCS[:2])  # 4 + 2 > 5
     svc.store_items("t2", "docs", DOCS[:2])  # another tenant's cap is its own
+
+
+def test_a_tenants_first_batch_over_its_cap_is_refused_whole(store: Repositories) -> None:
+    svc = MemoryService(store.memory, max_items=3)
+    with pytest.raises(RateLimited):
+        svc.store_items("t1", "docs", DOCS)  # 4 > 3, and the tenant has no count yet
+    assert store.memory.memory_items("t1") == 0
+    assert [ns["items"] for ns in svc.namespaces("t1")] in ([], [0])
+    svc.store_items("t1", "docs", DOCS[:3])
+    assert store.memory.memory_items("t1") == 3 == svc.namespaces("t1")[0]["items"]

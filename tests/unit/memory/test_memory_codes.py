@@ -44,3 +44,15 @@ def test_add_codes_refuses_mismatched_input_and_indexes_keeping_originals() -> N
         VectorIndex(4, rerank="none").add_codes(["a", "b"], codes, scales)
     with pytest.raises(ValueError):
         decode_codes(b"\x00" * 7, 4)
+
+
+def test_codes_made_for_the_store_are_those_the_index_kernel_makes() -> None:
+    from agentbus.memory import kernels_cpu
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((50_000, 384)) * rng.uniform(0.001, 1000.0, (50_000, 1))).astype(np.float32)
+    x[7] = 0.0
+    codes, scales = kernels_cpu.quantize(x)
+    stored, stored_scales = decode_codes(encode_codes(x, normalize=False).tobytes(), 384)
+    np.testing.assert_array_equal(stored, codes[:, :384])
+    np.testing.assert_array_equal(stored_scales.view(np.uint32), scales.view(np.uint32))

@@ -57,6 +57,53 @@ def test_hash_embedder_is_deterministic_normalised_and_protocol_shaped() -> None
     assert emb.embed([]).shape == (0, 384)
 
 
+ODD_TEXTS = [
+    "",
+    "   ",
+    "\t\n",
+    "?!",
+    "the and of",  # stop words only: they are the features then
+    "ÄÖÜ straße STRASSE",
+    "\ufb01le \uff46\uff55\uff4c\uff4c \u216b",  # a ligature, full-width letters, a numeral: NFKC changes these
+    "e\u0301te\u0301",  # combining accents, composed by NFKC
+    "\u0301 starts with a combining mark",
+    "日本語のテキスト",
+    "emoji 🙂 and 🙂🙂",
+    "snake_case __init__ x_1",
+    "a a a a a a a a a a",  # one feature many times: the sublinear weight
+    "word " * 100,  # more repeats than the precomputed weights
+    "aaaa aaaaaaa",  # a character 3-gram repeated inside one word
+    "NUL\x00inside",  # only the embedder sees it (the API refuses it): it is tokenised alone
+    "\ud800 lone surrogate",
+]
+
+
+def test_a_batch_embeds_each_text_exactly_as_one_at_a_time() -> None:
+    # vectors stored before batching must stay comparable, so the batched path is bit for bit the same
+    rng = np.random.default_rng(7)
+    vocab = [*" ".join(DOCS + ODD_TEXTS).split(), "the", "and", "42", "3.14", "deploy-step", "Ünïcödé"]
+    mixed = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 30)))) for _ in range(500)]
+    texts = DOCS + ODD_TEXTS + mixed + [f"note {j} on project alpha-{j % 97}" for j in range(300)]
+    emb = HashEmbedder()
+    one_by_one = np.stack([emb.embed_one(t) for t in texts])
+    np.testing.assert_array_equal(emb.embed(texts).view(np.uint32), one_by_one.view(np.uint32))
+    for start in range(0, len(texts), 97):  # batches of any size, after others filled the key table
+        np.testing.assert_array_equal(emb.embed(texts[start : start + 97]), one_by_one[start : start + 97])
+
+
+def test_the_key_table_starts_afresh_past_its_bound_and_embeds_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentbus.memory import embedders
+
+    monkeypatch.setattr(embedders, "_MAX_KEYS", 50)
+    emb = HashEmbedder()
+    texts = [f"item {j} of batch {j // 10}" for j in range(100)]
+    for start in range(0, 100, 10):
+        np.testing.assert_array_equal(
+            emb.embed(texts[start : start + 10]), [emb.embed_one(t) for t in texts[start : start + 10]]
+        )
+    assert len(emb._keys) < 50 + 10 * 12  # reset at the start of a batch whenever it had passed the bound
+
+
 def test_hash_embedder_is_stable_across_processes() -> None:
     code = (
         "import json; from agentbus.memory import HashEmbedder; "
