@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch
 from agentbus.config import Settings
 from agentbus.domain import App
-from agentbus.store import Approvals, Events, Jobs, Keys, Steps
+from agentbus.store import Approvals, Events, Jobs, Keys, Schedules, Steps
 
 
 @dataclass(frozen=True)
@@ -25,3 +25,4 @@ class ApiState:
     notifier: JobNotifier
     fleet: Fleet
     watch: JobWatch
+    schedules: Schedules

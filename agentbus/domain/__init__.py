@@ -38,6 +38,7 @@ from agentbus.domain.replay import (
     StepRecord,
     replay,
 )
+from agentbus.domain.schedules import CatchUp, Schedule
 from agentbus.domain.states import JobState, TaskState
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "AgentbusError",
     "App",
     "AskHuman",
+    "CatchUp",
     "ConfigError",
     "Conflict",
     "Context",
@@ -68,6 +70,7 @@ __all__ = [
     "RateLimited",
     "RecordValue",
     "ReplayResult",
+    "Schedule",
     "ScheduleTask",
     "StartChild",
     "StartTimer",

@@ -2,7 +2,7 @@
 
 One small repository per aggregate, each owning its tables and SQL, all over one database:
 ``Jobs``, ``Steps`` (the journal), ``Approvals``, ``Events`` (the job event log), ``Webhooks``
-(the approval webhook outbox), ``Keys`` and ``Memory``; ``Retention`` purges, ``ConsoleQueries``
+(the approval webhook outbox), ``Keys``, ``Memory`` and ``Schedules``; ``Retention`` purges, ``ConsoleQueries``
 reads for the console. ``Repositories`` builds them all from a URL for an entry point.
 """
 
@@ -25,6 +25,7 @@ from agentbus.store.records import (
 )
 from agentbus.store.repositories import Repositories
 from agentbus.store.retention import PurgeCounts, Retention
+from agentbus.store.schedules import NewSchedule, ScheduleRecord, Schedules
 from agentbus.store.steps import Replayed, Steps
 from agentbus.store.webhooks import Webhooks
 
@@ -42,11 +43,14 @@ __all__ = [
     "NamespaceRecord",
     "NewItem",
     "NewJob",
+    "NewSchedule",
     "NewStep",
     "PurgeCounts",
     "Replayed",
     "Repositories",
     "Retention",
+    "ScheduleRecord",
+    "Schedules",
     "StepRow",
     "Steps",
     "TaskOutcome",

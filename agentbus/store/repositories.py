@@ -18,6 +18,7 @@ from agentbus.store.jobs import Jobs
 from agentbus.store.keys import Keys
 from agentbus.store.memory import Memory
 from agentbus.store.models import MODELS
+from agentbus.store.schedules import Schedules
 from agentbus.store.steps import Steps
 from agentbus.store.webhooks import Webhooks
 
@@ -32,6 +33,7 @@ class Repositories:
     steps: Steps
     keys: Keys
     memory: Memory
+    schedules: Schedules
 
     @classmethod
     def over(cls, db: peewee.Database) -> Repositories:
@@ -40,7 +42,7 @@ class Repositories:
         jobs = Jobs(db, events)
         approvals = Approvals(db, events, webhooks, jobs)
         steps = Steps(db, events, approvals)
-        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db))
+        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db), Schedules(db, events))
 
     @classmethod
     def from_url(cls, url: str, max_connections: int = 32, pool_timeout: float = 10.0) -> Repositories:
