@@ -21,6 +21,7 @@ from typing import Any
 
 import peewee
 import psycopg2.extensions
+import redis.asyncio.connection
 import redis.connection
 
 COUNTS = {"sql": 0, "redis_round_trips": 0, "redis_commands": 0}
@@ -87,6 +88,36 @@ def _patch() -> None:
         send_one(self, *args, **kwargs)
 
     redis.connection.AbstractConnection.send_command = counted_send_one  # type: ignore[method-assign]
+    _patch_asyncio()
+
+
+def _patch_asyncio() -> None:
+    """The same counts for redis-py's asyncio client (the API's rate limits and job notices)."""
+    conn = redis.asyncio.connection.AbstractConnection
+    send, send_one, pack = conn.send_packed_command, conn.send_command, conn.pack_commands
+
+    async def counted_send(self: Any, command: Any, check_health: bool = True) -> None:
+        with _lock:
+            COUNTS["redis_round_trips"] += 1
+        await send(self, command, check_health)
+
+    async def counted_send_one(self: Any, *args: Any, **kwargs: Any) -> None:
+        with _lock:
+            COUNTS["redis_commands"] += 1
+            KINDS[f"redis {_name(args[0])} (async)"] += 1
+        await send_one(self, *args, **kwargs)
+
+    def counted_pack(self: Any, commands: Any) -> Any:
+        commands = list(commands)
+        with _lock:
+            COUNTS["redis_commands"] += len(commands)
+            for c in commands:
+                KINDS[f"redis {_name(c[0])} (async, pipelined)"] += 1
+        return pack(self, commands)
+
+    conn.send_packed_command = counted_send  # type: ignore[method-assign]
+    conn.send_command = counted_send_one  # type: ignore[method-assign]
+    conn.pack_commands = counted_pack  # type: ignore[method-assign]
 
 
 def _writer(path: Path) -> None:

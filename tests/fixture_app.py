@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from agentbus import AgentContext, App, SignalTimeout, TaskContext
+from agentbus import AgentContext, App, Schedule, SignalTimeout, TaskContext
 from agentbus.examples import app as examples
 from agentbus.examples import map_reduce, slow, square
 
@@ -209,6 +209,13 @@ def two_steps(ctx: AgentContext, x: int = 3) -> dict[str, int]:
     first: int = ctx.run(square, x)
     second: int = ctx.run(square, first)
     return {"first": first, "second": second}
+
+
+@app.agent(schedule=Schedule("0 0 1 1 *", timezone="Europe/Paris", input={"x": 2}, name="new-year"))
+def new_year(ctx: AgentContext, x: int = 1) -> int:
+    """Declared with a schedule: every orchestrator keeps it in the schedules table at its start."""
+    squared: int = ctx.run(square, x)
+    return squared
 
 
 DECISION = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}

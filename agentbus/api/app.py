@@ -40,7 +40,9 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
     stream: Any = Guarded(ControlStream(conn, keyrings(settings)[0], shards=settings.shards), "Redis", *redis_breaker)
     notifier: Any = Guarded(JobNotifier(conn), "Redis", *redis_breaker)
     workers: Any = Guarded(Fleet(conn, settings.worker_ttl_s), "Redis", *redis_breaker)
-    limiter: Any = Guarded(RateLimiter(conn), "Redis", *redis_breaker)
+    # the auth middleware charges requests from the event loop (hit_async) once the lifespan started it
+    own_limiter = RateLimiter(conn, url=settings.redis_url)
+    limiter: Any = Guarded(own_limiter, "Redis", *redis_breaker)
     metrics.watch_breakers(lambda: breaker_states([pg, stream, notifier, workers, limiter]))
     watch = JobWatch(settings.redis_url)
     state = ApiState(
@@ -56,6 +58,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
         notifier,
         workers,
         watch,
+        db.schedules,
         db.signals,
     )
     table = RouteTable(OPERATIONS)
@@ -63,9 +66,11 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(web: Starlette) -> AsyncIterator[None]:
         await watch.start()  # waiters without it (no lifespan run) read the record on a timer
+        await own_limiter.start()  # without it, requests are charged on a thread
         try:
             yield
         finally:
+            await own_limiter.stop()
             await watch.stop()
 
     web = Starlette(

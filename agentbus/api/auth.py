@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,17 @@ def _rate_headers(v: Verdict) -> dict[str, str]:
     }
 
 
+def _judged(verdict: Verdict) -> Verdict:
+    if not verdict.allowed:
+        metrics.rate_limited("rate")
+        raise RateLimited("rate limit exceeded", verdict.retry_after_s, _rate_headers(verdict))
+    return verdict
+
+
+class _NotCached(Exception):
+    """The key is not in this process's cache (or its entry is stale): look it up on a thread."""
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, key_repo: Any, limiter: Any, settings: Settings, table: RouteTable) -> None:
         self.app = app
@@ -144,7 +155,12 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            principal, verdict = await run_in_threadpool(self._admit, scope, needed)
+            admitted: tuple[Principal, Verdict | None] | None = None
+            if self.limiter.on_loop:
+                admitted = await self._admit_on_loop(scope, needed)
+            if admitted is None:
+                admitted = await run_in_threadpool(self._admit, scope, needed)
+            principal, verdict = admitted
         except AgentbusError as exc:
             response = await agentbus_error(Request(scope), exc)
             await response(scope, receive, send)
@@ -162,31 +178,47 @@ class AuthMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
+    # -- on the event loop: a key in the cache needs no thread (the rate limit is an async call) --
+    async def _admit_on_loop(self, scope: Scope, needed: Access) -> tuple[Principal, Verdict | None] | None:
+        """As ``_admit``, when the key is in the cache and valid; None: ask ``_admit`` on a thread
+        (a key to look up in PostgreSQL, or a failure to count)."""
+        try:
+            principal = self._authenticate(Headers(scope=scope).get("authorization"), self._cached_key)
+        except (_NotCached, Unauthorized):
+            return None
+        buckets = self._buckets(principal, needed)
+        try:
+            verdict = await self.limiter.hit_async(buckets)
+        except Unavailable as exc:  # fail open: PostgreSQL is the record, keep accepting work
+            log.warning("rate limiting skipped: %s", exc)
+            return principal, None
+        return principal, _judged(verdict)
+
     # -- in a worker thread ---------------------------------------------------------------------
     def _admit(self, scope: Scope, needed: Access) -> tuple[Principal, Verdict | None]:
         header = Headers(scope=scope).get("authorization")
         try:
-            principal = self._authenticate(header)
+            principal = self._authenticate(header, self._key)
         except Unauthorized:
             self._count_failure(client_address(scope, self.proxies), _presented_key_id(header))
             raise
+        buckets = self._buckets(principal, needed)
+        try:
+            verdict = self.limiter.hit(buckets)
+        except Unavailable as exc:  # fail open: PostgreSQL is the record, keep accepting work
+            log.warning("rate limiting skipped: %s", exc)
+            return principal, None
+        return principal, _judged(verdict)
+
+    def _buckets(self, principal: Principal, needed: Access) -> list[tuple[str, Rate]]:
+        """The buckets the request is charged to; Forbidden when the key lacks the route's scope."""
         if not principal.allows(needed):
             raise Forbidden(f"this API key lacks the {needed!r} scope")
         # reads are charged to the read buckets; so is whatever needs no scope (this document, a 404)
         rate = self.read if isinstance(needed, Open) or needed.endswith(":read") else self.write
         tenant_rate = Rate(rate.per_second * self.factor, int(rate.burst * self.factor))
         kind = "r" if rate is self.read else "w"
-        try:
-            verdict = self.limiter.hit(
-                [(f"key:{principal.key_id}:{kind}", rate), (f"tenant:{principal.tenant}:{kind}", tenant_rate)]
-            )
-        except Unavailable as exc:  # fail open: PostgreSQL is the record, keep accepting work
-            log.warning("rate limiting skipped: %s", exc)
-            return principal, None
-        if not verdict.allowed:
-            metrics.rate_limited("rate")
-            raise RateLimited("rate limit exceeded", verdict.retry_after_s, _rate_headers(verdict))
-        return principal, verdict
+        return [(f"key:{principal.key_id}:{kind}", rate), (f"tenant:{principal.tenant}:{kind}", tenant_rate)]
 
     def _count_failure(self, client: str, key_id: str | None) -> None:
         """Charge a failed attempt to its address and to the key id it named; over either: 429."""
@@ -208,7 +240,7 @@ class AuthMiddleware:
             metrics.rate_limited("authfail")
             raise RateLimited("too many failed authentication attempts", v.retry_after_s)
 
-    def _authenticate(self, header: str | None) -> Principal:
+    def _authenticate(self, header: str | None, find: Callable[[str], KeyRecord | None]) -> Principal:
         if not header:
             raise Unauthorized("missing API key: send Authorization: Bearer ab_<id>_<secret>")
         scheme, _, token = header.partition(" ")
@@ -216,7 +248,7 @@ class AuthMiddleware:
         if parsed is None:
             raise Unauthorized("malformed Authorization header: expected Bearer ab_<id>_<secret>")
         key_id, secret = parsed
-        rec = self._key(key_id)
+        rec = find(key_id)
         if rec is None or not keys.matches(secret, rec.secret_hash):
             raise Unauthorized("unknown API key")
         now = time.time()
@@ -225,6 +257,12 @@ class AuthMiddleware:
         if rec.expires_at is not None and rec.expires_at <= now:
             raise Unauthorized("this API key has expired")
         return Principal(rec.id, rec.tenant, rec.scopes)
+
+    def _cached_key(self, key_id: str) -> KeyRecord | None:
+        cached = self._keys.get(key_id)
+        if cached is None or time.monotonic() - cached[0] >= self.key_cache_s:
+            raise _NotCached
+        return cached[1]
 
     def _key(self, key_id: str) -> KeyRecord | None:
         cached = self._keys.get(key_id)

@@ -25,6 +25,10 @@ class SubmitJob(Body):
     input: dict[str, Any] = Field(default_factory=dict, description="the job type's input")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     priority: int = Field(default=0, ge=-10, le=10, description="higher runs first")
+    run_at: str | float | None = Field(
+        default=None, description="not before then: ISO 8601 with an offset, or unix seconds; a past time runs now"
+    )
+    delay: float | None = Field(default=None, description="run it this many seconds from now (not with run_at)")
 
 
 def check_shape(value: Any, max_depth: int, max_array: int, depth: int = 0) -> None:

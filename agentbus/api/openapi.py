@@ -10,8 +10,9 @@ from agentbus import __version__
 from agentbus.api.bodies import SubmitJob
 from agentbus.api.operation import PUBLIC, Open, Operation, Reply
 from agentbus.api.table import OPERATIONS
-from agentbus.domain import App, JobState
+from agentbus.domain import App, CatchUp, JobState
 from agentbus.domain.hitl import APPROVAL_STATES
+from agentbus.domain.schedules import MAX_AHEAD_S
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
@@ -104,6 +105,16 @@ def document(app: App, operations: Sequence[Operation] = OPERATIONS) -> dict[str
                     "input": {"$ref": f"#/components/schemas/{key}"},
                     "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
                     "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
+                    "run_at": {
+                        "type": ["string", "number", "null"],
+                        "description": "not before then: ISO 8601 with an offset, or unix seconds (past: now)",
+                    },
+                    "delay": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "maximum": MAX_AHEAD_S,
+                        "description": "run it this many seconds from now (not with run_at)",
+                    },
                 },
             }
         )
@@ -159,12 +170,36 @@ def document(app: App, operations: Sequence[Operation] = OPERATIONS) -> dict[str
                     "idempotency_key": {"type": ["string", "null"]},
                     "parent_id": {"type": ["string", "null"]},
                     "rerun_of": {"type": ["string", "null"], "description": "the job this one runs again"},
+                    "run_at": {"type": ["string", "null"], "description": "a job for later: when it is due"},
+                    "schedule_id": {"type": ["string", "null"], "description": "the schedule that made it"},
+                    "schedule_tick": {"type": ["string", "null"], "description": "the schedule's tick it runs for"},
                     "created_at": {"type": "string"},
                     "started_at": {"type": ["string", "null"]},
                     "finished_at": {"type": ["string", "null"]},
                     "updated_at": {"type": "string"},
                     "error": _JOB_ERROR,
                     "progress": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+            "Schedule": {
+                "type": "object",
+                "required": ["id", "name", "agent", "cron", "timezone", "paused"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "agent": {"type": "string"},
+                    "input": {"type": "object"},
+                    "cron": {"type": "string"},
+                    "timezone": {"type": "string"},
+                    "catch_up": {"type": "string", "enum": [c.value for c in CatchUp]},
+                    "paused": {"type": "boolean"},
+                    "origin": {"type": "string", "enum": ["api", "app"]},
+                    "next_run_at": {"type": ["string", "null"], "description": "the next tick (null while paused)"},
+                    "upcoming": {"type": "array", "items": {"type": "string"}},
+                    "last_run_at": {"type": ["string", "null"]},
+                    "last_job_id": {"type": ["string", "null"]},
+                    "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"},
                 },
             },
             "Results": {

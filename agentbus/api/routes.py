@@ -17,6 +17,8 @@ from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
+from agentbus.domain.schedules import due_time
+from agentbus.domain.states import JOB_NOT_DUE
 from agentbus.observability import metrics, tracing
 from agentbus.store import JobRecord, NewJob
 
@@ -60,7 +62,10 @@ async def submit_job(request: Request) -> JSONResponse:
     body = parse(SubmitJob, await json_body(request))
     data = st.app.validate_input(body.type, body.input)
     tenant = tenant_of(request)
-    new = NewJob(body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant)
+    run_at = None if body.run_at is None and body.delay is None else due_time(body.run_at, body.delay, started)
+    new = NewJob(
+        body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant, run_at=run_at
+    )
     rec, created = await run_in_threadpool(_submit, st, new, started)  # one thread hop for the whole write path
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 
@@ -78,7 +83,8 @@ def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
     """A new job is counted, traced and put on the control stream for the orchestrator."""
     metrics.job_submitted(rec.type)
     tracing.submitted(rec.id, rec.type, started)
-    _publish(st, ControlEvent("job.submitted", (rec.id,)))
+    if rec.state not in JOB_NOT_DUE:  # a job for later is started by the orchestrator's due-job sweep
+        _publish(st, ControlEvent("job.submitted", (rec.id,)))
 
 
 def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:

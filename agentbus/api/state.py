@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch
 from agentbus.config import Settings
 from agentbus.domain import App
-from agentbus.store import Approvals, Events, Jobs, Keys, Signals, Steps
+from agentbus.store import Approvals, Events, Jobs, Keys, Schedules, Signals, Steps
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,5 @@ class ApiState:
     notifier: JobNotifier
     fleet: Fleet
     watch: JobWatch
+    schedules: Schedules
     signals: Signals

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentbus.api import approvals, events, fleet, memory, routes, signals, status
+from agentbus.api import approvals, events, fleet, memory, routes, schedules, signals, status
 from agentbus.api.approvals import AnswerApproval
 from agentbus.api.bodies import SubmitJob
 from agentbus.api.memory import SearchMemory, StoreMemory
 from agentbus.api.operation import ANY_KEY, PUBLIC, Operation, Reply, RouteTable
+from agentbus.api.schedules import CreateSchedule
 from agentbus.api.signals import SignalPayload
 from agentbus.domain.hitl import APPROVAL_STATES
 
@@ -32,6 +33,7 @@ def _query(name: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 JOB_ID = _path("job_id", 120)
 APPROVAL_ID = _path("approval_id", 160)
+SCHEDULE_ID = _path("schedule_id", 40)
 SIGNAL_NAME = _path("name", 100)
 NAMESPACE = _path("namespace", 120)
 ITEM_ID = _path("item_id", 200)
@@ -40,6 +42,7 @@ CURSOR = _query("cursor", {"type": "string"})
 OBJECT = {"type": "object"}
 JOB = ref("Job")
 APPROVAL = ref("Approval")
+SCHEDULE = ref("Schedule")
 RESULTS = ref("Results")
 SIGNAL = {
     "type": "object",
@@ -247,6 +250,84 @@ OPERATIONS = (
         "job_types",
         "Registered agents and tasks with their input schemas",
         {"200": Reply("job types", OBJECT)},
+    ),
+    # -- schedules ---------------------------------------------------------------------------------
+    Operation(
+        "POST",
+        "/schedules",
+        schedules.create_schedule,
+        "jobs:write",
+        "create_schedule",
+        "Run an agent on a cron schedule in a time zone (exactly one job per tick)",
+        {"201": Reply("created", SCHEDULE)},
+        errors=(400, 409, 413, 422, 503),
+        body=CreateSchedule,
+    ),
+    Operation(
+        "GET",
+        "/schedules",
+        schedules.list_schedules,
+        "jobs:read",
+        "list_schedules",
+        "The tenant's schedules by name",
+        {
+            "200": Reply(
+                "a page of schedules",
+                {
+                    "type": "object",
+                    "properties": {
+                        "schedules": {"type": "array", "items": SCHEDULE},
+                        "next_after": {"type": ["string", "null"]},
+                    },
+                },
+            )
+        },
+        errors=(400, 503),
+        parameters=(LIMIT, _query("after", {"type": "string"}, description="the last name of the previous page")),
+    ),
+    Operation(
+        "GET",
+        "/schedules/{schedule_id}",
+        schedules.get_schedule,
+        "jobs:read",
+        "get_schedule",
+        "A schedule with its next ticks",
+        {"200": Reply("the schedule", SCHEDULE)},
+        errors=(400, 404, 503),
+        parameters=(SCHEDULE_ID,),
+    ),
+    Operation(
+        "POST",
+        "/schedules/{schedule_id}/pause",
+        schedules.pause_schedule,
+        "jobs:write",
+        "pause_schedule",
+        "Pause a schedule: no tick fires until it is resumed",
+        {"200": Reply("paused", SCHEDULE)},
+        errors=(400, 404, 503),
+        parameters=(SCHEDULE_ID,),
+    ),
+    Operation(
+        "POST",
+        "/schedules/{schedule_id}/resume",
+        schedules.resume_schedule,
+        "jobs:write",
+        "resume_schedule",
+        "Resume a schedule from its next tick (ticks during the pause are skipped)",
+        {"200": Reply("running", SCHEDULE)},
+        errors=(400, 404, 503),
+        parameters=(SCHEDULE_ID,),
+    ),
+    Operation(
+        "DELETE",
+        "/schedules/{schedule_id}",
+        schedules.delete_schedule,
+        "jobs:write",
+        "delete_schedule",
+        "Delete a schedule (the jobs it made are kept)",
+        {"200": Reply("deleted", OBJECT)},
+        errors=(400, 404, 503),
+        parameters=(SCHEDULE_ID,),
     ),
     # -- approvals ---------------------------------------------------------------------------------
     Operation(

@@ -29,13 +29,14 @@ def _period(watch: JobWatch, healthy_s: float) -> float:
 async def job_notices(
     request: Request, watch: JobWatch, job_id: str, recheck_s: float = RECHECK_S, follow_disconnect: bool = True
 ) -> AsyncIterator[Callable[[float], Awaitable[bool]]]:
-    """``wait(at_most_s)``: sleep until a notice, the safety timer or ``at_most_s``; False once the client left.
+    """``wait(at_most_s)``: sleep until the job's finished notice, the safety timer or ``at_most_s``;
+    False once the client left.
 
     Enter it before the first read of the record: a notice that lands during the read is kept.
     ``follow_disconnect``: wake when the client goes away (a streaming response is cancelled
     by starlette instead, and needs no second reader of ``receive``).
     """
-    with watch.watch(job_id) as notice:
+    with watch.watch(job_id, changes=False) as notice:
         gone = asyncio.Event()
 
         async def until_disconnect() -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from agentbus.bus.connection import translate_errors
+from agentbus.domain.errors import Unavailable
 
 _GCRA = """
 local now = tonumber(ARGV[1])
@@ -74,20 +78,61 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, conn: redis.Redis, prefix: str = "agentbus:rl:") -> None:
+    """The buckets in Redis. ``hit`` blocks (call it on a thread); with a ``url``, ``start`` on an
+    event loop opens an asyncio client beside it and ``hit_async`` charges from that loop, with no
+    thread hop (the API's auth, once per request: the hop cost more than the script)."""
+
+    def __init__(self, conn: redis.Redis, prefix: str = "agentbus:rl:", url: str | None = None) -> None:
         self.conn = conn
         self.prefix = prefix
         self._script = conn.register_script(_GCRA)
+        self._url = url
+        self._aconn: aioredis.Redis | None = None
+        self._ascript: AsyncScript | None = None
 
     @translate_errors
     def hit(self, buckets: Sequence[tuple[str, Rate]]) -> Verdict:
+        keys, args = self._request(buckets)
+        return _verdict(buckets, self._script(keys=keys, args=args))
+
+    async def start(self) -> None:
+        """The asyncio client, bound to the running loop (the API's lifespan)."""
+        if self._url is not None and self._aconn is None:
+            self._aconn = aioredis.Redis.from_url(self._url, socket_connect_timeout=5, health_check_interval=30)
+            self._ascript = self._aconn.register_script(_GCRA)
+
+    async def stop(self) -> None:
+        conn, self._aconn, self._ascript = self._aconn, None, None
+        if conn is not None:
+            await conn.aclose()
+
+    @property
+    def on_loop(self) -> bool:
+        """``hit_async`` may be called (on the loop that ran ``start``)."""
+        return self._ascript is not None
+
+    async def hit_async(self, buckets: Sequence[tuple[str, Rate]]) -> Verdict:
+        if self._ascript is None:
+            raise RuntimeError("RateLimiter.hit_async before start()")
+        keys, args = self._request(buckets)
+        try:
+            reply = await self._ascript(keys=keys, args=args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise Unavailable(f"redis unavailable: {exc}") from None
+        return _verdict(buckets, reply)
+
+    def _request(self, buckets: Sequence[tuple[str, Rate]]) -> tuple[list[str], list[float]]:
         keys = [self.prefix + name for name, _ in buckets]
         args: list[float] = [time.time() * 1000]
         for _, rate in buckets:
             t = 1000.0 / rate.per_second
             args += [t, t * (rate.burst - 1)]
-        ok, a, b = self._script(keys=keys, args=args)
-        limit = min(r.burst for _, r in buckets)
-        if int(ok) == 1:
-            return Verdict(True, limit, max(0, int(a)), float(b) / 1000, 0.0)
-        return Verdict(False, limit, 0, float(b) / 1000, max(0.001, float(b) / 1000))
+        return keys, args
+
+
+def _verdict(buckets: Sequence[tuple[str, Rate]], reply: Any) -> Verdict:
+    ok, a, b = reply
+    limit = min(r.burst for _, r in buckets)
+    if int(ok) == 1:
+        return Verdict(True, limit, max(0, int(a)), float(b) / 1000, 0.0)
+    return Verdict(False, limit, 0, float(b) / 1000, max(0.001, float(b) / 1000))

@@ -1,14 +1,16 @@
 """One Redis pub/sub listener per API process that wakes asyncio waiters on job notices.
 
-A long-poll or an event stream registers its job id and waits on an ``asyncio.Event``: no
-thread is held while it waits. The listener (an asyncio task, one Redis connection for the
-whole process) subscribes to every job notice (``JobNotifier.finished`` and ``changed``) and
-sets the events of the job named. A notice is only a hint: the waiter re-reads the record
-when woken and on a slow safety timer. Notices sent while the listener was away are lost,
-so every waiter is woken when it (re)subscribes. Output notices (``bus/output.py``: a batch of
-``ctx.emit`` reached the job's output stream) wake output waiters only, so that a stream of
-tokens reads Redis, not the record; ``outputs`` reads those streams on the same event loop.
-While Redis is unreachable ``healthy`` is False and waiters read the record on a short timer instead.
+A long-poll or an event stream registers its job id and waits on an ``asyncio.Event``: no thread is
+held while it waits. The listener (an asyncio task, one Redis connection for the whole process)
+subscribes to every job notice (``JobNotifier.finished`` and ``changed``) and sets the events of the
+job named (a long-poll for a result waits for ``finished`` only: a ``changed`` notice would wake it
+for a re-read that finds the job still running). A notice is only a hint: the waiter re-reads the
+record when woken and on a slow safety timer. Notices sent while the listener was away are lost, so
+every waiter is woken when it (re)subscribes. Output notices (``bus/output.py``: a batch of
+``ctx.emit`` reached the job's output stream) wake output waiters only, so that a stream of tokens
+reads Redis, not the record; ``outputs`` reads those streams on the same event loop.
+While Redis is unreachable ``healthy`` is False and waiters read the record on a short timer
+instead.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class JobWatch:
         self._url = url
         self._reconnect_s = reconnect_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._end_waiters: dict[str, set[asyncio.Event]] = {}
         self._output_waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -51,7 +54,7 @@ class JobWatch:
 
     @property
     def waiting(self) -> int:
-        return sum(len(s) for s in self._waiters.values())
+        return sum(len(s) for table in (self._waiters, self._end_waiters) for s in table.values())
 
     async def start(self) -> None:
         if self._task is None:
@@ -74,13 +77,15 @@ class JobWatch:
         await self.outputs.close()
 
     @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, job_id: str, changes: bool = True) -> Iterator[asyncio.Event]:
         """An event set whenever a notice for ``job_id`` arrives (clear it after waking).
 
+        ``changes=False``: only the notice that the job finished (a long-poll for the result
+        has nothing to re-read when the job merely started running).
         Register before reading the record: a notice that lands during the read leaves the
         event set, so it is never missed.
         """
-        with _registered(self._waiters, job_id) as event:
+        with _registered(self._waiters if changes else self._end_waiters, job_id) as event:
             yield event
 
     @contextlib.contextmanager
@@ -101,12 +106,16 @@ class JobWatch:
         if channel.startswith(OUTPUT_NOTICE):
             waiters = self._output_waiters.get(channel[len(OUTPUT_NOTICE) :], ())
         else:
-            waiters = self._waiters.get(_job_of(channel), ())
+            job_id = _job_of(channel)
+            waiters = self._waiters.get(job_id, ())
+            if channel.startswith(CHANNEL):
+                for event in self._end_waiters.get(job_id, ()):
+                    event.set()
         for event in waiters:
             event.set()
 
     def _wake_all(self) -> None:
-        for table in (self._waiters, self._output_waiters):
+        for table in (self._waiters, self._end_waiters, self._output_waiters):
             for waiters in table.values():
                 for event in waiters:
                     event.set()

@@ -33,6 +33,7 @@ from agentbus.cli._output import (
     read_input,
     when,
 )
+from agentbus.cli._schedules import schedules_cli
 from agentbus.client import Client, JobResult, schema
 from agentbus.client.records import TERMINAL
 from agentbus.config import Settings
@@ -235,6 +236,9 @@ def _client() -> Client:
     return Client(settings.api_url, api_key=settings.api_key or None)
 
 
+cli.add_typer(schedules_cli(_client, out), name="schedules")
+
+
 @cli.command()
 def submit(
     type: Annotated[str, typer.Argument(help="job type: an agent or task name")],
@@ -243,11 +247,24 @@ def submit(
     priority: Annotated[int, typer.Option(help="-10..10, higher runs first")] = 0,
     wait: Annotated[bool, typer.Option(help="show progress and print the result")] = False,
     timeout: Annotated[float, typer.Option(help="--wait: give up after this many seconds (exit 4)")] = 600.0,
+    delay: Annotated[float | None, typer.Option(help="run it this many seconds from now")] = None,
+    at: Annotated[str | None, typer.Option(help="run it then: ISO 8601 with an offset, or unix seconds")] = None,
 ) -> None:
-    """Submit a job; print it, or with --wait its result (exit 1 if it failed)."""
+    """Submit a job; print it, or with --wait its result (exit 1 if it failed). With --delay or --at it
+    waits as scheduled until then."""
     data = read_input(input)
+    run_at: str | float | None = at
+    if at is not None and at.replace(".", "", 1).isdigit():
+        run_at = float(at)
     with _client() as c:
-        job = c.submit(type, {} if data is None else data, idempotency_key=idempotency_key, priority=priority)
+        job = c.submit(
+            type,
+            {} if data is None else data,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+        )
         if not wait:
             print_json(job)
             return
@@ -444,6 +461,10 @@ def jobs_show(job_id: JobId, output: OutputOption = Output.table) -> None:
     out.print(f"[bold]{job.id}[/]  {job.type}  [bold]{job.status}[/]")
     started, finished = when(job["started_at"]) or "-", when(job["finished_at"]) or "-"
     out.print(f"created {when(job['created_at'])}  started {started}  finished {finished}")
+    if job.get("run_at"):
+        out.print(f"due {when(job['run_at'])}")
+    if job.schedule_id:
+        out.print(f"tick {when(job.get('schedule_tick'))} of schedule {job.schedule_id}")
     if job.progress:
         out.print("progress: " + ", ".join(f"{k} {v}" for k, v in job.progress.items()))
     if job.error:

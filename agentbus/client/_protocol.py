@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -56,10 +57,21 @@ def _params(**values: Any) -> dict[str, Any]:
 # -- jobs --------------------------------------------------------------------------------------
 
 
-def submit(type: str, input: Any, idempotency_key: str | None, priority: int) -> Call[r.Job]:
+def submit(
+    type: str,
+    input: Any,
+    idempotency_key: str | None,
+    priority: int,
+    run_at: datetime | float | str | None = None,
+    delay: float | None = None,
+) -> Call[r.Job]:
     body: dict[str, Any] = {"type": type, "input": {} if input is None else input, "priority": priority}
     if idempotency_key:
         body["idempotency_key"] = idempotency_key
+    if run_at is not None:  # a naive datetime goes without an offset: the API refuses it (422)
+        body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+    if delay is not None:
+        body["delay"] = delay
     return Call("POST", "/jobs", lambda resp: r.Job.from_json(resp.json()), json=body)
 
 
@@ -146,6 +158,51 @@ def events_path(job_id: str) -> str:
 
 def events_headers(last_event_id: str | None) -> dict[str, str]:
     return {"Last-Event-ID": last_event_id} if last_event_id else {}
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+def _schedule(resp: httpx.Response) -> r.Schedule:
+    return r.Schedule.from_json(resp.json())
+
+
+def create_schedule(
+    name: str, agent: str, cron: str, input: Any, timezone: str, catch_up: str, paused: bool
+) -> Call[r.Schedule]:
+    body = {
+        "name": name,
+        "agent": agent,
+        "cron": cron,
+        "input": {} if input is None else input,
+        "timezone": timezone,
+        "catch_up": catch_up,
+        "paused": paused,
+    }
+    return Call("POST", "/schedules", _schedule, json=body)
+
+
+def schedules(limit: int, after: str | None) -> Call[list[r.Schedule]]:
+    params = _params(limit=limit, after=after)
+    return Call(
+        "GET", "/schedules", lambda resp: [r.Schedule.from_json(s) for s in resp.json()["schedules"]], params=params
+    )
+
+
+def schedule(schedule_id: str) -> Call[r.Schedule]:
+    return Call("GET", f"/schedules/{_seg(schedule_id)}", _schedule)
+
+
+def pause_schedule(schedule_id: str) -> Call[r.Schedule]:
+    return Call("POST", f"/schedules/{_seg(schedule_id)}/pause", _schedule)
+
+
+def resume_schedule(schedule_id: str) -> Call[r.Schedule]:
+    return Call("POST", f"/schedules/{_seg(schedule_id)}/resume", _schedule)
+
+
+def delete_schedule(schedule_id: str) -> Call[None]:
+    return Call("DELETE", f"/schedules/{_seg(schedule_id)}", lambda resp: None)
 
 
 # -- approvals ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -61,8 +62,51 @@ class Client:
             time.sleep(delay)
 
     # -- jobs ----------------------------------------------------------------------------------
-    def submit(self, type: str, input: Any = None, *, idempotency_key: str | None = None, priority: int = 0) -> r.Job:
-        return self._send(p.submit(type, input, idempotency_key, priority))
+    def submit(
+        self,
+        type: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        run_at: datetime | float | str | None = None,
+        delay: float | None = None,
+    ) -> r.Job:
+        """Submit a job; ``run_at`` (an aware datetime, unix seconds or ISO 8601 with an offset) or
+        ``delay`` (seconds) submits it for later: it waits as ``scheduled`` until then."""
+        return self._send(p.submit(type, input, idempotency_key, priority, run_at, delay))
+
+    # -- schedules -----------------------------------------------------------------------------
+    def create_schedule(
+        self,
+        name: str,
+        agent: str,
+        cron: str,
+        input: Any = None,
+        *,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        paused: bool = False,
+    ) -> r.Schedule:
+        """Run ``agent`` with ``input`` on each tick of ``cron`` in ``timezone`` (``docs/schedules.md``)."""
+        return self._send(p.create_schedule(name, agent, cron, input, timezone, catch_up, paused))
+
+    def schedules(self, *, limit: int = 50, after: str | None = None) -> list[r.Schedule]:
+        """The tenant's schedules by name, ``limit`` after the name ``after``."""
+        return self._send(p.schedules(limit, after))
+
+    def schedule(self, schedule_id: str) -> r.Schedule:
+        return self._send(p.schedule(schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> r.Schedule:
+        return self._send(p.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> r.Schedule:
+        """Resume from the next tick (ticks during the pause are skipped)."""
+        return self._send(p.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._send(p.delete_schedule(schedule_id))
 
     def job(self, job_id: str) -> r.Job:
         """The job with its progress and its first 100 tasks."""

@@ -105,6 +105,8 @@ class Job(_Record):
     idempotency_key: str | None
     parent_id: str | None
     rerun_of: str | None  # the job this one runs again (``Client.rerun``)
+    run_at: datetime | None  # a job for later (``submit(run_at=...)``): when it is due
+    schedule_id: str | None  # the schedule whose tick made it
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -129,6 +131,8 @@ class Job(_Record):
             idempotency_key=d.get("idempotency_key"),
             parent_id=d.get("parent_id"),
             rerun_of=d.get("rerun_of"),
+            run_at=_time(d.get("run_at")),
+            schedule_id=d.get("schedule_id"),
             created_at=_time(d.get("created_at")),
             started_at=_time(d.get("started_at")),
             finished_at=_time(d.get("finished_at")),
@@ -172,6 +176,45 @@ class JobPage(_Record):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobPage:
         return cls(jobs=tuple(Job.from_json(j) for j in d["jobs"]), next_cursor=d.get("next_cursor"), raw=d)
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule(_Record):
+    """A schedule as the API shows it (``Client.create_schedule``)."""
+
+    id: str
+    name: str
+    agent: str
+    input: Any
+    cron: str
+    timezone: str
+    catch_up: str
+    paused: bool
+    origin: str  # "api", or "app" (``@app.agent(schedule=...)``)
+    next_run_at: datetime | None  # None while paused
+    upcoming: tuple[datetime, ...]
+    last_run_at: datetime | None
+    last_job_id: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Schedule:
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            agent=d["agent"],
+            input=d.get("input"),
+            cron=d["cron"],
+            timezone=d["timezone"],
+            catch_up=d.get("catch_up", "latest"),
+            paused=bool(d.get("paused")),
+            origin=d.get("origin", "api"),
+            next_run_at=_time(d.get("next_run_at")),
+            upcoming=tuple(t for t in (_time(u) for u in d.get("upcoming") or ()) if t is not None),
+            last_run_at=_time(d.get("last_run_at")),
+            last_job_id=d.get("last_job_id"),
+            raw=d,
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -40,6 +40,7 @@ from agentbus.domain.replay import (
     WaitSignal,
     replay,
 )
+from agentbus.domain.schedules import CatchUp, Schedule
 from agentbus.domain.signals import SignalWait
 from agentbus.domain.states import JobState, TaskState
 
@@ -49,6 +50,7 @@ __all__ = [
     "AgentbusError",
     "App",
     "AskHuman",
+    "CatchUp",
     "ConfigError",
     "Conflict",
     "Context",
@@ -71,6 +73,7 @@ __all__ = [
     "RateLimited",
     "RecordValue",
     "ReplayResult",
+    "Schedule",
     "ScheduleTask",
     "SignalTimeout",
     "SignalWait",

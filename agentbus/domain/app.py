@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from agentbus.domain import schema
 from agentbus.domain.errors import ConfigError, NotFound, ValidationFailed
+from agentbus.domain.schedules import Schedule
 
 Device = Literal["cpu", "gpu", "any"]
 DEVICES = ("cpu", "gpu", "any")
@@ -176,6 +177,8 @@ class AgentDef(Generic[P, R_co]):
     name: str
     fn: Callable[Concatenate[Any, P], R_co]
     model: type[BaseModel] = field(repr=False)
+    schedule: Schedule | None = None
+    """Run on this schedule (``@app.agent(schedule=...)``), kept by the orchestrator at its start."""
 
     kind = "agent"
 
@@ -242,15 +245,26 @@ class App:
     def agent(self, fn: Callable[Concatenate[Any, P], R]) -> AgentDef[P, R]: ...
 
     @overload
-    def agent(self, *, name: str | None = None) -> _RegisterAgent: ...
+    def agent(self, *, name: str | None = None, schedule: str | Schedule | None = None) -> _RegisterAgent: ...
 
     def agent(
-        self, fn: Callable[..., Any] | None = None, *, name: str | None = None
+        self, fn: Callable[..., Any] | None = None, *, name: str | None = None, schedule: str | Schedule | None = None
     ) -> AgentDef[Any, Any] | _RegisterAgent:
+        """Register an agent: ``@app.agent``, ``@app.agent(name=...)``; ``schedule="0 * * * *"`` (or a
+        ``Schedule`` with a time zone, input and catch-up policy) also runs it on a cron schedule."""
+        spec = Schedule(schedule) if isinstance(schedule, str) else schedule
+
         def register(f: Callable[..., Any], /) -> AgentDef[Any, Any]:
             agent_name = name or f.__name__
             self._check_name(agent_name)
-            ad = AgentDef(agent_name, f, schema.input_model(agent_name, f))
+            model = schema.input_model(agent_name, f)
+            if spec is not None:
+                try:
+                    spec.check()
+                    schema.validate(model, spec.input)
+                except ValidationFailed as exc:
+                    raise ConfigError(f"the schedule of agent {agent_name!r}: {exc.message}") from None
+            ad = AgentDef(agent_name, f, model, spec)
             self.agents[agent_name] = ad
             return ad
 
@@ -268,6 +282,17 @@ class App:
         for a in other.agents.values():
             self._check_name(a.name)
             self.agents[a.name] = a
+
+    def schedules(self) -> dict[str, tuple[str, Schedule]]:
+        """The schedules the agents declare, by schedule name: (agent, schedule)."""
+        out: dict[str, tuple[str, Schedule]] = {}
+        for a in self.agents.values():
+            if a.schedule is not None:
+                sname = a.schedule.name or a.name
+                if sname in out:
+                    raise ConfigError(f"{self.name}: two agents declare the schedule {sname!r}")
+                out[sname] = (a.name, a.schedule)
+        return out
 
     def job_type(self, name: str) -> JobType:
         found: JobType | None = self.agents.get(name) or self.tasks.get(name)

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
+    SCHEDULED = "scheduled"
     SUBMITTED = "submitted"
     RUNNING = "running"
     WAITING_HUMAN = "waiting_human"
@@ -49,7 +50,9 @@ class ApprovalStatus(StrEnum):
 JOB_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 TASK_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 
+# A job submitted with ``run_at``/``delay`` waits as scheduled until it is due, then is submitted.
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.SCHEDULED: frozenset({JobState.SUBMITTED, JobState.CANCELLED}),
     JobState.SUBMITTED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset({JobState.WAITING_HUMAN, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
     JobState.WAITING_HUMAN: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
@@ -118,6 +121,13 @@ def sources_of_task(new: TaskState) -> tuple[TaskState, ...]:
 JOB_OPEN: tuple[JobState, ...] = tuple(s for s in JobState if not s.terminal)
 """A job that may still change: a replay records into it, the per-tenant cap counts it."""
 
+JOB_NOT_DUE: tuple[JobState, ...] = (JobState.SCHEDULED,)
+"""A job waiting for its time (``run_at``): never replayed; the due-job sweep submits it by
+compare-and-set from these."""
+
+JOB_REPLAYABLE: tuple[JobState, ...] = tuple(s for s in JOB_OPEN if s not in JOB_NOT_DUE)
+"""The job a replay records into (compare-and-set from these): open, and due."""
+
 JOB_RESUMABLE: tuple[JobState, ...] = (JobState.WAITING_HUMAN,)
 """The job that goes back to running once its last pending approval is answered or expires."""
 
@@ -152,6 +162,12 @@ def state_after_replay(outcome: JobState | None, asked: bool) -> JobState:
     if outcome is not None:
         return outcome
     return JobState.WAITING_HUMAN if asked else JobState.RUNNING
+
+
+def initial_state(run_at: float | None, now: float) -> JobState:
+    """The state a new job starts in: scheduled until a future ``run_at``; submitted (to run now)
+    without one or with one already past."""
+    return JobState.SCHEDULED if run_at is not None and run_at > now else JobState.SUBMITTED
 
 
 def resumes(state: JobState, pending_approvals: int) -> bool:

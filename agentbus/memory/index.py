@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -71,6 +71,9 @@ class VectorIndex:
         self._columns = MetadataColumns()
         self._store = RowStore(dim, storage, rerank, capacity, self._columns)
         self._fetch = fetch_vectors if self._store.orig is None else None
+        # told ``keep`` (the old rows, in their new order) on each compaction: a keyword index keyed
+        # by these rows follows them
+        self.on_compact: list[Callable[[np.ndarray], None]] = []
 
     # ----------------------------------------------------------------- writes
     def reserve(self, capacity: int) -> None:
@@ -272,6 +275,8 @@ class VectorIndex:
             self._rows = {i: r for r, i in enumerate(self._ids) if i is not None}
             self._n, self._dead = keep.shape[0], 0
             self.version += 1
+            for follow in self.on_compact:
+                follow(keep)
 
     # ----------------------------------------------------------------- reads
     def __len__(self) -> int:
@@ -279,6 +284,36 @@ class VectorIndex:
 
     def __contains__(self, id: object) -> bool:
         return id in self._rows
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every read and write of this index holds (to do several as one)."""
+        return self._lock
+
+    def row_of(self, id: str) -> int | None:
+        """The row an item is stored in (rows change on :meth:`compact`)."""
+        return self._rows.get(id)
+
+    def id_of(self, row: int) -> str | None:
+        """The id of the item in ``row`` (``None``: a deleted row)."""
+        return self._ids[row] if 0 <= row < self._n else None
+
+    def rows_of(self, ids: Sequence[str]) -> list[int | None]:
+        """:meth:`row_of` of each id."""
+        get = self._rows.get
+        return [get(i) for i in ids]
+
+    def ids_of(self, rows: list[int]) -> list[str]:
+        """The ids of rows that hold items (``""`` for a deleted one)."""
+        ids = self._ids
+        return [ids[r] or "" for r in rows]
+
+    def row_mask(self, filter: Mapping[str, Any] | None = None, now: float | None = None) -> np.ndarray | None:
+        """By row, whether a search could return the item (live, not expired, matching ``filter``);
+        ``None``: every row of ``0 .. n-1`` could (nothing deleted, expiring or filtered)."""
+        clauses = compile_filter(filter)
+        with self._lock:
+            return self._mask(clauses, now)
 
     @property
     def nbytes(self) -> int:

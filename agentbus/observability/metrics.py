@@ -84,6 +84,11 @@ REAPER = Counter(
     "workers, calls failed for overrunning their timeout.",
     ["action"],
 )
+SCHEDULER = Counter(
+    "agentbus_scheduler_actions",
+    "What the scheduler did: jobs for later submitted (those over a minute late), schedule ticks fired and skipped.",
+    ["action"],
+)
 APPROVALS_EXPIRED = Counter(
     "agentbus_approvals_expired", "Approvals whose deadline fired (jobs affected).", registry=None
 )
@@ -195,6 +200,13 @@ def reaped(action: str, n: int = 1) -> None:
         return
     if n:
         REAPER.labels(action).inc(n)
+
+
+def scheduled(action: str, n: int = 1) -> None:
+    if not _on:
+        return
+    if n:
+        SCHEDULER.labels(action).inc(n)
 
 
 def approvals_expired(n: int) -> None:

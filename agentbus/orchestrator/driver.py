@@ -27,6 +27,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.app import JobType
 from agentbus.domain.output import Output
+from agentbus.domain.states import JOB_NOT_DUE
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.admission import Admission
 from agentbus.orchestrator.cancel import Canceller
@@ -87,6 +88,8 @@ class Driver:
             if job.state == JobState.CANCELLED and waiting:
                 self.cancel(job_id)
             return
+        if job.state in JOB_NOT_DUE:  # the due-job sweep submits it when its time comes
+            return
         if waiting and not resume:  # not waiting: no step open, or a wait_any may be over (``early``)
             return
         try:
@@ -146,6 +149,8 @@ class Driver:
             if job.state.terminal:
                 if job.state == JobState.CANCELLED and waiting:
                     self.cancel(job.id)
+            elif job.state in JOB_NOT_DUE:
+                continue
             elif not waiting:  # (an early job is replayed here, then advanced alone: where its flag is kept)
                 try:
                     ready.append((job, self.app.job_type(job.type)))

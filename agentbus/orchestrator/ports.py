@@ -16,7 +16,18 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
-from agentbus.store import JobRecord, NewJob, NewStep, PurgeCounts, Replayed, StepRow, TaskOutcome, WebhookRow
+from agentbus.store import (
+    JobRecord,
+    NewJob,
+    NewSchedule,
+    NewStep,
+    PurgeCounts,
+    Replayed,
+    ScheduleRecord,
+    StepRow,
+    TaskOutcome,
+    WebhookRow,
+)
 
 # -- the record (PostgreSQL) ------------------------------------------------------------------
 
@@ -35,6 +46,22 @@ class Jobs(Protocol):
     def children(self, job_id: str) -> list[str]: ...
 
     def jobs_older_than(self, states: list[JobState], before: float, limit: int = 500) -> list[str]: ...
+
+
+class DueJobs(Protocol):
+    """Jobs submitted for later, submitted when due (``store.Jobs``)."""
+
+    def submit_due(self, now: float, limit: int = 500) -> list[tuple[str, float]]: ...
+
+
+class ScheduleStore(Protocol):
+    """Schedules, kept from the app and fired (``store.Schedules``)."""
+
+    def keep(self, new: NewSchedule) -> tuple[ScheduleRecord, bool]: ...
+
+    def due(self, now: float, limit: int = 100) -> list[ScheduleRecord]: ...
+
+    def fire(self, schedule: ScheduleRecord, ticks: Sequence[int], next_tick: int, now: float) -> list[str] | None: ...
 
 
 class Steps(Protocol):

@@ -28,6 +28,7 @@ from agentbus.domain import App, ControlEvent, Unavailable
 from agentbus.domain.shards import fair_share, rebalance, shard_of
 from agentbus.observability import MetricsServer, Readiness, log_context, metrics, probe, tracing
 from agentbus.orchestrator.compose import compose_over
+from agentbus.orchestrator.schedules import SWEEP_S, Scheduler
 from agentbus.orchestrator.webhooks import WebhookSender
 from agentbus.store import Jobs, Repositories
 
@@ -41,9 +42,9 @@ class Orchestrator:
     orchestrator holds at most ceil(K / live) shards (``domain/shards.py``), so several are
     active, and a shard whose holder dies is taken by another once its lease expires. The work
     that spans the whole deployment (timers, reconciler, reaper, retention, webhooks, pending
-    dispatches) runs under shard 0's lease only; it hands jobs of other shards to their holders
-    as ``job.advance`` events. Compare-and-set transitions keep a job safe in the moments when two
-    orchestrators both think they hold its shard.
+    dispatches, jobs for later and schedule ticks) runs under shard 0's lease only; it hands jobs
+    of other shards to their holders as ``job.advance`` events. Compare-and-set transitions keep a
+    job safe in the moments when two orchestrators both think they hold its shard.
     """
 
     def __init__(self, settings: Settings, app: App, repos: Repositories, conn: Any, name: str | None = None):
@@ -59,6 +60,8 @@ class Orchestrator:
         # advance goes to its own shard's holder when that is another orchestrator.
         self.driver.admission.owns_pending = self.runs_maintenance
         self.maintenance.advance = self._advance_or_hand_over
+        self.scheduler = Scheduler(app, jobs=repos.jobs, schedules=repos.schedules, advance=self._advance_or_hand_over)
+        self._app_schedules_kept = False
         self._handover: list[str] = []
         self.conn = conn
         ttl_ms = int(settings.lease_ttl_s * 1000)
@@ -260,10 +263,13 @@ class Orchestrator:
         leases = threading.Thread(target=self._keep_leases, name="lease", daemon=True)
         leases.start()
         threading.Thread(target=self._send_webhooks, name="webhooks", daemon=True).start()
-        next_timers = next_reconcile = 0.0
+        next_timers = next_reconcile = next_sweep = 0.0
         next_purge = time.monotonic() + self.settings.reconcile_interval_s
         while not self.stop.is_set():
             try:
+                if not self._app_schedules_kept:  # at the start, and again until the database answers
+                    self.scheduler.keep_app_schedules()
+                    self._app_schedules_kept = True
                 self._take_over()
                 held = self.held
                 if not held:
@@ -281,6 +287,9 @@ class Orchestrator:
                 if now >= next_timers:
                     self._maintain(self.maintenance.timers)
                     next_timers = now + self.settings.timer_interval_s
+                if now >= next_sweep:
+                    self._maintain(self.scheduler.sweep)
+                    next_sweep = now + SWEEP_S
                 if now >= next_reconcile:
                     self._maintain(self.maintenance.reconcile)
                     self._maintain(self.maintenance.reap)

@@ -2,8 +2,8 @@
 
 One small repository per aggregate, each owning its tables and SQL, all over one database:
 ``Jobs``, ``Steps`` (the journal), ``Approvals``, ``Events`` (the job event log), ``Webhooks``
-(the approval webhook outbox), ``Signals``, ``Keys`` and ``Memory``; ``Retention`` purges, ``ConsoleQueries``
-reads for the console. ``Repositories`` builds them all from a URL for an entry point.
+(the approval webhook outbox), ``Signals``, ``Keys``, ``Memory`` and ``Schedules``; ``Retention``
+purges, ``ConsoleQueries`` reads for the console. ``Repositories`` builds them all from a URL for an entry point.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from agentbus.store.records import (
 )
 from agentbus.store.repositories import Repositories
 from agentbus.store.retention import PurgeCounts, Retention
+from agentbus.store.schedules import NewSchedule, ScheduleRecord, Schedules
 from agentbus.store.signals import Signals, signal_payload
 from agentbus.store.steps import Replayed, Steps
 from agentbus.store.webhooks import Webhooks
@@ -44,11 +45,14 @@ __all__ = [
     "NamespaceRecord",
     "NewItem",
     "NewJob",
+    "NewSchedule",
     "NewStep",
     "PurgeCounts",
     "Replayed",
     "Repositories",
     "Retention",
+    "ScheduleRecord",
+    "Schedules",
     "SignalRecord",
     "Signals",
     "StepRow",

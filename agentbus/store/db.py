@@ -159,6 +159,7 @@ class ConnectionPerCall:
             with connection_scope(self._db):
                 return value(*args, **kwargs)
 
+        setattr(self, attr, scoped)  # made once: the next lookup finds it without __getattr__
         return scoped
 
 

@@ -12,6 +12,7 @@ import peewee
 from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound
 from agentbus.domain.replay import ErrorInfo
 from agentbus.domain.states import (
+    JOB_NOT_DUE,
     JOB_OPEN,
     JOB_REOPENINGS,
     JOB_RERUNNABLE,
@@ -23,6 +24,7 @@ from agentbus.domain.states import (
     TASK_TERMINAL,
     JobState,
     TaskState,
+    initial_state,
     resumes,
     sources_of_job,
     sql_values,
@@ -54,6 +56,9 @@ def job_record(row: Job) -> JobRecord:
         updated_at=row.updated_at,
         tenant=row.tenant,
         rerun_of=row.rerun_of,
+        run_at=row.run_at,
+        schedule_id=row.schedule_id,
+        schedule_tick=row.schedule_tick,
     )
 
 
@@ -76,6 +81,9 @@ _JOB_FIELDS = (
     "tenant",
     "error_traceback",
     "rerun_of",
+    "run_at",
+    "schedule_id",
+    "schedule_tick",
 )
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
@@ -100,7 +108,10 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         tenant,
         etb,
         rerun_of,
-    ) = t[:18]
+        run_at,
+        schedule_id,
+        schedule_tick,
+    ) = t[:21]
     return JobRecord(
         id=jid,
         type=type_,
@@ -118,6 +129,9 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
         updated_at=updated,
         tenant=tenant,
         rerun_of=rerun_of,
+        run_at=run_at,
+        schedule_id=schedule_id,
+        schedule_tick=schedule_tick,
     )
 
 
@@ -141,14 +155,16 @@ class Jobs(Repository):
         """Insert a job; with an idempotency key already used, return that job instead.
 
         Returns the job and whether it was created now. The same key with another
-        type or input is an ``IdempotencyConflict``.
+        type or input is an ``IdempotencyConflict``. A job with a future ``run_at`` starts
+        ``scheduled`` (``states.initial_state``).
         """
         now = time.time()
         job_id = new.id or uuid.uuid4().hex
+        state = JobState.SUBMITTED if new.run_at is None else initial_state(new.run_at, now)
         row = {
             "id": job_id,
             "type": new.type,
-            "state": JobState.SUBMITTED.value,
+            "state": state.value,
             "input": dumps(new.input),
             "idempotency_key": new.idempotency_key,
             "priority": new.priority,
@@ -159,12 +175,14 @@ class Jobs(Repository):
             "tenant": new.tenant,
             "rerun_of": new.rerun_of,
         }
+        if new.run_at is not None:
+            row["run_at"] = new.run_at
         if is_postgres(self.db):
             self._insert_job_pg(row, now)
         else:
             with self.db.atomic():
                 if Job.insert(row).on_conflict_ignore().execute() is not None:
-                    self.events.log(job_id, "job", {"status": JobState.SUBMITTED.value}, now)
+                    self.events.log(job_id, "job", {"status": row["state"]}, now)
         if new.idempotency_key is None and new.id is None:  # a fresh id: the row is what we wrote
             return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
         if new.idempotency_key is None:
@@ -186,7 +204,7 @@ class Jobs(Repository):
         self.db.execute_sql(
             f"WITH j AS (INSERT INTO ab_jobs ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING id) "
             "INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', %s FROM j",
-            (*row.values(), now, dumps({"status": JobState.SUBMITTED.value})),
+            (*row.values(), now, dumps({"status": row["state"]})),
         )
 
     def _job_sql(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -430,6 +448,26 @@ class Jobs(Repository):
             .tuples()
         )
         return [(int(seq), str(child)) for seq, child in q]
+
+    @translate_errors
+    def submit_due(self, now: float, limit: int = 500) -> list[tuple[str, float]]:
+        """Submit the scheduled jobs whose ``run_at`` has come, by compare-and-set from
+        ``JOB_NOT_DUE``: of two sweeps at once each job is submitted by one. Returns the jobs
+        submitted now, with when each was due."""
+        not_due = sql_values(JOB_NOT_DUE)
+        sql = (
+            f"UPDATE ab_jobs SET state = %s, updated_at = %s WHERE state IN ({not_due}) AND id IN "
+            f"(SELECT id FROM ab_jobs WHERE state IN ({not_due}) AND run_at <= %s ORDER BY run_at LIMIT %s) "
+            "RETURNING id, run_at"
+        )
+        if not is_postgres(self.db):
+            sql = sql.replace("%s", "?")
+        with self.db.atomic():
+            due = [(r[0], float(r[1])) for r in self.db.execute_sql(sql, (JobState.SUBMITTED.value, now, now, limit))]
+            for job_id, run_at in due:  # how late it starts: the sweep's period, or a downtime
+                late = round(now - run_at, 3)
+                self.events.log(job_id, "job", {"status": JobState.SUBMITTED.value, "late_s": late}, now)
+        return due
 
     @translate_errors
     def jobs_older_than(self, states: list[JobState], before: float, limit: int = 500) -> list[str]:

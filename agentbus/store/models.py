@@ -30,6 +30,9 @@ class Job(BaseModel):
     tenant = CharField(max_length=100, default="default")
     rerun_of = CharField(max_length=120, null=True)
     wakes_early = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])  # see migration 0014
+    run_at = DoubleField(null=True)
+    schedule_id = CharField(max_length=40, null=True)
+    schedule_tick = IntegerField(null=True)
 
     class Meta:
         table_name = "ab_jobs"
@@ -213,6 +216,29 @@ class MemoryTenant(BaseModel):
         table_name = "ab_memory_tenants"
 
 
+class Schedule(BaseModel):
+    """A recurring job: an agent run on the ticks of a cron expression in a time zone."""
+
+    id = CharField(primary_key=True, max_length=40)
+    tenant = CharField(max_length=100)
+    name = CharField(max_length=200)
+    agent = CharField(max_length=200)
+    input = TextField()
+    cron = CharField(max_length=200)
+    timezone = CharField(max_length=64)
+    catch_up = CharField(max_length=20)
+    paused = BooleanField(default=False)
+    origin = CharField(max_length=10)  # "api", or "app" (declared with @app.agent(schedule=...))
+    next_tick = IntegerField()
+    last_tick = IntegerField(null=True)
+    last_job_id = CharField(max_length=120, null=True)
+    created_at = DoubleField()
+    updated_at = DoubleField()
+
+    class Meta:
+        table_name = "ab_schedules"
+
+
 class Signal(BaseModel):
     """A signal sent to a job (``POST /jobs/{id}/signals/{name}``); ``id`` is its place in the order
     signals arrived, ``consumed_by`` the id of the wait step that took it (NULL: kept for a wait)."""
@@ -236,4 +262,6 @@ class Signal(BaseModel):
         )
 
 
-MODELS.extend([Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem, MemoryTenant, Signal])
+MODELS.extend(
+    [Approval, WebhookDelivery, JobEvent, ApiKey, MemoryNamespace, MemoryItem, MemoryTenant, Schedule, Signal]
+)

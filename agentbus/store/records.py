@@ -33,6 +33,11 @@ class JobRecord:
     tenant: str = "default"
     rerun_of: str | None = None
     """The job this one runs again (``POST /jobs/{id}/rerun``)."""
+    run_at: float | None = None
+    """When a job submitted for later is due (``scheduled`` until then)."""
+    schedule_id: str | None = None
+    schedule_tick: int | None = None
+    """The schedule and tick that made this job."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class NewJob:
     id: str | None = None
     tenant: str = "default"
     rerun_of: str | None = None
+    run_at: float | None = None
+    """Not before this time (unix seconds): the job waits as ``scheduled``; a past time runs now."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from agentbus.store.jobs import Jobs
 from agentbus.store.keys import Keys
 from agentbus.store.memory import Memory
 from agentbus.store.models import MODELS
+from agentbus.store.schedules import Schedules
 from agentbus.store.signals import Signals
 from agentbus.store.steps import Steps
 from agentbus.store.webhooks import Webhooks
@@ -33,6 +34,7 @@ class Repositories:
     steps: Steps
     keys: Keys
     memory: Memory
+    schedules: Schedules
     signals: Signals
 
     @classmethod
@@ -43,7 +45,7 @@ class Repositories:
         approvals = Approvals(db, events, webhooks, jobs)
         signals = Signals(db, events)
         steps = Steps(db, events, approvals, signals)
-        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db), signals)
+        return cls(db, events, webhooks, jobs, approvals, steps, Keys(db), Memory(db), Schedules(db, events), signals)
 
     @classmethod
     def from_url(cls, url: str, max_connections: int = 32, pool_timeout: float = 10.0) -> Repositories:

@@ -14,7 +14,7 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.ids import job_of
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
-    JOB_OPEN,
+    JOB_REPLAYABLE,
     JOB_TERMINAL,
     TASK_HOLDING_SLOT,
     TASK_NOT_STARTED,
@@ -36,7 +36,7 @@ from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, 
 from agentbus.store.signals import Signals
 
 _OPEN = [s.value for s in TASK_OPEN]
-_JOB_OPEN = [s.value for s in JOB_OPEN]
+_JOB_OPEN = [s.value for s in JOB_REPLAYABLE]  # a scheduled job is not replayed before its time
 
 
 @dataclass(frozen=True)

@@ -256,3 +256,61 @@ def test_the_two_clients_have_the_same_methods() -> None:
     for name in public(AsyncClient) - {"aclose"}:
         method = getattr(AsyncClient, name)
         assert inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method), name
+
+
+def test_jobs_for_later_and_schedules(client: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    later = client.submit("echo", {"message": "hi"}, delay=120)
+    assert later.status == "scheduled" and later.run_at is not None
+    at = client.submit("echo", {"message": "hi"}, run_at=datetime.now(UTC) + timedelta(hours=1))
+    assert at.status == "scheduled"
+    with pytest.raises(ValidationFailed):
+        client.submit("echo", {"message": "hi"}, run_at=datetime.now() + timedelta(hours=1))  # no offset
+    assert client.cancel(later.id).status == "cancelled"
+    s = client.create_schedule("every-minute", "echo", "* * * * *", {"message": "tick"}, timezone="Europe/Paris")
+    assert (s.name, s.cron, s.timezone, s.paused, len(s.upcoming)) == (
+        "every-minute",
+        "* * * * *",
+        "Europe/Paris",
+        False,
+        3,
+    )
+    assert [x.id for x in client.schedules()] == [s.id]
+    assert client.pause_schedule(s.id).paused
+    assert not client.resume_schedule(s.id).paused
+    assert client.schedule(s.id).next_run_at is not None
+    with pytest.raises(Conflict):
+        client.create_schedule("every-minute", "echo", "* * * * *", {"message": "tick"})
+    with pytest.raises(ValidationFailed):
+        client.create_schedule("bad", "echo", "* * *", {"message": "tick"})
+    client.delete_schedule(s.id)
+    with pytest.raises(NotFound):
+        client.schedule(s.id)
+
+
+def test_cli_submits_for_later_and_keeps_schedules_by_name(api: Api) -> None:
+    env = {"AGENTBUS_API_URL": api.url, "AGENTBUS_API_KEY": api.key}
+    run = CliRunner().invoke
+    later = run(cli, ["submit", "echo", "-i", '{"message": "hi"}', "--delay", "60"], env=env)
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["status"] == "scheduled"
+    at = run(cli, ["submit", "echo", "-i", '{"message": "hi"}', "--at", str(time.time() + 60)], env=env)
+    assert json.loads(at.stdout)["status"] == "scheduled"
+    made = run(
+        cli,
+        ["schedules", "create", "nightly", "echo", "0 2 * * *", "-i", '{"message": "n"}', "--tz", "Asia/Tokyo"],
+        env=env,
+    )
+    assert made.exit_code == 0, made.output
+    listed = run(cli, ["schedules", "list", "-o", "json"], env=env)
+    (s,) = json.loads(listed.stdout)
+    assert (s["name"], s["timezone"]) == ("nightly", "Asia/Tokyo")
+    assert run(cli, ["schedules", "pause", "nightly"], env=env).exit_code == 0
+    shown = run(cli, ["schedules", "show", s["id"][:6], "-o", "json"], env=env)
+    assert json.loads(shown.stdout)["paused"] is True
+    assert run(cli, ["schedules", "resume", "nightly"], env=env).exit_code == 0
+    assert run(cli, ["schedules", "delete", "nightly"], env=env).exit_code == 0
+    assert json.loads(run(cli, ["schedules", "list", "-o", "json"], env=env).stdout) == []
+    bad = run(cli, ["schedules", "create", "x", "echo", "61 * * * *"], env=env)
+    assert isinstance(bad.exception, ValidationFailed) and "minute" in str(bad.exception)  # main() exits 2

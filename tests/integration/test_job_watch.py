@@ -40,6 +40,28 @@ def test_a_notice_wakes_the_waiters_of_that_job_only(redis_url: str, redis_conn:
     asyncio.run(scenario())
 
 
+def test_a_waiter_for_the_end_only_sleeps_through_changes(redis_url: str, redis_conn: redis.Redis) -> None:
+    """A long-poll for a result is woken when its job finishes, not each time it changes."""
+
+    async def scenario() -> None:
+        watch = JobWatch(redis_url)
+        await watch.start()
+        try:
+            await _until(lambda: watch.healthy)
+            job = f"e{uuid.uuid4().hex}"
+            with watch.watch(job, changes=False) as end, watch.watch(job) as every:
+                JobNotifier(redis_conn).changed([job])
+                await _until(every.is_set)
+                assert not end.is_set()
+                JobNotifier(redis_conn).finished([job])
+                await _until(end.is_set)
+            assert watch.waiting == 0
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())
+
+
 def test_without_redis_the_watch_is_unhealthy_and_waiters_still_wake_on_their_timer() -> None:
     async def scenario() -> None:
         watch = JobWatch("redis://127.0.0.1:1/0", reconnect_s=0.1)

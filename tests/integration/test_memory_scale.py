@@ -231,6 +231,23 @@ def test_hybrid_search_follows_stores_and_deletes_through_other_replicas(store: 
     assert "n1" not in {h["id"] for h in reader.search("t1", "notes", q="INV-2024-0042", k=6, mode="hybrid")}
 
 
+def test_hybrid_search_is_charged_follows_rewrites_and_stays_in_its_tenant(store: Repositories) -> None:
+    writer, reader = MemoryService(store.memory), MemoryService(store.memory)
+    writer.store_items("t1", "notes", [{"id": i, "text": t} for i, t in NOTES])
+    writer.store_items("t2", "notes", [{"id": "other", "text": "Ticket ZX-9001 of another tenant"}])
+    reader.search("t1", "notes", q="refund", k=3)
+    vectors_only = reader.cached()[0].nbytes
+    reader.search("t1", "notes", q="refund", k=3, mode="hybrid")
+    assert reader.cached()[0].nbytes > vectors_only  # the keyword index counts against the budget
+    writer.store_items("t1", "notes", [{"id": "n2", "text": "Ticket ZX-9001 escalated"}])  # a new text
+    writer.store_items("t1", "notes", [{"id": "n4", "vector": [0.1] * 384}])  # no text any more
+    hits = reader.search("t1", "notes", q="ZX-9001", k=6, mode="hybrid")
+    assert hits[0]["id"] == "n2" and "other" not in {h["id"] for h in hits}
+    reader.search("t1", "notes", q="user_42", k=1, mode="hybrid")
+    keywords = next(c.keywords for c in reader._cache.values() if c.keywords is not None)
+    assert keywords.search("user_42", 5) == [] and keywords.search("zx-9001", 5)[0][0] == "n2"
+
+
 def test_hybrid_search_needs_text_and_modes_are_checked(store: Repositories) -> None:
     svc = MemoryService(store.memory)
     svc.store_items("t1", "notes", [{"id": i, "text": t} for i, t in NOTES])

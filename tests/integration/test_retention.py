@@ -36,7 +36,7 @@ def make_job(
     )
     calls = [NewStep(job.id, i, "task", "fetch", TaskState.QUEUED, args={"i": i}, queue="cpu") for i in range(steps)]
     assert store.steps.record_replay(job.id, calls, None, asks=[(steps, HumanRequest("Keep?", webhook=HOOK))])
-    if state == JobState.SUBMITTED:
+    if state in (JobState.SCHEDULED, JobState.SUBMITTED):
         Job.update(state=state.value).where(Job.id == job.id).execute()
     elif state != JobState.WAITING_HUMAN:
         assert store.jobs.move_job(job.id, JobState.RUNNING)

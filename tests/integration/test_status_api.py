@@ -43,7 +43,7 @@ def test_status_shows_lease_queues_jobs_workers_and_failures(
 
     empty = web.get("/status", headers=bearer(admin)).json()
     assert empty["orchestrator"] == {"lease_holder": None, "lease_ttl_s": 0.0}  # nobody: say so
-    assert empty["jobs"] == {"submitted": 0, "running": 0, "waiting_human": 0}
+    assert empty["jobs"] == {"scheduled": 0, "submitted": 0, "running": 0, "waiting_human": 0}
 
     conn = connect(redis_url)
     Lease(conn, "orchestrator", "orch-1", 10_000).acquire()

@@ -41,3 +41,50 @@ def test_a_busy_pool_does_not_open_the_shared_breaker() -> None:
         with pytest.raises(Unavailable, match="busy"):
             busy.read()
     assert breaker_states([pg]) == {"PostgreSQL": "closed"}
+
+
+def test_calls_through_one_breaker_run_side_by_side() -> None:
+    """A slow call holds no lock: another repository's call goes through meanwhile."""
+    import threading
+
+    pg = Guarded(None, "PostgreSQL", fail_max=3, reset_s=60.0)
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def read(self) -> str:
+            inside.set()
+            assert release.wait(10)
+            return "slow"
+
+    class Quick:
+        def read(self) -> str:
+            return "quick"
+
+    out: list[str] = []
+    slow = threading.Thread(target=lambda: out.append(pg.over(Slow()).read()))
+    slow.start()
+    assert inside.wait(10)
+    try:
+        assert pg.over(Quick()).read() == "quick"  # pybreaker held its lock here until "slow" returned
+    finally:
+        release.set()
+        slow.join(10)
+    assert out == ["slow"]
+
+
+def test_after_the_reset_time_one_trial_call_closes_or_reopens_the_breaker() -> None:
+    pg = Guarded(None, "PostgreSQL", fail_max=1, reset_s=0.0)  # a trial is due at once
+    down = pg.over(_Down())
+    with pytest.raises(Unavailable, match="connection refused"):
+        down.read()
+    assert breaker_states([pg]) == {"PostgreSQL": "open"}
+    with pytest.raises(Unavailable, match="connection refused"):  # the trial was let through, and failed
+        down.read()
+    assert breaker_states([pg]) == {"PostgreSQL": "open"}
+
+    class Up:
+        def read(self) -> str:
+            return "ok"
+
+    assert pg.over(Up()).read() == "ok"
+    assert breaker_states([pg]) == {"PostgreSQL": "closed"}

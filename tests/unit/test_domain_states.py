@@ -45,6 +45,9 @@ JOB_LEGAL = {
     # a job whose type is unknown fails, and one may be cancelled, before it ever runs
     (J.SUBMITTED, J.FAILED),
     (J.SUBMITTED, J.CANCELLED),
+    # a job submitted for later waits as scheduled until it is due, or is cancelled before
+    (J.SCHEDULED, J.SUBMITTED),
+    (J.SCHEDULED, J.CANCELLED),
 }
 
 TASK_LEGAL = {
@@ -137,7 +140,7 @@ def test_a_rerun_repeats_only_a_finished_job() -> None:
 
 
 def test_a_job_never_returns_to_submitted_and_a_task_returns_to_pending_only_to_be_routed_again() -> None:
-    assert sources_of_job(J.SUBMITTED) == ()
+    assert sources_of_job(J.SUBMITTED) == (J.SCHEDULED,)  # only a job that waited for its time
     assert set(sources_of_task(T.PENDING)) == {T.QUEUED, T.RUNNING, T.RETRYING}
 
 
@@ -153,7 +156,7 @@ def test_states_are_their_wire_strings() -> None:
 
 
 def test_open_states_are_exactly_the_non_terminal_ones() -> None:
-    assert set(JOB_OPEN) == set(JobState) - JOB_TERMINAL == {J.SUBMITTED, J.RUNNING, J.WAITING_HUMAN}
+    assert set(JOB_OPEN) == set(JobState) - JOB_TERMINAL == {J.SCHEDULED, J.SUBMITTED, J.RUNNING, J.WAITING_HUMAN}
     assert set(TASK_OPEN) == {T.PENDING, T.QUEUED, T.RUNNING, T.RETRYING}
 
 
@@ -191,3 +194,24 @@ def test_a_job_resumes_only_when_it_waits_for_people_and_no_question_is_open() -
 def test_state_sets_become_sql_literals_of_their_wire_strings() -> None:
     assert sql_values(TASK_OPEN) == "'pending', 'queued', 'retrying', 'running'"
     assert sql_values(JOB_TERMINAL) == "'cancelled', 'failed', 'succeeded'"
+
+
+def test_a_job_with_a_future_run_at_starts_scheduled_and_a_past_one_runs_now() -> None:
+    from agentbus.domain.states import initial_state
+
+    assert initial_state(None, 100.0) == JobState.SUBMITTED
+    assert initial_state(100.0, 100.0) == JobState.SUBMITTED
+    assert initial_state(50.0, 100.0) == JobState.SUBMITTED
+    assert initial_state(100.5, 100.0) == JobState.SCHEDULED
+
+
+def test_a_scheduled_job_is_only_submitted_or_cancelled_and_never_replayed() -> None:
+    from agentbus.domain.states import JOB_NOT_DUE, JOB_OPEN, JOB_REPLAYABLE, can_move_job, sources_of_job
+
+    assert can_move_job(JobState.SCHEDULED, JobState.SUBMITTED)
+    assert can_move_job(JobState.SCHEDULED, JobState.CANCELLED)
+    assert not can_move_job(JobState.SCHEDULED, JobState.RUNNING)
+    assert JobState.SCHEDULED in sources_of_job(JobState.CANCELLED)
+    assert JobState.SCHEDULED in JOB_OPEN  # counted under the tenant's cap
+    assert JobState.SCHEDULED not in JOB_REPLAYABLE
+    assert JOB_NOT_DUE == (JobState.SCHEDULED,)

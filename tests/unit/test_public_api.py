@@ -28,6 +28,7 @@ def test_root_all_is_pinned() -> None:
         "Context",
         "Handle",
         "NonDeterministicAgent",
+        "Schedule",
         "SignalTimeout",
         "TaskCancelled",
         "TaskContext",
