@@ -85,8 +85,7 @@ class Driver:
             return
         bind(tenant=job.tenant)
         if job.state.terminal:
-            if job.state == JobState.CANCELLED and waiting:
-                self.cancel(job_id)
+            self._ended(job, waiting)
             return
         if job.state in JOB_NOT_DUE:  # the due-job sweep submits it when its time comes
             return
@@ -147,8 +146,7 @@ class Driver:
         alone: list[JobRecord] = []  # advanced one by one
         for job, waiting in found.values():
             if job.state.terminal:
-                if job.state == JobState.CANCELLED and waiting:
-                    self.cancel(job.id)
+                self._ended(job, waiting)
             elif job.state in JOB_NOT_DUE:
                 continue
             elif not waiting:  # (an early job is replayed here, then advanced alone: where its flag is kept)
@@ -229,6 +227,19 @@ class Driver:
         for job, outcome, r in finished:
             if job.parent_id is not None and job.parent_seq is not None:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, r.result, r.error)
+
+    def _ended(self, job: JobRecord, waiting: bool) -> None:
+        """An event for a finished job: cancel what it left open, and settle its parent's call of it.
+
+        The parent is settled again here (a compare-and-set: a no-op once done) because the
+        orchestrator that recorded the child's end may have stopped before it settled the parent;
+        the entry it never acknowledged comes back to the shard's next holder, and the reconciler
+        sends the ones it finds (``Steps.unsettled_children``).
+        """
+        if job.state == JobState.CANCELLED and waiting:
+            self.cancel(job.id)
+        if job.parent_id is not None and job.parent_seq is not None:
+            self._settle_parent(job.parent_id, job.parent_seq, job.state, job.result, job.error)
 
     def _settle_parent(self, parent_id: str, seq: int, state: JobState, result: Any, error: ErrorInfo | None) -> None:
         if self.steps.settle_child_step(parent_id, seq, _STEP_OF_CHILD[state], result, error):

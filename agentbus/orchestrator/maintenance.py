@@ -108,6 +108,8 @@ class Maintenance:
             self.advance(job_id)
         for job_id in self.signals.deliver_waiting():
             self.advance(job_id)
+        for child_id in self.steps.unsettled_children(cutoff):  # advancing a finished child settles its parent
+            self.advance(child_id)
         self.steps.sweep_orphans()
         stale = self.steps.tasks_in_state(TaskState.QUEUED, older_than=cutoff, limit=20_000)
         if not stale:

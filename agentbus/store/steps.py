@@ -472,6 +472,25 @@ class Steps(Repository):
         return bool(n)
 
     @translate_errors
+    def unsettled_children(self, older_than: float, limit: int = 500) -> list[str]:
+        """Sub-agent jobs that have finished while their parent's call of them is still running (since
+        before ``older_than``): the orchestrator that recorded the end stopped before it settled the
+        parent. A child's id is its parent's step id, so the join is on the two primary keys."""
+        q = (
+            Step.select(Step.id)
+            .join(Job, on=(Job.id == Step.id))
+            .where(
+                (Step.kind == "agent")
+                & (Step.state == TaskState.RUNNING.value)
+                & (Step.updated_at < older_than)
+                & Job.state.in_([s.value for s in JOB_TERMINAL])
+            )
+            .limit(limit)
+            .tuples()
+        )
+        return [r[0] for r in q]
+
+    @translate_errors
     def sweep_orphans(self) -> int:
         """Cancel open steps of jobs that have finished (a lost cancel message, a failed agent)."""
         sql = (

@@ -281,6 +281,16 @@ class Record:
                 n += 1
         return n
 
+    def unsettled_children(self, older_than: float, limit: int = 500) -> list[str]:
+        return [
+            s.new.id
+            for s in self.steps.values()
+            if s.new.kind == "agent"
+            and s.state == TaskState.RUNNING
+            and s.new.id in self.jobs
+            and self.jobs[s.new.id].state.terminal
+        ][:limit]
+
     def record_outcomes(self, outcomes: Sequence[TaskOutcome], worker: str | None = None) -> list[str]:
         jobs = set()
         for o in outcomes:

@@ -31,6 +31,11 @@ def waits(ctx: Context) -> str:
 
 
 @app.agent
+def outer(ctx: Context, n: int) -> dict[str, int]:
+    return {"child": ctx.call_agent(fan_out, n)}
+
+
+@app.agent
 def asks(ctx: Context) -> str:
     return str(ctx.ask_human("ok?", timeout=60, on_timeout="reject"))
 
@@ -175,3 +180,18 @@ def test_a_call_past_its_timeout_is_failed_or_retried_and_stopped_on_its_worker(
 
     assert w.record.steps[call.task_id].state == TaskState.RETRYING  # attempt 1 of 2
     assert w.queues.cancelled == [("w1", call.task_id)]
+
+
+def test_a_sub_agent_that_ended_without_settling_its_parent_is_found_and_settles_it() -> None:
+    """The orchestrator that recorded the child's end stopped before it settled the parent's call."""
+    w, clock = world(app, CPU_WORKER), Clock()
+    parent = w.submit("outer", {"n": 1})
+    w.driver.advance(parent)
+    child = f"{parent}-0"
+    assert w.record.record_replay(child, [], JobState.SUCCEEDED, result=0)  # and nothing settled the parent
+    assert w.job(parent).state == JobState.RUNNING
+    clock.now += 60
+
+    maintenance(w, clock).reconcile()
+
+    assert (w.job(parent).state, w.job(parent).result) == (JobState.SUCCEEDED, {"child": 0})
