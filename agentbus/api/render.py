@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from agentbus.store import ApprovalRecord, JobRecord
+from agentbus.store import ApprovalRecord, JobRecord, SignalRecord
 
 
 def iso(ts: float | None) -> str | None:
@@ -65,4 +65,18 @@ def approval(rec: ApprovalRecord) -> dict[str, Any]:
         "answered_at": iso(rec.answered_at),
         "created_at": iso(rec.created_at),
         "updated_at": iso(rec.updated_at),
+    }
+
+
+def signal(rec: SignalRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "job_id": rec.job_id,
+        "name": rec.name,
+        "payload": rec.payload,
+        "status": rec.status,
+        "step": rec.step,
+        "idempotency_key": rec.idempotency_key,
+        "created_at": iso(rec.created_at),
+        "delivered_at": iso(rec.delivered_at),
     }

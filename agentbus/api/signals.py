@@ -18,7 +18,6 @@ from agentbus.api.routes import _job_id, _publish, _state, json_body, tenant_of
 from agentbus.api.state import ApiState
 from agentbus.domain import ControlEvent, InvalidInput, Unavailable
 from agentbus.domain.signals import MAX_IDEMPOTENCY_KEY, check_signal_name
-from agentbus.store import SignalRecord
 
 
 class SignalPayload(RootModel[Any]):
@@ -32,20 +31,6 @@ def _key(request: Request) -> str | None:
     return key
 
 
-def render_signal(rec: SignalRecord) -> dict[str, Any]:
-    return {
-        "id": rec.id,
-        "job_id": rec.job_id,
-        "name": rec.name,
-        "payload": rec.payload,
-        "status": rec.status,
-        "step": rec.step,
-        "idempotency_key": rec.idempotency_key,
-        "created_at": render.iso(rec.created_at),
-        "delivered_at": render.iso(rec.delivered_at),
-    }
-
-
 async def send_signal(request: Request) -> JSONResponse:
     """202 with the signal (kept, or already delivered); 200 with the earlier one for a repeated
     Idempotency-Key; 409 for a finished job; 422 when the open wait's schema refuses the payload."""
@@ -57,13 +42,13 @@ async def send_signal(request: Request) -> JSONResponse:
     rec, created = await run_in_threadpool(lambda: st.signals.send(job_id, name, payload, tenant=tenant, key=key))
     if created:
         await run_in_threadpool(_wake, st, job_id)
-    return JSONResponse(render_signal(rec), status_code=202 if created else 200)
+    return JSONResponse(render.signal(rec), status_code=202 if created else 200)
 
 
 async def list_signals(request: Request) -> JSONResponse:
     st = _state(request)
     rows = await run_in_threadpool(st.signals.list_signals, _job_id(request), tenant_of(request))
-    return JSONResponse({"signals": [render_signal(r) for r in rows]})
+    return JSONResponse({"signals": [render.signal(r) for r in rows]})
 
 
 def _wake(st: ApiState, job_id: str) -> None:
