@@ -1,14 +1,17 @@
 """Memory through PostgreSQL: ingest rate, a fresh replica's cold load, its resident memory and recall.
 
-    python -m bench.memory_store [--n 1000000] [--text-items N] [--dim 384] [--batch 1000] [--writers 2]
+    python -m bench.memory_store [--n 1000000] [--text-items N] [--dim 384] [--batch 1000]
+                                 [--processes 2] [--writers 1]
                                  [--hybrid-only] [--reuse] [--write-docs]
 
 1. Stores N random unit vectors (each with a short text and metadata, sent as JSON-like lists,
-   as POST /memory/store or ctx.memory hands them over) through the memory service, from
-   ``--writers`` threads into one namespace; then ``--text-items`` (default N) text-only items,
-   which the hash embedder embeds, the same way into another.  For each it reports the rate and
-   where the CPU went per 1,000 items: this process (Python; the GIL serialises it across the
-   writer threads) and the PostgreSQL backends of the writers' connections.
+   as POST /memory/store or ctx.memory hands them over) through the memory service into one
+   namespace, from ``--processes`` writer processes (as API replicas, or workers whose tasks call
+   ``ctx.memory``, each with its own service and connections) of ``--writers`` threads each; then
+   ``--text-items`` (default N) text-only items, which the hash embedder embeds, the same way into
+   another.  For each it reports the rate and where the CPU went per 1,000 items: the writer
+   processes (Python, building the batches included) and the PostgreSQL backends of their
+   connections.
 2. For each cache mode, starts a fresh Python process that opens the namespace the way an API
    replica does on its first search and reports the time to that first answer, its resident memory
    (after imports, with the namespace, peak), the single-query latency and recall@10 against the
@@ -31,14 +34,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -143,43 +147,93 @@ class Ingest:
         )
 
 
-def _ingest(svc: object, namespace: str, n: int, batch: int, writers: int, make: Callable[[int, int], list]) -> Ingest:  # type: ignore[type-arg]
-    """Stores n items (``make(start, m)`` builds a batch) from ``writers`` threads."""
-    starts = list(range(0, n, batch))
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-    pg_s = [0.0]
+def _vectors(start: int, m: int, dim: int) -> np.ndarray:
+    """Batch ``start``'s random unit vectors: seeded by the batch, so a writer process and the
+    recall check make the same ones without passing 1.5 GB between processes."""
+    v = np.random.default_rng(start).standard_normal((m, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def _batch(kind: str, start: int, m: int, dim: int) -> list[dict[str, object]]:
+    """What ``POST /memory/store`` or ``ctx.memory`` hands the service: JSON-like items."""
+    if kind == "vectors":
+        vectors = _vectors(start, m, dim)
+        return [
+            {
+                "id": f"i{start + j}",
+                "text": f"item {start + j} of the benchmark",
+                "metadata": {"g": (start + j) % 10},
+                "vector": vectors[j].tolist(),
+            }
+            for j in range(m)
+        ]
+    return [{"id": f"t{start + j}", "text": _text(start + j), "metadata": {"g": (start + j) % 10}} for j in range(m)]
+
+
+def _writer(
+    url: str, kind: str, namespace: str, starts: list[int], n: int, a: argparse.Namespace, go: Any, out: Any
+) -> None:  # type: ignore[name-defined]
+    """One writer process (an API replica, or a worker whose tasks call ``ctx.memory``): its own
+    memory service and connections, ``a.writers`` threads over its share of the batches."""
+    from agentbus.services import MemoryService
+    from agentbus.store import Repositories
+
+    svc = MemoryService(Repositories.from_url(url).memory, max_batch=max(a.batch, 1000), max_items=2 * n + 2)
+    svc.store_items("bench", "warm", _batch(kind, 0, 1, a.dim))  # numba's compiled code loaded before the clock
+    todo, lock, errors, pg_s = list(starts), threading.Lock(), [], [0.0]
 
     def work() -> None:
-        db = svc.store.db  # type: ignore[attr-defined]
+        db: Any = svc.store.db
         pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]  # this thread's connection
         cpu0 = _backend_cpu(pid)
         try:
             while True:
                 with lock:
-                    if not starts:
+                    if not todo:
                         return
-                    start = starts.pop(0)
-                svc.store_items("bench", namespace, make(start, min(batch, n - start)))  # type: ignore[attr-defined]
+                    start = todo.pop(0)
+                svc.store_items("bench", namespace, _batch(kind, start, min(a.batch, n - start), a.dim))
         except BaseException as exc:  # reported after the threads end
-            errors.append(exc)
+            errors.append(repr(exc))
         finally:
             with lock:
                 pg_s[0] += _backend_cpu(pid) - cpu0
 
-    busy0, py0 = _cpu_busy(), time.process_time()
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=work) for _ in range(writers)]
+    go.wait()
+    py0 = time.process_time()
+    threads = [threading.Thread(target=work) for _ in range(a.writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    out.put((time.process_time() - py0, pg_s[0], errors))
+
+
+def _ingest(url: str, kind: str, namespace: str, n: int, a: argparse.Namespace) -> Ingest:
+    """Stores n items from ``a.processes`` writer processes of ``a.writers`` threads each, the
+    batches dealt out in turn; the clock starts when every process is ready."""
+    ctx = multiprocessing.get_context("spawn")  # no forked copies of connections or numba state
+    go, out = ctx.Barrier(a.processes + 1), ctx.Queue()
+    starts = list(range(0, n, a.batch))
+    procs = [
+        ctx.Process(target=_writer, args=(url, kind, namespace, starts[i :: a.processes], n, a, go, out))
+        for i in range(a.processes)
+    ]
+    for p in procs:
+        p.start()
+    go.wait()
+    busy0, t0 = _cpu_busy(), time.perf_counter()
+    results = [out.get() for _ in procs]
     seconds = time.perf_counter() - t0
-    busy1, py1 = _cpu_busy(), time.process_time()
+    busy1 = _cpu_busy()
+    for p in procs:
+        p.join()
+    errors = [e for r in results for e in r[2]]
     if errors:
-        raise errors[0]
+        raise RuntimeError(f"{len(errors)} batches failed, first: {errors[0]}")
     busy = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
-    return Ingest(n, seconds, py1 - py0, pg_s[0], busy)
+    return Ingest(n, seconds, sum(r[0] for r in results), sum(r[1] for r in results), busy)
 
 
 def main() -> None:
@@ -187,7 +241,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=2, help="writer processes (API replicas or workers)")
+    ap.add_argument("--writers", type=int, default=1, help="threads per writer process")
     ap.add_argument("--text-items", type=int, default=None, help="text-only items (default: --n)")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument(
@@ -199,7 +254,6 @@ def main() -> None:
     args = ap.parse_args()
     n_text = args.n if args.text_items is None else args.text_items
 
-    from agentbus.services import MemoryService
     from agentbus.store import Repositories
 
     name = "agentbus_bench_memory"
@@ -209,52 +263,29 @@ def main() -> None:
         url = fresh_database(args.pg_admin_url, name)
     store = Repositories.from_url(url)
     store.migrate()
-    svc = MemoryService(store.memory, max_batch=max(args.batch, 1000), max_items=args.n + n_text + 2)
-    rng = np.random.default_rng(0)
-    vectors = np.empty((0, args.dim), np.float32)
-    if not args.hybrid_only:
-        vectors = rng.standard_normal((args.n, args.dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def with_vectors(start: int, m: int) -> list[dict[str, object]]:
-        return [
-            {
-                "id": f"i{start + j}",
-                "text": f"item {start + j} of the benchmark",
-                "metadata": {"g": (start + j) % 10},
-                "vector": vectors[start + j].tolist(),
-            }
-            for j in range(m)
-        ]
-
-    def text_only(start: int, m: int) -> list[dict[str, object]]:
-        return [
-            {"id": f"t{start + j}", "text": _text(start + j), "metadata": {"g": (start + j) % 10}} for j in range(m)
-        ]
-
     rows: list[tuple[str, str]] = []
+    writers = f"{args.processes} writer processes x {args.writers} threads"
     if not args.reuse:
-        svc.store_items("bench", "warm", [{"id": "w", "vector": [1.0] * args.dim}])  # compile the quantiser first
-        svc.store_items("bench", "warm", [{"id": "t", "text": "warm"}])
         if not args.hybrid_only:
-            stored = _ingest(svc, "big", args.n, args.batch, args.writers, with_vectors)
+            stored = _ingest(url, "vectors", "big", args.n, args)
             rows.append(
                 (
                     f"store {args.n:,} items x {args.dim}-d with their vectors, batches of {args.batch}, "
-                    f"{args.writers} writer threads (memory service → PostgreSQL)",
+                    f"{writers} (memory service → PostgreSQL)",
                     str(stored),
                 )
             )
-        texts = _ingest(svc, "texts", n_text, args.batch, args.writers, text_only)
+        texts = _ingest(url, "texts", "texts", n_text, args)
         rows.append(
-            (
-                f"store {n_text:,} text-only items (hash embedder), batches of {args.batch}, "
-                f"{args.writers} writer threads",
-                str(texts),
-            )
+            (f"store {n_text:,} text-only items (hash embedder), batches of {args.batch}, {writers}", str(texts))
         )
     store.close()
 
+    vectors = np.empty((0, args.dim), np.float32)
+    if not args.hybrid_only:
+        vectors = np.concatenate(
+            [_vectors(s, min(args.batch, args.n - s), args.dim) for s in range(0, args.n, args.batch)]
+        )
     rng = np.random.default_rng(1)
     queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -313,7 +344,8 @@ def main() -> None:
         write_section(
             "Memory store and load",
             f"`python -m bench.memory_store --n {args.n} --text-items {n_text} --dim {args.dim} --batch {args.batch} "
-            f"--writers {args.writers}`, {time.strftime('%Y-%m-%d')}, local PostgreSQL 15, "
+            f"--processes {args.processes} --writers {args.writers}`, {time.strftime('%Y-%m-%d')}, "
+            "local PostgreSQL 15, "
             f"{os.cpu_count()} CPUs shared with other work.\n\n{table}",
         )
 

@@ -210,14 +210,24 @@ class Memory(Repository):
     def _open_pg(
         self, ns_id: str, tenant: str, name: str, dim: int, embedder: str | None, now: float
     ) -> NamespaceRecord:
-        """Create the namespace or take its row lock and next version, in one statement (what the
-        insert, :meth:`_bump` and :meth:`_ns_row` do on SQLite)."""
-        cur = self.db.execute_sql(
-            f"INSERT INTO ab_memory_namespaces AS n ({_NS_COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, 0) "
-            f"ON CONFLICT (id) DO UPDATE SET version = n.version + 1 RETURNING {_NS_COLUMNS}",
-            (ns_id, tenant, name, dim, embedder, uuid.uuid4().hex, now),
-        )
-        return NamespaceRecord(*cur.fetchone())
+        """Take the namespace's row lock and next version, creating it on first use (what the insert,
+        :meth:`_bump` and :meth:`_ns_row` do on SQLite): one statement once it exists.
+
+        The insert has no conflict target, so every unique index is an arbiter: a writer racing the
+        creator waits for it and inserts nothing, then bumps the row the creator made. (``ON CONFLICT
+        (id) DO UPDATE`` covered the primary key only: a racer that reached the ``(tenant, name)``
+        index first failed with a unique violation.)"""
+        bump = f"UPDATE ab_memory_namespaces SET version = version + 1 WHERE id = %s RETURNING {_NS_COLUMNS}"
+        row = self.db.execute_sql(bump, (ns_id,)).fetchone()
+        if row is None:
+            row = self.db.execute_sql(
+                f"INSERT INTO ab_memory_namespaces ({_NS_COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, 0) "
+                f"ON CONFLICT DO NOTHING RETURNING {_NS_COLUMNS}",
+                (ns_id, tenant, name, dim, embedder, uuid.uuid4().hex, now),
+            ).fetchone()
+        if row is None:  # created meanwhile by another writer, committed now
+            row = self.db.execute_sql(bump, (ns_id,)).fetchone()
+        return NamespaceRecord(*row)
 
     def _count_pg(self, tenant: str, ns_id: str, delta: int, max_items: int) -> NamespaceRecord:
         """:meth:`_count` and :meth:`_add_items` in one statement, returning the namespace. The tenant's

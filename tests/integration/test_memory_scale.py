@@ -73,6 +73,30 @@ def test_concurrent_writers_never_pass_the_tenant_cap(pg_url: str) -> None:
         store.close()
 
 
+def test_writers_racing_to_create_one_namespace_all_store(pg_url: str) -> None:
+    # two API replicas (or workers) storing the first items of a namespace at the same moment: the
+    # creator wins, the others wait for it and add to the namespace it made (neither gets a 500)
+    store = Repositories.from_url(pg_url)
+    try:
+        svc = MemoryService(store.memory)
+        each_round = threading.Barrier(4)
+
+        def work(n: int) -> None:
+            for r in range(25):
+                each_round.wait()
+                try:
+                    svc.store_items("t1", f"new{r}", [{"id": f"w{n}", "text": "x"}])
+                except BaseException:
+                    each_round.abort()  # the others stop at the next round instead of waiting for this one
+                    raise
+
+        assert _run_all(work, 4) == []
+        assert all(ns["items"] == 4 for ns in svc.namespaces("t1"))
+        assert store.memory.memory_items("t1") == 25 * 4
+    finally:
+        store.close()
+
+
 def test_concurrent_writers_to_one_namespace_are_all_followed_by_a_reader(pg_url: str) -> None:
     store = Repositories.from_url(pg_url)
     try:
