@@ -218,6 +218,20 @@ class VectorIndex:
                     self._columns.set_row(a + j, metas[j])
             self.version += 1
 
+    def drop_originals(self, fetch_vectors: FetchVectors) -> int:
+        """Become int8-only (as ``rerank="none"``): free the originals kept for the re-rank and re-rank
+        against ``fetch_vectors`` from now on.  What a cache does to a namespace that no longer fits
+        its budget whole; the codes stay, so no row is rescanned.  Returns the bytes freed."""
+        with self._lock:
+            store = self._store
+            if store.storage != "int8" or store.orig is None:
+                return 0
+            freed = store.orig.nbytes
+            store.orig, store.orig_dtype = None, None  # resize() and write() keep no originals from now on
+            self._fetch = fetch_vectors
+            self.version += 1
+            return freed
+
     def delete(self, id: str) -> bool:
         """Remove one item; False if it was not there."""
         return self.delete_many([id]) == 1

@@ -318,7 +318,17 @@ class MemoryService:
         keywords.load(chunks())
         index.on_compact.append(keywords.remap)
         cached.keywords = keywords
-        self._charge(ns.id, cached, cached.nbytes + keywords.nbytes)
+        nbytes = cached.nbytes + keywords.nbytes
+        with self._lock:
+            free = self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns.id)
+        if nbytes > free and cached.tier == "full":
+            # the tier was chosen for the vectors alone: with the keyword index the namespace no longer
+            # fits whole, so it gives up its re-rank originals (as if loaded int8-only) before the
+            # budget evicts other namespaces for it
+            nbytes -= index.drop_originals(self._fetcher(ns))
+            cached.tier = "int8"
+            log.info("memory budget: namespace %s is served int8-only beside its keyword index", ns.id)
+        self._charge(ns.id, cached, nbytes)
         _give_back_freed_memory()
 
     def _load(self, ns: NamespaceRecord, cached: _Cached) -> None:

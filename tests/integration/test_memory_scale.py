@@ -272,6 +272,27 @@ def test_hybrid_search_is_charged_follows_rewrites_and_stays_in_its_tenant(store
     assert keywords.search("user_42", 5) == [] and keywords.search("zx-9001", 5)[0][0] == "n2"
 
 
+def test_a_namespace_whose_keyword_index_passes_the_budget_gives_up_its_rerank_originals(
+    store: Repositories,
+) -> None:
+    texts = [f"note {i} on ticket ZX-{i % 40} of team {i % 7}" for i in range(400)]
+    MemoryService(store.memory).store_items("t1", "notes", [{"id": f"n{i}", "text": t} for i, t in enumerate(texts)])
+    whole = MemoryService(store.memory, budget=1 << 30)
+    whole.search("t1", "notes", q="ticket", k=3)
+    vectors_only = whole.cached()[0].nbytes
+    wanted = {q: [h["id"] for h in whole.search("t1", "notes", q=q, k=10, mode="hybrid")] for q in ("ZX-7", "team 3")}
+    with_keywords = whole.cached()[0].nbytes
+    # room for the vectors whole, not for the keyword index beside them
+    tight = MemoryService(store.memory, budget=(vectors_only + with_keywords) // 2)
+    near = [h["id"] for h in tight.search("t1", "notes", q="team 5 note", k=10)]
+    assert tight.cached()[0].tier == "full"
+    for q, ids in wanted.items():
+        assert [h["id"] for h in tight.search("t1", "notes", q=q, k=10, mode="hybrid")] == ids
+    (entry,) = tight.cached()
+    assert entry.tier == "int8" and entry.nbytes <= tight.budget
+    assert [h["id"] for h in tight.search("t1", "notes", q="team 5 note", k=10)] == near  # re-ranked from the store
+
+
 def test_hybrid_search_needs_text_and_modes_are_checked(store: Repositories) -> None:
     svc = MemoryService(store.memory)
     svc.store_items("t1", "notes", [{"id": i, "text": t} for i, t in NOTES])

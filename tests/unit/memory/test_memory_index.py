@@ -178,6 +178,31 @@ def test_int8_only_index_reranks_with_fetched_originals() -> None:
         assert [h.score for h in got[j]] == pytest.approx((x @ q[j])[exact].tolist(), abs=1e-5)
 
 
+def test_an_index_that_drops_its_originals_reranks_from_the_fetcher_and_keeps_taking_writes() -> None:
+    rng = np.random.default_rng(9)
+    x = unit(rng, 1500)
+    q = unit(rng, 4)
+    names = [f"d{i}" for i in range(1500)]
+    fetched: list[int] = []
+
+    def fetch(ids: list[str]) -> np.ndarray:
+        fetched.append(len(ids))
+        return x[[int(i[1:]) for i in ids]]
+
+    index = VectorIndex(DIM, capacity=8)
+    index.upsert_many(names[:1000], x[:1000])
+    before = index.nbytes
+    assert index.drop_originals(fetch) > 0 and index.nbytes < before
+    assert index.drop_originals(fetch) == 0  # already int8-only
+    index.upsert_many(names[1000:], x[1000:])  # rows written after the drop keep no originals either
+    got = index.search_batch(q, k=10)
+    assert fetched
+    for j in range(4):
+        exact = np.argsort(-(x @ q[j]), kind="stable")[:10]
+        assert ids_of(got[j]) == [names[i] for i in exact]
+    assert VectorIndex(DIM, rerank="none").drop_originals(fetch) == 0
+
+
 def test_constructor_validation() -> None:
     with pytest.raises(ValueError):
         VectorIndex(0)
