@@ -121,12 +121,17 @@ class TaskOutcome:
     not_before: float | None = None
 
 
+# one encoder for every call: json.dumps with options builds a new one each time, which cost as
+# much as encoding a small metadata dict (memory ingest encodes one per item)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """JSON text for a column. Agent and task code may hand us NaN or a lone surrogate, which
     would make every later read of the row fail: those are encoded the way ``jsonsafe.holdable``
     says (API input holding them was refused with a 422 before it got here)."""
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = _COMPACT.encode(value)
     except ValueError:  # NaN or an infinity
         return json.dumps(holdable(value), separators=(",", ":"))
     if "\\ud" in text and _LONE_SURROGATE.search(text):
