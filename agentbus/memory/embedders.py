@@ -252,6 +252,7 @@ class HashEmbedder:
     def _reset(self) -> None:
         self._keys: dict[str, int] = {}
         self._word_keys: dict[str, list[int]] = {}
+        self._gram_keys: dict[str, int] = {}  # "<ab" -> the key of feature "c\x1f<ab"
         self._buckets = np.empty(0, np.int64)
         self._signed = np.empty(0, np.float64)
 
@@ -261,8 +262,8 @@ class HashEmbedder:
         and a feature not seen before is hashed here once, its bucket and signed weight stored in bulk."""
         keys: list[int] = []
         ends = np.empty(len(texts), np.int64)
-        table, word_keys, stop, dim = self._keys, self._word_keys, _STOPWORDS, self.dim
-        known = table.get
+        table, word_keys, gram_keys, stop, dim = self._keys, self._word_keys, self._gram_keys, _STOPWORDS, self.dim
+        known, gram = table.get, gram_keys.get
         new_slots: list[int] = []
         new_signed: list[float] = []
 
@@ -274,7 +275,15 @@ class HashEmbedder:
             return k
 
         def new_word(w: str) -> list[int]:
-            return [known(f) or key(f, weight) for f, weight in _word_features(w)]
+            # _word_features(w)'s keys, without building each 3-gram's feature string: a gram's key is
+            # found by the gram itself (most grams of a new word, e.g. of a number, are known)
+            f = "w\x1f" + w
+            keys = [known(f) or key(f, _UNIGRAM)]
+            p = f"<{w}>"
+            for i in range(len(p) - 2):
+                g = p[i : i + 3]
+                keys.append(gram(g) or gram_keys.setdefault(g, known("c\x1f" + g) or key("c\x1f" + g, _CHARGRAM)))
+            return keys
 
         first_new = len(table) + 1
         for i, words in enumerate(_batch_tokens(texts)):
