@@ -105,9 +105,10 @@ def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_option
         "log_level": "warning",
         "access_log": False,
         # httptools (C) with a deadline and a size limit on request heads, which uvicorn does not
-        # give it (api/_http.py); uvloop's event loop under it (docs/benchmarks.md, third pass)
+        # give it (api/_http.py): half the CPU of h11 per request (docs/benchmarks.md, third pass)
         "http": head_limited_protocol(settings.http_header_timeout_s, settings.http_max_header_bytes),
-        "loop": "auto",  # uvloop where it is installed (a dependency, but not on Windows), else asyncio
+        # asyncio's loop even where uvloop is installed: uvloop measured no cheaper here (same doc)
+        "loop": "asyncio",
         "timeout_keep_alive": settings.http_keepalive_s,
         # beyond this many connections or requests in flight, new requests get a 503
         "limit_concurrency": settings.http_max_concurrency,
