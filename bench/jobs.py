@@ -14,7 +14,9 @@ The same C clients then drive Celery (2 solo-pool workers, Redis broker and resu
 (2 SimpleWorkers, ``enqueue`` then polling the job's status) on a no-op.
 
 ``--submit-only``: 50 clients only submit (one API process, no orchestrator or workers): the
-accept rate of ``POST /jobs``. ``--one``: one client, one job at a time. ``--profile DIR``:
+accept rate of ``POST /jobs``. ``--get PATH``: the same, with ``GET PATH`` instead (``/healthz``: no
+key, no store, the HTTP stack and middlewares alone; ``/jobs?limit=1``: a keyed read).
+``--one``: one client, one job at a time. ``--profile DIR``:
 py-spy records every role during the measured window (collapsed stacks in DIR, and the top
 frames printed). ``--async-commit``: the roles connect with ``synchronous_commit=off``
 (docs/benchmarks.md says what a crash can lose). ``--soak S``: run for S seconds instead of N
@@ -78,6 +80,7 @@ class Load:
     submit: list[float] = field(default_factory=list)
     client_cpu: float = 0.0
     load_avg: float = 0.0
+    label: str = "POST /jobs"  # what ``submit`` timed
 
     @property
     def rate(self) -> float:
@@ -89,7 +92,7 @@ class Load:
             f"{pct(self.total, 50):.1f} ms p99 {pct(self.total, 99):.1f} ms"
         )
         if self.submit:
-            out += f"; POST /jobs p50 {pct(self.submit, 50):.1f} ms p99 {pct(self.submit, 99):.1f} ms"
+            out += f"; {self.label} p50 {pct(self.submit, 50):.1f} ms p99 {pct(self.submit, 99):.1f} ms"
         errors = sum(self.errors.values())
         out += f"; errors {errors}" + (f" {dict(self.errors)}" if errors else "")
         return out
@@ -144,9 +147,9 @@ SUBMIT_BODY = json.dumps({"type": "echo", "input": {"message": "x"}}).encode()
 
 
 async def _agentbus_load(
-    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None, submit_only: bool
+    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None, submit_only: bool, get: str
 ) -> Load:
-    out = Load()
+    out = Load(label=f"GET {get}") if get else Load()
     issued = 0
     stop_at = None if seconds is None else time.monotonic() + seconds
     url = urlsplit(base)
@@ -167,6 +170,14 @@ async def _agentbus_load(
             while take():
                 t0 = time.perf_counter()
                 try:
+                    if get:
+                        status, body = await http.request("GET", get)
+                        if status != 200:
+                            out.errors[f"GET {status}"] += 1
+                            continue
+                        out.submit.append((time.perf_counter() - t0) * 1000)
+                        out.done += 1
+                        continue
                     status, body = await http.request("POST", "/jobs", SUBMIT_BODY)
                     t1 = time.perf_counter()
                     if status != 201:
@@ -201,9 +212,15 @@ async def _agentbus_load(
 
 
 def agentbus_load(
-    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None = None, submit_only: bool = False
+    base: str,
+    headers: dict[str, str],
+    clients: int,
+    n: int,
+    seconds: float | None = None,
+    submit_only: bool = False,
+    get: str = "",
 ) -> Load:
-    return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only))
+    return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only, get))
 
 
 # -- what each role spends ----------------------------------------------------------------------
@@ -391,24 +408,24 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
     rows: list[tuple[str, str]] = []
     notes: list[str] = []
     # one database per port: two runs at once (on different ports) never drop each other's
-    roles, db_url = start_agentbus(args, f"agentbus_bench_jobs_{args.port}", api_only=args.submit_only)
+    api_only = args.submit_only or bool(args.get)
+    roles, db_url = start_agentbus(args, f"agentbus_bench_jobs_{args.port}", api_only=api_only)
     base = f"http://127.0.0.1:{args.port}"
     try:
-        clients = 50 if args.submit_only and args.clients == 32 else args.clients
-        agentbus_load(base, roles.headers, clients, min(200, args.n), submit_only=args.submit_only)  # warm up
+        clients = 50 if api_only and args.clients == 32 else args.clients
+        warm_up = min(200, args.n)
+        agentbus_load(base, roles.headers, clients, warm_up, submit_only=args.submit_only, get=args.get)
         before, pg0 = roles.snapshot(), _pg_stats(db_url)
         rss0 = {name: _rss_mb(p.pid) for name, p in roles.procs.items()}
         prof = Profiler(roles, Path(args.profile), args.tag) if args.profile else None
         sampler = _RssSampler(roles) if args.soak else None
         if args.one:
             clients = 1
-        load = agentbus_load(
-            base, roles.headers, clients, args.n, seconds=args.soak or None, submit_only=args.submit_only
-        )
+        load = agentbus_load(base, roles.headers, clients, args.n, args.soak or None, args.submit_only, args.get)
         tops = prof.stop() if prof else {}
         after, pg1 = roles.snapshot(), _pg_stats(db_url)
-        what = "submit only" if args.submit_only else "submit → result"
-        if not args.submit_only and (args.orchestrators, args.shards) != (1, 1):
+        what = f"GET {args.get} only" if args.get else "submit only" if args.submit_only else "submit → result"
+        if not api_only and (args.orchestrators, args.shards) != (1, 1):
             what += f", {args.orchestrators} orchestrator(s) over {args.shards} shard(s)"
         rows.append((f"agentbus, {clients} clients, {what}", load.line()))
         notes.append(f"load client CPU {100 * load.client_cpu:.0f} % of one core; load average {load.load_avg:.1f}")
@@ -644,6 +661,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--submit-only", action="store_true")
+    ap.add_argument("--get", default="", help="API alone, 50 clients GET this path (per job = per request)")
     ap.add_argument("--one", action="store_true", help="one client, one job at a time")
     ap.add_argument("--soak", type=float, default=0.0, help="run for this many seconds instead of --n jobs")
     ap.add_argument(
@@ -665,7 +683,7 @@ def main() -> None:
     args = ap.parse_args()
 
     rows, notes, ours = agentbus_run(args)
-    if not (args.skip_baselines or args.submit_only or args.soak or args.one):
+    if not (args.skip_baselines or args.submit_only or args.get or args.soak or args.one):
         for label, fn in (
             ("Celery, 2 solo workers, Redis results, send_task().get()", celery_jobs),
             ("arq, 2 workers, enqueue_job + result()", arq_jobs),

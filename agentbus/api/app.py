@@ -99,15 +99,17 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
 def run_api(settings: Settings, app: App, host: str, port: int, **uvicorn_options: Any) -> None:
     import uvicorn
 
-    from agentbus.api._http import head_timeout_protocol
+    from agentbus.api._http import head_limited_protocol
 
     options: dict[str, Any] = {
         "log_level": "warning",
         "access_log": False,
-        # h11 with a deadline on request heads: uvicorn has none (api/_http.py)
-        "http": head_timeout_protocol(settings.http_header_timeout_s),
+        # httptools (C) with a deadline and a size limit on request heads, which uvicorn does not
+        # give it (api/_http.py): half the CPU of h11 per request (docs/benchmarks.md, third pass)
+        "http": head_limited_protocol(settings.http_header_timeout_s, settings.http_max_header_bytes),
+        # asyncio's loop even where uvloop is installed: uvloop measured no cheaper here (same doc)
+        "loop": "asyncio",
         "timeout_keep_alive": settings.http_keepalive_s,
-        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
         # beyond this many connections or requests in flight, new requests get a 503
         "limit_concurrency": settings.http_max_concurrency,
         # client addresses come from X-Forwarded-For only behind AGENTBUS_TRUSTED_PROXIES (api/auth.py)

@@ -69,6 +69,21 @@ class RouteTable:
     def __init__(self, operations: Sequence[Operation]) -> None:
         self.operations = tuple(operations)
         self._routes = [(op.route(), op) for op in self.operations]
+        # The rows that can match a path, by its first segment ("jobs" for /jobs/{job_id}/results):
+        # a request tries those few, in table order, not every row before its own (the health
+        # checks are rows 30-31: a regex for each row before them on every probe). A row whose
+        # first segment is a parameter could match any path: it is in every bucket.
+        anywhere = {i for i, op in enumerate(self.operations) if "{" in _first_segment(op.path)}
+        segments = {_first_segment(op.path) for op in self.operations}
+        self._by_segment = {
+            seg: [
+                self._routes[i]
+                for i, op in enumerate(self.operations)
+                if _first_segment(op.path) == seg or i in anywhere
+            ]
+            for seg in segments
+        }
+        self._anywhere = [self._routes[i] for i in sorted(anywhere)]
 
     @property
     def routes(self) -> list[Route]:
@@ -77,7 +92,9 @@ class RouteTable:
     def find(self, scope: Scope) -> Operation | None:
         """The operation a request calls; None for a path or a method no row declares (but see below)."""
         public_path = None
-        for route, op in self._routes:
+        # under a root path (a mount, a proxy's prefix) the route path is not scope["path"]: every row
+        rows = self._routes if scope.get("root_path") else self._by_segment.get(_first_segment(scope["path"]))
+        for route, op in self._anywhere if rows is None else rows:
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 return op
@@ -86,3 +103,8 @@ class RouteTable:
         # A public path asked with another method (POST /healthz): public too, so the router's 405
         # answers it, as it did before the table, rather than a 401 that suggests a key would help.
         return public_path
+
+
+def _first_segment(path: str) -> str:
+    """``jobs`` of ``/jobs/{job_id}``; ``""`` of ``/``."""
+    return path[1:].partition("/")[0] if path.startswith("/") else ""

@@ -100,3 +100,30 @@ def test_the_scope_table_of_docs_security_md_is_the_route_table() -> None:
         if isinstance(op.access, str):
             declared.setdefault(op.access, set()).add(f"{op.method} {op.path}")
     assert documented == declared
+
+
+def test_finding_by_the_first_segment_finds_what_trying_every_row_finds() -> None:
+    # the index (rows by first path segment) is a shortcut, never another answer: against a plain
+    # scan of every row, for the table's paths with each method, near misses, and a table with a
+    # row whose first segment is a parameter (it may match any path)
+    catch_all = Operation("GET", "/{tenant}/things", healthz, PUBLIC, "things", "x", {"200": Reply("x")})
+    for ops in (OPERATIONS, (*OPERATIONS[:3], catch_all, *OPERATIONS[3:])):
+        table = RouteTable(ops)
+
+        def scan(scope: dict[str, Any], ops: tuple[Operation, ...] = tuple(ops)) -> Operation | None:
+            public = None
+            for op in ops:
+                match, _ = op.route().matches(scope)
+                if match.name == "FULL":
+                    return op
+                if match.name == "PARTIAL" and op.access is PUBLIC:
+                    public = op
+            return public
+
+        paths = {re.sub(r"{\w+}", "x", op.path) for op in ops}
+        paths |= {p + "/" for p in paths} | {"/", "", "/nope", "/jobs/x/y/z", "/healthz/x", "/acme/things"}
+        for path in paths:
+            for method in ("GET", "HEAD", "POST", "DELETE"):
+                assert table.find(_scope(method, path)) == scan(_scope(method, path)), (method, path)
+        mounted = {**_scope("GET", "/api/jobs/x"), "root_path": "/api"}  # under a prefix: every row is tried
+        assert table.find(mounted) == scan(mounted)
