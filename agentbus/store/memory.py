@@ -218,15 +218,14 @@ class Memory(Repository):
         (id) DO UPDATE`` covered the primary key only: a racer that reached the ``(tenant, name)``
         index first failed with a unique violation.)"""
         bump = f"UPDATE ab_memory_namespaces SET version = version + 1 WHERE id = %s RETURNING {_NS_COLUMNS}"
+        create = (
+            f"INSERT INTO ab_memory_namespaces ({_NS_COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, 0) "
+            f"ON CONFLICT DO NOTHING RETURNING {_NS_COLUMNS}"
+        )
         row = self.db.execute_sql(bump, (ns_id,)).fetchone()
-        if row is None:
-            row = self.db.execute_sql(
-                f"INSERT INTO ab_memory_namespaces ({_NS_COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, 0) "
-                f"ON CONFLICT DO NOTHING RETURNING {_NS_COLUMNS}",
-                (ns_id, tenant, name, dim, embedder, uuid.uuid4().hex, now),
-            ).fetchone()
-        if row is None:  # created meanwhile by another writer, committed now
-            row = self.db.execute_sql(bump, (ns_id,)).fetchone()
+        while row is None:  # new; or created by another writer meanwhile (then bumped), or deleted again
+            row = self.db.execute_sql(create, (ns_id, tenant, name, dim, embedder, uuid.uuid4().hex, now)).fetchone()
+            row = row or self.db.execute_sql(bump, (ns_id,)).fetchone()
         return NamespaceRecord(*row)
 
     def _count_pg(self, tenant: str, ns_id: str, delta: int, max_items: int) -> NamespaceRecord:
