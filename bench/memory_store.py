@@ -173,7 +173,7 @@ def _batch(kind: str, start: int, m: int, dim: int) -> list[dict[str, object]]:
 
 def _writer(
     url: str, kind: str, namespace: str, starts: list[int], n: int, a: argparse.Namespace, go: Any, out: Any
-) -> None:  # type: ignore[name-defined]
+) -> None:
     """One writer process (an API replica, or a worker whose tasks call ``ctx.memory``): its own
     memory service and connections, ``a.writers`` threads over its share of the batches."""
     from agentbus.services import MemoryService

@@ -319,9 +319,7 @@ class MemoryService:
         index.on_compact.append(keywords.remap)
         cached.keywords = keywords
         nbytes = cached.nbytes + keywords.nbytes
-        with self._lock:
-            free = self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns.id)
-        if nbytes > free and cached.tier == "full":
+        if nbytes > self._free_for(ns.id) and cached.tier == "full":
             # the tier was chosen for the vectors alone: with the keyword index the namespace no longer
             # fits whole, so it gives up its re-rank originals (as if loaded int8-only) before the
             # budget evicts other namespaces for it
@@ -336,9 +334,7 @@ class MemoryService:
         version = ns.version  # every change after it is re-applied by the next refresh (idempotent)
         count = ns.items
         full = count * (ns.dim * 3 + 4 + 13 + ITEM_OVERHEAD)
-        with self._lock:
-            free = self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns.id)
-        if full <= free:
+        if full <= self._free_for(ns.id):
             cached.tier, column = "full", "vector"
             index = memory.VectorIndex(ns.dim)
         else:
@@ -362,6 +358,11 @@ class MemoryService:
         cached.index, cached.version = index, version
         self._charge(ns.id, cached, index.nbytes + len(index) * ITEM_OVERHEAD)
         self._refresh(ns, cached)
+
+    def _free_for(self, ns_id: str) -> int:
+        """What the budget leaves a namespace beside the others cached now."""
+        with self._lock:
+            return self.budget - sum(c.nbytes for key, c in self._cache.items() if key != ns_id)
 
     def _charge(self, ns_id: str, cached: _Cached, nbytes: int) -> None:
         """Set what a namespace costs, then drop the least recently searched others while over budget."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -157,17 +159,23 @@ def test_ip_metric_keeps_magnitudes() -> None:
         index.upsert("huge", [1e6, 0.0])
 
 
-def test_int8_only_index_reranks_with_fetched_originals() -> None:
-    rng = np.random.default_rng(8)
-    x = unit(rng, 2000)
-    q = unit(rng, 5)
-    names = [f"d{i}" for i in range(2000)]
+def _stored(x: np.ndarray) -> tuple[list[str], Callable[[list[str]], np.ndarray], list[int]]:
+    """Ids ``d0``, ``d1``, ... of the rows of ``x``, a fetcher of their originals (as the store's
+    read would be), and the sizes of the fetches it served."""
     calls: list[int] = []
 
     def fetch(ids: list[str]) -> np.ndarray:
         calls.append(len(ids))
         return x[[int(i[1:]) for i in ids]]
 
+    return [f"d{i}" for i in range(len(x))], fetch, calls
+
+
+def test_int8_only_index_reranks_with_fetched_originals() -> None:
+    rng = np.random.default_rng(8)
+    x = unit(rng, 2000)
+    q = unit(rng, 5)
+    names, fetch, calls = _stored(x)
     lean = VectorIndex(DIM, rerank="none", fetch_vectors=fetch)
     lean.upsert_many(names, x)
     got = lean.search_batch(q, k=10)
@@ -182,13 +190,7 @@ def test_an_index_that_drops_its_originals_reranks_from_the_fetcher_and_keeps_ta
     rng = np.random.default_rng(9)
     x = unit(rng, 1500)
     q = unit(rng, 4)
-    names = [f"d{i}" for i in range(1500)]
-    fetched: list[int] = []
-
-    def fetch(ids: list[str]) -> np.ndarray:
-        fetched.append(len(ids))
-        return x[[int(i[1:]) for i in ids]]
-
+    names, fetch, fetched = _stored(x)
     index = VectorIndex(DIM, capacity=8)
     index.upsert_many(names[:1000], x[:1000])
     before = index.nbytes
