@@ -27,6 +27,7 @@ from agentbus.domain import (
 )
 from agentbus.domain.app import JobType
 from agentbus.domain.output import Output
+from agentbus.domain.replay import StepRecord
 from agentbus.domain.states import JOB_NOT_DUE
 from agentbus.observability import bind, metrics, tracing
 from agentbus.orchestrator.admission import Admission
@@ -79,7 +80,7 @@ class Driver:
     def advance(self, job_id: str, *, resume: bool = False) -> None:
         """Replay the job once its open steps have finished (``resume``: now, to build more of a fan-out)."""
         try:
-            job, waiting = self.jobs.job_to_advance(job_id)
+            job, waiting, journal = self.jobs.job_to_replay(job_id, resume=resume)
         except NotFound:
             log.warning("event for unknown job %s dropped", job_id)
             return
@@ -96,7 +97,9 @@ class Driver:
         except NotFound as exc:
             self._fail(job, ErrorInfo("NotFound", str(exc)))
             return
-        res = self.planner.replay(job, job_type, self.steps.load_journal(job_id))
+        if journal is None:  # not read with the job: not to be replayed by the store's rule (``_replays``)
+            journal = self.steps.load_journal(job_id)
+        res = self.planner.replay(job, job_type, journal)
         try:
             plan = self.planner.plan(job, res.commands)
         except ConfigError as exc:  # e.g. a concurrency_key its arguments cannot fill
@@ -138,32 +141,32 @@ class Driver:
         """
         if len(job_ids) < 2:
             return list(job_ids)
-        found = self.jobs.jobs_to_advance(job_ids)
+        found = self.jobs.jobs_to_replay(job_ids)  # with the journals of the jobs to replay
         for job_id in job_ids:
             if job_id not in found:
                 log.warning("event for unknown job %s dropped", job_id)
-        ready: list[tuple[JobRecord, JobType]] = []
+        ready: list[tuple[JobRecord, JobType, dict[int, StepRecord]]] = []
         alone: list[JobRecord] = []  # advanced one by one
-        for job, waiting in found.values():
+        for job, waiting, journal in found.values():
             if job.state.terminal:
                 self._ended(job, waiting)
             elif job.state in JOB_NOT_DUE:
                 continue
             elif not waiting:  # (an early job is replayed here, then advanced alone: where its flag is kept)
                 try:
-                    ready.append((job, self.app.job_type(job.type)))
+                    job_type = self.app.job_type(job.type)
+                    ready.append((job, job_type, self.steps.load_journal(job.id) if journal is None else journal))
                 except NotFound:
                     alone.append(job)
-        journals = self.steps.load_journals([j.id for j, _ in ready])
         replays: dict[str, tuple[JobRecord, Replayed]] = {}
         calls: dict[str, list[Call]] = defaultdict(list)
         more: list[str] = []  # fan-outs built in parts: replayed again soon (see advance)
         traces: dict[str, str | None] = {}
         outputs: dict[str, tuple[Emitted, ...]] = {}
         parked: list[str] = []  # jobs with calls that wait as pending
-        for job, job_type in ready:
+        for job, job_type, journal in ready:
             with metrics.replay_timer(), tracing.advancing(job.id):
-                res = self.planner.replay(job, job_type, journals[job.id])
+                res = self.planner.replay(job, job_type, journal)
                 traces[job.id] = tracing.current()  # the replay's span: each call's span will be its child
             if res.early or res.unfinished or not simple(res.commands):
                 alone.append(job)

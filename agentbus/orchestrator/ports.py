@@ -35,9 +35,13 @@ from agentbus.store import (
 class Jobs(Protocol):
     """The jobs the orchestrator reads, creates (children) and cancels (``store.Jobs``)."""
 
-    def job_to_advance(self, job_id: str) -> tuple[JobRecord, bool]: ...
+    def job_to_replay(
+        self, job_id: str, *, resume: bool = False
+    ) -> tuple[JobRecord, bool, dict[int, StepRecord] | None]: ...
 
-    def jobs_to_advance(self, job_ids: Sequence[str]) -> dict[str, tuple[JobRecord, bool]]: ...
+    def jobs_to_replay(
+        self, job_ids: Sequence[str]
+    ) -> dict[str, tuple[JobRecord, bool, dict[int, StepRecord] | None]]: ...
 
     def create_job(self, new: NewJob) -> tuple[JobRecord, bool]: ...
 
@@ -68,8 +72,6 @@ class Steps(Protocol):
     """Journals, replays recorded, and task steps moved between states (``store.Steps``)."""
 
     def load_journal(self, job_id: str) -> dict[int, StepRecord]: ...
-
-    def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]: ...
 
     def record_replay(
         self,

@@ -10,11 +10,12 @@ from typing import Any
 import peewee
 
 from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound
-from agentbus.domain.replay import ErrorInfo
+from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
     JOB_NOT_DUE,
     JOB_OPEN,
     JOB_REOPENINGS,
+    JOB_REPLAYABLE,
     JOB_RERUNNABLE,
     JOB_RESUMABLE,
     JOB_RETRYABLE,
@@ -33,6 +34,7 @@ from agentbus.store._cursor import decode_cursor, encode_cursor
 from agentbus.store._repository import Repository
 from agentbus.store.db import is_postgres, translate_errors
 from agentbus.store.events import Events
+from agentbus.store.journals import journal_from_json, read_journals
 from agentbus.store.models import Job, Step
 from agentbus.store.records import JobRecord, NewJob, dumps, loads, step_id
 
@@ -137,6 +139,14 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
 
 # Whether the job waits for its open steps: it has some and, while it is open, its last replay did not
 # wait on fewer of them (ctx.wait_any). A finished job with open steps is "waiting": they are to be cancelled.
+_REPLAYABLE = sql_values(JOB_REPLAYABLE)
+
+
+def _replays(job: JobRecord, waiting: bool, resume: bool) -> bool:
+    """Whether the driver replays the job now (``Driver.advance``): open, due, and not waiting (or resumed)."""
+    return job.state in JOB_REPLAYABLE and (resume or not waiting)
+
+
 _OPEN_STEPS = (
     f", (NOT ab_jobs.wakes_early OR ab_jobs.state IN ({sql_values(JOB_TERMINAL)})) AND EXISTS "
     f"(SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
@@ -252,6 +262,46 @@ class Jobs(Repository):
         else:
             rows = self._job_sql(f"{open_steps} FROM ab_jobs WHERE id IN ({', '.join(['%s'] * len(ids))})", tuple(ids))
         return {r[0]: (_job_from_tuple(r), bool(r[-1])) for r in rows}
+
+    @translate_errors
+    def job_to_replay(
+        self, job_id: str, *, resume: bool = False
+    ) -> tuple[JobRecord, bool, dict[int, StepRecord] | None]:
+        """``job_to_advance`` and, if the job is to be replayed now, its journal — one round trip.
+
+        The journal is read when the job is open and due and either not waiting or ``resume``d
+        (the driver's rule); otherwise it is None.
+        """
+        found = self._jobs_to_replay([job_id], resume)
+        if job_id not in found:
+            raise NotFound(f"no job {job_id!r}")
+        return found[job_id]
+
+    @translate_errors
+    def jobs_to_replay(self, job_ids: Sequence[str]) -> dict[str, tuple[JobRecord, bool, dict[int, StepRecord] | None]]:
+        """``job_to_replay`` for many jobs in one round trip; unknown ids are left out."""
+        return self._jobs_to_replay(job_ids, False)
+
+    def _jobs_to_replay(
+        self, job_ids: Sequence[str], resume: bool
+    ) -> dict[str, tuple[JobRecord, bool, dict[int, StepRecord] | None]]:
+        if not job_ids:
+            return {}
+        if not is_postgres(self.db):
+            found = self.jobs_to_advance(job_ids)
+            journals = read_journals([j for j, (job, waiting) in found.items() if _replays(job, waiting, resume)])
+            return {j: (job, waiting, journals.get(j)) for j, (job, waiting) in found.items()}
+        # The journal as one JSON array per job (psycopg2 decodes it), only for the jobs to replay.
+        rows = self._job_sql(
+            f", w.waiting, CASE WHEN ab_jobs.state IN ({_REPLAYABLE}) AND (%s OR NOT w.waiting) THEN "
+            "(SELECT COALESCE(json_agg(json_build_array(s.seq, s.kind, s.name, s.state, s.result, s.error_type, "
+            "s.error_message, s.error_traceback)), '[]'::json) FROM ab_steps s WHERE s.job_id = ab_jobs.id) END "
+            f"FROM ab_jobs, LATERAL (SELECT {_OPEN_STEPS[2:]} AS waiting) w WHERE ab_jobs.id = ANY(%s)",
+            (resume, list(dict.fromkeys(job_ids))),
+        )
+        return {
+            r[0]: (_job_from_tuple(r), bool(r[-2]), None if r[-1] is None else journal_from_json(r[-1])) for r in rows
+        }
 
     @translate_errors
     def list_jobs(

@@ -31,6 +31,7 @@ from agentbus.store._repository import Repository
 from agentbus.store.approvals import Approvals
 from agentbus.store.db import translate_errors
 from agentbus.store.events import Events
+from agentbus.store.journals import read_journals
 from agentbus.store.models import Job, Step
 from agentbus.store.records import NewStep, StepRow, TaskOutcome, dumps, loads, step_id
 from agentbus.store.signals import Signals
@@ -54,6 +55,49 @@ _INSERT_CHUNK = 2000
 _STARTABLE = sql_values(TASK_STARTABLE)
 _REPORTABLE = sql_values(TASK_REPORTABLE)
 _CANCELLED = JobState.CANCELLED.value
+
+
+_STEP_COLUMNS = (
+    "id, job_id, seq, kind, name, args, state, result, attempt, retries, timeout, backoff, "
+    "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at, priority, "
+    "concurrency_key, route_reason"
+)
+# Typed: a VALUES list under a SELECT does not take its columns' types from the table.
+_STEP_TEMPLATE = (
+    "(%s, %s, %s::int, %s, %s, %s::text, %s, %s::text, %s::int, %s::int, %s::double precision, "
+    "%s::double precision, %s::varchar, %s::varchar, %s::double precision, %s::double precision, "
+    "%s::double precision, %s::double precision, %s::double precision, %s::int, %s::varchar, %s::text)"
+)
+
+
+def _step_rows(steps: Sequence[NewStep], now: float) -> list[tuple[Any, ...]]:
+    return [
+        (
+            s.id,
+            s.job_id,
+            s.seq,
+            s.kind,
+            s.name,
+            None if s.args is None else dumps(s.args),
+            s.state.value,
+            None if s.result is None else dumps(s.result),
+            1,
+            s.retries,
+            s.timeout,
+            s.backoff,
+            s.queue,
+            s.dispatch_id,
+            s.not_before,
+            now,
+            now if s.state == TaskState.QUEUED else None,
+            now,
+            now if s.state in TASK_TERMINAL else None,
+            s.priority,
+            s.concurrency_key,
+            s.route_reason,
+        )
+        for s in steps
+    ]
 
 
 def _step_row(r: Step) -> StepRow:
@@ -98,33 +142,11 @@ class Steps(Repository):
 
     @translate_errors
     def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
-        """The journals of many jobs in one statement (a job without steps gets an empty one)."""
-        journals: dict[str, dict[int, StepRecord]] = {j: {} for j in job_ids}
-        if not journals:
-            return journals
-        q = (
-            Step.select(
-                Step.job_id,
-                Step.seq,
-                Step.kind,
-                Step.name,
-                Step.state,
-                Step.result,
-                Step.error_type,
-                Step.error_message,
-                Step.error_traceback,
-            )
-            .where(Step.job_id.in_(list(journals)))
-            .tuples()
-        )
-        for job_id, seq, kind, name, state, result, etype, emsg, etb in q:
-            err = ErrorInfo(etype, emsg or "", etb) if etype else None
-            journals[job_id][seq] = StepRecord(seq, kind, name, TaskState(state), loads(result), err)
-        return journals
+        return read_journals(job_ids)
 
     @translate_errors
     def record_replays(self, replays: Sequence[Replayed]) -> set[str]:
-        """``record_replay`` for many jobs in one transaction (no approvals: those go one by one).
+        """``record_replay`` for many jobs in one statement (no approvals: those go one by one).
 
         Each job moves by compare-and-set from an open state, as in ``record_replay``; the steps
         and events of the jobs that moved are inserted, those of jobs no longer open (cancelled
@@ -151,40 +173,33 @@ class Steps(Repository):
                     r.error.message if r.outcome is not None and r.error else None,
                     r.error.traceback if r.outcome is not None and r.error else None,
                     None if r.outcome is None else now,
+                    dumps({"status": state}),
                 )
             )
-        with self.db.atomic():
-            cur = self.db.cursor()
-            head = cur.mogrify(
-                "UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
-                "wakes_early = FALSE, "  # never an early replay here: those are recorded one by one
-                "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
-                "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message), "
-                "error_traceback = CASE WHEN v.etype IS NULL THEN j.error_traceback ELSE v.etb END ",
-                (now, now),
-            ).decode()
-            tail = cur.mogrify("WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id", (_JOB_OPEN,)).decode()
-            got = execute_values(
-                cur,
-                head + "FROM (VALUES %s) AS v(id, state, result, etype, emsg, etb, fin) " + tail.replace("%", "%%"),
-                rows,
-                template="(%s, %s, %s, %s, %s, %s, %s::double precision)",
-                fetch=True,
-                page_size=len(rows),
-            )
-            moved = {g[0] for g in got}
-            if not moved:
-                return moved
-            events = [
-                (r.job_id, now, "job", dumps({"status": state_after_replay(r.outcome, asked=False).value}))
-                for r in replays
-                if r.job_id in moved
-            ]
-            execute_values(
-                cur, "INSERT INTO ab_job_events (job_id, at, kind, data) VALUES %s", events, page_size=len(events)
-            )
-            self._insert_steps([s for r in replays if r.job_id in moved for s in r.steps], now)
-        return moved
+        # One statement, atomic by itself: the jobs move by compare-and-set (``j``), and the events
+        # and steps of those that moved are inserted, read off ``j``'s RETURNING (not the tables:
+        # every part of the statement sees the snapshot from before it).
+        cur = self.db.cursor()
+        values = ",".join(
+            cur.mogrify("(%s, %s, %s, %s, %s, %s, %s::double precision, %s)", row).decode() for row in rows
+        )
+        sql = cur.mogrify(
+            f"WITH v(id, state, result, etype, emsg, etb, fin, ev) AS (VALUES {values.replace('%', '%%')}), "
+            "j AS (UPDATE ab_jobs AS j SET state = v.state, updated_at = %s, started_at = COALESCE(j.started_at, %s), "
+            "wakes_early = FALSE, "  # never an early replay here: those are recorded one by one
+            "finished_at = COALESCE(v.fin, j.finished_at), result = COALESCE(v.result, j.result), "
+            "error_type = COALESCE(v.etype, j.error_type), error_message = COALESCE(v.emsg, j.error_message), "
+            "error_traceback = CASE WHEN v.etype IS NULL THEN j.error_traceback ELSE v.etb END "
+            "FROM v WHERE j.id = v.id AND j.state = ANY(%s) RETURNING j.id, v.ev), "
+            "e AS (INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', ev FROM j)",
+            (now, now, _JOB_OPEN, now),
+        ).decode()
+        steps = [s for r in replays for s in r.steps]
+        if steps:
+            where = "WHERE v.job_id IN (SELECT id FROM j)"
+            sql += f", s AS ({self._steps_insert_sql(cur, steps, now, where)})"
+        cur.execute(sql + " SELECT id FROM j")
+        return {g[0] for g in cur.fetchall()}
 
     @translate_errors
     def has_open_steps(self, job_id: str) -> bool:
@@ -213,6 +228,8 @@ class Steps(Repository):
         is replayed as each of them finishes (``Jobs.job_to_advance``).
         """
         now = time.time()
+        if self._pg() and not asks and (self.signals is None or not any(s.kind == "signal" for s in steps)):
+            return self._record_replay_pg(job_id, steps, outcome, result, error, early, now)
         with self.db.atomic():
             values: dict[Any, Any] = {
                 Job.updated_at: now,
@@ -239,39 +256,54 @@ class Steps(Repository):
                 self.signals.match(job_id, now)  # signals sent before the wait: under the job's row lock
         return True
 
-    def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:
-        rows = [
-            (
-                s.id,
-                s.job_id,
-                s.seq,
-                s.kind,
-                s.name,
-                None if s.args is None else dumps(s.args),
-                s.state.value,
-                None if s.result is None else dumps(s.result),
-                1,
-                s.retries,
-                s.timeout,
-                s.backoff,
-                s.queue,
-                s.dispatch_id,
-                s.not_before,
-                now,
-                now if s.state == TaskState.QUEUED else None,
-                now,
-                now if s.state in TASK_TERMINAL else None,
-                s.priority,
-                s.concurrency_key,
-                s.route_reason,
-            )
-            for s in steps
-        ]
-        cols = (
-            "id, job_id, seq, kind, name, args, state, result, attempt, retries, timeout, backoff, "
-            "queue, dispatch_id, not_before, created_at, queued_at, updated_at, finished_at, priority, "
-            "concurrency_key, route_reason"
+    def _record_replay_pg(
+        self,
+        job_id: str,
+        steps: Sequence[NewStep],
+        outcome: JobState | None,
+        result: Any,
+        error: ErrorInfo | None,
+        early: bool,
+        now: float,
+    ) -> bool:
+        """``record_replay`` without questions or signals: one statement, atomic by itself (no
+        BEGIN/COMMIT round trips). The steps and the event are inserted only if the job moved."""
+        cur = self.db.cursor()
+        state = state_after_replay(outcome, asked=False).value
+        sets = ["state = %s", "updated_at = %s", "wakes_early = %s", "started_at = COALESCE(started_at, %s)"]
+        params: list[Any] = [state, now, early, now]
+        if outcome is not None:
+            sets.append("finished_at = %s")
+            params.append(now)
+            if result is not None:
+                sets.append("result = %s")
+                params.append(dumps(result))
+            if error is not None:
+                sets += ["error_type = %s", "error_message = %s", "error_traceback = %s"]
+                params += [error.type, error.message, error.traceback]
+        params += [job_id, _JOB_OPEN, now, dumps({"status": state})]
+        sql = (
+            f"WITH j AS (UPDATE ab_jobs SET {', '.join(sets)} WHERE id = %s AND state = ANY(%s) RETURNING id), "
+            "e AS (INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', %s FROM j)"
         )
+        sql = cur.mogrify(sql, params).decode()
+        if steps:  # the RETURNING of ``j``, not the table: every CTE sees the snapshot from before the statement
+            sql += f", s AS ({self._steps_insert_sql(cur, steps, now, 'WHERE EXISTS (SELECT 1 FROM j)')})"
+        cur.execute(sql + " SELECT id FROM j")
+        return cur.fetchone() is not None
+
+    def _steps_insert_sql(self, cur: Any, steps: Sequence[NewStep], now: float, where: str) -> str:
+        """``INSERT INTO ab_steps … SELECT … WHERE <where>`` of these steps (PostgreSQL), for a
+        statement that inserts them only for the jobs it moved; steps already there are left as they are."""
+        values = ",".join(cur.mogrify(_STEP_TEMPLATE, r).decode() for r in _step_rows(steps, now))
+        return (
+            f"INSERT INTO ab_steps ({_STEP_COLUMNS}) SELECT * FROM (VALUES {values}) AS v({_STEP_COLUMNS}) "
+            f"{where} ON CONFLICT (id) DO NOTHING"
+        )
+
+    def _insert_steps(self, steps: Sequence[NewStep], now: float) -> None:
+        rows = _step_rows(steps, now)
+        cols = _STEP_COLUMNS
         for i in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[i : i + _INSERT_CHUNK]
             if self._pg():

@@ -238,6 +238,68 @@ def test_record_replay_for_a_cancelled_job_writes_nothing(store: Repositories) -
     assert store.jobs.get_job(job_id).state == JobState.CANCELLED
 
 
+def job_events(store: Repositories, job_id: str) -> list[dict[str, Any]]:
+    return [data for _, _, kind, data in store.events.job_events_since(job_id, 0.0) if kind == "job"]
+
+
+def test_a_replay_of_a_job_no_longer_open_moves_nothing_and_writes_no_steps_or_events(store: Repositories) -> None:
+    job_id = submit(store)
+    store.jobs.cancel_job(job_id)
+    before = store.jobs.get_job(job_id), job_events(store, job_id)
+    # neither the one-job record (an outcome, a step, an early wait) nor the batch
+    assert not store.steps.record_replay(job_id, [task(job_id, 0)], JobState.SUCCEEDED, result={"x": 1}, early=True)
+    assert store.steps.record_replays([Replayed(job_id, [task(job_id, 1)], None)]) == set()
+    assert (store.jobs.get_job(job_id), job_events(store, job_id)) == before
+    assert store.steps.load_journal(job_id) == {}
+
+
+def test_a_replay_logs_the_jobs_move_once_per_record(store: Repositories) -> None:
+    job_id = submit(store)
+    odd = {"message": "100% of %s and %(x)s, 'quoted' \\ \u00e9"}  # passes through SQL text as it is
+    assert store.steps.record_replay(job_id, [task(job_id, 0, args=odd)], None)
+    assert job_events(store, job_id)[-1] == {"status": "running"}
+    assert store.steps.record_replay(
+        job_id, [], JobState.FAILED, error=ErrorInfo("ValueError", "50% off", "Traceback: %s")
+    )
+    job = store.jobs.get_job(job_id)
+    assert (job.state, job.error) == (JobState.FAILED, ErrorInfo("ValueError", "50% off", "Traceback: %s"))
+    assert job.finished_at is not None and job.started_at is not None
+    assert [e["status"] for e in job_events(store, job_id)] == ["submitted", "running", "failed"]
+    assert store.steps.load_journal(job_id)[0].state == T.QUEUED
+    assert store.steps.task_rows(job_id)[0]["name"] == "echo"
+
+
+def test_an_early_wait_is_kept_in_the_job_row_by_each_replay(store: Repositories) -> None:
+    job_id, _ = running_job(store, steps=2)
+    assert store.jobs.job_to_advance(job_id)[1]  # waits for its open steps
+    assert store.steps.record_replay(job_id, [], None, early=True)
+    assert not store.jobs.job_to_advance(job_id)[1]  # ctx.wait_any: replayed as each step ends
+    assert store.steps.record_replay(job_id, [], None)
+    assert store.jobs.job_to_advance(job_id)[1]
+
+
+def test_job_to_replay_reads_the_journal_with_the_job_when_it_is_to_be_replayed(store: Repositories) -> None:
+    fresh = submit(store)
+    going, (g0, g1) = running_job(store, steps=2)
+    done = submit(store)
+    assert store.steps.record_replay(done, [task(done, 0, T.SUCCEEDED, result={"v": 1})], JobState.SUCCEEDED)
+    store.steps.mark_running([(g0, 1), (g1, 1)], "w1")
+    store.steps.record_outcomes([TaskOutcome(g0, 1, T.FAILED, error=ErrorInfo("KeyError", "k", "tb"))])
+    assert store.jobs.job_to_replay(fresh) == (store.jobs.get_job(fresh), False, {})
+    job, waiting, journal = store.jobs.job_to_replay(going)
+    assert (job, waiting, journal) == (store.jobs.get_job(going), True, None)  # waits: not replayed now
+    assert store.jobs.job_to_replay(going, resume=True)[2] == store.steps.load_journal(going)
+    assert store.jobs.job_to_replay(done)[1:] == (False, None)  # finished: never replayed
+    store.steps.record_outcomes([TaskOutcome(g1, 1, T.SUCCEEDED, "r")])
+    journal = store.jobs.job_to_replay(going)[2]
+    assert journal == store.steps.load_journal(going)
+    assert journal is not None and journal[0].error == ErrorInfo("KeyError", "k", "tb") and journal[1].result == "r"
+    with pytest.raises(NotFound):
+        store.jobs.job_to_replay("missing")
+    many = store.jobs.jobs_to_replay([fresh, going, done, "missing", going])
+    assert many == {j: store.jobs.job_to_replay(j) for j in (fresh, going, done)}
+
+
 def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_meanwhile(store: Repositories) -> None:
     going, done, failed, cancelled = (submit(store) for _ in range(4))
     store.jobs.cancel_job(cancelled)
@@ -262,6 +324,8 @@ def test_record_replays_moves_many_jobs_at_once_and_skips_the_one_cancelled_mean
     journals = store.steps.load_journals([going, done, cancelled])
     assert [r.state for r in journals[going].values()] == [T.QUEUED]
     assert journals[cancelled] == {}  # compare-and-set: nothing written for a job no longer open
+    assert [job_events(store, j)[-1]["status"] for j in (going, done, failed)] == ["running", "succeeded", "failed"]
+    assert [e["status"] for e in job_events(store, cancelled)] == ["submitted", "cancelled"]
     # a second delivery of the same replays: finished jobs stay as they are, steps are not doubled
     assert store.steps.record_replays(
         [Replayed(going, [task(going, 0)], None), Replayed(done, [], JobState.FAILED)]

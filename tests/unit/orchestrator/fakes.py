@@ -20,6 +20,7 @@ from agentbus.domain.hitl import HumanRequest
 from agentbus.domain.messages import Heartbeat
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
+from agentbus.domain.states import JOB_REPLAYABLE
 from agentbus.orchestrator.compose import Parts, compose
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
@@ -115,8 +116,15 @@ class Record:
             raise NotFound(f"job {job_id} not found")
         return self.jobs[job_id], self.waiting(job_id)
 
-    def jobs_to_advance(self, job_ids: Sequence[str]) -> dict[str, tuple[JobRecord, bool]]:
-        return {j: (self.jobs[j], self.waiting(j)) for j in job_ids if j in self.jobs}
+    def job_to_replay(
+        self, job_id: str, *, resume: bool = False
+    ) -> tuple[JobRecord, bool, dict[int, StepRecord] | None]:
+        job, waiting = self.job_to_advance(job_id)
+        replays = job.state in JOB_REPLAYABLE and (resume or not waiting)  # as ``store.Jobs.job_to_replay``
+        return job, waiting, self.load_journal(job_id) if replays else None
+
+    def jobs_to_replay(self, job_ids: Sequence[str]) -> dict[str, tuple[JobRecord, bool, dict[int, StepRecord] | None]]:
+        return {j: self.job_to_replay(j) for j in job_ids if j in self.jobs}
 
     def cancel_job(self, job_id: str, tenant: str | None = None) -> JobRecord:
         job = self.jobs[job_id]
@@ -142,9 +150,6 @@ class Record:
 
     def load_journal(self, job_id: str) -> dict[int, StepRecord]:
         return {s.new.seq: s.record() for s in self.of_job(job_id)}
-
-    def load_journals(self, job_ids: Sequence[str]) -> dict[str, dict[int, StepRecord]]:
-        return {j: self.load_journal(j) for j in job_ids}
 
     def record_replay(
         self,
