@@ -458,6 +458,14 @@ class Steps(Repository):
     @translate_errors
     def fire_timers(self, now: float, limit: int = 1000) -> list[str]:
         """Sleep steps whose time has come succeed; returns their jobs."""
+        if self._pg():  # one statement, every 0.1 s: no BEGIN/COMMIT round trips while nothing is due
+            cur = self.db.execute_sql(
+                f"UPDATE ab_steps SET state = '{TaskState.SUCCEEDED.value}', finished_at = %s, updated_at = %s "
+                "WHERE id IN (SELECT id FROM ab_steps WHERE kind = 'sleep' AND state = %s AND not_before <= %s "
+                "LIMIT %s) AND state = %s RETURNING job_id",
+                (now, now, TaskState.PENDING.value, now, limit, TaskState.PENDING.value),
+            )
+            return sorted({r[0] for r in cur.fetchall()})
         with self.db.atomic():
             due = list(
                 Step.select(Step.id, Step.job_id)
