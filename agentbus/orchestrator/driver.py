@@ -97,7 +97,7 @@ class Driver:
         except NotFound as exc:
             self._fail(job, ErrorInfo("NotFound", str(exc)))
             return
-        if journal is None:  # not read with the job: not to be replayed by the store's rule (``_replays``)
+        if journal is None:  # the store reads it with the job whenever the job is replayed here; this is a fallback
             journal = self.steps.load_journal(job_id)
         res = self.planner.replay(job, job_type, journal)
         try:
