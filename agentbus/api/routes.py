@@ -88,8 +88,11 @@ def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
 
 
 def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
-    _admit(st, new.tenant)
-    rec, created = st.jobs.create_job(new)
+    try:  # the tenant's cap of open jobs is checked by the insert itself (one round trip)
+        rec, created = st.jobs.create_job(new, open_cap=st.settings.max_running_jobs)
+    except RateLimited:
+        metrics.rate_limited("open_jobs")
+        raise
     if created:
         _announce(st, rec, started)
     return rec, created
