@@ -88,9 +88,13 @@ def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
 
 
 def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
-    _admit(st, new.tenant)
-    rec, created = st.jobs.create_job(new)
+    try:  # the tenant's cap of open jobs is checked by the insert itself (one round trip)
+        rec, created = st.jobs.create_job(new, open_cap=st.settings.max_running_jobs)
+    except RateLimited:
+        metrics.rate_limited("open_jobs")
+        raise
     if created:
+        st.watch.expect(rec.id, rec.tenant)  # before it is announced: its end cannot come sooner
         _announce(st, rec, started)
     return rec, created
 
@@ -144,22 +148,27 @@ async def get_results(request: Request) -> JSONResponse:
     """The result; with ``?wait=S`` the request waits up to S seconds for the job to finish.
 
     The wait holds no thread: it sleeps on the job's notices (api/waiting.py) and re-reads
-    the record when woken; without Redis it reads the record every POLL_S.
+    the record when woken; without Redis it reads the record every POLL_S. A job this process
+    has just submitted, whose end it has not heard of, is known to be open: the first read is
+    skipped (``JobWatch.still_open``).
     """
     st = _state(request)
     job_id = _job_id(request)
     wait = _wait_param(request)
     tenant = tenant_of(request)
     if wait == 0:
-        rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
-        return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
+        now = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
+        return JSONResponse(render.results(now), status_code=200 if now.state.terminal else 202)
     deadline = time.monotonic() + wait
     async with job_notices(request, st.watch, job_id) as notice:
-        rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
-        while not rec.state.terminal and (left := deadline - time.monotonic()) > 0:
+        known_open = st.watch.still_open(job_id, tenant)
+        rec: JobRecord | None = None if known_open else await run_in_threadpool(st.jobs.get_job, job_id, tenant)
+        while (rec is None or not rec.state.terminal) and (left := deadline - time.monotonic()) > 0:
             if not await notice(left):
                 break  # the client went away: nobody to answer
             rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
+    if rec is None:
+        rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
     return JSONResponse(render.results(rec), status_code=200 if rec.state.terminal else 202)
 
 

@@ -11,6 +11,11 @@ every waiter is woken when it (re)subscribes. Output notices (``bus/output.py``:
 reads Redis, not the record; ``outputs`` reads those streams on the same event loop.
 While Redis is unreachable ``healthy`` is False and waiters read the record on a short timer
 instead.
+
+The jobs this process just submitted are ``expect``ed (before their ``job.submitted`` is sent):
+until their finished notice comes, the listener holding its subscription all along, such a job
+is known to be still open, and a long-poll for it may skip its first read of the record
+(``still_open``). A job is expected for EXPECT_S at most, and while the listener stays connected.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterator
 
 import redis
@@ -31,6 +38,9 @@ log = logging.getLogger("agentbus.bus")
 PATTERNS = (CHANNEL + "*", CHANGED + "*", OUTPUT_NOTICE + "*")
 LISTEN_S = 1.0
 """The longest one read for notices blocks: how soon the listener sees that it must stop."""
+EXPECT_S = 60.0
+"""How long a job this process submitted is expected (a long-poll for it comes right after the submit)."""
+EXPECT_MAX = 100_000
 
 
 def _job_of(channel: str) -> str:
@@ -51,6 +61,11 @@ class JobWatch:
         self._stopping = False
         self.healthy = False
         self.outputs = OutputReader(url)
+        # job id -> (its owner, the subscription it was expected under, when); written from the API's
+        # threads (the submit), read on the loop: the lock covers the dict only
+        self._expected: dict[str, tuple[str, int, float]] = {}
+        self._expected_lock = threading.Lock()
+        self._subscription = 0  # counts the listener's (re)subscriptions: notices between two may be lost
 
     @property
     def waiting(self) -> int:
@@ -88,6 +103,34 @@ class JobWatch:
         with _registered(self._waiters if changes else self._end_waiters, job_id) as event:
             yield event
 
+    def expect(self, job_id: str, owner: str) -> None:
+        """``job_id`` was just created by this process and is not finished: remember it until its
+        finished notice. Call it before the job is announced (any thread): its end cannot come sooner."""
+        if not self.healthy:
+            return
+        now = time.monotonic()
+        with self._expected_lock:
+            if len(self._expected) >= EXPECT_MAX:
+                self._forget_old(now)
+            self._expected[job_id] = (owner, self._subscription, now)
+
+    def still_open(self, job_id: str, owner: str) -> bool:
+        """Whether ``job_id`` of ``owner`` is expected and its finished notice cannot have been missed:
+        a long-poll may wait for the notice without reading the record first."""
+        entry = self._expected.get(job_id)
+        return (
+            entry is not None
+            and self.healthy
+            and entry[0] == owner
+            and entry[1] == self._subscription
+            and time.monotonic() - entry[2] < EXPECT_S
+        )
+
+    def _forget_old(self, now: float) -> None:
+        old = [j for j, (_, _, at) in self._expected.items() if now - at >= EXPECT_S]
+        for j in old or list(self._expected)[: EXPECT_MAX // 2]:
+            del self._expected[j]
+
     @contextlib.contextmanager
     def watch_outputs(self, job_id: str) -> Iterator[asyncio.Event]:
         """An event set whenever outputs of ``job_id`` were appended (register before reading them)."""
@@ -109,6 +152,9 @@ class JobWatch:
             job_id = _job_of(channel)
             waiters = self._waiters.get(job_id, ())
             if channel.startswith(CHANNEL):
+                if job_id in self._expected:
+                    with self._expected_lock:
+                        self._expected.pop(job_id, None)
                 for event in self._end_waiters.get(job_id, ()):
                     event.set()
         for event in waiters:
@@ -126,6 +172,9 @@ class JobWatch:
             pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(*PATTERNS)
+                with self._expected_lock:
+                    self._subscription += 1  # what was expected before may have ended unheard
+                    self._expected.clear()
                 self.healthy = True
                 self._wake_all()  # notices sent while we were away are lost: everyone re-reads
                 while not self._stopping:
@@ -141,6 +190,9 @@ class JobWatch:
                 log.exception("job notice listener failed; reconnecting")
             finally:
                 self.healthy = False
+                with self._expected_lock:
+                    self._subscription += 1
+                    self._expected.clear()
                 self._wake_all()  # waiters switch to reading the record on a short timer
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound
+from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound, RateLimited
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
     JOB_NOT_DUE,
@@ -153,6 +153,25 @@ _OPEN_STEPS = (
 )
 
 
+_PG_TYPES = {"INT": "integer", "BIGINT": "bigint", "DOUBLE": "double precision", "BOOL": "boolean"}
+
+
+def _open_count_pg(tenant: str) -> tuple[str, tuple[str, ...]]:
+    """The count of a tenant's open jobs, as a PostgreSQL expression and its parameters.
+
+    One equality per state: ``state IN (...)`` made PostgreSQL walk every job of the tenant
+    in the (tenant, state) index on each submit (a cost that grew with the table).
+    """
+    open_states = [s.value for s in JOB_OPEN]
+    sql = " + ".join(["(SELECT COUNT(*) FROM ab_jobs WHERE tenant = %s AND state = %s)"] * len(open_states))
+    return sql, tuple(v for s in open_states for v in (tenant, s))
+
+
+def _check_cap(tenant: str, open_jobs: int, cap: int) -> None:
+    if open_jobs >= cap:
+        raise RateLimited(f"tenant {tenant!r} has {open_jobs} open jobs, its cap is {cap}", 5.0)
+
+
 class Jobs(Repository):
     """Jobs (``ab_jobs``): submission, reads, and every move of a job's state by compare-and-set."""
 
@@ -161,12 +180,14 @@ class Jobs(Repository):
         self.events = events
 
     @translate_errors
-    def create_job(self, new: NewJob) -> tuple[JobRecord, bool]:
+    def create_job(self, new: NewJob, open_cap: int | None = None) -> tuple[JobRecord, bool]:
         """Insert a job; with an idempotency key already used, return that job instead.
 
         Returns the job and whether it was created now. The same key with another
         type or input is an ``IdempotencyConflict``. A job with a future ``run_at`` starts
-        ``scheduled`` (``states.initial_state``).
+        ``scheduled`` (``states.initial_state``). With ``open_cap``, a tenant with that many
+        open jobs already is refused (``RateLimited``) before anything is written, its
+        idempotency key taken or not.
         """
         now = time.time()
         job_id = new.id or uuid.uuid4().hex
@@ -188,8 +209,10 @@ class Jobs(Repository):
         if new.run_at is not None:
             row["run_at"] = new.run_at
         if is_postgres(self.db):
-            self._insert_job_pg(row, now)
+            self._insert_job_pg(row, now, open_cap)
         else:
+            if open_cap is not None:
+                _check_cap(new.tenant, self.running_jobs(new.tenant), open_cap)
             with self.db.atomic():
                 if Job.insert(row).on_conflict_ignore().execute() is not None:
                     self.events.log(job_id, "job", {"status": row["state"]}, now)
@@ -207,15 +230,32 @@ class Jobs(Repository):
             )
         return job_record(existing), created
 
-    def _insert_job_pg(self, row: dict[str, Any], now: float) -> None:
-        """The job and its first event in one statement (atomic by itself: no BEGIN/COMMIT round trips)."""
+    def _insert_job_pg(self, row: dict[str, Any], now: float, open_cap: int | None) -> None:
+        """The job and its first event in one statement (atomic by itself: no BEGIN/COMMIT round trips);
+        with ``open_cap``, the count of the tenant's open jobs in the same statement, the insert made
+        only under the cap (one round trip for the whole submit)."""
         cols = ", ".join(row)
-        marks = ", ".join(["%s"] * len(row))
-        self.db.execute_sql(
-            f"WITH j AS (INSERT INTO ab_jobs ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING id) "
-            "INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', %s FROM j",
-            (*row.values(), now, dumps({"status": row["state"]})),
-        )
+        event = (now, dumps({"status": row["state"]}))
+        if open_cap is None:
+            marks = ", ".join(["%s"] * len(row))
+            self.db.execute_sql(
+                f"WITH j AS (INSERT INTO ab_jobs ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING id) "
+                "INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', %s FROM j",
+                (*row.values(), *event),
+            )
+            return
+        # INSERT ... SELECT types its values by themselves, not by the columns: each one is cast
+        marks = ", ".join(f"%s::{_PG_TYPES.get(Job._meta.fields[c].field_type, 'text')}" for c in row)
+        count_sql, count_params = _open_count_pg(row["tenant"])
+        n = self.db.execute_sql(
+            f"WITH o AS (SELECT {count_sql} AS n), "
+            f"j AS (INSERT INTO ab_jobs ({cols}) SELECT {marks} FROM o WHERE o.n < %s "
+            "ON CONFLICT DO NOTHING RETURNING id), "
+            "e AS (INSERT INTO ab_job_events (job_id, at, kind, data) SELECT id, %s, 'job', %s FROM j) "
+            "SELECT n FROM o",
+            (*count_params, *row.values(), open_cap, *event),
+        ).fetchone()[0]
+        _check_cap(row["tenant"], int(n), open_cap)  # not under the cap: nothing was written
 
     def _job_sql(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """A hand-written read on the hot path (peewee's query building costs more than the query)."""
@@ -537,13 +577,10 @@ class Jobs(Repository):
     @translate_errors
     def running_jobs(self, tenant: str) -> int:
         """How many of a tenant's jobs are open (for the per-tenant cap)."""
-        open_states = [s.value for s in JOB_OPEN]
-        # One equality per state: ``state IN (...)`` made PostgreSQL walk every job of the tenant
-        # in the (tenant, state) index on each submit (a cost that grew with the table).
         if is_postgres(self.db):
-            sql = " + ".join(["(SELECT COUNT(*) FROM ab_jobs WHERE tenant = %s AND state = %s)"] * len(open_states))
-            params = tuple(v for s in open_states for v in (tenant, s))
+            sql, params = _open_count_pg(tenant)
             return int(self.db.execute_sql(f"SELECT {sql}", params).fetchone()[0])
+        open_states = [s.value for s in JOB_OPEN]
         return int(Job.select().where((Job.tenant == tenant) & Job.state.in_(open_states)).count())
 
     @translate_errors

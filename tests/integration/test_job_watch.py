@@ -95,3 +95,35 @@ def test_the_api_shuts_down_right_after_its_listener_started(sqlite_url: str, re
     worker.start()
     worker.join(60)
     assert not worker.is_alive(), "the API's shutdown hung"
+
+
+def test_a_job_expected_is_still_open_until_its_end_is_heard_and_no_longer_than_the_subscription(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        watch = JobWatch(redis_url, reconnect_s=0.05)
+        watch.expect("before-start", "acme")  # not listening: nothing can be known
+        assert not watch.still_open("before-start", "acme")
+        await watch.start()
+        try:
+            await _until(lambda: watch.healthy)
+            job, other = f"x{uuid.uuid4().hex}", f"y{uuid.uuid4().hex}"
+            await asyncio.to_thread(watch.expect, job, "acme")  # the API expects from its threads
+            watch.expect(other, "acme")
+            assert watch.still_open(job, "acme")
+            assert not watch.still_open(job, "umbrella")  # another tenant reads the record (a 404)
+            JobNotifier(redis_conn).changed([job])
+            await asyncio.sleep(0.2)
+            assert watch.still_open(job, "acme")  # a change is not the end
+            JobNotifier(redis_conn).finished([job])
+            await _until(lambda: not watch.still_open(job, "acme"))
+            # the listener loses its connection: notices may have been missed meanwhile
+            db = redis_conn.connection_pool.connection_kwargs.get("db", 0)
+            for client in redis_conn.client_list(_type="pubsub"):  # this test's database only
+                if int(client["db"]) == db:
+                    redis_conn.client_kill_filter(_id=client["id"])
+            await _until(lambda: not watch.still_open(other, "acme"))
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())

@@ -200,3 +200,28 @@ def test_request_limits(web: TestClient, store: Repositories) -> None:
     for forbidden in ("status", "tenant", "attempts", "result"):
         r = web.post("/jobs", json={"type": "echo", "input": {"message": "x"}, forbidden: "x"}, headers=h)
         assert r.status_code == 422 and forbidden in r.json()["error"]["message"], forbidden
+
+
+def test_a_long_poll_for_a_job_just_submitted_is_scoped_and_answers_from_the_record(
+    pg_url: str, redis_url: str, store: Repositories
+) -> None:
+    """The API skips the first read of a job it has just submitted (its end not yet heard of): the
+    job stays its tenant's, and the answer is still the record's."""
+    token, _ = store.keys.create_key("acme", ALL)
+    other, _ = store.keys.create_key("umbrella", ALL)
+    with make_client(Settings(database_url=pg_url, redis_url=redis_url)) as web:
+        watch = web.app.state.agentbus.watch  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not watch.healthy:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        job = web.post("/jobs", json={"type": "echo", "input": {"message": "x"}}, headers=bearer(token)).json()
+        assert watch.still_open(job["id"], "acme")
+        r = web.get(f"/jobs/{job['id']}/results?wait=1", headers=bearer(other))
+        assert r.status_code == 404
+        r = web.get(f"/jobs/{job['id']}/results?wait=0.3", headers=bearer(token))  # no orchestrator runs it
+        assert r.status_code == 202 and r.json()["status"] == "submitted"
+        web.post(f"/jobs/{job['id']}/cancel", headers=bearer(token))
+        r = web.get(f"/jobs/{job['id']}/results?wait=5", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert not watch.still_open(job["id"], "acme")  # its finished notice was heard
