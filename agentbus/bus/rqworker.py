@@ -213,6 +213,7 @@ class AgentbusWorker(SimpleWorker):
         self._queue_keys = [q.key for q in self.queues]
         self._done: list[tuple[str, str, int]] = []
         """Dispatches handed to the executor (or refused), marked done in Redis with the next take."""
+        self._popped: list[str] = []
         self._rq_beat = 0.0
         self._per_dispatch = 1.0
         """Calls per dispatch lately: how many dispatches the executor's free slots hold."""
@@ -276,6 +277,7 @@ class AgentbusWorker(SimpleWorker):
     def _take_now(self, want: int, popped: Sequence[str] = ()) -> list[_Taken]:
         """One round trip: mark what was taken before done, pop and mark ``started`` up to ``want``."""
         done, self._done = self._done, []
+        popped, self._popped = [*self._popped, *popped], []
         args: list[Any] = [self.name, utcformat(now()), want, len(popped), *popped, len(done)]
         for d in done:
             args.extend(d)
@@ -283,6 +285,7 @@ class AgentbusWorker(SimpleWorker):
             rows = self._take(keys=self._queue_keys, args=args)
         except REDIS_ERRORS:
             self._done = done + self._done
+            self._popped = popped  # out of its queue and not yet marked: taken when Redis answers
             raise
         self._beat_if_due()
         return [_Taken.of(r) for r in rows]

@@ -407,3 +407,26 @@ def test_an_id_pushed_without_its_job_is_skipped_and_not_created(redis_conn: red
     assert executed == [dispatch("d-real")]
     assert worker.rejected == 0
     assert not redis_conn.exists("rq:job:forged-no-such-job")
+
+
+def test_a_dispatch_popped_while_redis_failed_is_taken_when_it_answers(
+    redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-popped")])
+    executed: list[Dispatch] = []
+    worker = make_worker(redis_conn, executed)
+    take, failed = worker._take, []
+
+    def flaky(**kw: object) -> object:
+        if not failed:  # the BLPOP popped it; the script's round trip is lost once
+            failed.append(True)
+            raise redis.exceptions.ConnectionError("lost")
+        return take(**kw)
+
+    monkeypatch.setattr(worker, "_take", flaky)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        worker._take_blocking()
+    assert redis_conn.llen("rq:queue:agentbus.cpu") == 0
+    run_worker(worker, burst=True)
+    assert executed == [dispatch("d-popped")]
+    assert Dispatcher(redis_conn, RING).statuses(["d-popped"])["d-popped"][0] == "finished"
