@@ -171,18 +171,27 @@ class Executor:
         with self._lock:
             return tuple(h.info() for h in self._held.values())
 
+    @property
+    def room(self) -> int:
+        """Free slots: how many more calls this worker would hold now."""
+        return max(0, self.concurrency - len(self._held))
+
     def __call__(self, dispatch: Dispatch, origin: str) -> None:
-        """Take a dispatch: mark its calls running and queue them here; returns without waiting."""
-        calls = dispatch.calls
+        self.take([(dispatch, origin)])
+
+    def take(self, dispatches: Sequence[tuple[Dispatch, str]]) -> None:
+        """Take dispatches: mark their calls running (one store round trip for all) and queue them
+        here; returns without waiting."""
+        pairs = [(c, origin) for dispatch, origin in dispatches for c in dispatch.calls]
         if self.not_here is not None:
-            missing = [c for c in calls if c.name not in self.app.tasks]
+            missing = [c for c, _ in pairs if c.name not in self.app.tasks]
             if missing:
                 self.not_here(missing)
-                calls = tuple(c for c in calls if c.name in self.app.tasks)
-                if not calls:
-                    return
-        started = self.steps.mark_running([(c.task_id, c.attempt) for c in calls], self.worker_id)
-        taken = [_Held(c, origin) for c in calls if c.task_id in started]
+                pairs = [(c, o) for c, o in pairs if c.name in self.app.tasks]
+        if not pairs:
+            return
+        started = self.steps.mark_running([(c.task_id, c.attempt) for c, _ in pairs], self.worker_id)
+        taken = [_Held(c, origin) for c, origin in pairs if c.task_id in started]
         if not taken:
             return  # cancelled, superseded by a newer attempt, or run elsewhere already
         with self._lock:

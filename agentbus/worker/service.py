@@ -123,6 +123,7 @@ def run_worker_role(
         on_cancel=executor.request_cancel,
         capacity=executor,
         should_stop=lambda: executor.exhausted,
+        take_many=executor.take,
     )
     stop = threading.Event()
     last_beat = [0.0]  # monotonic time of the last heartbeat Redis took

@@ -329,3 +329,104 @@ def test_worker_survives_a_pickled_job(redis_conn: redis.Redis, tmp_path: Path) 
     run_worker(make_worker(redis_conn, executed), burst=True)
     assert not canary.exists()
     assert executed == [dispatch("d-after")]
+
+
+class _Room:
+    """A capacity with room for ``n`` calls, and no calls held."""
+
+    def __init__(self, n: int) -> None:
+        self.room = n
+        self.busy = False
+
+    def wait_for_room(self, timeout: float) -> bool:
+        return True
+
+
+def test_worker_takes_several_dispatches_at_once_and_leaves_them_as_rq_would(redis_conn: redis.Redis) -> None:
+    sent = [dispatch(f"d{i}") for i in range(12)]
+    Dispatcher(redis_conn, RING).send("cpu", sent)
+    batches: list[list[str]] = []
+    name = f"test-worker-{time.monotonic_ns()}"
+    worker = AgentbusWorker(
+        ["cpu"],
+        connection=redis_conn,
+        name=name,
+        executor=lambda d, origin: pytest.fail("take_many is given"),
+        keyring=RING,
+        on_cancel=lambda task_id: None,
+        capacity=_Room(3),
+        take_many=lambda taken: batches.append([d.dispatch_id for d, _ in taken]),
+    )
+    run_worker(worker, burst=True)
+    # as many as the free slots hold per round trip, in queue order, and at most half of what
+    # waits (another worker takes a share of a backlog)
+    ids = [d.dispatch_id for d in sent]
+    assert batches == [ids[0:3], ids[3:6], ids[6:9], ids[9:10], ids[10:11], ids[11:12]]
+    for d in sent:
+        # the orchestrator's reconciler reads these; the job's hash outlives it a while, as RQ's does
+        assert Dispatcher(redis_conn, RING).statuses([d.dispatch_id])[d.dispatch_id] == ("finished", name)
+        assert 0 < redis_conn.ttl(f"rq:job:{d.dispatch_id}") <= 60
+
+
+def test_a_dispatch_taken_is_started_by_its_worker_until_the_executor_has_it(redis_conn: redis.Redis) -> None:
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-seen")])
+    seen: list[tuple[str | None, str | None]] = []
+
+    def executor(d: Dispatch, origin: str) -> None:
+        # a worker that dies here leaves "started" under its name: the reconciler dispatches it again
+        seen.append(Dispatcher(redis_conn, RING).statuses([d.dispatch_id])[d.dispatch_id])
+
+    worker = AgentbusWorker(
+        ["cpu"], connection=redis_conn, name="w-seen", executor=executor, keyring=RING, on_cancel=lambda t: None
+    )
+    run_worker(worker, burst=True)
+    assert seen == [("started", "w-seen")]
+
+
+def test_a_dispatch_the_executor_could_not_take_is_failed_for_the_reconciler(redis_conn: redis.Redis) -> None:
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-down"), dispatch("d-next")])
+
+    def executor(d: Dispatch, origin: str) -> None:
+        if d.dispatch_id == "d-down":
+            raise Unavailable("the store is down")
+
+    worker = AgentbusWorker(
+        ["cpu"], connection=redis_conn, name="w-down", executor=executor, keyring=RING, on_cancel=lambda t: None
+    )
+    run_worker(worker, burst=True)
+    statuses = Dispatcher(redis_conn, RING).statuses(["d-down", "d-next"])
+    assert statuses == {"d-down": ("failed", "w-down"), "d-next": ("finished", "w-down")}
+
+
+def test_an_id_pushed_without_its_job_is_skipped_and_not_created(redis_conn: redis.Redis) -> None:
+    redis_conn.rpush("rq:queue:agentbus.cpu", b"forged-no-such-job")
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-real")])
+    executed: list[Dispatch] = []
+    worker = make_worker(redis_conn, executed)
+    run_worker(worker, burst=True)
+    assert executed == [dispatch("d-real")]
+    assert worker.rejected == 0
+    assert not redis_conn.exists("rq:job:forged-no-such-job")
+
+
+def test_a_dispatch_popped_while_redis_failed_is_taken_when_it_answers(
+    redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Dispatcher(redis_conn, RING).send("cpu", [dispatch("d-popped")])
+    executed: list[Dispatch] = []
+    worker = make_worker(redis_conn, executed)
+    take, failed = worker._take, []
+
+    def flaky(**kw: object) -> object:
+        if not failed:  # the BLPOP popped it; the script's round trip is lost once
+            failed.append(True)
+            raise redis.exceptions.ConnectionError("lost")
+        return take(**kw)
+
+    monkeypatch.setattr(worker, "_take", flaky)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        worker._take_blocking()
+    assert redis_conn.llen("rq:queue:agentbus.cpu") == 0
+    run_worker(worker, burst=True)
+    assert executed == [dispatch("d-popped")]
+    assert Dispatcher(redis_conn, RING).statuses(["d-popped"])["d-popped"][0] == "finished"
