@@ -6,9 +6,10 @@ refuses any RQ job whose function is not agentbus's dispatch entry and never imp
 named in Redis: it verifies the signed payload and hands the ``Dispatch`` to its executor.
 
 Taking a dispatch is ours, not RQ's: one Lua script pops up to as many dispatches as the
-executor has room for (and at most half of those waiting, so that the other workers share a
-backlog), marks each ``started`` by this worker and returns their payloads, and
-marks those taken before ``finished`` in the same round trip. RQ's ``execute_job`` spent about
+executor has room for (from the first queue, in priority order, that holds any, and at most
+half of those waiting there, so that the other workers share a backlog), marks each
+``started`` by this worker and returns their payloads, and marks those taken before
+``finished`` in the same round trip. RQ's ``execute_job`` spent about
 seven commands and three round trips per dispatch on what agentbus keeps elsewhere: its
 registries, executions, worker statistics, results and heartbeats (a call's state is its
 PostgreSQL row; a worker's life is its fleet heartbeat, which the reaper watches). What the
@@ -83,10 +84,14 @@ for _ = 1, m do
 end
 for _, q in ipairs(KEYS) do
   if #ids >= want then break end
-  -- at most half of what waits (at least one): the other workers find the rest
-  local share = math.max(1, math.floor(redis.call('LLEN', q) / 2))
-  local got = redis.call('LPOP', q, math.min(want - #ids, share))
-  if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+  local waiting = redis.call('LLEN', q)
+  if waiting > 0 then
+    -- at most half of what waits (at least one): the other workers find the rest; and from the
+    -- first queue holding any only, as RQ's dequeue_any: a lower priority waits for the next take
+    local got = redis.call('LPOP', q, math.min(want - #ids, math.max(1, math.floor(waiting / 2))))
+    if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+    break
+  end
 end
 local out = {}
 for _, id in ipairs(ids) do

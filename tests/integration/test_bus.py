@@ -430,3 +430,24 @@ def test_a_dispatch_popped_while_redis_failed_is_taken_when_it_answers(
     run_worker(worker, burst=True)
     assert executed == [dispatch("d-popped")]
     assert Dispatcher(redis_conn, RING).statuses(["d-popped"])["d-popped"][0] == "finished"
+
+
+def test_a_take_does_not_reach_a_lower_priority_while_a_higher_one_waits(redis_conn: redis.Redis) -> None:
+    high, normal = [dispatch(f"h{i}") for i in range(4)], [dispatch(f"n{i}") for i in range(4)]
+    Dispatcher(redis_conn, RING).send("cpu", normal)
+    Dispatcher(redis_conn, RING).send("cpu.high", high)
+    batches: list[list[str]] = []
+    worker = AgentbusWorker(
+        ["cpu.high", "cpu"],
+        connection=redis_conn,
+        name=f"test-worker-{time.monotonic_ns()}",
+        executor=lambda d, origin: pytest.fail("take_many is given"),
+        keyring=RING,
+        on_cancel=lambda task_id: None,
+        capacity=_Room(8),  # room for all of them: still the high ones first, as RQ's dequeue_any
+        take_many=lambda taken: batches.append([d.dispatch_id for d, _ in taken]),
+    )
+    run_worker(worker, burst=True)
+    order = [i for b in batches for i in b]
+    assert order == [d.dispatch_id for d in high + normal]
+    assert all(b[0][0] == b[-1][0] for b in batches)  # no batch mixes the two
