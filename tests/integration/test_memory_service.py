@@ -74,9 +74,10 @@ def test_filters_apply_before_the_top_k(store: Repositories) -> None:
 
 def test_expired_items_are_never_returned(store: Repositories) -> None:
     svc = MemoryService(store.memory)
-    svc.store_items("t1", "docs", [{"id": "brief", "text": "bees bees bees", "ttl": 0.3}, *DOCS[1:]])
+    # a ttl long enough that a loaded CI machine still searches before it ends (0.3 s was not)
+    svc.store_items("t1", "docs", [{"id": "brief", "text": "bees bees bees", "ttl": 2.0}, *DOCS[1:]])
     assert ids(svc.search("t1", "docs", q="bees", k=1)) == ["brief"]
-    time.sleep(0.4)
+    time.sleep(2.1)
     assert "brief" not in ids(svc.search("t1", "docs", q="bees", k=10))
     with pytest.raises(NotFound):
         svc.get_item("t1", "docs", "brief")
