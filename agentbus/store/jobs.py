@@ -139,18 +139,18 @@ def _job_from_tuple(t: tuple[Any, ...]) -> JobRecord:
 
 # Whether the job waits for its open steps: it has some and, while it is open, its last replay did not
 # wait on fewer of them (ctx.wait_any). A finished job with open steps is "waiting": they are to be cancelled.
+_OPEN_STEPS = (
+    f", (NOT ab_jobs.wakes_early OR ab_jobs.state IN ({sql_values(JOB_TERMINAL)})) AND EXISTS "
+    f"(SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
+)
+
+
 _REPLAYABLE = sql_values(JOB_REPLAYABLE)
 
 
 def _replays(job: JobRecord, waiting: bool, resume: bool) -> bool:
     """Whether the driver replays the job now (``Driver.advance``): open, due, and not waiting (or resumed)."""
     return job.state in JOB_REPLAYABLE and (resume or not waiting)
-
-
-_OPEN_STEPS = (
-    f", (NOT ab_jobs.wakes_early OR ab_jobs.state IN ({sql_values(JOB_TERMINAL)})) AND EXISTS "
-    f"(SELECT 1 FROM ab_steps s WHERE s.job_id = ab_jobs.id AND s.state IN ({sql_values(TASK_OPEN)}))"
-)
 
 
 _PG_TYPES = {"INT": "integer", "BIGINT": "bigint", "DOUBLE": "double precision", "BOOL": "boolean"}
