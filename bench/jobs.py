@@ -8,7 +8,8 @@ Each of C clients submits a one-task job (``POST /jobs`` of ``echo``) and long-p
 orchestrator and 2 CPU workers run as processes on local PostgreSQL and Redis. Printed:
 completed jobs/s, p50/p99 submit→result, p50/p99 of ``POST /jobs``, errors; per role, its CPU
 milliseconds, PostgreSQL statements and Redis round trips per job (counted inside each role by
-``bench/_counted.py``), and PostgreSQL commits and rows per job (``pg_stat_database``).
+``bench/_counted.py``), PostgreSQL commits and rows per job (``pg_stat_database``), and the CPU of the
+local PostgreSQL and Redis processes per job.
 The same C clients then drive Celery (2 solo-pool workers, Redis broker and result backend,
 ``send_task().get()``), arq (2 workers, ``enqueue_job`` then ``result()``) and raw RQ
 (2 SimpleWorkers, ``enqueue`` then polling the job's status) on a no-op.
@@ -236,6 +237,26 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _servers_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of the local PostgreSQL and Redis processes (their backends included): the
+    servers' share of a job, which the roles' own counts leave out. Backends that ended during the
+    window are not counted (a role's pooled connections live through it)."""
+    out = {"PostgreSQL": 0.0, "Redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cpu = _cpu_s(int(entry.name))
+        except (OSError, ValueError):
+            continue
+        if comm.startswith("postgres"):
+            out["PostgreSQL"] += cpu
+        elif comm.startswith("redis-server"):
+            out["Redis"] += cpu
+    return out
+
+
 PG_TABLES = ("ab_jobs", "ab_steps", "ab_job_events")
 
 
@@ -415,7 +436,7 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
         clients = 50 if api_only and args.clients == 32 else args.clients
         warm_up = min(200, args.n)
         agentbus_load(base, roles.headers, clients, warm_up, submit_only=args.submit_only, get=args.get)
-        before, pg0 = roles.snapshot(), _pg_stats(db_url)
+        before, pg0, servers0 = roles.snapshot(), _pg_stats(db_url), _servers_cpu_s()
         rss0 = {name: _rss_mb(p.pid) for name, p in roles.procs.items()}
         prof = Profiler(roles, Path(args.profile), args.tag) if args.profile else None
         sampler = _RssSampler(roles) if args.soak else None
@@ -423,7 +444,7 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
             clients = 1
         load = agentbus_load(base, roles.headers, clients, args.n, args.soak or None, args.submit_only, args.get)
         tops = prof.stop() if prof else {}
-        after, pg1 = roles.snapshot(), _pg_stats(db_url)
+        after, pg1, servers1 = roles.snapshot(), _pg_stats(db_url), _servers_cpu_s()
         what = f"GET {args.get} only" if args.get else "submit only" if args.submit_only else "submit → result"
         if not api_only and (args.orchestrators, args.shards) != (1, 1):
             what += f", {args.orchestrators} orchestrator(s) over {args.shards} shard(s)"
@@ -434,6 +455,10 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
         notes.append(
             "PostgreSQL per job: "
             + ", ".join(f"{(pg1[k] - pg0[k]) / dj:.1f} {k}" for k in ("commits", "inserted", "updated", "fetched"))
+        )
+        notes.append(
+            "servers' CPU per job (local processes): "
+            + ", ".join(f"{k} {1000 * (servers1[k] - servers0[k]) / dj:.2f} ms" for k in servers1)
         )
         size = {k: pg1[k] - pg0[k] for k in pg1}
         growth = {t: size[f"{t} table"] + size[f"{t} indexes"] for t in PG_TABLES}
