@@ -177,24 +177,6 @@ def _pg_type(column: str) -> str:
     return _PG_TYPES.get(Job._meta.fields[column].field_type, "text")
 
 
-# The columns a new job is written with (``_new_row``), in the order of the batched insert's arrays.
-_NEW_FIELDS = (
-    "id",
-    "type",
-    "state",
-    "input",
-    "idempotency_key",
-    "priority",
-    "parent_id",
-    "parent_seq",
-    "created_at",
-    "updated_at",
-    "tenant",
-    "rerun_of",
-    "run_at",
-)
-
-
 def _new_row(new: NewJob, now: float) -> dict[str, Any]:
     state = JobState.SUBMITTED if new.run_at is None else initial_state(new.run_at, now)
     return {
@@ -283,12 +265,12 @@ class Jobs(Repository):
         On PostgreSQL the jobs with a fresh id (no idempotency key, no id of their own) and their
         first events are inserted in one statement, which counts each tenant's open jobs once and,
         with ``open_cap``, admits of that tenant's jobs only the first ones that fit under it, as
-        as many ``create_job`` calls in a row would. The others go through ``create_job`` one by one,
-        as do all of them on SQLite.
+        many ``create_job`` calls in a row would. The others go through ``create_job`` one by one,
+        as do all of them on SQLite and a job alone (its statement is simpler).
         """
         out: list[Created | AgentbusError | None] = [None] * len(news)
         fresh = [i for i, new in enumerate(news) if new.idempotency_key is None and new.id is None]
-        if is_postgres(self.db) and fresh:
+        if is_postgres(self.db) and len(fresh) > 1:
             for i, result in zip(fresh, self._insert_jobs_pg([news[i] for i in fresh], open_cap), strict=True):
                 out[i] = result
         for i, new in enumerate(news):
@@ -306,9 +288,10 @@ class Jobs(Repository):
         same whatever the number of jobs."""
         now = time.time()
         rows = [_new_row(new, now) for new in news]
-        cols = ", ".join(_NEW_FIELDS)
-        arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in _NEW_FIELDS)
-        params: list[Any] = [[row[c] for row in rows] for c in _NEW_FIELDS]
+        fields = list(rows[0])
+        cols = ", ".join(fields)
+        arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in fields)
+        params: list[Any] = [[row[c] for row in rows] for c in fields]
         params.append([dumps({"status": row["state"]}) for row in rows])
         values = f"v AS (SELECT * FROM unnest({arrays}, %s::text[]) WITH ORDINALITY AS v({cols}, ev, ord))"
         events = (

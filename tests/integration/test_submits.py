@@ -14,11 +14,12 @@ from starlette.testclient import TestClient
 
 from agentbus.api import create_app
 from agentbus.api.submits import Submits
-from agentbus.bus import ControlStream, JobWatch
+from agentbus.bus import ControlStream, Fleet, JobWatch
 from agentbus.bus.stream import STREAM
 from agentbus.config import Settings
 from agentbus.domain import IdempotencyConflict, JobState, RateLimited
 from agentbus.examples import app as examples
+from agentbus.orchestrator.compose import compose_over
 from agentbus.security import Keyring, keys
 from agentbus.store import NewJob, Repositories
 
@@ -113,6 +114,10 @@ def test_many_submits_at_once_over_http_are_all_created_stored_and_announced(
     assert {j.id for j in pg_store.jobs.list_jobs(tenant="acme", limit=100)[0]} == ids
     named = [job_id for m in announced(redis_conn, settings) for job_id in m["job_ids"]]
     assert sorted(named) == sorted(ids)  # each job announced once to the orchestrator
+    driver = compose_over(examples, settings, pg_store, redis_conn, workers=Fleet(redis_conn, ttl_s=30)).driver
+    for job_id in driver.advance_many(named):  # as the orchestrator handles what it reads
+        driver.advance(job_id)
+    assert {pg_store.jobs.get_job(job_id).state for job_id in ids} == {JobState.RUNNING}
 
 
 def test_the_tenant_cap_holds_exactly_for_submits_at_once_over_http(
