@@ -18,6 +18,7 @@ from agentbus.api.openapi import document
 from agentbus.api.operation import RouteTable
 from agentbus.api.params import ParamsMiddleware
 from agentbus.api.state import ApiState
+from agentbus.api.submits import Submits
 from agentbus.api.table import OPERATIONS
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch, connect, ping
 from agentbus.bus.ratelimit import RateLimiter
@@ -60,6 +61,7 @@ def create_app(settings: Settings, app: App, repos: Repositories | None = None) 
         watch,
         db.schedules,
         db.signals,
+        Submits(db.jobs, stream, watch, settings.max_running_jobs),
     )
     table = RouteTable(OPERATIONS)
 

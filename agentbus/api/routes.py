@@ -15,11 +15,11 @@ from starlette.responses import JSONResponse
 from agentbus.api import render
 from agentbus.api.bodies import SubmitJob, parse, read_json
 from agentbus.api.state import ApiState
+from agentbus.api.submits import announce
 from agentbus.api.waiting import job_notices
 from agentbus.domain import ControlEvent, InvalidInput, JobState, RateLimited, Unavailable
 from agentbus.domain.schedules import due_time
-from agentbus.domain.states import JOB_NOT_DUE
-from agentbus.observability import metrics, tracing
+from agentbus.observability import metrics
 from agentbus.store import JobRecord, NewJob
 
 log = logging.getLogger("agentbus.api")
@@ -66,7 +66,7 @@ async def submit_job(request: Request) -> JSONResponse:
     new = NewJob(
         body.type, data, idempotency_key=body.idempotency_key, priority=body.priority, tenant=tenant, run_at=run_at
     )
-    rec, created = await run_in_threadpool(_submit, st, new, started)  # one thread hop for the whole write path
+    rec, created = await st.submits.submit(new, started)  # written with the submits that come with it
     return JSONResponse(render.job(rec), status_code=201 if created else 200)
 
 
@@ -81,22 +81,7 @@ def _admit(st: ApiState, tenant: str) -> None:
 
 def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
     """A new job is counted, traced and put on the control stream for the orchestrator."""
-    metrics.job_submitted(rec.type)
-    tracing.submitted(rec.id, rec.type, started)
-    if rec.state not in JOB_NOT_DUE:  # a job for later is started by the orchestrator's due-job sweep
-        _publish(st, ControlEvent("job.submitted", (rec.id,)))
-
-
-def _submit(st: ApiState, new: NewJob, started: float) -> tuple[JobRecord, bool]:
-    try:  # the tenant's cap of open jobs is checked by the insert itself (one round trip)
-        rec, created = st.jobs.create_job(new, open_cap=st.settings.max_running_jobs)
-    except RateLimited:
-        metrics.rate_limited("open_jobs")
-        raise
-    if created:
-        st.watch.expect(rec.id, rec.tenant)  # before it is announced: its end cannot come sooner
-        _announce(st, rec, started)
-    return rec, created
+    announce(st.stream, [(rec, started)])
 
 
 TASKS_SHOWN = 100

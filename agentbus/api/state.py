@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentbus.api.submits import Submits
 from agentbus.bus import ControlStream, Fleet, JobNotifier, JobWatch
 from agentbus.config import Settings
 from agentbus.domain import App
@@ -27,3 +28,4 @@ class ApiState:
     watch: JobWatch
     schedules: Schedules
     signals: Signals
+    submits: Submits

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from agentbus.domain.errors import Conflict, IdempotencyConflict, NotFound, RateLimited
+from agentbus.domain.errors import AgentbusError, Conflict, IdempotencyConflict, NotFound, RateLimited
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
     JOB_NOT_DUE,
@@ -156,20 +156,62 @@ def _replays(job: JobRecord, waiting: bool, resume: bool) -> bool:
 _PG_TYPES = {"INT": "integer", "BIGINT": "bigint", "DOUBLE": "double precision", "BOOL": "boolean"}
 
 
-def _open_count_pg(tenant: str) -> tuple[str, tuple[str, ...]]:
-    """The count of a tenant's open jobs, as a PostgreSQL expression and its parameters.
+def _open_count_pg(tenant: str | None) -> tuple[str, tuple[str, ...]]:
+    """The count of a tenant's open jobs, as a PostgreSQL expression and its parameters; with
+    ``tenant`` None, of the tenant in the column ``d.tenant`` of the enclosing query.
 
     One equality per state: ``state IN (...)`` made PostgreSQL walk every job of the tenant
     in the (tenant, state) index on each submit (a cost that grew with the table).
     """
     open_states = [s.value for s in JOB_OPEN]
+    if tenant is None:
+        sql = " + ".join(
+            ["(SELECT COUNT(*) FROM ab_jobs a WHERE a.tenant = d.tenant AND a.state = %s)"] * len(open_states)
+        )
+        return sql, tuple(open_states)
     sql = " + ".join(["(SELECT COUNT(*) FROM ab_jobs WHERE tenant = %s AND state = %s)"] * len(open_states))
     return sql, tuple(v for s in open_states for v in (tenant, s))
 
 
+def _pg_type(column: str) -> str:
+    return _PG_TYPES.get(Job._meta.fields[column].field_type, "text")
+
+
+def _new_row(new: NewJob, now: float) -> dict[str, Any]:
+    state = JobState.SUBMITTED if new.run_at is None else initial_state(new.run_at, now)
+    return {
+        "id": new.id or uuid.uuid4().hex,
+        "type": new.type,
+        "state": state.value,
+        "input": dumps(new.input),
+        "idempotency_key": new.idempotency_key,
+        "priority": new.priority,
+        "parent_id": new.parent_id,
+        "parent_seq": new.parent_seq,
+        "created_at": now,
+        "updated_at": now,
+        "tenant": new.tenant,
+        "rerun_of": new.rerun_of,
+        "run_at": new.run_at,
+    }
+
+
+def _written(row: dict[str, Any]) -> JobRecord:
+    """The record of a job with a fresh id: the row is what we wrote."""
+    return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS))
+
+
+Created = tuple[JobRecord, bool]
+"""A job and whether it was created now (``Jobs.create_job``)."""
+
+
+def _cap_error(tenant: str, open_jobs: int, cap: int) -> RateLimited:
+    return RateLimited(f"tenant {tenant!r} has {open_jobs} open jobs, its cap is {cap}", 5.0)
+
+
 def _check_cap(tenant: str, open_jobs: int, cap: int) -> None:
     if open_jobs >= cap:
-        raise RateLimited(f"tenant {tenant!r} has {open_jobs} open jobs, its cap is {cap}", 5.0)
+        raise _cap_error(tenant, open_jobs, cap)
 
 
 class Jobs(Repository):
@@ -190,24 +232,8 @@ class Jobs(Repository):
         idempotency key taken or not.
         """
         now = time.time()
-        job_id = new.id or uuid.uuid4().hex
-        state = JobState.SUBMITTED if new.run_at is None else initial_state(new.run_at, now)
-        row = {
-            "id": job_id,
-            "type": new.type,
-            "state": state.value,
-            "input": dumps(new.input),
-            "idempotency_key": new.idempotency_key,
-            "priority": new.priority,
-            "parent_id": new.parent_id,
-            "parent_seq": new.parent_seq,
-            "created_at": now,
-            "updated_at": now,
-            "tenant": new.tenant,
-            "rerun_of": new.rerun_of,
-        }
-        if new.run_at is not None:
-            row["run_at"] = new.run_at
+        row = _new_row(new, now)
+        job_id = row["id"]
         if is_postgres(self.db):
             self._insert_job_pg(row, now, open_cap)
         else:
@@ -216,8 +242,8 @@ class Jobs(Repository):
             with self.db.atomic():
                 if Job.insert(row).on_conflict_ignore().execute() is not None:
                     self.events.log(job_id, "job", {"status": row["state"]}, now)
-        if new.idempotency_key is None and new.id is None:  # a fresh id: the row is what we wrote
-            return _job_from_tuple(tuple(row.get(f) for f in _JOB_FIELDS)), True
+        if new.idempotency_key is None and new.id is None:
+            return _written(row), True
         if new.idempotency_key is None:
             return self.get_job(job_id), True
         existing = Job.get_or_none((Job.tenant == new.tenant) & (Job.idempotency_key == new.idempotency_key))
@@ -229,6 +255,76 @@ class Jobs(Repository):
                 f"idempotency key {new.idempotency_key!r} was used for another request (job {existing.id})"
             )
         return job_record(existing), created
+
+    @translate_errors
+    def create_jobs(self, news: Sequence[NewJob], open_cap: int | None = None) -> list[Created | AgentbusError]:
+        """``create_job`` for many jobs at once: per job, in order, what ``create_job`` returns or the
+        error it raises for that job alone (``RateLimited``, ``IdempotencyConflict``); a store
+        failure (``Unavailable``) raises for all of them.
+
+        On PostgreSQL the jobs with a fresh id (no idempotency key, no id of their own) and their
+        first events are inserted in one statement, which counts each tenant's open jobs once and,
+        with ``open_cap``, admits of that tenant's jobs only the first ones that fit under it, as
+        many ``create_job`` calls in a row would. The others go through ``create_job`` one by one,
+        as do all of them on SQLite and a job alone (its statement is simpler).
+        """
+        out: list[Created | AgentbusError | None] = [None] * len(news)
+        fresh = [i for i, new in enumerate(news) if new.idempotency_key is None and new.id is None]
+        if is_postgres(self.db) and len(fresh) > 1:
+            for i, result in zip(fresh, self._insert_jobs_pg([news[i] for i in fresh], open_cap), strict=True):
+                out[i] = result
+        for i, new in enumerate(news):
+            if out[i] is None:
+                try:
+                    out[i] = self.create_job(new, open_cap)
+                except (RateLimited, Conflict) as exc:
+                    out[i] = exc
+        return [r for r in out if r is not None]
+
+    def _insert_jobs_pg(self, news: Sequence[NewJob], open_cap: int | None) -> list[Created | AgentbusError]:
+        """Jobs with fresh ids and their first events in one statement (atomic by itself), under
+        ``open_cap``: each tenant's open jobs counted once, its k-th job in ``news`` inserted only
+        if that count + k is within the cap. Arrays, one per column, keep the statement's text the
+        same whatever the number of jobs."""
+        now = time.time()
+        rows = [_new_row(new, now) for new in news]
+        fields = list(rows[0])
+        cols = ", ".join(fields)
+        arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in fields)
+        params: list[Any] = [[row[c] for row in rows] for c in fields]
+        params.append([dumps({"status": row["state"]}) for row in rows])
+        values = f"v AS (SELECT * FROM unnest({arrays}, %s::text[]) WITH ORDINALITY AS v({cols}, ev, ord))"
+        events = (
+            "INSERT INTO ab_job_events (job_id, at, kind, data) "
+            "SELECT id, %s::double precision, 'job', v.ev FROM j JOIN v USING (id)"
+        )
+        if open_cap is None:
+            self.db.execute_sql(
+                f"WITH {values}, j AS (INSERT INTO ab_jobs ({cols}) SELECT {cols} FROM v RETURNING id) {events}",
+                (*params, now),
+            )
+            return [(_written(row), True) for row in rows]
+        count_sql, count_params = _open_count_pg(None)
+        open_now = dict(
+            self.db.execute_sql(
+                f"WITH {values}, o AS (SELECT d.tenant, {count_sql} AS n FROM (SELECT DISTINCT tenant FROM v) d), "
+                "r AS (SELECT v.*, o.n + row_number() OVER (PARTITION BY v.tenant ORDER BY v.ord) AS k "
+                "FROM v JOIN o USING (tenant)), "
+                f"j AS (INSERT INTO ab_jobs ({cols}) SELECT {cols} FROM r WHERE r.k <= %s RETURNING id), "
+                f"e AS ({events}) SELECT tenant, n FROM o",
+                (*params, *count_params, open_cap, now),
+            ).fetchall()
+        )
+        out: list[Created | AgentbusError] = []
+        taken: dict[str, int] = {}
+        for row in rows:
+            tenant = row["tenant"]
+            taken[tenant] = taken.get(tenant, 0) + 1
+            if open_now[tenant] + taken[tenant] <= open_cap:  # the statement's rule (r.k)
+                out.append((_written(row), True))
+            else:  # the tenant's open jobs when this one came: the cap, or more if it was over already
+                out.append(_cap_error(tenant, max(open_now[tenant], open_cap), open_cap))
+        return out
 
     def _insert_job_pg(self, row: dict[str, Any], now: float, open_cap: int | None) -> None:
         """The job and its first event in one statement (atomic by itself: no BEGIN/COMMIT round trips);

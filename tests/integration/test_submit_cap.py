@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agentbus.domain import JobState, NotFound, RateLimited
+from agentbus.domain import IdempotencyConflict, JobState, NotFound, RateLimited
 from agentbus.store import NewJob, Repositories
 
 
@@ -48,3 +48,50 @@ def test_the_record_returned_is_the_row_written(store: Repositories) -> None:
     assert stored.state is JobState.SCHEDULED and stored.run_at == later and stored.priority == 7
     keyed, _ = store.jobs.create_job(NewJob("echo", {"x": 1}, tenant="acme", idempotency_key="k2"), open_cap=5)
     assert store.jobs.get_job(keyed.id) == keyed
+
+
+def test_a_batch_admits_of_each_tenant_only_the_first_jobs_under_its_cap(store: Repositories) -> None:
+    store.jobs.create_job(NewJob("echo", {}, tenant="acme"), open_cap=3)
+    batch = [NewJob("echo", {"i": i}, tenant="acme" if i % 2 == 0 else "zeta") for i in range(10)]
+    results = store.jobs.create_jobs(batch, open_cap=3)
+    admitted = [r[0] for r in results if isinstance(r, tuple)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(admitted) + len(refused) == len(batch)
+    # acme had one open job: its first two of the batch fit; zeta had none: its first three
+    assert [(rec.tenant, rec.input["i"]) for rec in admitted] == [
+        ("acme", 0),
+        ("zeta", 1),
+        ("acme", 2),
+        ("zeta", 3),
+        ("zeta", 5),
+    ]
+    assert all(isinstance(r, RateLimited) for r in results[6:]) and isinstance(results[4], RateLimited)
+    assert all("its cap is 3" in r.message and "has 3 open jobs" in r.message for r in refused)
+    assert store.jobs.running_jobs("acme") == 3 and store.jobs.running_jobs("zeta") == 3
+    for rec in admitted:  # each one written, with its first event
+        assert store.jobs.get_job(rec.id) == rec
+        assert [e[2:] for e in store.events.job_events_since(rec.id, 0)] == [("job", {"status": "submitted"})]
+    # a refused job was written nowhere: every job of the tenants is one of those admitted
+    listed = {j.id for t in ("acme", "zeta") for j in store.jobs.list_jobs(tenant=t, limit=50)[0]}
+    assert {rec.id for rec in admitted} <= listed and len(listed) == len(admitted) + 1
+
+
+def test_a_batch_replays_a_known_idempotency_key_and_refuses_it_with_another_input(store: Repositories) -> None:
+    first, _ = store.jobs.create_job(NewJob("echo", {"m": 1}, tenant="acme", idempotency_key="k"))
+    later = time.time() + 3600
+    batch = [
+        NewJob("echo", {"m": 1}, tenant="acme", idempotency_key="k"),
+        NewJob("echo", {"m": 2}, tenant="acme", idempotency_key="k"),
+        NewJob("echo", {"m": 3}, tenant="acme", idempotency_key="new"),
+        NewJob("echo", {"m": 4}, tenant="acme", run_at=later),
+        NewJob("echo", {"m": 5}, tenant="acme"),
+    ]
+    replay, conflict, keyed, scheduled, plain = store.jobs.create_jobs(batch, open_cap=10)
+    assert replay == (first, False)
+    assert isinstance(conflict, IdempotencyConflict)
+    assert isinstance(keyed, tuple) and keyed[1] and keyed[0].idempotency_key == "new"
+    assert isinstance(scheduled, tuple) and scheduled[0].state is JobState.SCHEDULED and scheduled[0].run_at == later
+    assert isinstance(plain, tuple) and plain[0].state is JobState.SUBMITTED
+    for rec in (keyed[0], scheduled[0], plain[0]):
+        assert store.jobs.get_job(rec.id) == rec
+    assert store.jobs.running_jobs("acme") == 4
