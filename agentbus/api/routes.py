@@ -71,7 +71,7 @@ async def submit_job(request: Request) -> JSONResponse:
 
 
 def _admit(st: ApiState, tenant: str) -> None:
-    """A new job (a submit or a rerun) only under the tenant's cap of open jobs."""
+    """A rerun only under the tenant's cap of open jobs (a submit's cap is checked by its insert: api/submits.py)."""
     running = st.jobs.running_jobs(tenant)
     if running >= st.settings.max_running_jobs:
         metrics.rate_limited("open_jobs")

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from agentbus.domain.errors import AgentbusError, Conflict, IdempotencyConflict, NotFound, RateLimited
+from agentbus.domain.errors import AgentbusError, Conflict, IdempotencyConflict, NotFound, RateLimited, Unavailable
 from agentbus.domain.replay import ErrorInfo, StepRecord
 from agentbus.domain.states import (
     JOB_NOT_DUE,
@@ -259,8 +259,9 @@ class Jobs(Repository):
     @translate_errors
     def create_jobs(self, news: Sequence[NewJob], open_cap: int | None = None) -> list[Created | AgentbusError]:
         """``create_job`` for many jobs at once: per job, in order, what ``create_job`` returns or the
-        error it raises for that job alone (``RateLimited``, ``IdempotencyConflict``); a store
-        failure (``Unavailable``) raises for all of them.
+        error it raises for that job alone (``RateLimited``, ``IdempotencyConflict``). A store failure
+        (``Unavailable``) raises for all of them while none is written; once some are, it is the
+        error of the jobs not yet written only (those written are answered as written).
 
         On PostgreSQL the jobs with a fresh id (no idempotency key, no id of their own) and their
         first events are inserted in one statement, which counts each tenant's open jobs once and,
@@ -273,12 +274,22 @@ class Jobs(Repository):
         if is_postgres(self.db) and len(fresh) > 1:
             for i, result in zip(fresh, self._insert_jobs_pg([news[i] for i in fresh], open_cap), strict=True):
                 out[i] = result
+        down: Unavailable | None = None
         for i, new in enumerate(news):
-            if out[i] is None:
-                try:
-                    out[i] = self.create_job(new, open_cap)
-                except (RateLimited, Conflict) as exc:
-                    out[i] = exc
+            if out[i] is not None:
+                continue
+            if down is not None:  # the store went away: the rest are refused without waiting on it again
+                out[i] = Unavailable(down.message, **down.details)
+                continue
+            try:
+                out[i] = self.create_job(new, open_cap)
+            except (RateLimited, Conflict) as exc:
+                out[i] = exc
+            except Unavailable as exc:
+                if not any(isinstance(r, tuple) and r[1] for r in out):
+                    raise  # nothing written yet: the batch fails as one call would
+                down = exc  # jobs already written are answered as written: a 503 would invite a duplicate
+                out[i] = exc
         return [r for r in out if r is not None]
 
     def _insert_jobs_pg(self, news: Sequence[NewJob], open_cap: int | None) -> list[Created | AgentbusError]:

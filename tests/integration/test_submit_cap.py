@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agentbus.domain import IdempotencyConflict, JobState, NotFound, RateLimited
+from agentbus.domain import IdempotencyConflict, JobState, NotFound, RateLimited, Unavailable
 from agentbus.store import NewJob, Repositories
 
 
@@ -95,3 +95,42 @@ def test_a_batch_replays_a_known_idempotency_key_and_refuses_it_with_another_inp
     for rec in (keyed[0], scheduled[0], plain[0]):
         assert store.jobs.get_job(rec.id) == rec
     assert store.jobs.running_jobs("acme") == 4
+
+
+def test_a_store_failure_after_some_jobs_were_written_answers_those_as_written(
+    store: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client told 503 for a job that was written would submit it again: a duplicate."""
+    jobs = getattr(store.jobs, "_target", store.jobs)
+    create_job = jobs.create_job
+
+    def failing(new: NewJob, open_cap: int | None = None) -> object:
+        if new.idempotency_key == "lost":
+            raise Unavailable("database unavailable: connection lost")
+        return create_job(new, open_cap)
+
+    monkeypatch.setattr(jobs, "create_job", failing)
+    batch = [
+        NewJob("echo", {"m": 1}, tenant="acme"),
+        NewJob("echo", {"m": 2}, tenant="acme"),
+        NewJob("echo", {"m": 3}, tenant="acme", idempotency_key="lost"),
+        NewJob("echo", {"m": 4}, tenant="acme", idempotency_key="after"),
+    ]
+    one, two, lost, after = jobs.create_jobs(batch, open_cap=10)
+    assert isinstance(one, tuple) and isinstance(two, tuple)
+    assert isinstance(lost, Unavailable) and isinstance(after, Unavailable)
+    assert {store.jobs.get_job(r[0].id).input["m"] for r in (one, two)} == {1, 2}
+    assert store.jobs.running_jobs("acme") == 2
+
+
+def test_a_store_failure_before_any_job_is_written_fails_the_batch(
+    store: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = getattr(store.jobs, "_target", store.jobs)
+
+    def failing(new: NewJob, open_cap: int | None = None) -> object:
+        raise Unavailable("database unavailable: connection lost")
+
+    monkeypatch.setattr(jobs, "create_job", failing)
+    with pytest.raises(Unavailable):
+        jobs.create_jobs([NewJob("echo", {}, tenant="acme", idempotency_key="a")], open_cap=10)
