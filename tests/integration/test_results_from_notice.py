@@ -31,9 +31,10 @@ from agentbus.store import NewJob
 
 
 class Api:
-    def __init__(self, url: str, web: Any) -> None:
+    def __init__(self, url: str, web: Any, notifier: JobNotifier) -> None:
         self.url = url
         self.st = web.state.agentbus
+        self.notifier = notifier  # the orchestrator's
         self.reads: list[str] = []
         get_job = self.st.jobs.get_job
 
@@ -51,14 +52,16 @@ class Api:
         """GET the results with ``?wait``, returned once its waiter is registered."""
         waiting = self.st.watch.waiting
         url = f"{self.url}/jobs/{job_id}/results?wait={wait:g}"
-        answer = ThreadPoolExecutor(1).submit(httpx.get, url, headers=headers, timeout=wait + 10)
+        pool = ThreadPoolExecutor(1)
+        answer = pool.submit(httpx.get, url, headers=headers, timeout=wait + 10)
+        pool.shutdown(wait=False)
         _until(lambda: self.st.watch.waiting > waiting or answer.done())
         return answer
 
     def end(self, end: JobEnd, notice: JobEnd | str | None = None) -> None:
         """Commit ``end`` as a replay does, then send its finished notice (``notice``: another one)."""
         assert self.st.steps.record_replay(end.job_id, [], end.state, result=end.result, error=end.error)
-        JobNotifier(redis.Redis.from_url(self.st.settings.redis_url)).finished([end if notice is None else notice])
+        self.notifier.finished([end if notice is None else notice])
 
 
 def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -69,7 +72,7 @@ def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 @pytest.fixture
-def api(pg_url: str, redis_url: str) -> Iterator[Api]:
+def api(pg_url: str, redis_url: str, redis_conn: redis.Redis) -> Iterator[Api]:
     settings = Settings(database_url=pg_url, redis_url=redis_url, rate_read="10000/s:10000")
     web = create_app(settings, examples)
     with socket.socket() as s:
@@ -80,7 +83,7 @@ def api(pg_url: str, redis_url: str) -> Iterator[Api]:
     thread.start()
     _until(lambda: server.started and web.state.agentbus.watch.healthy)
     try:
-        yield Api(f"http://127.0.0.1:{port}", web)
+        yield Api(f"http://127.0.0.1:{port}", web, JobNotifier(redis_conn))
     finally:
         server.should_exit = True
         thread.join(10)
@@ -131,7 +134,7 @@ def test_another_tenants_long_poll_is_a_404_not_the_result(api: Api, redis_url: 
                 await asyncio.sleep(0.01)
             request = Request({"type": "http"})
             async with job_notices(request, watch, job, follow_disconnect=False) as notices:
-                await asyncio.to_thread(JobNotifier(redis.Redis.from_url(redis_url)).finished, [end])
+                await asyncio.to_thread(api.notifier.finished, [end])
                 assert await notices.wait(20)
                 return notices.answer(tenant)
         finally:
@@ -170,7 +173,7 @@ def test_a_failed_jobs_notice_only_wakes_the_long_poll_the_record_answers(api: A
     assert api.st.steps.record_replay(job, [], None)  # running (resumed, say) ...
     answer = api.long_poll(job, acme, wait=1)
     stale = JobEnd(job, "acme", JobState.FAILED, None, ErrorInfo("TaskFailed", "the first attempt failed"))
-    JobNotifier(redis.Redis.from_url(api.st.settings.redis_url)).finished([stale])  # ... heard late
+    api.notifier.finished([stale])  # ... heard late
     r = answer.result()
     assert (r.status_code, r.json()["status"]) == (202, "running")
     assert job in api.reads
