@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from agentbus.domain import ErrorInfo, JobState
+from agentbus.domain.messages import JobEnd
 from agentbus.store import ApprovalRecord, JobRecord, SignalRecord
 
 
@@ -37,10 +39,19 @@ def job(rec: JobRecord, progress: dict[str, int] | None = None) -> dict[str, Any
 
 
 def results(rec: JobRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": rec.id, "status": rec.state.value}
-    if rec.state.terminal:
-        out["result"] = rec.result
-        out["error"] = rec.error.to_dict() if rec.error else None
+    return _results(rec.id, rec.state, rec.result, rec.error)
+
+
+def ending(end: JobEnd) -> dict[str, Any]:
+    """What ``results`` answers for the record that ``end`` was committed as."""
+    return _results(end.job_id, end.state, end.result, end.error)
+
+
+def _results(job_id: str, state: JobState, result: Any, error: ErrorInfo | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": job_id, "status": state.value}
+    if state.terminal:
+        out["result"] = result
+        out["error"] = error.to_dict() if error else None
     return out
 
 

@@ -135,7 +135,8 @@ async def get_results(request: Request) -> JSONResponse:
     The wait holds no thread: it sleeps on the job's notices (api/waiting.py) and re-reads
     the record when woken; without Redis it reads the record every POLL_S. A job this process
     has just submitted, whose end it has not heard of, is known to be open: the first read is
-    skipped (``JobWatch.still_open``).
+    skipped (``JobWatch.still_open``). A finished notice that carried the job's end answers
+    without a read when it answers as the record would (``EndNotices.answer``).
     """
     st = _state(request)
     job_id = _job_id(request)
@@ -145,12 +146,14 @@ async def get_results(request: Request) -> JSONResponse:
         now = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
         return JSONResponse(render.results(now), status_code=200 if now.state.terminal else 202)
     deadline = time.monotonic() + wait
-    async with job_notices(request, st.watch, job_id) as notice:
+    async with job_notices(request, st.watch, job_id) as notices:
         known_open = st.watch.still_open(job_id, tenant)
         rec: JobRecord | None = None if known_open else await run_in_threadpool(st.jobs.get_job, job_id, tenant)
         while (rec is None or not rec.state.terminal) and (left := deadline - time.monotonic()) > 0:
-            if not await notice(left):
+            if not await notices.wait(left):
                 break  # the client went away: nobody to answer
+            if (end := notices.answer(tenant)) is not None:
+                return JSONResponse(render.ending(end))  # ended for good: 200
             rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)
     if rec is None:
         rec = await run_in_threadpool(st.jobs.get_job, job_id, tenant)

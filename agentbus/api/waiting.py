@@ -2,7 +2,9 @@
 
 A waiter sleeps on the job's ``asyncio.Event`` (set by the process's one Redis listener,
 ``bus/watch.py``) and re-reads the record, in a short thread hop, only when woken: by a
-notice, by a safety timer (a notice may be lost), or by the client going away.
+notice, by a safety timer (a notice may be lost), or by the client going away. A long-poll
+woken by a finished notice that carried the job's end answers from it instead, when that end
+answers as the record would (``EndNotices.answer``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 
-from agentbus.bus import JobWatch
+from agentbus.bus import EndWaiter, JobWatch
+from agentbus.domain.messages import JobEnd
 
 RECHECK_S = 5.0  # notices flowing: re-read anyway this often, in case one was lost
 POLL_S = 0.5  # no Redis to hear from: read the record this often
@@ -25,34 +28,50 @@ def _period(watch: JobWatch, healthy_s: float) -> float:
     return (healthy_s if watch.healthy else POLL_S) * random.uniform(0.5, 1.0)
 
 
+class EndNotices:
+    """A long-poll's view of its job's finished notices."""
+
+    def __init__(self, watch: JobWatch, waiter: EndWaiter, recheck_s: float) -> None:
+        self._watch = watch
+        self._waiter = waiter
+        self._recheck_s = recheck_s
+        self.gone = asyncio.Event()
+
+    async def wait(self, at_most_s: float) -> bool:
+        """Sleep until the job's finished notice, the safety timer or ``at_most_s``; False once the client left."""
+        await self._watch.wait(self._waiter.event, min(at_most_s, _period(self._watch, self._recheck_s)))
+        return not self.gone.is_set()
+
+    def answer(self, tenant: str) -> JobEnd | None:
+        """The end the job's last finished notice carried, if it answers ``tenant`` as a read of the
+        record would: the tenant's own job (another's is a 404, which the read gives), ended for good
+        (``JobEnd.for_good``). None: read the record."""
+        end = self._waiter.end
+        return end if end is not None and end.tenant == tenant and end.for_good else None
+
+
 @contextlib.asynccontextmanager
 async def job_notices(
     request: Request, watch: JobWatch, job_id: str, recheck_s: float = RECHECK_S, follow_disconnect: bool = True
-) -> AsyncIterator[Callable[[float], Awaitable[bool]]]:
-    """``wait(at_most_s)``: sleep until the job's finished notice, the safety timer or ``at_most_s``;
-    False once the client left.
+) -> AsyncIterator[EndNotices]:
+    """The job's finished notices, for a long-poll.
 
     Enter it before the first read of the record: a notice that lands during the read is kept.
     ``follow_disconnect``: wake when the client goes away (a streaming response is cancelled
     by starlette instead, and needs no second reader of ``receive``).
     """
-    with watch.watch(job_id, changes=False) as notice:
-        gone = asyncio.Event()
+    with watch.watch_end(job_id) as waiter:
+        notices = EndNotices(watch, waiter, recheck_s)
 
         async def until_disconnect() -> None:
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-            gone.set()
-            notice.set()
+            notices.gone.set()
+            waiter.event.set()
 
         listener = asyncio.create_task(until_disconnect()) if follow_disconnect else None
-
-        async def wait(at_most_s: float) -> bool:
-            await watch.wait(notice, min(at_most_s, _period(watch, recheck_s)))
-            return not gone.is_set()
-
         try:
-            yield wait
+            yield notices
         finally:
             if listener is not None:
                 listener.cancel()

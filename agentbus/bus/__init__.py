@@ -8,12 +8,13 @@ from agentbus.bus.output import OutputReader, OutputStream
 from agentbus.bus.queues import Dispatcher, queue_depths, queue_name
 from agentbus.bus.rqworker import AgentbusWorker, run_worker
 from agentbus.bus.stream import ControlStream, Entry
-from agentbus.bus.watch import JobWatch
+from agentbus.bus.watch import EndWaiter, JobWatch
 
 __all__ = [
     "AgentbusWorker",
     "ControlStream",
     "Dispatcher",
+    "EndWaiter",
     "Entry",
     "Fleet",
     "JobNotifier",

@@ -4,13 +4,16 @@ A long-poll or an event stream registers its job id and waits on an ``asyncio.Ev
 held while it waits. The listener (an asyncio task, one Redis connection for the whole process)
 subscribes to every job notice (``JobNotifier.finished`` and ``changed``) and sets the events of the
 job named (a long-poll for a result waits for ``finished`` only: a ``changed`` notice would wake it
-for a re-read that finds the job still running). A notice is only a hint: the waiter re-reads the
-record when woken and on a slow safety timer. Notices sent while the listener was away are lost, so
-every waiter is woken when it (re)subscribes. Output notices (``bus/output.py``: a batch of
-``ctx.emit`` reached the job's output stream) wake output waiters only, so that a stream of tokens
-reads Redis, not the record; ``outputs`` reads those streams on the same event loop.
-While Redis is unreachable ``healthy`` is False and waiters read the record on a short timer
-instead.
+for a re-read that finds the job still running). A finished notice may carry the job's end
+(``JobEnd``): the listener reads it only for the job's end-waiters, and hands it to each of them
+(``EndWaiter.end``), so that a long-poll can answer without reading the record; nothing is kept for
+a job nobody waits on. A notice is only a hint: the waiter re-reads the record when woken (unless
+the end it was handed answers as the record would) and on a slow safety timer. Notices sent while
+the listener was away are lost, so every waiter is woken when it (re)subscribes. Output notices
+(``bus/output.py``: a batch of ``ctx.emit`` reached the job's output stream) wake output waiters
+only, so that a stream of tokens reads Redis, not the record; ``outputs`` reads those streams on
+the same event loop. While Redis is unreachable ``healthy`` is False and waiters read the record
+on a short timer instead.
 
 The jobs this process just submitted are ``expect``ed (before their ``job.submitted`` is sent):
 until their finished notice comes, the listener holding its subscription all along, such a job
@@ -26,12 +29,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import TypeVar
 
 import redis
 from redis import asyncio as aioredis
 
-from agentbus.bus.notify import CHANGED, CHANNEL
+from agentbus.bus.notify import BARE, CHANGED, CHANNEL
 from agentbus.bus.output import OUTPUT_NOTICE, OutputReader
+from agentbus.domain import MessageRejected
+from agentbus.domain.messages import JobEnd
 
 log = logging.getLogger("agentbus.bus")
 
@@ -50,12 +56,33 @@ def _job_of(channel: str) -> str:
     return ""
 
 
+def _end_of(job_id: str, data: bytes) -> JobEnd | None:
+    """The end a finished notice carries; None when it is bare or unreadable (its waiters read the record)."""
+    if data == BARE:
+        return None
+    try:
+        end = JobEnd.from_json(data)
+    except MessageRejected as exc:
+        log.warning("unreadable end in the finished notice of job %s: %s", job_id, exc)
+        return None
+    return end if end.job_id == job_id else None
+
+
+class EndWaiter:
+    """A waiter for a job's end: ``event`` is set by the job's finished notice, which leaves the end it
+    carried in ``end`` (None: none heard yet, or a bare one; the latest notice heard counts)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.end: JobEnd | None = None
+
+
 class JobWatch:
     def __init__(self, url: str, reconnect_s: float = 1.0) -> None:
         self._url = url
         self._reconnect_s = reconnect_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._end_waiters: dict[str, set[asyncio.Event]] = {}
+        self._end_waiters: dict[str, set[EndWaiter]] = {}
         self._output_waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -92,16 +119,22 @@ class JobWatch:
         await self.outputs.close()
 
     @contextlib.contextmanager
-    def watch(self, job_id: str, changes: bool = True) -> Iterator[asyncio.Event]:
+    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
         """An event set whenever a notice for ``job_id`` arrives (clear it after waking).
 
-        ``changes=False``: only the notice that the job finished (a long-poll for the result
-        has nothing to re-read when the job merely started running).
         Register before reading the record: a notice that lands during the read leaves the
         event set, so it is never missed.
         """
-        with _registered(self._waiters if changes else self._end_waiters, job_id) as event:
+        with _registered(self._waiters, job_id, asyncio.Event()) as event:
             yield event
+
+    @contextlib.contextmanager
+    def watch_end(self, job_id: str) -> Iterator[EndWaiter]:
+        """Woken only by the notice that ``job_id`` finished (a long-poll for the result has nothing
+        to re-read when the job merely started running), which hands the waiter the job's end if it
+        carried one. Register before reading the record, as for ``watch``."""
+        with _registered(self._end_waiters, job_id, EndWaiter()) as waiter:
+            yield waiter
 
     def expect(self, job_id: str, owner: str) -> None:
         """``job_id`` was just created by this process and is not finished: remember it until its
@@ -134,7 +167,7 @@ class JobWatch:
     @contextlib.contextmanager
     def watch_outputs(self, job_id: str) -> Iterator[asyncio.Event]:
         """An event set whenever outputs of ``job_id`` were appended (register before reading them)."""
-        with _registered(self._output_waiters, job_id) as event:
+        with _registered(self._output_waiters, job_id, asyncio.Event()) as event:
             yield event
 
     async def wait(self, event: asyncio.Event, timeout: float) -> None:
@@ -145,7 +178,7 @@ class JobWatch:
                     await event.wait()
         event.clear()
 
-    def _wake(self, channel: str) -> None:
+    def _wake(self, channel: str, data: bytes) -> None:
         if channel.startswith(OUTPUT_NOTICE):
             waiters = self._output_waiters.get(channel[len(OUTPUT_NOTICE) :], ())
         else:
@@ -155,16 +188,23 @@ class JobWatch:
                 if job_id in self._expected:
                     with self._expected_lock:
                         self._expected.pop(job_id, None)
-                for event in self._end_waiters.get(job_id, ()):
-                    event.set()
+                ending = self._end_waiters.get(job_id)
+                if ending:
+                    end = _end_of(job_id, data)
+                    for waiter in ending:
+                        waiter.end = end
+                        waiter.event.set()
         for event in waiters:
             event.set()
 
     def _wake_all(self) -> None:
-        for table in (self._waiters, self._end_waiters, self._output_waiters):
+        for table in (self._waiters, self._output_waiters):
             for waiters in table.values():
                 for event in waiters:
                     event.set()
+        for ending in self._end_waiters.values():
+            for waiter in ending:
+                waiter.event.set()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -182,7 +222,8 @@ class JobWatch:
                     if message is not None and message.get("type") == "pmessage":
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-                        self._wake(name)
+                        data = message["data"]
+                        self._wake(name, data if isinstance(data, bytes) else str(data).encode())
             except (redis.RedisError, OSError) as exc:
                 if self.healthy:
                     log.warning("job notices unavailable, waiters read the record instead: %s", exc)
@@ -202,15 +243,17 @@ class JobWatch:
                 await asyncio.sleep(self._reconnect_s)
 
 
+Waiter = TypeVar("Waiter", asyncio.Event, EndWaiter)
+
+
 @contextlib.contextmanager
-def _registered(table: dict[str, set[asyncio.Event]], job_id: str) -> Iterator[asyncio.Event]:
-    event = asyncio.Event()
-    table.setdefault(job_id, set()).add(event)
+def _registered(table: dict[str, set[Waiter]], job_id: str, waiter: Waiter) -> Iterator[Waiter]:
+    table.setdefault(job_id, set()).add(waiter)
     try:
-        yield event
+        yield waiter
     finally:
         waiters = table.get(job_id)
         if waiters is not None:
-            waiters.discard(event)
+            waiters.discard(waiter)
             if not waiters:
                 del table[job_id]

@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from agentbus.domain.errors import MessageRejected
 from agentbus.domain.ids import job_of
+from agentbus.domain.jsonsafe import holdable
+from agentbus.domain.replay import ErrorInfo
+from agentbus.domain.states import JOB_REOPENINGS, JobState
 
 EventKind = Literal["job.submitted", "job.advance", "job.cancel"]
 EVENT_KINDS: tuple[str, ...] = ("job.submitted", "job.advance", "job.cancel")
@@ -31,6 +34,66 @@ class ControlEvent:
         if kind not in EVENT_KINDS or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise MessageRejected(f"malformed control event: {d!r:.200}")
         return cls(kind, tuple(ids))
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """A job reached its final state: the notice a long-poll for its result may answer from.
+
+    It holds what the job's record held once that state was committed (the result as the store
+    keeps it: ``holdable``), and the job's tenant (a waiter of another tenant reads the record
+    instead, and gets its 404). A notice is a hint, the record decides: see ``for_good``.
+    """
+
+    job_id: str
+    tenant: str
+    state: JobState
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    @property
+    def for_good(self) -> bool:
+        """Whether no later change can undo this end, so that it answers as a read of the record
+        would. A failed job may be resumed (``JOB_REOPENINGS``): its notice may arrive after a read
+        that already saw it running again, so it only wakes the waiter, which reads the record."""
+        return self.state.terminal and self.state not in JOB_REOPENINGS
+
+    def to_json(self) -> str:
+        """Raises ValueError (or TypeError) for a result that JSON cannot hold."""
+        d = {
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "state": self.state.value,
+            "result": holdable(self.result),
+            "error": None if self.error is None else self.error.to_dict(),
+        }
+        return json.dumps(d, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobEnd:
+        try:
+            d = json.loads(raw)
+            e = d["error"]
+            return cls(
+                job_id=_text(d["job_id"]),
+                tenant=_text(d["tenant"]),
+                state=JobState(d["state"]),
+                result=d["result"],
+                error=None if e is None else ErrorInfo(_text(e["type"]), _text(e["message"]), _traceback(e)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise MessageRejected(f"malformed job end: {exc!r:.200}") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r:.50} is not a string")
+    return value
+
+
+def _traceback(error: dict[str, Any]) -> str | None:
+    tb = error.get("traceback")
+    return None if tb is None else _text(tb)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from agentbus.domain import (
     Unavailable,
 )
 from agentbus.domain.app import JobType
+from agentbus.domain.messages import JobEnd
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
 from agentbus.domain.states import JOB_NOT_DUE
@@ -223,7 +224,7 @@ class Driver:
         for job, outcome, _ in finished:
             metrics.job_finished(job.type, outcome.value)
         if finished:
-            self.notices.finished([job.id for job, _, _ in finished])
+            self.notices.finished([JobEnd(job.id, job.tenant, state, r.result, r.error) for job, state, r in finished])
         going = [job.id for job, r in done if r.outcome is None]
         if going:
             self.notices.changed(going)  # wakes the jobs' event streams (api/events.py)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from agentbus.domain import ControlEvent, Dispatch, ErrorInfo, JobState, TaskState
 from agentbus.domain.hitl import HumanRequest
-from agentbus.domain.messages import Heartbeat
+from agentbus.domain.messages import Heartbeat, JobEnd
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
 from agentbus.store import (
@@ -189,7 +189,9 @@ class Workers(Protocol):
 class Notices(Protocol):
     """Hints to the API's waiters that a job finished or changed (``bus.JobNotifier``)."""
 
-    def finished(self, job_ids: Sequence[str]) -> None: ...
+    def finished(self, ends: Sequence[JobEnd]) -> None:
+        """Send each end only once it is committed, as it was committed: a long-poll answers from it."""
+        ...
 
     def changed(self, job_ids: Sequence[str]) -> None: ...
 

@@ -9,6 +9,9 @@ import uuid
 import redis
 
 from agentbus.bus import JobNotifier, JobWatch
+from agentbus.bus.notify import CHANNEL
+from agentbus.domain import JobState
+from agentbus.domain.messages import JobEnd
 
 
 async def _until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -49,12 +52,12 @@ def test_a_waiter_for_the_end_only_sleeps_through_changes(redis_url: str, redis_
         try:
             await _until(lambda: watch.healthy)
             job = f"e{uuid.uuid4().hex}"
-            with watch.watch(job, changes=False) as end, watch.watch(job) as every:
+            with watch.watch_end(job) as end, watch.watch(job) as every:
                 JobNotifier(redis_conn).changed([job])
                 await _until(every.is_set)
-                assert not end.is_set()
+                assert not end.event.is_set()
                 JobNotifier(redis_conn).finished([job])
-                await _until(end.is_set)
+                await _until(end.event.is_set)
             assert watch.waiting == 0
         finally:
             await watch.stop()
@@ -123,6 +126,40 @@ def test_a_job_expected_is_still_open_until_its_end_is_heard_and_no_longer_than_
                 if int(client["db"]) == db:
                     redis_conn.client_kill_filter(_id=client["id"])
             await _until(lambda: not watch.still_open(other, "acme"))
+        finally:
+            await watch.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_notice_hands_its_end_to_the_end_waiters_of_that_job(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    """A long-poll answers from the end it was handed; a bare or unreadable notice hands none (read the record)."""
+
+    async def scenario() -> None:
+        watch = JobWatch(redis_url)
+        await watch.start()
+        try:
+            await _until(lambda: watch.healthy)
+            job, other = f"f{uuid.uuid4().hex}", f"g{uuid.uuid4().hex}"
+            end = JobEnd(job, "acme", JobState.SUCCEEDED, {"answer": 42})
+            with watch.watch_end(job) as waiter, watch.watch_end(other) as bystander:
+                JobNotifier(redis_conn).finished([end])
+                await _until(waiter.event.is_set)
+                assert waiter.end == end
+                assert bystander.end is None and not bystander.event.is_set()
+                waiter.event.clear()
+                JobNotifier(redis_conn).finished([job])  # a bare notice (the API's cancel): the latest counts
+                await _until(waiter.event.is_set)
+                assert waiter.end is None
+                for unreadable in (b"{", JobEnd(other, "acme", JobState.SUCCEEDED, 1).to_json().encode()):
+                    waiter.event.clear()
+                    waiter.end = end
+                    redis_conn.publish(CHANNEL + job, unreadable)  # garbage; another job's end
+                    await _until(waiter.event.is_set)
+                    assert waiter.end is None
+            assert watch.waiting == 0
         finally:
             await watch.stop()
 

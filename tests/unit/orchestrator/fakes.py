@@ -17,7 +17,7 @@ from typing import Any
 from agentbus.config import Settings
 from agentbus.domain import App, Conflict, ControlEvent, Dispatch, ErrorInfo, JobState, NotFound, TaskState
 from agentbus.domain.hitl import HumanRequest
-from agentbus.domain.messages import Heartbeat
+from agentbus.domain.messages import Heartbeat, JobEnd
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
 from agentbus.domain.states import JOB_REPLAYABLE
@@ -385,11 +385,11 @@ class Workers:
 
 class Notices:
     def __init__(self) -> None:
-        self.finished_jobs: list[str] = []
+        self.ends: list[JobEnd] = []
         self.changed_jobs: list[str] = []
 
-    def finished(self, job_ids: Sequence[str]) -> None:
-        self.finished_jobs.extend(job_ids)
+    def finished(self, ends: Sequence[JobEnd]) -> None:
+        self.ends.extend(ends)
 
     def changed(self, job_ids: Sequence[str]) -> None:
         self.changed_jobs.extend(job_ids)

@@ -6,7 +6,7 @@ from fakes import CPU_WORKER, world
 
 from agentbus.config import Settings
 from agentbus.domain import App, Context, JobState, TaskState
-from agentbus.domain.messages import Heartbeat
+from agentbus.domain.messages import Heartbeat, JobEnd
 
 app = App("driver")
 
@@ -60,7 +60,8 @@ def test_a_job_advances_from_its_calls_to_its_result_and_its_waiters_are_told() 
         w.record.succeed(s.id, 2 * s.new.seq)
     w.driver.advance(job)
     assert (w.job(job).state, w.job(job).result) == (JobState.SUCCEEDED, 6)
-    assert w.notices.finished_jobs == [job]
+    rec = w.job(job)  # the notice carries the end as committed: a long-poll answers from it
+    assert w.notices.ends == [JobEnd(job, rec.tenant, rec.state, rec.result, rec.error)]
 
 
 def test_a_finished_child_settles_its_step_in_the_parent_and_the_parent_goes_on() -> None:
@@ -84,7 +85,7 @@ def test_a_job_of_an_unknown_type_fails_and_says_so() -> None:
     w.driver.advance(job)
     error = w.job(job).error
     assert w.job(job).state == JobState.FAILED and error is not None and error.type == "NotFound"
-    assert w.notices.finished_jobs == [job]
+    assert w.notices.ends == [JobEnd(job, w.job(job).tenant, JobState.FAILED, None, error)]
 
 
 def test_a_result_that_is_not_json_fails_the_job() -> None:
