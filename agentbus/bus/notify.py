@@ -24,7 +24,7 @@ log = logging.getLogger("agentbus.bus")
 CHANNEL = "agentbus:job-done:"
 CHANGED = "agentbus:job-changed:"
 BARE = b"1"
-MAX_END_BYTES = 64 * 1024
+MAX_END_BYTES = 16 * 1024
 """A larger end (a big result) is not copied to every API process: its notice is bare."""
 
 
