@@ -79,11 +79,6 @@ def _admit(st: ApiState, tenant: str) -> None:
         raise RateLimited(f"tenant {tenant!r} has {running} open jobs, its cap is {cap}", 5.0)
 
 
-def _announce(st: ApiState, rec: JobRecord, started: float) -> None:
-    """A new job is counted, traced and put on the control stream for the orchestrator."""
-    announce(st.stream, [(rec, started)])
-
-
 TASKS_SHOWN = 100
 
 
@@ -209,7 +204,7 @@ def _rerun(st: ApiState, job_id: str, tenant: str, started: float) -> JobRecord:
     st.jobs.get_job(job_id, tenant)  # another tenant's job is a 404 before the cap says anything
     _admit(st, tenant)  # a rerun is a submit: the same per-tenant cap
     rec = st.jobs.rerun_job(job_id, tenant)
-    _announce(st, rec, started)
+    announce(st.stream, [(rec, started)])
     return rec
 
 

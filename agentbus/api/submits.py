@@ -9,8 +9,9 @@ naming every new job. There is no timer: a client alone is a batch of one, as fa
 
 A job is answered 201 only once its row is committed; if the XADD then fails, the job is in
 PostgreSQL and the reconciler announces it (as before). A store failure fails every submit of
-the batch; an error of one job (over its tenant's cap, an idempotency key reused) answers that
-submit only.
+the batch while none of its jobs is written, and only the submits not yet written after that
+(``Jobs.create_jobs``); an error of one job (over its tenant's cap, an idempotency key reused)
+answers that submit only.
 """
 
 from __future__ import annotations
