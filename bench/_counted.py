@@ -11,10 +11,12 @@ Nothing here changes agentbus's code: the patches live in this process only.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import psycopg2.extensions
 import redis.asyncio.connection
 import redis.connection
 
-COUNTS = {"sql": 0, "redis_round_trips": 0, "redis_commands": 0}
+COUNTS: dict[str, float] = {"sql": 0, "redis_round_trips": 0, "redis_commands": 0, "gc_ms": 0.0, "gc_over_10ms": 0}
 KINDS: Counter[str] = Counter()  # statement openings and Redis command names, for the story per job
 _lock = threading.Lock()
 
@@ -89,6 +91,21 @@ def _patch() -> None:
 
     redis.connection.AbstractConnection.send_command = counted_send_one  # type: ignore[method-assign]
     _patch_asyncio()
+    gc.callbacks.append(_gc_timed)
+
+
+_gc_started = 0.0
+
+
+def _gc_timed(phase: str, info: dict[str, Any]) -> None:
+    """The cyclic collector's pauses: every thread of the process stands still for each."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    ms = (time.perf_counter() - _gc_started) * 1000
+    COUNTS["gc_ms"] += ms  # no lock: a collection runs under the GIL, and taking _lock here could deadlock
+    COUNTS["gc_over_10ms"] += ms >= 10
 
 
 def _patch_asyncio() -> None:

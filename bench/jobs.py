@@ -418,7 +418,8 @@ def per_job(before: dict[str, dict[str, float]], after: dict[str, dict[str, floa
         d = {k: (after[name].get(k, 0) - before.get(name, {}).get(k, 0)) / max(1, jobs) for k in after[name]}
         lines.append(
             f"{name}: {d['cpu_ms']:.2f} CPU ms, {d['sql']:.2f} SQL statements, "
-            f"{d['redis_round_trips']:.2f} Redis round trips ({d['redis_commands']:.2f} commands) per job"
+            f"{d['redis_round_trips']:.2f} Redis round trips ({d['redis_commands']:.2f} commands) per job; "
+            f"garbage collector {d['gc_ms']:.3f} ms per job, {d['gc_over_10ms'] * jobs:.0f} pauses of 10 ms or more"
         )
         kinds = sorted(((v, k[5:]) for k, v in d.items() if k.startswith("kind:") and v >= 0.05), reverse=True)
         lines.append(f"{name} per job: " + "; ".join(f"{k} x{v:.2f}" for v, k in kinds))
