@@ -148,28 +148,41 @@ SUBMIT_BODY = json.dumps({"type": "echo", "input": {"message": "x"}}).encode()
 
 
 async def _agentbus_load(
-    base: str, headers: dict[str, str], clients: int, n: int, seconds: float | None, submit_only: bool, get: str
+    base: str,
+    headers: dict[str, str],
+    clients: int,
+    n: int,
+    seconds: float | None,
+    submit_only: bool,
+    get: str,
+    rate: float = 0.0,
 ) -> Load:
     out = Load(label=f"GET {get}") if get else Load()
     issued = 0
     stop_at = None if seconds is None else time.monotonic() + seconds
     url = urlsplit(base)
     host, port = url.hostname or "127.0.0.1", url.port or 80
+    started = time.perf_counter()
 
-    def take() -> bool:
+    def take() -> float | None:
+        """When the next job is due (now, unless ``rate`` paces them); None: no more."""
         nonlocal issued
-        if stop_at is not None:
-            return time.monotonic() < stop_at
-        if issued >= n:
-            return False
+        if stop_at is not None and time.monotonic() >= stop_at:
+            return None
+        if stop_at is None and issued >= n:
+            return None
         issued += 1
-        return True
+        return started + (issued - 1) / rate if rate else time.perf_counter()
 
     async def client() -> None:
         http = _Conn(host, port, headers)
         try:
-            while take():
-                t0 = time.perf_counter()
+            while (due := take()) is not None:
+                # Paced: a job is timed from when it was due, not from when this client got round to
+                # it, so a server that falls behind shows as latency (no coordinated omission).
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                t0 = due
                 try:
                     if get:
                         status, body = await http.request("GET", get)
@@ -205,6 +218,7 @@ async def _agentbus_load(
             http.close()
 
     cpu0, t0 = time.process_time(), time.perf_counter()
+    started = t0
     await asyncio.gather(*(client() for _ in range(clients)))
     out.seconds = time.perf_counter() - t0
     out.client_cpu = (time.process_time() - cpu0) / out.seconds
@@ -220,8 +234,9 @@ def agentbus_load(
     seconds: float | None = None,
     submit_only: bool = False,
     get: str = "",
+    rate: float = 0.0,
 ) -> Load:
-    return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only, get))
+    return asyncio.run(_agentbus_load(base, headers, clients, n, seconds, submit_only, get, rate))
 
 
 # -- what each role spends ----------------------------------------------------------------------
@@ -443,10 +458,14 @@ def agentbus_run(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
         sampler = _RssSampler(roles) if args.soak else None
         if args.one:
             clients = 1
-        load = agentbus_load(base, roles.headers, clients, args.n, args.soak or None, args.submit_only, args.get)
+        load = agentbus_load(
+            base, roles.headers, clients, args.n, args.soak or None, args.submit_only, args.get, args.rate
+        )
         tops = prof.stop() if prof else {}
         after, pg1, servers1 = roles.snapshot(), _pg_stats(db_url), _servers_cpu_s()
         what = f"GET {args.get} only" if args.get else "submit only" if args.submit_only else "submit → result"
+        if args.rate:
+            what += f", paced at {args.rate:,.0f}/s"
         if not api_only and (args.orchestrators, args.shards) != (1, 1):
             what += f", {args.orchestrators} orchestrator(s) over {args.shards} shard(s)"
         rows.append((f"agentbus, {clients} clients, {what}", load.line()))
@@ -689,6 +708,12 @@ def main() -> None:
     ap.add_argument("--submit-only", action="store_true")
     ap.add_argument("--get", default="", help="API alone, 50 clients GET this path (per job = per request)")
     ap.add_argument("--one", action="store_true", help="one client, one job at a time")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offer this many jobs/s, spread over the clients (each timed from when it was due); 0: flat out",
+    )
     ap.add_argument("--soak", type=float, default=0.0, help="run for this many seconds instead of --n jobs")
     ap.add_argument(
         "--async-commit",
