@@ -2,13 +2,13 @@
 
 A long-poll or an event stream registers its job id and waits on an ``asyncio.Event``: no thread is
 held while it waits. The listener (an asyncio task, one Redis connection for the whole process)
-subscribes to every job notice (``JobNotifier.finished`` and ``changed``) and sets the events of the
-job named (a long-poll for a result waits for ``finished`` only: a ``changed`` notice would wake it
-for a re-read that finds the job still running). A finished notice may carry the job's end
-(``JobEnd``): the listener reads it only for the job's end-waiters, and hands it to each of them
-(``EndWaiter.end``), so that a long-poll can answer without reading the record; nothing is kept for
-a job nobody waits on. A notice is only a hint: the waiter re-reads the record when woken (unless
-the end it was handed answers as the record would) and on a slow safety timer. Notices sent while
+subscribes to the job notices (``JobNotifier``: one message per orchestrator batch) and sets the
+events of the jobs named (a long-poll for a result waits for ``finished`` only: a ``changed`` notice
+would wake it for a re-read that finds the job still running). A finished notice may carry the
+job's end (``JobEnd``): the listener hands it to the job's end-waiters (``EndWaiter.end``), so that
+a long-poll can answer without reading the record; nothing is kept for a job nobody waits on.
+A notice is only a hint: the waiter re-reads the record when woken (unless the end it was handed
+answers as the record would) and on a slow safety timer. Notices sent while
 the listener was away are lost, so every waiter is woken when it (re)subscribes. Output notices
 (``bus/output.py``: a batch of ``ctx.emit`` reached the job's output stream) wake output waiters
 only, so that a stream of tokens reads Redis, not the record; ``outputs`` reads those streams on
@@ -34,38 +34,19 @@ from typing import TypeVar
 import redis
 from redis import asyncio as aioredis
 
-from agentbus.bus.notify import BARE, CHANGED, CHANNEL
+from agentbus.bus.notify import NOTICES
 from agentbus.bus.output import OUTPUT_NOTICE, OutputReader
 from agentbus.domain import MessageRejected
-from agentbus.domain.messages import JobEnd
+from agentbus.domain.messages import JobEnd, JobNotices
 
 log = logging.getLogger("agentbus.bus")
 
-PATTERNS = (CHANNEL + "*", CHANGED + "*", OUTPUT_NOTICE + "*")
+PATTERNS = (OUTPUT_NOTICE + "*",)
 LISTEN_S = 1.0
 """The longest one read for notices blocks: how soon the listener sees that it must stop."""
 EXPECT_S = 60.0
 """How long a job this process submitted is expected (a long-poll for it comes right after the submit)."""
 EXPECT_MAX = 100_000
-
-
-def _job_of(channel: str) -> str:
-    for prefix in (CHANNEL, CHANGED):
-        if channel.startswith(prefix):
-            return channel[len(prefix) :]
-    return ""
-
-
-def _end_of(job_id: str, data: bytes) -> JobEnd | None:
-    """The end a finished notice carries; None when it is bare or unreadable (its waiters read the record)."""
-    if data == BARE:
-        return None
-    try:
-        end = JobEnd.from_json(data)
-    except MessageRejected as exc:
-        log.warning("unreadable end in the finished notice of job %s: %s", job_id, exc)
-        return None
-    return end if end.job_id == job_id else None
 
 
 class EndWaiter:
@@ -180,22 +161,27 @@ class JobWatch:
 
     def _wake(self, channel: str, data: bytes) -> None:
         if channel.startswith(OUTPUT_NOTICE):
-            waiters = self._output_waiters.get(channel[len(OUTPUT_NOTICE) :], ())
-        else:
-            job_id = _job_of(channel)
-            waiters = self._waiters.get(job_id, ())
-            if channel.startswith(CHANNEL):
-                if job_id in self._expected:
-                    with self._expected_lock:
-                        self._expected.pop(job_id, None)
-                ending = self._end_waiters.get(job_id)
-                if ending:
-                    end = _end_of(job_id, data)
-                    for waiter in ending:
-                        waiter.end = end
-                        waiter.event.set()
-        for event in waiters:
-            event.set()
+            for event in self._output_waiters.get(channel[len(OUTPUT_NOTICE) :], ()):
+                event.set()
+            return
+        try:
+            notices = JobNotices.from_json(data)
+        except MessageRejected as exc:  # whose jobs it named is unknown: their waiters' timers re-read
+            log.warning("unreadable job notices: %s", exc)
+            return
+        for job_id in notices.changed:
+            for event in self._waiters.get(job_id, ()):
+                event.set()
+        for notice in notices.finished:
+            end, job_id = (notice, notice.job_id) if isinstance(notice, JobEnd) else (None, notice)
+            if job_id in self._expected:
+                with self._expected_lock:
+                    self._expected.pop(job_id, None)
+            for waiter in self._end_waiters.get(job_id, ()):
+                waiter.end = end
+                waiter.event.set()
+            for event in self._waiters.get(job_id, ()):
+                event.set()
 
     def _wake_all(self) -> None:
         for table in (self._waiters, self._output_waiters):
@@ -211,6 +197,7 @@ class JobWatch:
             conn = aioredis.Redis.from_url(self._url, socket_connect_timeout=5, health_check_interval=5)
             pubsub = conn.pubsub(ignore_subscribe_messages=True)
             try:
+                await pubsub.subscribe(NOTICES)
                 await pubsub.psubscribe(*PATTERNS)
                 with self._expected_lock:
                     self._subscription += 1  # what was expected before may have ended unheard
@@ -219,7 +206,7 @@ class JobWatch:
                 self._wake_all()  # notices sent while we were away are lost: everyone re-reads
                 while not self._stopping:
                     message = await pubsub.get_message(timeout=LISTEN_S)
-                    if message is not None and message.get("type") == "pmessage":
+                    if message is not None and message.get("type") in ("message", "pmessage"):
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else str(channel)
                         data = message["data"]

@@ -73,6 +73,13 @@ class JobEnd:
     def from_json(cls, raw: str | bytes) -> JobEnd:
         try:
             d = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise MessageRejected(f"malformed job end: {exc!r:.200}") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> JobEnd:
+        try:
             e = d["error"]
             return cls(
                 job_id=_text(d["job_id"]),
@@ -81,8 +88,52 @@ class JobEnd:
                 result=d["result"],
                 error=None if e is None else ErrorInfo(_text(e["type"]), _text(e["message"]), _traceback(e)),
             )
-        except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        except (KeyError, TypeError, ValueError) as exc:
             raise MessageRejected(f"malformed job end: {exc!r:.200}") from None
+
+
+@dataclass(frozen=True)
+class JobNotices:
+    """The job notices of one orchestrator batch, in one pub/sub message (``bus/notify.py``).
+
+    ``finished``: jobs that reached a final state, each with its end as committed (``JobEnd``) or
+    its id alone (a bare notice: its waiters read the record). ``changed``: jobs that moved on
+    without finishing. Every notice is a hint; the record decides.
+    """
+
+    finished: tuple[JobEnd | str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @staticmethod
+    def join(finished: Iterable[str], changed: Iterable[str]) -> str:
+        """The message from its parts already in JSON (each end's ``to_json``, or an id as a JSON
+        string): an end is encoded once, when the sender sizes it, not again here."""
+        return '{"finished":[' + ",".join(finished) + '],"changed":[' + ",".join(changed) + "]}"
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobNotices:
+        """A malformed end is read as a bare notice of its job, when it names one: its waiters
+        still wake, and read the record."""
+        try:
+            d = json.loads(raw)
+            finished, changed = d["finished"], d["changed"]
+            if not isinstance(finished, list) or not isinstance(changed, list):
+                raise TypeError("finished and changed must be lists")
+            ids = tuple(_text(j) for j in changed)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MessageRejected(f"malformed job notices: {exc!r:.200}") from None
+        ends: list[JobEnd | str] = []
+        for f in finished:
+            if isinstance(f, str):
+                ends.append(f)
+                continue
+            try:
+                ends.append(JobEnd.from_dict(f))
+            except MessageRejected:
+                job_id = f.get("job_id") if isinstance(f, dict) else None
+                if isinstance(job_id, str):
+                    ends.append(job_id)
+        return cls(tuple(ends), ids)
 
 
 def _text(value: Any) -> str:

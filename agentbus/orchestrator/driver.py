@@ -223,11 +223,10 @@ class Driver:
         finished = [(job, r.outcome, r) for job, r in done if r.outcome is not None]
         for job, outcome, _ in finished:
             metrics.job_finished(job.type, outcome.value)
-        if finished:
-            self.notices.finished([JobEnd(job.id, job.tenant, state, r.result, r.error) for job, state, r in finished])
-        going = [job.id for job, r in done if r.outcome is None]
-        if going:
-            self.notices.changed(going)  # wakes the jobs' event streams (api/events.py)
+        going = [job.id for job, r in done if r.outcome is None]  # wakes the jobs' event streams (api/events.py)
+        if finished or going:
+            ends = [JobEnd(job.id, job.tenant, state, r.result, r.error) for job, state, r in finished]
+            self.notices.notify(ends, going)
         for job, outcome, r in finished:
             if job.parent_id is not None and job.parent_seq is not None:
                 self._settle_parent(job.parent_id, job.parent_seq, outcome, r.result, r.error)

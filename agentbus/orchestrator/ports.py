@@ -187,13 +187,11 @@ class Workers(Protocol):
 
 
 class Notices(Protocol):
-    """Hints to the API's waiters that a job finished or changed (``bus.JobNotifier``)."""
+    """Hints to the API's waiters that jobs finished or changed (``bus.JobNotifier``)."""
 
-    def finished(self, ends: Sequence[JobEnd]) -> None:
+    def notify(self, finished: Sequence[JobEnd], changed: Sequence[str]) -> None:
         """Send each end only once it is committed, as it was committed: a long-poll answers from it."""
         ...
-
-    def changed(self, job_ids: Sequence[str]) -> None: ...
 
 
 class Outputs(Protocol):

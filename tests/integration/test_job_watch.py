@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 
 import redis
 
 from agentbus.bus import JobNotifier, JobWatch
-from agentbus.bus.notify import CHANNEL
+from agentbus.bus.notify import NOTICES
 from agentbus.domain import JobState
-from agentbus.domain.messages import JobEnd
+from agentbus.domain.messages import JobEnd, JobNotices
 
 
 async def _until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -153,12 +154,17 @@ def test_a_finished_notice_hands_its_end_to_the_end_waiters_of_that_job(
                 JobNotifier(redis_conn).finished([job])  # a bare notice (the API's cancel): the latest counts
                 await _until(waiter.event.is_set)
                 assert waiter.end is None
-                for unreadable in (b"{", JobEnd(other, "acme", JobState.SUCCEEDED, 1).to_json().encode()):
-                    waiter.event.clear()
-                    waiter.end = end
-                    redis_conn.publish(CHANNEL + job, unreadable)  # garbage; another job's end
-                    await _until(waiter.event.is_set)
-                    assert waiter.end is None
+                waiter.event.clear()
+                waiter.end = end
+                malformed = JobNotices.join([json.dumps({"job_id": job, "state": "finished"})], [])
+                redis_conn.publish(NOTICES, malformed)  # an end that cannot be read: heard as a bare notice
+                await _until(waiter.event.is_set)
+                assert waiter.end is None
+                waiter.event.clear()
+                redis_conn.publish(NOTICES, b"{")  # garbage names no job: nobody wakes ...
+                JobNotifier(redis_conn).finished([JobEnd(other, "acme", JobState.SUCCEEDED, 1)])
+                await _until(bystander.event.is_set)  # ... as the next notice, heard after it, shows
+                assert not waiter.event.is_set() and bystander.end == JobEnd(other, "acme", JobState.SUCCEEDED, 1)
             assert watch.waiting == 0
         finally:
             await watch.stop()

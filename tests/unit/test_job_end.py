@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from agentbus.bus.notify import BARE, MAX_END_BYTES, end_notice
+from agentbus.bus.notify import MAX_END_BYTES, MAX_MESSAGE_BYTES, end_notice, messages
 from agentbus.domain import ErrorInfo, JobState, MessageRejected
-from agentbus.domain.messages import JobEnd
+from agentbus.domain.messages import JobEnd, JobNotices
 from agentbus.store.records import dumps, loads
 
 
@@ -35,7 +35,7 @@ def test_the_result_an_end_carries_is_the_one_a_read_of_the_record_gives(result:
 @pytest.mark.parametrize(
     "raw",
     [
-        BARE,
+        b"1",
         b"",
         b"\xff\xfe",
         b"[]",
@@ -61,6 +61,32 @@ def test_only_an_end_no_later_change_can_undo_answers_for_the_record() -> None:
 
 def test_a_notice_carries_the_end_unless_it_is_too_big_or_not_json() -> None:
     small = JobEnd("j", "t", JobState.SUCCEEDED, "x" * 100)
+    big = JobEnd("k", "t", JobState.SUCCEEDED, "x" * MAX_END_BYTES)
+    odd = JobEnd("m", "t", JobState.SUCCEEDED, {1, 2})
+    [message] = messages([small, big, odd, "n"], ["c1", "c2"])
+    # the big one and the one JSON cannot hold go bare, as does an id alone: their waiters read the record
+    assert JobNotices.from_json(message) == JobNotices((small, "k", "m", "n"), ("c1", "c2"))
     assert JobEnd.from_json(end_notice(small)) == small
-    assert end_notice(JobEnd("j", "t", JobState.SUCCEEDED, "x" * MAX_END_BYTES)) == BARE  # its waiters read the record
-    assert end_notice(JobEnd("j", "t", JobState.SUCCEEDED, {1, 2})) == BARE
+
+
+def test_a_batch_of_notices_too_big_for_one_message_goes_in_several() -> None:
+    ends = [JobEnd(f"j{i}", "t", JobState.SUCCEEDED, "x" * (MAX_END_BYTES - 200)) for i in range(40)]
+    sent = messages(ends, [f"c{i}" for i in range(1000)])
+    assert len(sent) > 1 and all(len(m) <= MAX_MESSAGE_BYTES for m in sent)
+    heard = [JobNotices.from_json(m) for m in sent]
+    assert [e for n in heard for e in n.finished] == ends
+    assert [c for n in heard for c in n.changed] == [f"c{i}" for i in range(1000)]
+    assert messages([], []) == []
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[]", b'{"finished": []}', b'{"finished": {}, "changed": []}'])
+def test_malformed_notices_are_rejected(raw: bytes) -> None:
+    with pytest.raises(MessageRejected):
+        JobNotices.from_json(raw)
+
+
+def test_a_malformed_end_among_notices_is_heard_as_a_bare_notice_of_its_job() -> None:
+    """Its waiters still wake and read the record; an end that names no job is dropped."""
+    good = JobEnd("j", "t", JobState.SUCCEEDED, 1)
+    raw = JobNotices.join([good.to_json(), '{"job_id": "k", "state": "finished"}', '{"state": 1}', "3"], ['"c"'])
+    assert JobNotices.from_json(raw) == JobNotices((good, "k"), ("c",))

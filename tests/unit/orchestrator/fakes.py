@@ -388,11 +388,9 @@ class Notices:
         self.ends: list[JobEnd] = []
         self.changed_jobs: list[str] = []
 
-    def finished(self, ends: Sequence[JobEnd]) -> None:
-        self.ends.extend(ends)
-
-    def changed(self, job_ids: Sequence[str]) -> None:
-        self.changed_jobs.extend(job_ids)
+    def notify(self, finished: Sequence[JobEnd], changed: Sequence[str]) -> None:
+        self.ends.extend(finished)
+        self.changed_jobs.extend(changed)
 
 
 class Outputs:
