@@ -24,11 +24,12 @@ from agentbus.orchestrator.ports import (
     Queues,
     Signals,
     Steps,
+    Timers,
     Workers,
 )
 from agentbus.orchestrator.router import Router
 from agentbus.security import Keyring
-from agentbus.store import Repositories, Retention
+from agentbus.store import DueWork, Repositories, Retention
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def compose(
     notices: Notices,
     outputs: Outputs,
     retention: Purger,
+    due: Timers,
 ) -> Parts:
     router = Router(workers)
     sender = Sender(steps, queues, router, settings)
@@ -76,6 +78,7 @@ def compose(
         queues=queues,
         workers=workers,
         retention=retention,
+        due=due,
         admission=admission,
         advance=driver.advance,
     )
@@ -109,4 +112,5 @@ def compose_over(
         notices=JobNotifier(conn),
         outputs=OutputStream(conn, settings.output_buffer, settings.output_ttl_s),
         retention=Retention(repos.db),
+        due=DueWork(repos.db),
     )

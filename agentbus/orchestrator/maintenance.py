@@ -34,7 +34,7 @@ from agentbus.domain.retention import cutoff as retention_cutoff
 from agentbus.domain.retry import after_failure
 from agentbus.observability import metrics
 from agentbus.orchestrator.admission import Admission
-from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Signals, Steps, Workers
+from agentbus.orchestrator.ports import Approvals, Jobs, Purger, Queues, Signals, Steps, Timers, Workers
 from agentbus.store import PurgeCounts, StepRow, TaskOutcome
 
 log = logging.getLogger("agentbus.orchestrator")
@@ -54,6 +54,7 @@ class Maintenance:
         queues: Queues,
         workers: Workers,
         retention: Purger,
+        due: Timers,
         admission: Admission,
         advance: Callable[[str], None],
         clock: Callable[[], float] = time.time,
@@ -66,6 +67,7 @@ class Maintenance:
         self.queues = queues
         self.fleet = workers
         self.retention = retention
+        self.due = due
         self.admission = admission
         self.advance = advance
         """Replays a job whose steps moved (``Driver.advance``)."""
@@ -76,18 +78,22 @@ class Maintenance:
 
     def timers(self) -> None:
         now = self.clock()
-        due = self.steps.tasks_in_state(TaskState.RETRYING, due_before=now)
-        if due:
-            self.admission.redispatch(due, [TaskState.RETRYING], new_attempt=True)
-        for job_id in self.steps.fire_timers(now):
-            self.advance(job_id)
-        expired = self.approvals.expire_due(now)
-        metrics.approvals_expired(len(expired))
-        for job_id in expired:
-            self.advance(job_id)
-        for job_id in self.signals.expire_due(now):
-            self.advance(job_id)
-        self.admission.dispatch_pending()
+        due = self.due.due(now)  # one statement; a pass with nothing due is skipped
+        if due.retries and (retrying := self.steps.tasks_in_state(TaskState.RETRYING, due_before=now)):
+            self.admission.redispatch(retrying, [TaskState.RETRYING], new_attempt=True)
+        if due.sleeps:
+            for job_id in self.steps.fire_timers(now):
+                self.advance(job_id)
+        if due.approvals:
+            expired = self.approvals.expire_due(now)
+            metrics.approvals_expired(len(expired))
+            for job_id in expired:
+                self.advance(job_id)
+        if due.signals:
+            for job_id in self.signals.expire_due(now):
+                self.advance(job_id)
+        if due.pending:
+            self.admission.dispatch_pending()
 
     def purge(self) -> PurgeCounts:
         """One batch of what is old enough to delete; the loop calls again soon while a batch came back full."""

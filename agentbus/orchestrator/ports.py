@@ -17,6 +17,7 @@ from agentbus.domain.messages import Heartbeat, JobEnd
 from agentbus.domain.output import Output
 from agentbus.domain.replay import StepRecord
 from agentbus.store import (
+    Due,
     JobRecord,
     NewJob,
     NewSchedule,
@@ -133,6 +134,12 @@ class Approvals(Protocol):
     def cancel_approvals(self, job_id: str) -> int: ...
 
     def expire_due(self, now: float, limit: int = 200) -> list[str]: ...
+
+
+class Timers(Protocol):
+    """Which timers passes have anything due, in one look (``store.DueWork``)."""
+
+    def due(self, now: float) -> Due: ...
 
 
 class Signals(Protocol):

@@ -3,12 +3,14 @@
 One small repository per aggregate, each owning its tables and SQL, all over one database:
 ``Jobs``, ``Steps`` (the journal), ``Approvals``, ``Events`` (the job event log), ``Webhooks``
 (the approval webhook outbox), ``Signals``, ``Keys``, ``Memory`` and ``Schedules``; ``Retention``
-purges, ``ConsoleQueries`` reads for the console. ``Repositories`` builds them all from a URL for an entry point.
+purges, ``DueWork`` says which timers have anything due, ``ConsoleQueries`` reads for the
+console. ``Repositories`` builds them all from a URL for an entry point.
 """
 
 from __future__ import annotations
 
 from agentbus.store.approvals import Approvals, approval_payload
+from agentbus.store.due import Due, DueWork
 from agentbus.store.events import Events
 from agentbus.store.jobs import Jobs
 from agentbus.store.keys import KeyRecord, Keys
@@ -34,6 +36,8 @@ from agentbus.store.webhooks import Webhooks
 __all__ = [
     "ApprovalRecord",
     "Approvals",
+    "Due",
+    "DueWork",
     "Events",
     "JobRecord",
     "Jobs",

@@ -173,7 +173,7 @@ def test_expired_memory_items_are_purged_and_live_ones_stay(store: Repositories)
 def test_the_orchestrator_purges_by_its_settings_and_not_when_retention_is_off(store: Repositories) -> None:
     old = make_job(store, JobState.SUCCEEDED, finished_days_ago=3)
     # the purge uses the retention alone: nothing else is reached
-    unused: Any = dict.fromkeys(("queues", "workers", "admission", "advance"))
+    unused: Any = dict.fromkeys(("queues", "workers", "admission", "advance", "due"))
 
     def maintenance(settings: Settings) -> Maintenance:
         retention = Retention(store.db)

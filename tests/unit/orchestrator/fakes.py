@@ -24,7 +24,7 @@ from agentbus.domain.states import JOB_REPLAYABLE
 from agentbus.orchestrator.compose import Parts, compose
 from agentbus.orchestrator.driver import Driver
 from agentbus.orchestrator.maintenance import Maintenance
-from agentbus.store import JobRecord, NewJob, NewStep, PurgeCounts, Replayed, StepRow, TaskOutcome
+from agentbus.store import Due, JobRecord, NewJob, NewStep, PurgeCounts, Replayed, StepRow, TaskOutcome
 
 OPEN_JOB = (JobState.SUBMITTED, JobState.RUNNING, JobState.WAITING_HUMAN)
 OPEN_STEP = (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING)
@@ -265,6 +265,19 @@ class Record:
             rows = [s for s in rows if s.updated_at < older_than]
         return [s.row() for s in rows][:limit]
 
+    def due(self, now: float) -> Due:
+        """``store.DueWork``: what the in-memory steps and approvals have due (no signal waits here)."""
+        return Due(
+            retries=bool(self.tasks_in_state(TaskState.RETRYING, due_before=now)),
+            sleeps=any(
+                s.new.kind == "sleep" and s.state == TaskState.PENDING and (s.not_before or 0) <= now
+                for s in self.steps.values()
+            ),
+            approvals=bool(self.expiring),
+            signals=False,
+            pending=bool(self.pending_tasks()),
+        )
+
     def fire_timers(self, now: float, limit: int = 1000) -> list[str]:
         due = [
             s
@@ -484,5 +497,6 @@ def world(app: App, *beats: Heartbeat, settings: Settings | None = None) -> Worl
         notices=notices,
         outputs=outputs,
         retention=Purger(),
+        due=record,
     )
     return World(app, settings, record, queues, events, workers, notices, outputs, parts)

@@ -58,6 +58,7 @@ def maintenance(w: World, clock: Clock, settings: Settings | None = None) -> Mai
         queues=w.queues,
         workers=w.workers,
         retention=Purger(),
+        due=w.record,
         admission=w.driver.admission,
         advance=w.driver.advance,
         clock=clock,
