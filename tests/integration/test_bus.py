@@ -252,7 +252,21 @@ def test_fleet_forgets_a_worker_that_stops_beating(redis_conn: redis.Redis) -> N
     fleet.heartbeat("w1", {"role": "worker-cpu"})
     assert fleet.alive(["w1"]) == {"w1": True}
     assert until(lambda: not fleet.alive(["w1"])["w1"])
-    assert fleet.workers() == []
+    assert fleet.workers() == [] and fleet.heartbeats() == []
+    fleet.heartbeat("w1", {"role": "worker-cpu"})  # back after its key expired and the listing dropped it
+    assert [w["id"] for w in fleet.workers()] == ["w1"]
+
+
+def test_fleet_lists_lost_workers_for_an_hour_and_every_worker_again_after_a_flush(redis_conn: redis.Redis) -> None:
+    fleet = Fleet(redis_conn, ttl_s=60)
+    fleet.heartbeat("w1", {"role": "worker-cpu"})
+    fleet.mark_lost("w0", {"id": "w0", "role": "worker-cpu"})
+    assert [w["id"] for w in fleet.lost()] == ["w0"]
+    assert isinstance(fleet.lost()[0]["lost_at"], float)
+    redis_conn.flushdb()
+    assert fleet.workers() == [] and fleet.lost() == []
+    fleet.heartbeat("w1", {"role": "worker-cpu"})  # the next beat after a flush lists it again
+    assert [w["id"] for w in fleet.workers()] == ["w1"]
 
 
 def test_fleet_with_no_workers(redis_conn: redis.Redis) -> None:
