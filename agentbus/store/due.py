@@ -23,15 +23,15 @@ from agentbus.store.db import translate_errors
 class Due:
     """Whether each timers pass has anything to do."""
 
-    retries: bool = True
+    retries: bool
     """Task calls retrying whose backoff has passed."""
-    sleeps: bool = True
+    sleeps: bool
     """``ctx.sleep`` steps whose time has come."""
-    approvals: bool = True
+    approvals: bool
     """Pending approvals past their deadline."""
-    signals: bool = True
+    signals: bool
     """``ctx.wait_for`` waits past their timeout."""
-    pending: bool = True
+    pending: bool
     """Task calls pending a worker or a concurrency slot (dispatched when one is free)."""
 
 
