@@ -162,7 +162,6 @@ async def _agentbus_load(
     stop_at = None if seconds is None else time.monotonic() + seconds
     url = urlsplit(base)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    started = time.perf_counter()
 
     def take() -> float | None:
         """When the next job is due (now, unless ``rate`` paces them); None: no more."""
@@ -218,7 +217,7 @@ async def _agentbus_load(
             http.close()
 
     cpu0, t0 = time.process_time(), time.perf_counter()
-    started = t0
+    started = t0  # when the first paced job is due (``take``)
     await asyncio.gather(*(client() for _ in range(clients)))
     out.seconds = time.perf_counter() - t0
     out.client_cpu = (time.process_time() - cpu0) / out.seconds
